@@ -1,0 +1,112 @@
+//! SHA-1 and HMAC signatures, and the constant-time comparison every check uses.
+//!
+//! ```
+//! use wxshop::crypto::sig;
+//! // WeChat's published URL-verification example.
+//! let s = sig::sha1_sorted(&["AAAAA", "1714036504", "1514711492"]);
+//! assert_eq!(s, "f464b24fc39322e44b38aa78f5edd27bd1441696");
+//! ```
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha1::{Digest, Sha1};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+/// Lowercase hex SHA-1 of the parts sorted lexicographically and concatenated — WeChat's push
+/// `signature` (token, timestamp, nonce) and `msg_signature` (plus Encrypt).
+pub fn sha1_sorted(parts: &[&str]) -> String {
+    let mut sorted: Vec<&str> = parts.to_vec();
+    sorted.sort_unstable();
+    let mut h = Sha1::new();
+    for p in sorted {
+        h.update(p.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// Lowercase hex SHA-1 of `data`.
+pub fn sha1_hex(data: &[u8]) -> String {
+    hex::encode(Sha1::digest(data))
+}
+
+/// Lowercase hex HMAC-SHA256 of `msg` under `key`.
+pub fn hmac_sha256_hex(key: &[u8], msg: &[u8]) -> String {
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(msg);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Raw HMAC-SHA256 of `msg` under `key`.
+pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(msg);
+    mac.finalize().into_bytes().into()
+}
+
+/// Compares two byte strings in constant time (for equal lengths; a length difference returns
+/// false at once, which leaks only the length).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// Compares a hex signature case-insensitively in constant time.
+pub fn ct_eq_hex(expected_lower: &str, given: &str) -> bool {
+    let given = given.trim().to_ascii_lowercase();
+    ct_eq(expected_lower.as_bytes(), given.as_bytes())
+}
+
+/// Checks `signature == sha1(raw_data + session_key)` (wx.getUserInfo rawData), in constant time.
+pub fn verify_raw_data(raw_data: &[u8], session_key: &str, signature: &str) -> bool {
+    let mut h = Sha1::new();
+    h.update(raw_data);
+    h.update(session_key.as_bytes());
+    ct_eq_hex(&hex::encode(h.finalize()), signature)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_push_signatures() {
+        assert_eq!(
+            sha1_sorted(&["AAAAA", "1714036504", "1514711492"]),
+            "f464b24fc39322e44b38aa78f5edd27bd1441696"
+        );
+        assert_eq!(
+            sha1_sorted(&["AAAAA", "1714037059", "486452656"]),
+            "899cf89e464efb63f54ddac96b0a0a235f53aa78"
+        );
+    }
+
+    #[test]
+    fn hmac_of_empty_message_matches_rfc4231_style_reference() {
+        // HMAC-SHA256(key="key", msg="The quick brown fox jumps over the lazy dog")
+        assert_eq!(
+            hmac_sha256_hex(b"key", b"The quick brown fox jumps over the lazy dog"),
+            "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+        );
+    }
+
+    #[test]
+    fn raw_data_signature() {
+        let sig = sha1_hex(b"{\"nickName\":\"Band\"}HyVFkGl5F5OQWJZZaNzBBg==");
+        assert!(verify_raw_data(
+            b"{\"nickName\":\"Band\"}",
+            "HyVFkGl5F5OQWJZZaNzBBg==",
+            &sig
+        ));
+        assert!(verify_raw_data(
+            b"{\"nickName\":\"Band\"}",
+            "HyVFkGl5F5OQWJZZaNzBBg==",
+            &sig.to_uppercase()
+        ));
+        assert!(!verify_raw_data(
+            b"{\"nickName\":\"Bend\"}",
+            "HyVFkGl5F5OQWJZZaNzBBg==",
+            &sig
+        ));
+    }
+}

@@ -1,0 +1,384 @@
+//! The one public error type of the crate, and WeChat's errcodes as a typed enum.
+//!
+//! Mini-program APIs answer `{errcode, errmsg, rid?}`; they become [`Error::Api`] with a typed
+//! [`ErrCode`]. WeChat Pay v3 answers an HTTP status plus `{code, message, detail}`; that becomes
+//! [`Error::PayApi`]. Everything else (transport, decoding, crypto, signatures, configuration,
+//! storage) has its own variant, so a caller can act on what went wrong.
+//!
+//! ```
+//! use wxshop::{ErrCode, Error};
+//! let err = Error::api(40125, "invalid appsecret", None);
+//! assert_eq!(err.errcode(), Some(ErrCode::InvalidAppSecret));
+//! assert!(err.to_string().contains("check AppConfig.secret"));
+//! ```
+
+use std::fmt;
+
+/// `Result` with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+macro_rules! errcodes {
+    ($( $(#[$doc:meta])* $name:ident = $code:literal => $hint:literal, )*) => {
+        /// A WeChat mini-program errcode. Codes this crate does not know keep their number in
+        /// [`ErrCode::Unknown`].
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum ErrCode {
+            $( $(#[$doc])* $name, )*
+            /// A code not (yet) named by this crate.
+            Unknown(i64),
+        }
+
+        impl ErrCode {
+            /// The typed code for a number.
+            pub fn from_code(code: i64) -> Self {
+                match code {
+                    $( $code => ErrCode::$name, )*
+                    other => ErrCode::Unknown(other),
+                }
+            }
+
+            /// The number WeChat sends.
+            pub fn code(self) -> i64 {
+                match self {
+                    $( ErrCode::$name => $code, )*
+                    ErrCode::Unknown(c) => c,
+                }
+            }
+
+            /// What the caller should do about it, in one line.
+            pub fn hint(self) -> &'static str {
+                match self {
+                    $( ErrCode::$name => $hint, )*
+                    ErrCode::Unknown(_) => "see WeChat's errcode reference",
+                }
+            }
+        }
+    };
+}
+
+errcodes! {
+    /// -1: system busy.
+    SystemBusy = -1 => "WeChat is busy — retry with backoff",
+    /// 40001: the access_token is invalid or not the latest.
+    InvalidCredential = 40001 => "the access_token is invalid or was replaced — refresh it (use stable_token in clusters)",
+    /// 40002: invalid grant_type.
+    InvalidGrantType = 40002 => "the grant_type is wrong",
+    /// 40003: invalid openid.
+    InvalidOpenid = 40003 => "the openid is not valid for this appid",
+    /// 40013: invalid appid.
+    InvalidAppid = 40013 => "the appid is wrong — check AppConfig.appid",
+    /// 40014: invalid access_token.
+    InvalidAccessToken = 40014 => "the access_token is malformed — refresh it",
+    /// 40029: invalid js_code.
+    InvalidCode = 40029 => "the login code is invalid, used or expired — call wx.login again",
+    /// 40037: invalid template_id.
+    InvalidTemplateId = 40037 => "the subscribe-message template_id is wrong",
+    /// 40097: invalid parameter.
+    InvalidArgs = 40097 => "a request parameter is invalid — check the request fields",
+    /// 40125: invalid appsecret.
+    InvalidAppSecret = 40125 => "the appsecret is wrong — check AppConfig.secret",
+    /// 40129: invalid scene.
+    InvalidScene = 40129 => "the wxacode scene is invalid — at most 32 visible characters from WeChat's set",
+    /// 40163: the code has been used.
+    CodeUsed = 40163 => "the login code was already used — call wx.login again",
+    /// 40226: a high-risk user was blocked from logging in.
+    RiskyUser = 40226 => "WeChat blocked this high-risk user",
+    /// 41002: appid missing.
+    AppidMissing = 41002 => "the appid parameter is missing — check AppConfig.appid",
+    /// 41004: appsecret missing.
+    SecretMissing = 41004 => "the appsecret parameter is missing — check AppConfig.secret",
+    /// 41030: invalid page path.
+    InvalidPage = 41030 => "the page does not exist in the published mini-program, or check_path failed",
+    /// 42001: access_token expired.
+    AccessTokenExpired = 42001 => "the access_token expired — refresh it",
+    /// 43101: the user has not consented to this subscribe message.
+    UserRefused = 43101 => "the user has not accepted this subscribe-message template (wx.requestSubscribeMessage)",
+    /// 44002: empty POST body.
+    EmptyPostData = 44002 => "the request body is empty",
+    /// 45009: the daily API quota is used up.
+    ApiQuotaExceeded = 45009 => "the daily quota of this API is used up — wait for the reset or clear the quota",
+    /// 45011: API calls too frequent.
+    ApiFrequencyLimit = 45011 => "calls are too frequent — slow down",
+    /// 45015: the reply window (48 h since the user's last message) is over.
+    ReplyTimeLimit = 45015 => "the 48-hour customer-service window is closed for this user",
+    /// 45047: too many customer-service messages without a user reply.
+    OutOfResponseLimit = 45047 => "too many customer-service messages without a reply from the user",
+    /// 45029: lifetime cap on limited wxacodes reached.
+    WxacodeLifetimeLimit = 45029 => "the lifetime cap of limited wxacodes (100k) is reached — use getwxacodeunlimit",
+    /// 47001: the request body is not valid JSON/XML.
+    DataFormatError = 47001 => "the request body is malformed",
+    /// 47003: a template parameter is invalid.
+    ArgumentInvalid = 47003 => "a template data value breaks its key's rule",
+    /// 61010: the code has expired.
+    CodeExpired = 61010 => "the code expired — ask the user again",
+    /// 85079: the mini-program has no published version.
+    NotPublished = 85079 => "the mini-program has no published version",
+    /// 85401: the expiry is out of range.
+    ExpireTimeInvalid = 85401 => "the expiry must be within 30 days",
+    /// 85402: an invalid path or query.
+    InvalidPathOrQuery = 85402 => "the path or query is invalid (check length and characters)",
+    /// 85400: the daily URL scheme / URL link quota is used up.
+    LinkQuotaExceeded = 85400 => "the daily quota of URL Schemes/Links is used up",
+    /// 87009: an invalid signature.
+    InvalidSignature = 87009 => "the signature is invalid — check session_key and the signing method",
+    /// 87014: content is risky.
+    RiskyContent = 87014 => "the content was judged risky",
+    /// 10060001: the shipping order does not exist.
+    ShippingOrderNotFound = 10060001 => "no such order in shipping-info management — check the order key",
+    /// 10060003: the order was already shipped and cannot be shipped again.
+    ShippingAlreadyShipped = 10060003 => "shipping info was already uploaded and corrected once — it can no longer be changed",
+    /// 10060012: invalid shipping parameters.
+    ShippingInvalidParam = 10060012 => "the shipping info is invalid — check logistics_type, shipping_list and contact",
+    /// 10060019: the order is not in a state that allows the call.
+    ShippingBadState = 10060019 => "the order's state does not allow this shipping call",
+}
+
+impl fmt::Display for ErrCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.code())
+    }
+}
+
+/// What failed with a signature or a decryption, kept short and non-secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CryptoKind {
+    /// Base64 that does not decode.
+    Base64,
+    /// A key of the wrong length or format.
+    Key,
+    /// An IV of the wrong length.
+    Iv,
+    /// Bad padding after decryption (wrong key, or tampered data).
+    Padding,
+    /// A length field that points past the end of the data.
+    Length,
+    /// An authentication tag that does not match (AES-GCM).
+    Tag,
+    /// A plaintext that is not what the format says (not UTF-8, not JSON…).
+    Plaintext,
+    /// The appid inside the data is not ours.
+    AppidMismatch,
+    /// An RSA operation failed.
+    Rsa,
+}
+
+/// The one error of the crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A mini-program API answered a non-zero errcode.
+    #[error("WeChat API error {errcode}: {} ({errmsg}{})", errcode.hint(), rid.as_deref().map(|r| format!(", rid {r}")).unwrap_or_default())]
+    Api {
+        /// The typed errcode.
+        errcode: ErrCode,
+        /// WeChat's message.
+        errmsg: String,
+        /// WeChat's request id, when it sends one (quote it to WeChat support).
+        rid: Option<String>,
+    },
+    /// WeChat Pay v3 answered an error status.
+    #[error("WeChat Pay error {status} {code}: {message}")]
+    PayApi {
+        /// The HTTP status.
+        status: u16,
+        /// WeChat Pay's code, e.g. `PARAM_ERROR`, `SIGN_ERROR`, `ORDERPAID`.
+        code: String,
+        /// WeChat Pay's message.
+        message: String,
+        /// The `detail` object, when sent.
+        detail: Option<serde_json::Value>,
+    },
+    /// The request could not be sent or the response not read (after bounded retries).
+    #[error("transport error calling {endpoint}: {source}")]
+    Transport {
+        /// The endpoint path.
+        endpoint: String,
+        /// The underlying error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// An HTTP status that carries no WeChat error body.
+    #[error("unexpected HTTP status {status} from {endpoint}")]
+    HttpStatus {
+        /// The endpoint path.
+        endpoint: String,
+        /// The status.
+        status: u16,
+    },
+    /// The response body did not decode into the expected type.
+    #[error("could not decode the response of {endpoint}: {message}")]
+    Decode {
+        /// The endpoint path (or the name of the parsed thing).
+        endpoint: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// A decryption or key failure.
+    #[error("crypto failure ({kind:?}): {message}")]
+    Crypto {
+        /// Which check failed.
+        kind: CryptoKind,
+        /// A short, non-secret explanation.
+        message: String,
+    },
+    /// A signature did not verify (callback, response or raw data).
+    #[error("signature verification failed: {0}")]
+    Signature(String),
+    /// A callback or response timestamp outside the allowed window.
+    #[error("timestamp {timestamp} is outside the allowed window of {window_secs} s")]
+    StaleTimestamp {
+        /// The timestamp that was sent.
+        timestamp: i64,
+        /// The window.
+        window_secs: i64,
+    },
+    /// The request was rejected locally before sending (a WeChat rule it would break).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The configuration is incomplete or wrong.
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// A token store, lease or database failure.
+    #[error("store error: {0}")]
+    Store(String),
+    /// A marketplace rule was violated (illegal transition, out of stock, conflict…).
+    #[error("{0}")]
+    Market(String),
+}
+
+impl Error {
+    /// Builds an [`Error::Api`] from the wire values.
+    pub fn api(errcode: i64, errmsg: impl Into<String>, rid: Option<String>) -> Self {
+        Error::Api {
+            errcode: ErrCode::from_code(errcode),
+            errmsg: errmsg.into(),
+            rid,
+        }
+    }
+
+    /// Builds an [`Error::Crypto`].
+    pub fn crypto(kind: CryptoKind, message: impl Into<String>) -> Self {
+        Error::Crypto {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// Builds an [`Error::Decode`].
+    pub fn decode(endpoint: impl Into<String>, message: impl fmt::Display) -> Self {
+        Error::Decode {
+            endpoint: endpoint.into(),
+            message: message.to_string(),
+        }
+    }
+
+    /// The typed errcode of a mini-program API error.
+    pub fn errcode(&self) -> Option<ErrCode> {
+        match self {
+            Error::Api { errcode, .. } => Some(*errcode),
+            _ => None,
+        }
+    }
+
+    /// The access token was rejected (40001, 40014, 42001): refresh and replay once.
+    pub fn is_token_invalid(&self) -> bool {
+        matches!(
+            self.errcode(),
+            Some(
+                ErrCode::InvalidCredential
+                    | ErrCode::InvalidAccessToken
+                    | ErrCode::AccessTokenExpired
+            )
+        )
+    }
+
+    /// A transient failure worth retrying (system busy, transport, 5xx, 429).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Api { errcode, .. } => *errcode == ErrCode::SystemBusy,
+            Error::Transport { .. } => true,
+            Error::HttpStatus { status, .. } => *status >= 500 || *status == 429,
+            Error::PayApi { status, code, .. } => {
+                *status >= 500
+                    || *status == 429
+                    || code == "SYSTEM_ERROR"
+                    || code == "FREQUENCY_LIMITED"
+            }
+            _ => false,
+        }
+    }
+
+    /// A quota or rate limit was hit (45009, 45011, 85400, 45029).
+    pub fn is_quota(&self) -> bool {
+        matches!(
+            self.errcode(),
+            Some(
+                ErrCode::ApiQuotaExceeded
+                    | ErrCode::ApiFrequencyLimit
+                    | ErrCode::LinkQuotaExceeded
+                    | ErrCode::WxacodeLifetimeLimit
+            )
+        )
+    }
+
+    /// The WeChat Pay code, for a Pay v3 error.
+    pub fn pay_code(&self) -> Option<&str> {
+        match self {
+            Error::PayApi { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_codes_are_named() {
+        for (code, named) in [
+            (-1, ErrCode::SystemBusy),
+            (40001, ErrCode::InvalidCredential),
+            (40013, ErrCode::InvalidAppid),
+            (40014, ErrCode::InvalidAccessToken),
+            (40029, ErrCode::InvalidCode),
+            (40125, ErrCode::InvalidAppSecret),
+            (40226, ErrCode::RiskyUser),
+            (41002, ErrCode::AppidMissing),
+            (42001, ErrCode::AccessTokenExpired),
+            (45009, ErrCode::ApiQuotaExceeded),
+            (45011, ErrCode::ApiFrequencyLimit),
+        ] {
+            assert_eq!(ErrCode::from_code(code), named);
+            assert_eq!(named.code(), code);
+        }
+    }
+
+    #[test]
+    fn unknown_code_keeps_its_number() {
+        assert_eq!(ErrCode::from_code(99999), ErrCode::Unknown(99999));
+        assert_eq!(ErrCode::Unknown(99999).code(), 99999);
+    }
+
+    #[test]
+    fn display_says_what_to_do_and_keeps_rid() {
+        let e = Error::api(40125, "invalid appsecret", Some("6530a1b2-1".into()));
+        assert_eq!(
+            e.to_string(),
+            "WeChat API error 40125: the appsecret is wrong — check AppConfig.secret (invalid appsecret, rid 6530a1b2-1)"
+        );
+    }
+
+    #[test]
+    fn token_errors_are_classified() {
+        assert!(Error::api(40001, "", None).is_token_invalid());
+        assert!(Error::api(40014, "", None).is_token_invalid());
+        assert!(Error::api(42001, "", None).is_token_invalid());
+        assert!(!Error::api(40029, "", None).is_token_invalid());
+        assert!(Error::api(-1, "", None).is_retryable());
+        assert!(!Error::api(45009, "", None).is_retryable());
+        assert!(Error::api(45009, "", None).is_quota());
+    }
+}

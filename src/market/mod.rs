@@ -1,0 +1,1 @@
+//! The marketplace (placeholder until the market issue lands).

@@ -1,0 +1,1 @@
+//! Inbound message push (placeholder until the push issue lands).
