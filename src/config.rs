@@ -41,11 +41,7 @@ pub struct AppConfig {
 impl AppConfig {
     /// A mini-program with the stable-token default.
     pub fn new(appid: impl Into<String>, secret: impl Into<String>) -> Self {
-        AppConfig {
-            appid: appid.into(),
-            secret: SecretString::from(secret.into()),
-            token_mode: TokenMode::Stable,
-        }
+        AppConfig { appid: appid.into(), secret: SecretString::from(secret.into()), token_mode: TokenMode::Stable }
     }
 
     /// Chooses the token endpoint.
@@ -56,12 +52,8 @@ impl AppConfig {
 
     /// Reads `WXSHOP_APPID` and `WXSHOP_SECRET`; `None` when either is unset.
     pub fn from_env() -> Option<Self> {
-        let appid = std::env::var("WXSHOP_APPID")
-            .ok()
-            .filter(|s| !s.is_empty())?;
-        let secret = std::env::var("WXSHOP_SECRET")
-            .ok()
-            .filter(|s| !s.is_empty())?;
+        let appid = std::env::var("WXSHOP_APPID").ok().filter(|s| !s.is_empty())?;
+        let secret = std::env::var("WXSHOP_SECRET").ok().filter(|s| !s.is_empty())?;
         Some(AppConfig::new(appid, secret))
     }
 
@@ -109,10 +101,7 @@ impl Endpoints {
     /// Both hosts served by one emulator at `base`.
     pub fn emulator(base: &str) -> Result<Self> {
         let url = parse_base(base)?;
-        Ok(Endpoints {
-            mp: url.clone(),
-            pay: url,
-        })
+        Ok(Endpoints { mp: url.clone(), pay: url })
     }
 
     /// Overrides the mini-program host.
@@ -129,8 +118,7 @@ impl Endpoints {
 }
 
 fn parse_base(base: &str) -> Result<Url> {
-    let mut url =
-        Url::parse(base).map_err(|e| Error::Config(format!("invalid base URL {base:?}: {e}")))?;
+    let mut url = Url::parse(base).map_err(|e| Error::Config(format!("invalid base URL {base:?}: {e}")))?;
     if !url.path().ends_with('/') {
         let p = format!("{}/", url.path());
         url.set_path(&p);

@@ -251,27 +251,17 @@ pub enum Error {
 impl Error {
     /// Builds an [`Error::Api`] from the wire values.
     pub fn api(errcode: i64, errmsg: impl Into<String>, rid: Option<String>) -> Self {
-        Error::Api {
-            errcode: ErrCode::from_code(errcode),
-            errmsg: errmsg.into(),
-            rid,
-        }
+        Error::Api { errcode: ErrCode::from_code(errcode), errmsg: errmsg.into(), rid }
     }
 
     /// Builds an [`Error::Crypto`].
     pub fn crypto(kind: CryptoKind, message: impl Into<String>) -> Self {
-        Error::Crypto {
-            kind,
-            message: message.into(),
-        }
+        Error::Crypto { kind, message: message.into() }
     }
 
     /// Builds an [`Error::Decode`].
     pub fn decode(endpoint: impl Into<String>, message: impl fmt::Display) -> Self {
-        Error::Decode {
-            endpoint: endpoint.into(),
-            message: message.to_string(),
-        }
+        Error::Decode { endpoint: endpoint.into(), message: message.to_string() }
     }
 
     /// The typed errcode of a mini-program API error.
@@ -286,11 +276,7 @@ impl Error {
     pub fn is_token_invalid(&self) -> bool {
         matches!(
             self.errcode(),
-            Some(
-                ErrCode::InvalidCredential
-                    | ErrCode::InvalidAccessToken
-                    | ErrCode::AccessTokenExpired
-            )
+            Some(ErrCode::InvalidCredential | ErrCode::InvalidAccessToken | ErrCode::AccessTokenExpired)
         )
     }
 
@@ -301,10 +287,7 @@ impl Error {
             Error::Transport { .. } => true,
             Error::HttpStatus { status, .. } => *status >= 500 || *status == 429,
             Error::PayApi { status, code, .. } => {
-                *status >= 500
-                    || *status == 429
-                    || code == "SYSTEM_ERROR"
-                    || code == "FREQUENCY_LIMITED"
+                *status >= 500 || *status == 429 || code == "SYSTEM_ERROR" || code == "FREQUENCY_LIMITED"
             }
             _ => false,
         }

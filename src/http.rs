@@ -46,29 +46,20 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy {
-            max_retries: 3,
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(2),
-        }
+        RetryPolicy { max_retries: 3, base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(2) }
     }
 }
 
 impl RetryPolicy {
     /// Never retry.
     pub fn none() -> Self {
-        RetryPolicy {
-            max_retries: 0,
-            ..Default::default()
-        }
+        RetryPolicy { max_retries: 0, ..Default::default() }
     }
 
     /// The upper bound of the backoff before retry number `attempt` (1-based):
     /// `min(max_delay, base_delay · 2^(attempt-1))`. The actual sleep is uniform in `[bound/2, bound]`.
     pub fn backoff_bound(&self, attempt: u32) -> Duration {
-        let factor = 1u32
-            .checked_shl(attempt.saturating_sub(1))
-            .unwrap_or(u32::MAX);
+        let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
         self.base_delay.saturating_mul(factor).min(self.max_delay)
     }
 
@@ -98,11 +89,7 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig {
-            timeout: Duration::from_secs(10),
-            retry: RetryPolicy::default(),
-            client: None,
-        }
+        HttpConfig { timeout: Duration::from_secs(10), retry: RetryPolicy::default(), client: None }
     }
 }
 
@@ -205,10 +192,7 @@ impl Request {
     }
 
     /// A POST with a JSON body on the mini-program host.
-    pub fn mp_post<T: serde::Serialize + ?Sized>(
-        path: impl Into<String>,
-        body: &T,
-    ) -> Result<Self> {
+    pub fn mp_post<T: serde::Serialize + ?Sized>(path: impl Into<String>, body: &T) -> Result<Self> {
         Ok(Request::new(Method::POST, Host::Mp, path).body(Body::json(body)?))
     }
 
@@ -279,13 +263,7 @@ impl Response {
     /// The content type without parameters, lowercased.
     pub fn content_type(&self) -> String {
         self.header(CONTENT_TYPE.as_str())
-            .map(|c| {
-                c.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            })
+            .map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
             .unwrap_or_default()
     }
 }
@@ -294,12 +272,7 @@ impl Response {
 /// timestamp and nonce on every attempt) and checks the response before it is accepted.
 pub trait RequestSigner: Send + Sync {
     /// Headers for this attempt.
-    fn sign(
-        &self,
-        method: &Method,
-        path_and_query: &str,
-        body: &[u8],
-    ) -> Result<Vec<(HeaderName, HeaderValue)>>;
+    fn sign(&self, method: &Method, path_and_query: &str, body: &[u8]) -> Result<Vec<(HeaderName, HeaderValue)>>;
 }
 
 /// Where the mini-program layer gets its access token from (see [`crate::token`]).
@@ -367,14 +340,7 @@ impl Http {
                 .build()
                 .map_err(|e| Error::Config(format!("HTTP client: {e}")))?,
         };
-        Ok(Http {
-            inner: Arc::new(Inner {
-                client,
-                endpoints,
-                retry: config.retry,
-                timeout: config.timeout,
-            }),
-        })
+        Ok(Http { inner: Arc::new(Inner { client, endpoints, retry: config.retry, timeout: config.timeout }) })
     }
 
     /// The endpoints in use.
@@ -401,36 +367,21 @@ impl Http {
     }
 
     /// Sends one attempt. Transport failures become [`Error::Transport`]; any status is returned.
-    async fn send_once(
-        &self,
-        req: &Request,
-        signer: Option<&dyn RequestSigner>,
-    ) -> Result<Response> {
+    async fn send_once(&self, req: &Request, signer: Option<&dyn RequestSigner>) -> Result<Response> {
         let url = self.url(req)?;
-        let mut rb = self
-            .inner
-            .client
-            .request(req.method.clone(), url)
-            .timeout(self.inner.timeout);
+        let mut rb = self.inner.client.request(req.method.clone(), url).timeout(self.inner.timeout);
         for (k, v) in &req.headers {
             rb = rb.header(k, v);
         }
         if let Some(signer) = signer {
-            for (k, v) in
-                signer.sign(&req.method, &req.path_and_query(), req.body.signed_bytes())?
-            {
+            for (k, v) in signer.sign(&req.method, &req.path_and_query(), req.body.signed_bytes())? {
                 rb = rb.header(k, v);
             }
         }
         rb = match &req.body {
             Body::Empty => rb,
             Body::Json(b) => rb.header(CONTENT_TYPE, "application/json").body(b.clone()),
-            Body::Raw {
-                content_type,
-                bytes,
-            } => rb
-                .header(CONTENT_TYPE, content_type.as_str())
-                .body(bytes.clone()),
+            Body::Raw { content_type, bytes } => rb.header(CONTENT_TYPE, content_type.as_str()).body(bytes.clone()),
             Body::Multipart(parts) => {
                 let mut form = reqwest::multipart::Form::new();
                 for p in parts {
@@ -447,21 +398,11 @@ impl Http {
             }
         };
         let endpoint = req.endpoint().to_string();
-        let resp = rb.send().await.map_err(|source| Error::Transport {
-            endpoint: endpoint.clone(),
-            source,
-        })?;
+        let resp = rb.send().await.map_err(|source| Error::Transport { endpoint: endpoint.clone(), source })?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|source| Error::Transport { endpoint, source })?;
-        Ok(Response {
-            status,
-            headers,
-            body,
-        })
+        let body = resp.bytes().await.map_err(|source| Error::Transport { endpoint, source })?;
+        Ok(Response { status, headers, body })
     }
 
     /// Runs `attempt` with the retry policy: a retryable error of an idempotent call is retried
@@ -488,11 +429,7 @@ impl Http {
 
     /// Sends a request with retries (transport errors and 5xx/429 on idempotent calls) and returns
     /// the raw response, whatever its status. `signer` adds per-attempt headers.
-    pub async fn execute(
-        &self,
-        req: &Request,
-        signer: Option<&dyn RequestSigner>,
-    ) -> Result<Response> {
+    pub async fn execute(&self, req: &Request, signer: Option<&dyn RequestSigner>) -> Result<Response> {
         let span = tracing::info_span!(
             "wxshop.http",
             endpoint = %req.endpoint(),
@@ -528,21 +465,15 @@ impl Http {
     /// invalidates the token and replays exactly once.
     pub async fn call_mp(&self, req: &Request, tokens: Option<&dyn TokenSource>) -> Result<MpBody> {
         let Some(tokens) = tokens else {
-            return self
-                .with_retries(req.idempotent, || self.mp_attempt(req, None))
-                .await;
+            return self.with_retries(req.idempotent, || self.mp_attempt(req, None)).await;
         };
         let token = tokens.token().await?;
-        match self
-            .with_retries(req.idempotent, || self.mp_attempt(req, Some(&token)))
-            .await
-        {
+        match self.with_retries(req.idempotent, || self.mp_attempt(req, Some(&token))).await {
             Err(e) if e.is_token_invalid() => {
                 tracing::warn!(endpoint = %req.endpoint(), errcode = ?e.errcode(), "access token rejected; refreshing and replaying once");
                 tokens.invalidate(&token).await?;
                 let fresh = tokens.token().await?;
-                self.with_retries(req.idempotent, || self.mp_attempt(req, Some(&fresh)))
-                    .await
+                self.with_retries(req.idempotent, || self.mp_attempt(req, Some(&fresh))).await
             }
             other => other,
         }
@@ -555,22 +486,17 @@ impl Http {
         tokens: Option<&dyn TokenSource>,
     ) -> Result<T> {
         match self.call_mp(req, tokens).await? {
-            MpBody::Json(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|e| Error::decode(req.endpoint(), e))
+            MpBody::Json(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::decode(req.endpoint(), e)),
+            MpBody::Binary { content_type, .. } => {
+                Err(Error::decode(req.endpoint(), format!("expected JSON, got {content_type}")))
             }
-            MpBody::Binary { content_type, .. } => Err(Error::decode(
-                req.endpoint(),
-                format!("expected JSON, got {content_type}"),
-            )),
         }
     }
 
     async fn mp_attempt(&self, req: &Request, token: Option<&SecretString>) -> Result<MpBody> {
         let mut req = Cow::Borrowed(req);
         if let Some(t) = token {
-            req.to_mut()
-                .query
-                .push(("access_token".into(), t.expose_secret().to_string()));
+            req.to_mut().query.push(("access_token".into(), t.expose_secret().to_string()));
         }
         let span = tracing::info_span!(
             "wxshop.mp",
@@ -585,11 +511,7 @@ impl Http {
             if let Err(Error::Api { errcode, .. }) = &result {
                 span.record("errcode", errcode.code());
             }
-            tracing::debug!(
-                status = resp.status,
-                latency_ms = started.elapsed().as_millis() as u64,
-                "mp call"
-            );
+            tracing::debug!(status = resp.status, latency_ms = started.elapsed().as_millis() as u64, "mp call");
             result
         }
         .instrument(span)
@@ -600,26 +522,16 @@ impl Http {
 /// Decodes a mini-program answer: errcode ≠ 0 → [`Error::Api`]; a non-JSON 200 → binary.
 fn decode_mp(endpoint: &str, resp: &Response) -> Result<MpBody> {
     let ct = resp.content_type();
-    let looks_json =
-        ct.contains("json") || ct.starts_with("text/") || resp.body.first() == Some(&b'{');
+    let looks_json = ct.contains("json") || ct.starts_with("text/") || resp.body.first() == Some(&b'{');
     if resp.status >= 400 && !looks_json {
-        return Err(Error::HttpStatus {
-            endpoint: endpoint.to_string(),
-            status: resp.status,
-        });
+        return Err(Error::HttpStatus { endpoint: endpoint.to_string(), status: resp.status });
     }
     if !looks_json {
-        return Ok(MpBody::Binary {
-            content_type: ct,
-            bytes: resp.body.clone(),
-        });
+        return Ok(MpBody::Binary { content_type: ct, bytes: resp.body.clone() });
     }
     let env: Envelope = serde_json::from_slice(&resp.body).map_err(|e| {
         if resp.status >= 400 {
-            Error::HttpStatus {
-                endpoint: endpoint.to_string(),
-                status: resp.status,
-            }
+            Error::HttpStatus { endpoint: endpoint.to_string(), status: resp.status }
         } else {
             Error::decode(endpoint, e)
         }
@@ -629,10 +541,7 @@ fn decode_mp(endpoint: &str, resp: &Response) -> Result<MpBody> {
         return Err(Error::api(env.errcode, env.errmsg, rid));
     }
     if resp.status >= 400 {
-        return Err(Error::HttpStatus {
-            endpoint: endpoint.to_string(),
-            status: resp.status,
-        });
+        return Err(Error::HttpStatus { endpoint: endpoint.to_string(), status: resp.status });
     }
     Ok(MpBody::Json(resp.body.clone()))
 }
@@ -640,11 +549,7 @@ fn decode_mp(endpoint: &str, resp: &Response) -> Result<MpBody> {
 /// WeChat appends `rid: <id>` to errmsg; keep it for support tickets.
 fn extract_rid(errmsg: &str) -> Option<String> {
     let i = errmsg.rfind("rid:")?;
-    let rid = errmsg[i + 4..]
-        .trim()
-        .split_whitespace()
-        .next()?
-        .trim_end_matches(['.', ',']);
+    let rid = errmsg[i + 4..].trim().split_whitespace().next()?.trim_end_matches(['.', ',']);
     (!rid.is_empty()).then(|| rid.to_string())
 }
 
@@ -659,16 +564,8 @@ pub fn pay_error(endpoint: &str, resp: &Response) -> Error {
         detail: Option<serde_json::Value>,
     }
     match serde_json::from_slice::<PayErr>(&resp.body) {
-        Ok(p) => Error::PayApi {
-            status: resp.status,
-            code: p.code,
-            message: p.message,
-            detail: p.detail,
-        },
-        Err(_) => Error::HttpStatus {
-            endpoint: endpoint.to_string(),
-            status: resp.status,
-        },
+        Ok(p) => Error::PayApi { status: resp.status, code: p.code, message: p.message, detail: p.detail },
+        Err(_) => Error::HttpStatus { endpoint: endpoint.to_string(), status: resp.status },
     }
 }
 
@@ -679,9 +576,7 @@ mod tests {
     #[test]
     fn rid_is_extracted_from_errmsg() {
         assert_eq!(
-            extract_rid(
-                "invalid credential, access_token is invalid or not latest rid: 65fa6f7e-1e6f0e20-5b7c6c56"
-            ),
+            extract_rid("invalid credential, access_token is invalid or not latest rid: 65fa6f7e-1e6f0e20-5b7c6c56"),
             Some("65fa6f7e-1e6f0e20-5b7c6c56".to_string())
         );
         assert_eq!(extract_rid("ok"), None);
@@ -707,13 +602,8 @@ mod tests {
 
     #[test]
     fn path_and_query_encodes_in_order() {
-        let r = Request::mp_get("/sns/jscode2session")
-            .query("appid", "wx1")
-            .query("js_code", "a b&c");
-        assert_eq!(
-            r.path_and_query(),
-            "/sns/jscode2session?appid=wx1&js_code=a+b%26c"
-        );
+        let r = Request::mp_get("/sns/jscode2session").query("appid", "wx1").query("js_code", "a b&c");
+        assert_eq!(r.path_and_query(), "/sns/jscode2session?appid=wx1&js_code=a+b%26c");
     }
 
     #[test]
@@ -736,16 +626,9 @@ mod tests {
     fn image_body_is_binary() {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("image/png"));
-        let resp = Response {
-            status: 200,
-            headers,
-            body: Bytes::from_static(b"\x89PNG\r\n"),
-        };
+        let resp = Response { status: 200, headers, body: Bytes::from_static(b"\x89PNG\r\n") };
         match decode_mp("/wxa/getwxacode", &resp).unwrap() {
-            MpBody::Binary {
-                content_type,
-                bytes,
-            } => {
+            MpBody::Binary { content_type, bytes } => {
                 assert_eq!(content_type, "image/png");
                 assert_eq!(&bytes[..], b"\x89PNG\r\n");
             }

@@ -31,16 +31,14 @@ pub fn sha1_hex(data: &[u8]) -> String {
 
 /// Lowercase hex HMAC-SHA256 of `msg` under `key`.
 pub fn hmac_sha256_hex(key: &[u8], msg: &[u8]) -> String {
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(msg);
     hex::encode(mac.finalize().into_bytes())
 }
 
 /// Raw HMAC-SHA256 of `msg` under `key`.
 pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(msg);
     mac.finalize().into_bytes().into()
 }
@@ -71,14 +69,8 @@ mod tests {
 
     #[test]
     fn published_push_signatures() {
-        assert_eq!(
-            sha1_sorted(&["AAAAA", "1714036504", "1514711492"]),
-            "f464b24fc39322e44b38aa78f5edd27bd1441696"
-        );
-        assert_eq!(
-            sha1_sorted(&["AAAAA", "1714037059", "486452656"]),
-            "899cf89e464efb63f54ddac96b0a0a235f53aa78"
-        );
+        assert_eq!(sha1_sorted(&["AAAAA", "1714036504", "1514711492"]), "f464b24fc39322e44b38aa78f5edd27bd1441696");
+        assert_eq!(sha1_sorted(&["AAAAA", "1714037059", "486452656"]), "899cf89e464efb63f54ddac96b0a0a235f53aa78");
     }
 
     #[test]
@@ -93,20 +85,8 @@ mod tests {
     #[test]
     fn raw_data_signature() {
         let sig = sha1_hex(b"{\"nickName\":\"Band\"}HyVFkGl5F5OQWJZZaNzBBg==");
-        assert!(verify_raw_data(
-            b"{\"nickName\":\"Band\"}",
-            "HyVFkGl5F5OQWJZZaNzBBg==",
-            &sig
-        ));
-        assert!(verify_raw_data(
-            b"{\"nickName\":\"Band\"}",
-            "HyVFkGl5F5OQWJZZaNzBBg==",
-            &sig.to_uppercase()
-        ));
-        assert!(!verify_raw_data(
-            b"{\"nickName\":\"Bend\"}",
-            "HyVFkGl5F5OQWJZZaNzBBg==",
-            &sig
-        ));
+        assert!(verify_raw_data(b"{\"nickName\":\"Band\"}", "HyVFkGl5F5OQWJZZaNzBBg==", &sig));
+        assert!(verify_raw_data(b"{\"nickName\":\"Band\"}", "HyVFkGl5F5OQWJZZaNzBBg==", &sig.to_uppercase()));
+        assert!(!verify_raw_data(b"{\"nickName\":\"Bend\"}", "HyVFkGl5F5OQWJZZaNzBBg==", &sig));
     }
 }

@@ -38,56 +38,28 @@ struct WithWatermark {
 }
 
 fn b64(what: &str, s: &str) -> Result<Vec<u8>> {
-    STANDARD.decode(s.trim()).map_err(|e| {
-        Error::crypto(
-            CryptoKind::Base64,
-            format!("{what} is not valid base64: {e}"),
-        )
-    })
+    STANDARD.decode(s.trim()).map_err(|e| Error::crypto(CryptoKind::Base64, format!("{what} is not valid base64: {e}")))
 }
 
 /// Decrypts to the exact plaintext bytes and checks `watermark.appid == appid`.
-pub fn decrypt_bytes(
-    appid: &str,
-    session_key: &str,
-    iv: &str,
-    encrypted_data: &str,
-) -> Result<Vec<u8>> {
+pub fn decrypt_bytes(appid: &str, session_key: &str, iv: &str, encrypted_data: &str) -> Result<Vec<u8>> {
     let key = b64("session_key", session_key)?;
     let iv = b64("iv", iv)?;
     let data = b64("encryptedData", encrypted_data)?;
     let key: [u8; 16] = key.try_into().map_err(|k: Vec<u8>| {
-        Error::crypto(
-            CryptoKind::Key,
-            format!("session_key must be 16 bytes, got {}", k.len()),
-        )
+        Error::crypto(CryptoKind::Key, format!("session_key must be 16 bytes, got {}", k.len()))
     })?;
-    let iv: [u8; 16] = iv.try_into().map_err(|v: Vec<u8>| {
-        Error::crypto(
-            CryptoKind::Iv,
-            format!("iv must be 16 bytes, got {}", v.len()),
-        )
-    })?;
+    let iv: [u8; 16] = iv
+        .try_into()
+        .map_err(|v: Vec<u8>| Error::crypto(CryptoKind::Iv, format!("iv must be 16 bytes, got {}", v.len())))?;
     if data.is_empty() || data.len() % 16 != 0 {
-        return Err(Error::crypto(
-            CryptoKind::Length,
-            "encryptedData is not a whole number of AES blocks",
-        ));
+        return Err(Error::crypto(CryptoKind::Length, "encryptedData is not a whole number of AES blocks"));
     }
     let plain = cbc::Decryptor::<Aes128>::new(&key.into(), &iv.into())
         .decrypt_padded_vec::<Pkcs7>(&data)
-        .map_err(|_| {
-            Error::crypto(
-                CryptoKind::Padding,
-                "bad padding: wrong session_key or iv, or tampered data",
-            )
-        })?;
-    let wm: WithWatermark = serde_json::from_slice(&plain).map_err(|e| {
-        Error::crypto(
-            CryptoKind::Plaintext,
-            format!("plaintext is not JSON with a watermark: {e}"),
-        )
-    })?;
+        .map_err(|_| Error::crypto(CryptoKind::Padding, "bad padding: wrong session_key or iv, or tampered data"))?;
+    let wm: WithWatermark = serde_json::from_slice(&plain)
+        .map_err(|e| Error::crypto(CryptoKind::Plaintext, format!("plaintext is not JSON with a watermark: {e}")))?;
     if !crate::crypto::sig::ct_eq(wm.watermark.appid.as_bytes(), appid.as_bytes()) {
         return Err(Error::crypto(
             CryptoKind::AppidMismatch,
@@ -98,21 +70,14 @@ pub fn decrypt_bytes(
 }
 
 /// Decrypts, checks the watermark, and decodes into `T`.
-pub fn decrypt_json<T: DeserializeOwned>(
-    appid: &str,
-    session_key: &str,
-    iv: &str,
-    encrypted_data: &str,
-) -> Result<T> {
+pub fn decrypt_json<T: DeserializeOwned>(appid: &str, session_key: &str, iv: &str, encrypted_data: &str) -> Result<T> {
     let plain = decrypt_bytes(appid, session_key, iv, encrypted_data)?;
-    serde_json::from_slice(&plain)
-        .map_err(|e| Error::crypto(CryptoKind::Plaintext, format!("unexpected shape: {e}")))
+    serde_json::from_slice(&plain).map_err(|e| Error::crypto(CryptoKind::Plaintext, format!("unexpected shape: {e}")))
 }
 
 /// Encrypts open data the way WeChat does (the emulator and tests use it).
 pub fn encrypt(session_key: &[u8; 16], iv: &[u8; 16], plaintext: &[u8]) -> String {
-    let ct = cbc::Encryptor::<Aes128>::new(session_key.into(), iv.into())
-        .encrypt_padded_vec::<Pkcs7>(plaintext);
+    let ct = cbc::Encryptor::<Aes128>::new(session_key.into(), iv.into()).encrypt_padded_vec::<Pkcs7>(plaintext);
     STANDARD.encode(ct)
 }
 

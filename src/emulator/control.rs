@@ -26,11 +26,7 @@ pub(super) fn routes() -> Router<Shared> {
 }
 
 fn bad(msg: String) -> Response {
-    (
-        axum::http::StatusCode::BAD_REQUEST,
-        Json(serde_json::json!({ "error": msg })),
-    )
-        .into_response()
+    (axum::http::StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": msg }))).into_response()
 }
 
 #[derive(Deserialize)]
@@ -53,9 +49,7 @@ struct LoginBody {
 async fn login(State(s): State<Shared>, Json(b): Json<LoginBody>) -> Response {
     let now = s.now();
     match lock(&s.mp).mint_login_code(&b.appid, &b.user, now) {
-        Ok((code, openid)) => {
-            Json(serde_json::json!({ "code": code, "openid": openid })).into_response()
-        }
+        Ok((code, openid)) => Json(serde_json::json!({ "code": code, "openid": openid })).into_response(),
         Err(e) => bad(e.to_string()),
     }
 }
@@ -112,7 +106,6 @@ async fn advance(State(s): State<Shared>, Json(b): Json<Seconds>) -> Response {
 }
 
 async fn token_ttl(State(s): State<Shared>, Json(b): Json<Seconds>) -> Response {
-    s.token_ttl_secs
-        .store(b.seconds.max(1) as i64, Ordering::Relaxed);
+    s.token_ttl_secs.store(b.seconds.max(1) as i64, Ordering::Relaxed);
     Json(serde_json::json!({ "ok": true })).into_response()
 }

@@ -141,8 +141,7 @@ impl EmulatorState {
 
     /// Moves the clock forward.
     pub fn advance(&self, by: Duration) {
-        self.clock_offset_ms
-            .fetch_add(by.as_millis() as i64, Ordering::Relaxed);
+        self.clock_offset_ms.fetch_add(by.as_millis() as i64, Ordering::Relaxed);
     }
 
     /// Adds one to a named counter.
@@ -184,13 +183,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// WeChat's error envelope, with a request id like WeChat's.
 pub(crate) fn wx_error(errcode: i64, errmsg: &str) -> Response {
-    let rid = format!(
-        "{:08x}-{:08x}",
-        rand::random::<u32>(),
-        rand::random::<u32>()
-    );
-    axum::Json(serde_json::json!({ "errcode": errcode, "errmsg": format!("{errmsg} rid: {rid}") }))
-        .into_response()
+    let rid = format!("{:08x}-{:08x}", rand::random::<u32>(), rand::random::<u32>());
+    axum::Json(serde_json::json!({ "errcode": errcode, "errmsg": format!("{errmsg} rid: {rid}") })).into_response()
 }
 
 /// A success envelope merged with `fields`.
@@ -219,10 +213,7 @@ async fn count_and_inject(State(state): State<Shared>, req: Request, next: Next)
                     "injected reset",
                 ))
             });
-            return Response::builder()
-                .status(200)
-                .body(Body::from_stream(stream))
-                .unwrap_or_default();
+            return Response::builder().status(200).body(Body::from_stream(stream)).unwrap_or_default();
         }
         if let Some(code) = fault.errcode {
             return wx_error(code, "injected fault");
@@ -254,10 +245,7 @@ impl Emulator {
         Router::new()
             .merge(control::routes())
             .merge(mp_auth::routes())
-            .layer(middleware::from_fn_with_state(
-                state.clone(),
-                count_and_inject,
-            ))
+            .layer(middleware::from_fn_with_state(state.clone(), count_and_inject))
             .with_state(state)
     }
 
@@ -276,9 +264,7 @@ impl Emulator {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| Error::Config(format!("emulator cannot bind {addr}: {e}")))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::Config(e.to_string()))?;
+        let addr = listener.local_addr().map_err(|e| Error::Config(e.to_string()))?;
         let state = Self::state(&config);
         let app = Self::router(state.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -290,11 +276,7 @@ impl Emulator {
                 .await;
         });
         tracing::info!(%addr, "emulator listening");
-        Ok(EmulatorHandle {
-            addr,
-            state,
-            shutdown: Some(tx),
-        })
+        Ok(EmulatorHandle { addr, state, shutdown: Some(tx) })
     }
 }
 
@@ -336,16 +318,12 @@ impl EmulatorHandle {
 
     /// A client for the default app, pointed at this emulator.
     pub fn client(&self) -> Result<crate::Client> {
-        crate::Client::builder(AppConfig::new(DEFAULT_APPID, DEFAULT_SECRET))
-            .endpoints(self.endpoints())
-            .build()
+        crate::Client::builder(AppConfig::new(DEFAULT_APPID, DEFAULT_SECRET)).endpoints(self.endpoints()).build()
     }
 
     /// Mints a `wx.login` code for `user` in `appid` (what `wx.login` returns in the mini-program).
     pub async fn login_code(&self, appid: &str, user: &str) -> Result<String> {
-        lock(&self.state.mp)
-            .mint_login_code(appid, user, self.state.now())
-            .map(|(code, _)| code)
+        lock(&self.state.mp).mint_login_code(appid, user, self.state.now()).map(|(code, _)| code)
     }
 
     /// The openid the emulator gives `user` in `appid`.

@@ -85,22 +85,13 @@ fn random_token(prefix: &str, bytes: usize) -> String {
 impl MpState {
     /// Registers an app.
     pub fn add_app(&mut self, app: &AppConfig) {
-        self.apps
-            .insert(app.appid.clone(), app.secret.expose_secret().to_string());
+        self.apps.insert(app.appid.clone(), app.secret.expose_secret().to_string());
     }
 
-    fn check_app(
-        &self,
-        appid: Option<&str>,
-        secret: Option<&str>,
-    ) -> std::result::Result<(), (i64, &'static str)> {
-        let appid = appid
-            .filter(|a| !a.is_empty())
-            .ok_or((41002, "appid missing"))?;
+    fn check_app(&self, appid: Option<&str>, secret: Option<&str>) -> std::result::Result<(), (i64, &'static str)> {
+        let appid = appid.filter(|a| !a.is_empty()).ok_or((41002, "appid missing"))?;
         let known = self.apps.get(appid).ok_or((40013, "invalid appid"))?;
-        let secret = secret
-            .filter(|s| !s.is_empty())
-            .ok_or((41004, "appsecret missing"))?;
+        let secret = secret.filter(|s| !s.is_empty()).ok_or((41004, "appsecret missing"))?;
         if !sig::ct_eq(known.as_bytes(), secret.as_bytes()) {
             return Err((40125, "invalid appsecret"));
         }
@@ -109,34 +100,19 @@ impl MpState {
 
     fn issue(&mut self, appid: &str, now: DateTime<Utc>, ttl: i64) -> String {
         let token = random_token("EMU_", 96);
-        self.tokens.insert(
-            token.clone(),
-            IssuedToken {
-                appid: appid.to_string(),
-                expires_at: now + Duration::seconds(ttl),
-            },
-        );
+        self.tokens
+            .insert(token.clone(), IssuedToken { appid: appid.to_string(), expires_at: now + Duration::seconds(ttl) });
         token
     }
 
     fn expires_in(&self, token: &str, now: DateTime<Utc>) -> i64 {
-        self.tokens
-            .get(token)
-            .map(|t| (t.expires_at - now).num_seconds().max(0))
-            .unwrap_or(0)
+        self.tokens.get(token).map(|t| (t.expires_at - now).num_seconds().max(0)).unwrap_or(0)
     }
 
     /// Mints a `wx.login` code.
-    pub fn mint_login_code(
-        &mut self,
-        appid: &str,
-        user: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(String, String)> {
+    pub fn mint_login_code(&mut self, appid: &str, user: &str, now: DateTime<Utc>) -> Result<(String, String)> {
         if !self.apps.contains_key(appid) {
-            return Err(Error::Config(format!(
-                "the emulator does not know appid {appid}"
-            )));
+            return Err(Error::Config(format!("the emulator does not know appid {appid}")));
         }
         if user.is_empty() {
             return Err(Error::Config("user is empty".into()));
@@ -155,16 +131,9 @@ impl MpState {
     }
 
     /// Mints a getPhoneNumber code.
-    pub fn mint_phone_code(
-        &mut self,
-        appid: &str,
-        phone: &str,
-        now: DateTime<Utc>,
-    ) -> Result<String> {
+    pub fn mint_phone_code(&mut self, appid: &str, phone: &str, now: DateTime<Utc>) -> Result<String> {
         if !self.apps.contains_key(appid) {
-            return Err(Error::Config(format!(
-                "the emulator does not know appid {appid}"
-            )));
+            return Err(Error::Config(format!("the emulator does not know appid {appid}")));
         }
         let code = random_token("", 24);
         self.phone_codes.insert(
@@ -184,13 +153,9 @@ impl MpState {
         token: Option<&str>,
         now: DateTime<Utc>,
     ) -> std::result::Result<String, (i64, &'static str)> {
-        let token = token
-            .filter(|t| !t.is_empty())
-            .ok_or((41001, "access_token missing"))?;
-        let issued = self.tokens.get(token).ok_or((
-            40001,
-            "invalid credential, access_token is invalid or not latest",
-        ))?;
+        let token = token.filter(|t| !t.is_empty()).ok_or((41001, "access_token missing"))?;
+        let issued =
+            self.tokens.get(token).ok_or((40001, "invalid credential, access_token is invalid or not latest"))?;
         if issued.expires_at <= now {
             return Err((42001, "access_token expired"));
         }
@@ -237,9 +202,7 @@ async fn classic_token(State(s): State<Shared>, Query(q): Q) -> Response {
     if let Some(prev) = mp.latest_classic.get(&appid).cloned()
         && let Some(t) = mp.tokens.get_mut(&prev)
     {
-        t.expires_at = t
-            .expires_at
-            .min(now + Duration::seconds(CLASSIC_GRACE_SECS));
+        t.expires_at = t.expires_at.min(now + Duration::seconds(CLASSIC_GRACE_SECS));
     }
     let token = mp.issue(&appid, now, ttl);
     mp.latest_classic.insert(appid, token.clone());
@@ -273,19 +236,12 @@ async fn stable_token(State(s): State<Shared>, body: axum::body::Bytes) -> Respo
     let appid = b.appid.unwrap_or_default();
     let current = mp.stable.get(&appid).cloned();
     let rotate_at = Duration::seconds(STABLE_ROTATE_BEFORE_SECS.min(ttl / 2));
-    let reusable = current.as_ref().filter(|t| {
-        mp.tokens
-            .get(*t)
-            .is_some_and(|i| i.expires_at - rotate_at > now)
-    });
+    let reusable = current.as_ref().filter(|t| mp.tokens.get(*t).is_some_and(|i| i.expires_at - rotate_at > now));
     if b.force_refresh {
         if let Some(last) = mp.last_force.get(&appid)
             && now - *last < Duration::seconds(FORCE_REFRESH_INTERVAL_SECS)
         {
-            return wx_error(
-                45011,
-                "api minute-quota reach limit, force_refresh at most once per 30 seconds",
-            );
+            return wx_error(45011, "api minute-quota reach limit, force_refresh at most once per 30 seconds");
         }
         mp.last_force.insert(appid.clone(), now);
         if let Some(prev) = &current {
@@ -328,20 +284,13 @@ async fn jscode2session(State(s): State<Shared>, Query(q): Q) -> Response {
     let openid = openid_for(&appid, &user);
     let key: [u8; 16] = rand::random();
     let session_key = STANDARD.encode(key);
-    mp.session_keys
-        .insert((appid, openid.clone()), session_key.clone());
+    mp.session_keys.insert((appid, openid.clone()), session_key.clone());
     drop(mp);
     s.bump("login.code2session");
-    wx_ok(
-        serde_json::json!({ "openid": openid, "session_key": session_key, "unionid": unionid_for(&user) }),
-    )
+    wx_ok(serde_json::json!({ "openid": openid, "session_key": session_key, "unionid": unionid_for(&user) }))
 }
 
-fn check_signature(
-    mp: &MpState,
-    appid: &str,
-    q: &HashMap<String, String>,
-) -> std::result::Result<String, Response> {
+fn check_signature(mp: &MpState, appid: &str, q: &HashMap<String, String>) -> std::result::Result<String, Response> {
     if q.get("sig_method").map(String::as_str) != Some("hmac_sha256") {
         return Err(wx_error(40097, "invalid sig_method"));
     }
@@ -350,10 +299,7 @@ fn check_signature(
         return Err(wx_error(40003, "invalid openid"));
     };
     let expected = sig::hmac_sha256_hex(key.as_bytes(), b"");
-    if !sig::ct_eq_hex(
-        &expected,
-        q.get("signature").map(String::as_str).unwrap_or(""),
-    ) {
+    if !sig::ct_eq_hex(&expected, q.get("signature").map(String::as_str).unwrap_or("")) {
         return Err(wx_error(87009, "invalid signature"));
     }
     Ok(openid)
@@ -383,8 +329,7 @@ async fn reset_session_key(State(s): State<Shared>, Query(q): Q) -> Response {
     };
     let key: [u8; 16] = rand::random();
     let session_key = STANDARD.encode(key);
-    mp.session_keys
-        .insert((appid, openid.clone()), session_key.clone());
+    mp.session_keys.insert((appid, openid.clone()), session_key.clone());
     wx_ok(serde_json::json!({ "openid": openid, "session_key": session_key }))
 }
 
@@ -412,10 +357,7 @@ async fn phone_number(State(s): State<Shared>, Query(q): Q, body: axum::body::By
         return wx_error(40029, "invalid code");
     }
     let (country, pure) = match entry.phone.strip_prefix('+') {
-        Some(rest) if rest.len() > 11 => (
-            rest[..rest.len() - 11].to_string(),
-            rest[rest.len() - 11..].to_string(),
-        ),
+        Some(rest) if rest.len() > 11 => (rest[..rest.len() - 11].to_string(), rest[rest.len() - 11..].to_string()),
         _ => ("86".to_string(), entry.phone.clone()),
     };
     wx_ok(serde_json::json!({
@@ -432,13 +374,9 @@ async fn paid_unionid(State(s): State<Shared>, Query(q): Q) -> Response {
     if let Err(r) = authorize(&s, &q) {
         return r;
     }
-    let has_order = q.contains_key("transaction_id")
-        || (q.contains_key("mch_id") && q.contains_key("out_trade_no"));
+    let has_order = q.contains_key("transaction_id") || (q.contains_key("mch_id") && q.contains_key("out_trade_no"));
     if !has_order {
-        return wx_error(
-            40097,
-            "invalid args: transaction_id or mch_id+out_trade_no required",
-        );
+        return wx_error(40097, "invalid args: transaction_id or mch_id+out_trade_no required");
     }
     // No payment record in this emulator state links the openid to a payment.
     wx_error(89300, "no paid order found for this openid")

@@ -118,11 +118,7 @@ impl Auth<'_> {
     }
 
     /// Resets the user's session key and returns the new one (`/wxa/resetusersessionkey`).
-    pub async fn reset_session_key(
-        &self,
-        openid: &str,
-        session_key: &SecretString,
-    ) -> Result<Code2Session> {
+    pub async fn reset_session_key(&self, openid: &str, session_key: &SecretString) -> Result<Code2Session> {
         let signature = sig::hmac_sha256_hex(session_key.expose_secret().as_bytes(), b"");
         let req = Request::mp_get("/wxa/resetusersessionkey")
             .query("openid", openid.to_string())
@@ -141,10 +137,7 @@ impl Auth<'_> {
         if code.is_empty() {
             return Err(Error::InvalidRequest("phone code is empty".into()));
         }
-        let req = Request::mp_post(
-            "/wxa/business/getuserphonenumber",
-            &serde_json::json!({ "code": code }),
-        )?;
+        let req = Request::mp_post("/wxa/business/getuserphonenumber", &serde_json::json!({ "code": code }))?;
         let r: R = self.client.call(&req).await?;
         Ok(r.phone_info)
     }
@@ -158,12 +151,9 @@ impl Auth<'_> {
         let mut req = Request::mp_get("/wxa/getpaidunionid").query("openid", openid.to_string());
         req = match order {
             PaidOrder::TransactionId(t) => req.query("transaction_id", t.clone()),
-            PaidOrder::OutTradeNo {
-                mch_id,
-                out_trade_no,
-            } => req
-                .query("mch_id", mch_id.clone())
-                .query("out_trade_no", out_trade_no.clone()),
+            PaidOrder::OutTradeNo { mch_id, out_trade_no } => {
+                req.query("mch_id", mch_id.clone()).query("out_trade_no", out_trade_no.clone())
+            }
         };
         let r: R = self.client.call(&req).await?;
         Ok(r.unionid)
@@ -176,27 +166,15 @@ impl Auth<'_> {
         iv: &str,
         encrypted_data: &str,
     ) -> Result<T> {
-        wxa::decrypt_json(
-            self.client.appid(),
-            session_key.expose_secret(),
-            iv,
-            encrypted_data,
-        )
+        wxa::decrypt_json(self.client.appid(), session_key.expose_secret(), iv, encrypted_data)
     }
 
     /// Checks a `rawData` signature: `sha1(rawData + session_key)`, constant-time.
-    pub fn verify_raw_data(
-        &self,
-        session_key: &SecretString,
-        raw_data: &[u8],
-        signature: &str,
-    ) -> Result<()> {
+    pub fn verify_raw_data(&self, session_key: &SecretString, raw_data: &[u8], signature: &str) -> Result<()> {
         if sig::verify_raw_data(raw_data, session_key.expose_secret(), signature) {
             Ok(())
         } else {
-            Err(Error::Signature(
-                "rawData signature does not match sha1(rawData + session_key)".into(),
-            ))
+            Err(Error::Signature("rawData signature does not match sha1(rawData + session_key)".into()))
         }
     }
 }

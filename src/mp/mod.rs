@@ -23,8 +23,8 @@ use crate::config::{AppConfig, Endpoints, TokenMode};
 use crate::error::Result;
 use crate::http::{Http, HttpConfig, MpBody, Request, TokenSource};
 use crate::token::{
-    AccessTokenProvider, ClassicTokenProvider, MemoryTokenStore, StableTokenProvider, TokenManager,
-    TokenManagerConfig, TokenStore,
+    AccessTokenProvider, ClassicTokenProvider, MemoryTokenStore, StableTokenProvider, TokenManager, TokenManagerConfig,
+    TokenStore,
 };
 
 pub mod auth;
@@ -44,10 +44,7 @@ struct Inner {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("app", &self.inner.app)
-            .field("http", &self.inner.http)
-            .finish()
+        f.debug_struct("Client").field("app", &self.inner.app).field("http", &self.inner.http).finish()
     }
 }
 
@@ -65,10 +62,7 @@ pub struct ClientBuilder {
 
 impl std::fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientBuilder")
-            .field("app", &self.app)
-            .field("endpoints", &self.endpoints)
-            .finish()
+        f.debug_struct("ClientBuilder").field("app", &self.app).field("endpoints", &self.endpoints).finish()
     }
 }
 
@@ -128,31 +122,15 @@ impl ClientBuilder {
                 let provider: Arc<dyn AccessTokenProvider> = match self.provider {
                     Some(p) => p,
                     None => match self.app.token_mode {
-                        TokenMode::Stable => {
-                            Arc::new(StableTokenProvider::new(http.clone(), self.app.clone()))
-                        }
-                        TokenMode::Classic => {
-                            Arc::new(ClassicTokenProvider::new(http.clone(), self.app.clone()))
-                        }
+                        TokenMode::Stable => Arc::new(StableTokenProvider::new(http.clone(), self.app.clone())),
+                        TokenMode::Classic => Arc::new(ClassicTokenProvider::new(http.clone(), self.app.clone())),
                     },
                 };
-                let store = self
-                    .store
-                    .unwrap_or_else(|| Arc::new(MemoryTokenStore::new()));
-                Arc::new(TokenManager::with_config(
-                    provider,
-                    store,
-                    self.token_config,
-                ))
+                let store = self.store.unwrap_or_else(|| Arc::new(MemoryTokenStore::new()));
+                Arc::new(TokenManager::with_config(provider, store, self.token_config))
             }
         };
-        Ok(Client {
-            inner: Arc::new(Inner {
-                app: self.app,
-                http,
-                tokens,
-            }),
-        })
+        Ok(Client { inner: Arc::new(Inner { app: self.app, http, tokens }) })
     }
 }
 
@@ -198,18 +176,12 @@ impl Client {
 
     /// Calls an API that takes `access_token`, decoding the JSON answer.
     pub async fn call<T: DeserializeOwned>(&self, req: &Request) -> Result<T> {
-        self.inner
-            .http
-            .call_mp_json(req, Some(self.inner.tokens.as_ref()))
-            .await
+        self.inner.http.call_mp_json(req, Some(self.inner.tokens.as_ref())).await
     }
 
     /// Calls an API that takes `access_token`, returning JSON or binary as WeChat answered.
     pub async fn call_raw(&self, req: &Request) -> Result<MpBody> {
-        self.inner
-            .http
-            .call_mp(req, Some(self.inner.tokens.as_ref()))
-            .await
+        self.inner.http.call_mp(req, Some(self.inner.tokens.as_ref())).await
     }
 
     /// Calls an API that does not take `access_token` (jscode2session).

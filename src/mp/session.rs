@@ -109,19 +109,11 @@ impl SessionStore for MemorySessionStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<LoginSession>> {
-        Ok(self
-            .sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .cloned())
+        Ok(self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned())
     }
 
     async fn remove(&self, key: &str) -> Result<()> {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
         Ok(())
     }
 }
@@ -136,20 +128,14 @@ pub struct Sessions {
 
 impl fmt::Debug for Sessions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sessions")
-            .field("ttl", &self.ttl)
-            .finish_non_exhaustive()
+        f.debug_struct("Sessions").field("ttl", &self.ttl).finish_non_exhaustive()
     }
 }
 
 impl Sessions {
     /// Sessions that last 7 days.
     pub fn new(client: Client, store: Arc<dyn SessionStore>) -> Self {
-        Sessions {
-            client,
-            store,
-            ttl: Duration::from_secs(7 * 24 * 3600),
-        }
+        Sessions { client, store, ttl: Duration::from_secs(7 * 24 * 3600) }
     }
 
     /// Changes the session lifetime.
@@ -165,13 +151,10 @@ impl Sessions {
             openid: c2s.openid,
             unionid: c2s.unionid,
             session_key: c2s.session_key,
-            expires_at: Utc::now()
-                + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::days(7)),
+            expires_at: Utc::now() + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::days(7)),
         };
         let token = SessionToken::generate();
-        self.store
-            .put(&SessionToken::store_key(token.expose()), &session)
-            .await?;
+        self.store.put(&SessionToken::store_key(token.expose()), &session).await?;
         tracing::info!(openid = %session.openid, "login session opened");
         Ok((token, session))
     }

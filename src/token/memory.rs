@@ -39,12 +39,7 @@ impl MemoryTokenStore {
 impl TokenStore for MemoryTokenStore {
     async fn get(&self, key: &str) -> Result<Option<AccessToken>> {
         let now = Utc::now();
-        Ok(self
-            .state()
-            .tokens
-            .get(key)
-            .filter(|t| t.expires_at > now)
-            .cloned())
+        Ok(self.state().tokens.get(key).filter(|t| t.expires_at > now).cloned())
     }
 
     async fn set(&self, key: &str, token: &AccessToken) -> Result<()> {
@@ -66,8 +61,7 @@ impl TokenStore for MemoryTokenStore {
         match s.leases.get(key) {
             Some((h, until)) if *until > now && h != holder => Ok(false),
             _ => {
-                s.leases
-                    .insert(key.to_string(), (holder.to_string(), now + ttl));
+                s.leases.insert(key.to_string(), (holder.to_string(), now + ttl));
                 Ok(true)
             }
         }

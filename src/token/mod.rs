@@ -63,8 +63,7 @@ impl AccessToken {
     pub fn new(value: impl Into<String>, expires_in: Duration) -> Self {
         AccessToken {
             value: SecretString::from(value.into()),
-            expires_at: Utc::now()
-                + chrono::Duration::from_std(expires_in).unwrap_or(chrono::Duration::zero()),
+            expires_at: Utc::now() + chrono::Duration::from_std(expires_in).unwrap_or(chrono::Duration::zero()),
         }
     }
 
@@ -76,10 +75,7 @@ impl AccessToken {
 
     /// The same token value.
     pub fn same_value(&self, other: &SecretString) -> bool {
-        crate::crypto::sig::ct_eq(
-            self.value.expose_secret().as_bytes(),
-            other.expose_secret().as_bytes(),
-        )
+        crate::crypto::sig::ct_eq(self.value.expose_secret().as_bytes(), other.expose_secret().as_bytes())
     }
 
     /// The early-refresh margin for a token: a tenth of its life, at most five minutes.
@@ -90,10 +86,7 @@ impl AccessToken {
 
 impl fmt::Debug for AccessToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AccessToken")
-            .field("value", &"[redacted]")
-            .field("expires_at", &self.expires_at)
-            .finish()
+        f.debug_struct("AccessToken").field("value", &"[redacted]").field("expires_at", &self.expires_at).finish()
     }
 }
 
@@ -135,9 +128,7 @@ impl StableTokenProvider {
 
 impl fmt::Debug for StableTokenProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StableTokenProvider")
-            .field("app", &self.app)
-            .finish()
+        f.debug_struct("StableTokenProvider").field("app", &self.app).finish()
     }
 }
 
@@ -164,10 +155,7 @@ impl AccessTokenProvider for StableTokenProvider {
         // Normal mode is idempotent (same token while valid); a forced refresh is not.
         let req = Request::mp_post("/cgi-bin/stable_token", &body)?.idempotent(!force_refresh);
         let r: TokenResponse = self.http.call_mp_json(&req, None).await?;
-        Ok(AccessToken::new(
-            r.access_token,
-            Duration::from_secs(r.expires_in),
-        ))
+        Ok(AccessToken::new(r.access_token, Duration::from_secs(r.expires_in)))
     }
 }
 
@@ -186,9 +174,7 @@ impl ClassicTokenProvider {
 
 impl fmt::Debug for ClassicTokenProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClassicTokenProvider")
-            .field("app", &self.app)
-            .finish()
+        f.debug_struct("ClassicTokenProvider").field("app", &self.app).finish()
     }
 }
 
@@ -206,10 +192,7 @@ impl AccessTokenProvider for ClassicTokenProvider {
             // Every call issues a new token: never repeat one blindly.
             .idempotent(false);
         let r: TokenResponse = self.http.call_mp_json(&req, None).await?;
-        Ok(AccessToken::new(
-            r.access_token,
-            Duration::from_secs(r.expires_in),
-        ))
+        Ok(AccessToken::new(r.access_token, Duration::from_secs(r.expires_in)))
     }
 }
 
@@ -272,10 +255,7 @@ pub struct TokenManager {
 
 impl fmt::Debug for TokenManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenManager")
-            .field("key", &self.key)
-            .field("config", &self.config)
-            .finish()
+        f.debug_struct("TokenManager").field("key", &self.key).field("config", &self.config).finish()
     }
 }
 
@@ -326,11 +306,7 @@ impl TokenManager {
     fn stored_fresh(token: &AccessToken) -> bool {
         // The store keeps the token's whole life; refresh a tenth early (at most 5 min).
         let lifetime = (token.expires_at - Utc::now()).to_std().unwrap_or_default();
-        lifetime > Duration::ZERO
-            && token.is_fresh(
-                Utc::now(),
-                AccessToken::refresh_margin(lifetime).min(lifetime / 2),
-            )
+        lifetime > Duration::ZERO && token.is_fresh(Utc::now(), AccessToken::refresh_margin(lifetime).min(lifetime / 2))
     }
 
     fn is_rejected(&self, token: &AccessToken) -> bool {
@@ -340,11 +316,7 @@ impl TokenManager {
 
     /// A fresh token from the store that WeChat has not rejected.
     async fn usable_stored(&self) -> Result<Option<AccessToken>> {
-        Ok(self
-            .store
-            .get(&self.key)
-            .await?
-            .filter(|t| Self::stored_fresh(t) && !self.is_rejected(t)))
+        Ok(self.store.get(&self.key).await?.filter(|t| Self::stored_fresh(t) && !self.is_rejected(t)))
     }
 
     async fn refresh(&self) -> Result<SecretString> {
@@ -358,11 +330,7 @@ impl TokenManager {
                 self.set_local(&t);
                 return Ok(t.value);
             }
-            if self
-                .store
-                .try_lease(&self.key, &self.holder, self.config.lease_ttl)
-                .await?
-            {
+            if self.store.try_lease(&self.key, &self.holder, self.config.lease_ttl).await? {
                 let result = self.refresh_as_holder().await;
                 let _ = self.store.release_lease(&self.key, &self.holder).await;
                 return result;
@@ -384,16 +352,9 @@ impl TokenManager {
             self.set_local(&t);
             return Ok(t.value);
         }
-        let after_rejection = self
-            .rejected
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some();
-        let force = after_rejection
-            && self
-                .store
-                .try_mark_forced(&self.key, self.config.force_refresh_interval)
-                .await?;
+        let after_rejection = self.rejected.lock().unwrap_or_else(|p| p.into_inner()).is_some();
+        let force =
+            after_rejection && self.store.try_mark_forced(&self.key, self.config.force_refresh_interval).await?;
         let token = self.provider.fetch(force).await?;
         tracing::info!(appid = %self.provider.appid(), force_refresh = force, "access token refreshed");
         self.store.set(&self.key, &token).await?;

@@ -61,16 +61,13 @@ impl TokenStore for RedisTokenStore {
         let mut c = self.conn.clone();
         let raw: Option<String> = c.get(key).await.map_err(store_err)?;
         let Some(raw) = raw else { return Ok(None) };
-        let stored: StoredToken = serde_json::from_str(&raw)
-            .map_err(|e| Error::Store(format!("stored token is corrupt: {e}")))?;
+        let stored: StoredToken =
+            serde_json::from_str(&raw).map_err(|e| Error::Store(format!("stored token is corrupt: {e}")))?;
         let expires_at = Utc
             .timestamp_millis_opt(stored.expires_at_ms)
             .single()
             .ok_or_else(|| Error::Store("stored token has a bad expiry".into()))?;
-        Ok(Some(AccessToken {
-            value: SecretString::from(stored.value),
-            expires_at,
-        }))
+        Ok(Some(AccessToken { value: SecretString::from(stored.value), expires_at }))
     }
 
     async fn set(&self, key: &str, token: &AccessToken) -> Result<()> {
@@ -85,10 +82,7 @@ impl TokenStore for RedisTokenStore {
         };
         let raw = serde_json::to_string(&stored).map_err(|e| Error::Store(e.to_string()))?;
         let mut c = self.conn.clone();
-        let _: () = c
-            .pset_ex(key, raw, ttl_ms as u64)
-            .await
-            .map_err(store_err)?;
+        let _: () = c.pset_ex(key, raw, ttl_ms as u64).await.map_err(store_err)?;
         Ok(())
     }
 

@@ -10,11 +10,7 @@ use clap::{Parser, Subcommand};
 mod wxa;
 
 #[derive(Parser)]
-#[command(
-    name = "wxshop",
-    version,
-    about = "WeChat mini-program storefront toolkit"
-)]
+#[command(name = "wxshop", version, about = "WeChat mini-program storefront toolkit")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -45,9 +41,7 @@ impl<E: std::fmt::Display> From<E> for Rejected {
 /// Reads stdin exactly.
 pub fn stdin_bytes() -> Result<Vec<u8>, Rejected> {
     let mut buf = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut buf)
-        .map_err(|e| Rejected(format!("cannot read stdin: {e}")))?;
+    std::io::stdin().read_to_end(&mut buf).map_err(|e| Rejected(format!("cannot read stdin: {e}")))?;
     Ok(buf)
 }
 
@@ -59,9 +53,7 @@ pub fn stdin_text() -> Result<String, Rejected> {
 /// Writes the result and exactly one newline.
 pub fn print_out(bytes: &[u8]) -> Result<(), Rejected> {
     let mut out = std::io::stdout().lock();
-    out.write_all(bytes)
-        .and_then(|_| out.write_all(b"\n"))
-        .and_then(|_| out.flush())?;
+    out.write_all(bytes).and_then(|_| out.write_all(b"\n")).and_then(|_| out.flush())?;
     Ok(())
 }
 
@@ -84,19 +76,10 @@ fn main() -> ExitCode {
 fn run_emulator(addr: &str) -> Result<(), Rejected> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let emu =
-            wxshop::emulator::Emulator::start(addr, wxshop::emulator::EmulatorConfig::default())
-                .await?;
+        let emu = wxshop::emulator::Emulator::start(addr, wxshop::emulator::EmulatorConfig::default()).await?;
         println!("wxshop emulator listening on {}", emu.base_url());
-        println!(
-            "default app: appid {} secret {}",
-            wxshop::emulator::DEFAULT_APPID,
-            wxshop::emulator::DEFAULT_SECRET
-        );
-        println!(
-            "control API: {}/__emulator/ (see `cargo doc` wxshop::emulator)",
-            emu.base_url()
-        );
+        println!("default app: appid {} secret {}", wxshop::emulator::DEFAULT_APPID, wxshop::emulator::DEFAULT_SECRET);
+        println!("control API: {}/__emulator/ (see `cargo doc` wxshop::emulator)", emu.base_url());
         tokio::signal::ctrl_c().await?;
         Ok::<(), Rejected>(())
     })

@@ -31,26 +31,17 @@ pub enum WxaCommand {
 
 pub fn run(cmd: WxaCommand) -> Result<(), Rejected> {
     match cmd {
-        WxaCommand::Decrypt {
-            session_key,
-            iv,
-            appid,
-        } => {
+        WxaCommand::Decrypt { session_key, iv, appid } => {
             let data = stdin_text()?;
             let plain = wxshop::crypto::wxa::decrypt_bytes(&appid, &session_key, &iv, &data)?;
             print_out(&plain)
         }
-        WxaCommand::VerifyRaw {
-            session_key,
-            signature,
-        } => {
+        WxaCommand::VerifyRaw { session_key, signature } => {
             let raw = stdin_bytes()?;
             if wxshop::crypto::sig::verify_raw_data(&raw, &session_key, &signature) {
                 print_out(b"ok")
             } else {
-                Err(Rejected(
-                    "signature does not match sha1(rawData + session_key)".into(),
-                ))
+                Err(Rejected("signature does not match sha1(rawData + session_key)".into()))
             }
         }
     }
