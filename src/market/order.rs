@@ -274,8 +274,8 @@ mod tests {
     fn every_pair_is_noop_move_or_illegal() {
         use OrderStatus::*;
         let mut moves = Vec::new();
-        for a in OrderStatus::ALL {
-            for b in OrderStatus::ALL {
+        for &a in OrderStatus::ALL {
+            for &b in OrderStatus::ALL {
                 match a.step(b) {
                     Ok(Step::Noop) => assert_eq!(a, b),
                     Ok(Step::Move) => moves.push(format!("{a}->{b}")),
