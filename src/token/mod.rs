@@ -90,13 +90,6 @@ impl fmt::Debug for AccessToken {
     }
 }
 
-/// The stored form of a token (the store serializes it; the value stays secret in memory).
-#[derive(Serialize, Deserialize)]
-pub(crate) struct StoredToken {
-    pub value: String,
-    pub expires_at_ms: i64,
-}
-
 /// Where a token comes from.
 #[async_trait]
 pub trait AccessTokenProvider: Send + Sync {

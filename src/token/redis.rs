@@ -8,7 +8,9 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{AccessToken, StoredToken, TokenStore};
+use serde::{Deserialize, Serialize};
+
+use super::{AccessToken, TokenStore};
 use crate::error::{Error, Result};
 
 /// Tokens in Redis. The lease is `SET key holder NX PX ttl`, released by compare-and-delete, so a
@@ -22,6 +24,13 @@ impl std::fmt::Debug for RedisTokenStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisTokenStore").finish_non_exhaustive()
     }
+}
+
+/// The stored form of a token (the store serializes it; the value stays secret in memory).
+#[derive(Serialize, Deserialize)]
+struct StoredToken {
+    value: String,
+    expires_at_ms: i64,
 }
 
 fn store_err(e: redis::RedisError) -> Error {
