@@ -15,6 +15,8 @@ pub struct Demo {
     pub base: String,
     pub state: AppState,
     pub token: Option<String>,
+    /// The checkout group the market steps work on.
+    pub group_id: Option<String>,
     http: Http,
 }
 
@@ -27,12 +29,19 @@ macro_rules! step {
 }
 
 /// The journey, in order.
-const STEPS: &[(&str, StepFn)] =
-    &[step!("log in with wx.login", crate::login::demo_login), step!("bind a phone number", crate::login::demo_phone)];
+const STEPS: &[(&str, StepFn)] = &[
+    step!("log in with wx.login", crate::login::demo_login),
+    step!("bind a phone number", crate::login::demo_phone),
+    step!("browse the catalog", crate::market::demo_browse),
+    step!("fill a cart from two merchants (guest cart merged at login)", crate::market::demo_cart),
+    step!("check out both merchants in one payment", crate::market::demo_checkout),
+    step!("pay (WeChat Pay notification, delivered twice)", crate::market::demo_pay),
+    step!("merchants ship, buyer confirms receipt", crate::market::demo_ship_and_receive),
+];
 
 pub async fn run(base: &str, state: &AppState) -> bool {
     let http = Http::new(wxshop::Endpoints::default(), HttpConfig::default()).expect("HTTP client");
-    let mut d = Demo { base: base.to_string(), state: state.clone(), token: None, http };
+    let mut d = Demo { base: base.to_string(), state: state.clone(), token: None, group_id: None, http };
     println!("demo: the buyer journey against {base}");
     let mut ok = true;
     for (i, (name, f)) in STEPS.iter().enumerate() {
@@ -62,6 +71,38 @@ impl Demo {
         }
         if let Some(t) = &self.token {
             req = req.header(AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {t}")).map_err(|e| e.to_string())?);
+        }
+        let resp = self.http.execute(&req, None).await.map_err(|e| e.to_string())?;
+        let json: serde_json::Value = if resp.body.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&resp.body).map_err(|e| format!("not JSON: {e}"))?
+        };
+        if resp.status >= 400 {
+            return Err(format!("HTTP {}: {json}", resp.status));
+        }
+        Ok(json)
+    }
+
+    /// Any method on a storefront path with extra headers; `anonymous` leaves out the session token.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        headers: &[(&'static str, String)],
+        anonymous: bool,
+    ) -> Result<serde_json::Value, String> {
+        let mut req = Request::new(method, Host::Absolute, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.body(Body::json(&b).map_err(|e| e.to_string())?);
+        }
+        if let (Some(t), false) = (&self.token, anonymous) {
+            req = req.header(AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {t}")).map_err(|e| e.to_string())?);
+        }
+        for (name, value) in headers {
+            let value = HeaderValue::from_str(value).map_err(|e| e.to_string())?;
+            req = req.header(reqwest::header::HeaderName::from_static(name), value);
         }
         let resp = self.http.execute(&req, None).await.map_err(|e| e.to_string())?;
         let json: serde_json::Value = if resp.body.is_empty() {

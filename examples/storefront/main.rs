@@ -9,6 +9,7 @@
 mod api;
 mod demo;
 mod login;
+mod market;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,14 +30,16 @@ pub struct AppState {
     pub emulator: Option<Arc<EmulatorHandle>>,
     /// Example-level profile data (phone numbers by openid).
     pub profiles: Arc<login::Profiles>,
+    /// The marketplace.
+    pub market: market::MarketState,
 }
 
 /// The whole router: one `routes()` per capability module.
 pub fn router(state: AppState) -> Router {
-    Router::new().merge(login::routes()).with_state(state)
+    Router::new().merge(login::routes()).merge(market::routes()).with_state(state)
 }
 
-async fn build_state() -> wxshop::Result<AppState> {
+async fn build_state(demo_mode: bool) -> wxshop::Result<AppState> {
     let (client, emulator) = match AppConfig::from_env() {
         Some(app) => {
             println!("using real WeChat for appid {}", app.appid);
@@ -49,7 +52,8 @@ async fn build_state() -> wxshop::Result<AppState> {
         }
     };
     let sessions = Sessions::new(client.clone(), Arc::new(MemorySessionStore::default()));
-    Ok(AppState { client, sessions, emulator, profiles: Arc::default() })
+    let market = market::build(demo_mode, emulator.is_some()).await?;
+    Ok(AppState { client, sessions, emulator, profiles: Arc::default(), market })
 }
 
 #[tokio::main]
@@ -71,7 +75,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(demo_mode: bool) -> wxshop::Result<std::process::ExitCode> {
-    let state = build_state().await?;
+    let state = build_state(demo_mode).await?;
     let port: u16 = if demo_mode { 0 } else { std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3000) };
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
         .await
@@ -83,6 +87,7 @@ async fn run(demo_mode: bool) -> wxshop::Result<std::process::ExitCode> {
     if demo_mode {
         let ok = demo::run(&base, &state).await;
         server.abort();
+        state.market.shutdown().await;
         return Ok(if ok { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE });
     }
     println!("storefront listening on {base}");

@@ -137,6 +137,11 @@ impl Market {
     /// removes them from the cart.
     pub async fn checkout_cart(&self, buyer_openid: &str, idempotency_key: &str) -> Result<Checkout> {
         let owner = CartOwner::buyer(buyer_openid);
+        // A repeated call (a retry after a lost response) finds its checkout even though the cart is
+        // now empty.
+        if let Some(group_id) = self.checkout_for_key(buyer_openid, idempotency_key).await? {
+            return self.checkout_replay(&group_id).await;
+        }
         let view = self.cart(&owner).await?;
         let lines: Vec<CheckoutLine> = view
             .merchants

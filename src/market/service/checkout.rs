@@ -41,10 +41,7 @@ impl Market {
         let placed = self.retry(|| self.place(&req, &key, &hash)).await?;
         match placed {
             Placed::New(co, prepay) => self.attach_prepay(co, Some(prepay)).await,
-            Placed::Replay(group_id) => {
-                let co = self.checkout_view(&group_id).await?;
-                self.attach_prepay(co, None).await
-            }
+            Placed::Replay(group_id) => self.checkout_replay(&group_id).await,
         }
     }
 
@@ -168,6 +165,18 @@ impl Market {
         }
         tx.commit().await?;
         Ok(Placed::New(Checkout { group, orders, payment }, prepay))
+    }
+
+    /// The group a buyer's idempotency key produced, if any.
+    pub(super) async fn checkout_for_key(&self, buyer_openid: &str, key: &str) -> Result<Option<String>> {
+        let mut tx = self.read().await?;
+        Ok(tx.idempotency(SCOPE, &format!("{buyer_openid}:{key}")).await?.map(|(_, group_id)| group_id))
+    }
+
+    /// A stored checkout, with its prepay order made if an earlier attempt could not.
+    pub(super) async fn checkout_replay(&self, group_id: &str) -> Result<Checkout> {
+        let co = self.checkout_view(group_id).await?;
+        self.attach_prepay(co, None).await
     }
 
     /// A checkout group with its orders and payment.
