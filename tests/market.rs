@@ -77,13 +77,7 @@ fn t0() -> DateTime<Utc> {
 fn env(store: Arc<dyn MarketStore>) -> Env {
     let gw = Arc::new(RecordingGateway::default());
     let clock = Arc::new(ManualClock::new(t0()));
-    let market = Market::builder(store)
-        .payments(gw.clone())
-        .shipping(gw.clone())
-        .clock(clock.clone())
-        .config(MarketConfig { max_retries: 40, ..MarketConfig::default() })
-        .build()
-        .unwrap();
+    let market = Market::builder(store).payments(gw.clone()).shipping(gw.clone()).clock(clock.clone()).build().unwrap();
     Env { market, gw, clock }
 }
 
