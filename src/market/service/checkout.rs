@@ -20,7 +20,7 @@ const SCOPE: &str = "checkout";
 /// What one checkout transaction produced.
 enum Placed {
     /// A new group (with what the prepay call needs).
-    New(Checkout, PrepayRequest),
+    New(Box<(Checkout, PrepayRequest)>),
     /// The key was used before with the same request.
     Replay(String),
 }
@@ -40,7 +40,10 @@ impl Market {
         let key = format!("{}:{}", req.buyer_openid, req.idempotency_key);
         let placed = self.retry(|| self.place(&req, &key, &hash)).await?;
         match placed {
-            Placed::New(co, prepay) => self.attach_prepay(co, Some(prepay)).await,
+            Placed::New(placed) => {
+                let (co, prepay) = *placed;
+                self.attach_prepay(co, Some(prepay)).await
+            }
             Placed::Replay(group_id) => self.checkout_replay(&group_id).await,
         }
     }
@@ -164,7 +167,7 @@ impl Market {
             return Err(MarketError::OutOfStock { shortages }); // dropping `tx` rolls everything back
         }
         tx.commit().await?;
-        Ok(Placed::New(Checkout { group, orders, payment }, prepay))
+        Ok(Placed::New(Box::new((Checkout { group, orders, payment }, prepay))))
     }
 
     /// The group a buyer's idempotency key produced, if any.

@@ -680,7 +680,7 @@ pub(super) async fn conclude_refund(
         let p: Payment =
             tx.payment(&r.group_id).await?.ok_or_else(|| MarketError::not_found("payment", &r.group_id))?;
         let mut np = p.clone();
-        np.refunded = p.refunded.add(r.amount)?;
+        np.refunded = p.refunded.checked_add(r.amount)?;
         if np.refunded > p.amount {
             return Err(MarketError::Money(format!("refunds of {} exceed the payment", r.group_id)));
         }
