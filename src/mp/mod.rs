@@ -28,6 +28,7 @@ use crate::token::{
 };
 
 pub mod auth;
+pub mod link;
 pub mod session;
 
 /// A mini-program API client for one app.
@@ -192,5 +193,10 @@ impl Client {
     /// Login APIs.
     pub fn auth(&self) -> auth::Auth<'_> {
         auth::Auth { client: self }
+    }
+
+    /// Share links: URL Scheme, URL Link, Short Link.
+    pub fn links(&self) -> link::Links<'_> {
+        link::Links { client: self }
     }
 }
