@@ -30,6 +30,7 @@ use crate::token::{
 pub mod auth;
 pub mod link;
 pub mod session;
+pub mod wxacode;
 
 /// A mini-program API client for one app.
 #[derive(Clone)]
@@ -198,5 +199,10 @@ impl Client {
     /// Share links: URL Scheme, URL Link, Short Link.
     pub fn links(&self) -> link::Links<'_> {
         link::Links { client: self }
+    }
+
+    /// Mini-program codes: `getwxacode`, `getwxacodeunlimit`, `createwxaqrcode`.
+    pub fn wxacode(&self) -> wxacode::WxaCodes<'_> {
+        wxacode::WxaCodes { client: self }
     }
 }
