@@ -29,6 +29,7 @@ use crate::token::{
 
 pub mod auth;
 pub mod link;
+pub mod referral;
 pub mod session;
 pub mod wxacode;
 
