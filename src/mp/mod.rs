@@ -31,6 +31,7 @@ pub mod auth;
 pub mod link;
 pub mod referral;
 pub mod session;
+pub mod shipping;
 pub mod wxacode;
 
 /// A mini-program API client for one app.
@@ -205,5 +206,10 @@ impl Client {
     /// Mini-program codes: `getwxacode`, `getwxacodeunlimit`, `createwxaqrcode`.
     pub fn wxacode(&self) -> wxacode::WxaCodes<'_> {
         wxacode::WxaCodes { client: self }
+    }
+
+    /// Order shipping-info management (发货信息管理).
+    pub fn shipping(&self) -> shipping::Shipping<'_> {
+        shipping::Shipping { client: self }
     }
 }
