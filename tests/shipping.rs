@@ -467,7 +467,7 @@ async fn split_delivery_ships_when_all_packages_are_out() {
     ship.upload_shipping_info(&first).await.unwrap();
     let order = ship.get_order(&OrderRef::transaction_id(&tx)).await.unwrap();
     assert_eq!(order.order_state, OrderState::Unshipped);
-    assert_eq!(order.shipping.as_ref().unwrap().finish_shipping, false);
+    assert!(!order.shipping.as_ref().unwrap().finish_shipping);
     assert!(emu.shipping_events().is_empty());
     let rest = UploadShippingInfo::split(
         OrderKey::transaction_id(&tx),

@@ -331,8 +331,7 @@ impl ShippingState {
         let mut ids: Vec<String> = self.trades.keys().cloned().collect();
         ids.sort();
         for id in ids {
-            loop {
-                let Some(mut t) = self.trades.get(&id).cloned() else { break };
+            while let Some(mut t) = self.trades.get(&id).cloned() {
                 let fired = match t.state {
                     OrderState::Unshipped => match t.remind_at {
                         Some(at) if now >= at => {
