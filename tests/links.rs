@@ -10,7 +10,7 @@ use wxshop::emulator::links::{Limits, limited_payload, qrcode_payload, unlimited
 use wxshop::emulator::{DEFAULT_APPID, Emulator, EmulatorHandle, Fault};
 use wxshop::http::Request;
 use wxshop::mp::link::{EnvVersion, Expiry, GenerateScheme, GenerateShortLink, GenerateUrlLink};
-use wxshop::mp::referral::{Referral, ReferralKey};
+use wxshop::mp::referral::{Referral, ReferralError, ReferralKey};
 use wxshop::mp::wxacode::{CreateQrCode, GetUnlimitedCode, GetWxaCode, LineColor};
 use wxshop::{ErrCode, Error};
 
@@ -367,4 +367,19 @@ async fn a_referral_token_survives_the_whole_trip_through_a_code() {
     assert_eq!(scene, token.as_str());
     let r = key.verify(&scene, now).unwrap();
     assert_eq!((r.promoter, r.campaign, r.product), (1001, 7, Some(42)));
+
+    // Expired, forged (another merchant's key, or one character changed) and garbage are refused.
+    assert_eq!(
+        key.verify(&scene, now + chrono::Duration::days(30)),
+        Err(ReferralError::Expired { expired_at: r.expires_at })
+    );
+    let other = ReferralKey::new("another merchant's secret, 32 byt").unwrap();
+    let foreign = other.sign_for(Referral::new(1001, 7).product(42), now, chrono::Duration::days(30)).unwrap();
+    assert_eq!(key.verify(foreign.as_str(), now), Err(ReferralError::BadSignature));
+    let mut chars: Vec<char> = scene.chars().collect();
+    chars[7] = if chars[7] == 'A' { 'B' } else { 'A' };
+    assert_eq!(key.verify(&chars.into_iter().collect::<String>(), now), Err(ReferralError::BadSignature));
+    assert!(matches!(key.verify("not a token!", now), Err(ReferralError::Malformed(_))));
+    let as_error: Error = ReferralError::BadSignature.into();
+    assert!(matches!(as_error, Error::Signature(_)));
 }

@@ -231,8 +231,8 @@ pub(crate) fn wx_ok(fields: serde_json::Value) -> Response {
     axum::Json(v).into_response()
 }
 
-/// Bodies above this are refused (WeChat's APIs take small JSON documents).
-const MAX_BODY_BYTES: usize = 4 << 20;
+/// Bodies above this are refused (JSON documents, and media uploads of up to 10 MB).
+const MAX_BODY_BYTES: usize = 16 << 20;
 
 async fn count_and_inject(State(state): State<Shared>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
