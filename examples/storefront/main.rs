@@ -10,6 +10,8 @@ mod api;
 mod demo;
 mod login;
 mod market;
+mod share;
+mod shipping;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,11 +34,22 @@ pub struct AppState {
     pub profiles: Arc<login::Profiles>,
     /// The marketplace.
     pub market: market::MarketState,
+    /// Referral key, promoters and attributions.
+    pub share: Arc<share::ShareState>,
+    /// Paid orders.
+    pub orders: Arc<shipping::Orders>,
+    /// The bearer token of merchant (`/admin/...`) routes.
+    pub admin_token: Arc<str>,
 }
 
 /// The whole router: one `routes()` per capability module.
 pub fn router(state: AppState) -> Router {
-    Router::new().merge(login::routes()).merge(market::routes()).with_state(state)
+    Router::new()
+        .merge(login::routes())
+        .merge(share::routes())
+        .merge(shipping::routes())
+        .merge(market::routes())
+        .with_state(state)
 }
 
 async fn build_state(demo_mode: bool) -> wxshop::Result<AppState> {
@@ -52,8 +65,21 @@ async fn build_state(demo_mode: bool) -> wxshop::Result<AppState> {
         }
     };
     let sessions = Sessions::new(client.clone(), Arc::new(MemorySessionStore::default()));
-    let market = market::build(demo_mode, emulator.is_some()).await?;
-    Ok(AppState { client, sessions, emulator, profiles: Arc::default(), market })
+    let market = market::build(demo_mode, &client, emulator.is_some()).await?;
+    let admin_token: Arc<str> = match std::env::var("STOREFRONT_ADMIN_TOKEN") {
+        Ok(t) if !t.is_empty() => t.into(),
+        _ => hex::encode(rand::random::<[u8; 16]>()).into(),
+    };
+    Ok(AppState {
+        client,
+        sessions,
+        emulator,
+        profiles: Arc::default(),
+        share: Arc::new(share::ShareState::from_env()?),
+        orders: Arc::default(),
+        admin_token,
+        market,
+    })
 }
 
 #[tokio::main]
@@ -102,6 +128,10 @@ async fn run(demo_mode: bool) -> wxshop::Result<std::process::ExitCode> {
             "  curl -s -XPOST {base}/api/login -H 'content-type: application/json' -d \"{{\\\"code\\\":\\\"$code\\\"}}\""
         );
         println!("  curl -s {base}/api/me -H 'authorization: Bearer <session_token>'");
+        println!(
+            "  curl -s '{base}/api/share?product=42' -H 'authorization: Bearer <session_token>' | jq -r .wxacode_png_base64 | base64 -d > code.png"
+        );
+        println!("  merchant routes (/admin/orders/{{id}}/ship) take: authorization: Bearer {}", state.admin_token);
         println!("or run the whole buyer journey: cargo run --example storefront -- --demo");
     }
     let _ = tokio::signal::ctrl_c().await;

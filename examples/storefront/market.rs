@@ -41,12 +41,18 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use wxshop::market::{
-    BrowseQuery, BrowseSort, CartOwner, CheckoutLine, CheckoutRequest, Market, MarketError, Money, NewMerchant,
-    NewProduct, NewSku, OrderStatus, PaymentNotice, RecordingGateway, RuleSpec, ShipRequest, SubOrderPaid, store,
+    BrowseQuery, BrowseSort, CartOwner, CheckoutLine, CheckoutRequest, Market, MarketError, Money, MpShippingGateway,
+    NewMerchant, NewProduct, NewSku, OrderStatus, PaymentNotice, RecordingGateway, RuleSpec, ShipRequest, SubOrderPaid,
+    store,
 };
+
+use wxshop::emulator::shipping::{PaidTransaction, register_paid_transaction};
 
 use crate::AppState;
 use crate::api::{ApiError, Buyer};
+
+/// The platform's WeChat Pay merchant id in emulator mode.
+const PLATFORM_MCHID: &str = "1230000109";
 use crate::demo::Demo;
 
 /// The marketplace part of the state.
@@ -79,12 +85,15 @@ impl MarketState {
 
 /// Opens the store (PostgreSQL when `DATABASE_URL` is set, SQLite otherwise), builds the market, seeds
 /// two merchants, and starts the timer loop.
-pub async fn build(demo_mode: bool, simulate_payments: bool) -> wxshop::Result<MarketState> {
+pub async fn build(demo_mode: bool, client: &wxshop::Client, simulate_payments: bool) -> wxshop::Result<MarketState> {
     let (store, demo_schema) = open_store(demo_mode).await?;
-    // Until the WeChat Pay and shipping clients land, payments and shipping uploads are recorded in
-    // memory; the payment notification is delivered by `/api/pay/simulate`.
-    let gw = Arc::new(RecordingGateway::default());
-    let market = Market::builder(store).payments(gw.clone()).shipping(gw).build()?;
+    // Shipping info goes to WeChat (or the emulator) through the mini-program client. Until the WeChat
+    // Pay client lands, prepay orders are recorded in memory and the payment notification is delivered
+    // by `/api/pay/simulate`.
+    let market = Market::builder(store)
+        .payments(Arc::new(RecordingGateway::default()))
+        .shipping(Arc::new(MpShippingGateway::new(client.clone())))
+        .build()?;
     let (keys, seeded) = seed(&market).await?;
     let timers = market.clone();
     tokio::spawn(async move {
@@ -371,7 +380,7 @@ struct SimulateBody {
 
 /// Emulator mode: plays WeChat Pay and delivers the (already verified) payment notification.
 async fn simulate_pay(State(s): State<AppState>, buyer: Buyer, Json(b): Json<SimulateBody>) -> Answer {
-    if !s.market.simulate_payments {
+    if !s.market.simulate_payments || s.emulator.is_none() {
         return Err(MarketError::Invalid("payments are simulated only against the emulator".into()).into());
     }
     let m = &s.market.market;
@@ -398,6 +407,22 @@ async fn simulate_pay(State(s): State<AppState>, buyer: Buyer, Json(b): Json<Sim
             Vec::new()
         },
     };
+    // WeChat puts every paid transaction under shipping-info management; so does the emulator.
+    if let Some(emu) = &s.emulator {
+        let single = [(co.group.id.clone(), notice.transaction_id.clone(), co.group.total)];
+        let subs: Vec<_> = notice
+            .sub_orders
+            .iter()
+            .map(|sub| {
+                (sub.out_trade_no.clone(), sub.transaction_id.clone(), sub.amount, Some(sub.out_trade_no.clone()))
+            })
+            .collect();
+        for (out_trade_no, txn, amount) in if subs.is_empty() { single.to_vec() } else { subs } {
+            let tx =
+                PaidTransaction::new(PLATFORM_MCHID, out_trade_no, &buyer.openid, amount.as_fen()).transaction_id(txn);
+            register_paid_transaction(emu.state(), tx).map_err(MarketError::from)?;
+        }
+    }
     let outcome = m.handle_payment_notice(&notice).await?;
     ok(json!({ "outcome": outcome, "checkout": m.checkout_view(&co.group.id).await? }))
 }
@@ -564,7 +589,8 @@ pub async fn demo_ship_and_receive(d: &mut Demo) -> Result<String, String> {
         let list = d.call(reqwest::Method::GET, "/api/merchant/orders?status=Paid", None, &hdr, false).await?;
         let oid =
             list["items"][0]["id"].as_str().ok_or_else(|| format!("{name} has no paid order: {list}"))?.to_string();
-        let body = json!({ "tracking_no": format!("{carrier}{}", &oid[..10]), "express_company": carrier });
+        let body = json!({ "tracking_no": format!("{carrier}{}", &oid[..10]), "express_company": carrier,
+                           "receiver_phone": "13800138000" });
         let shipped =
             d.call(reqwest::Method::POST, &format!("/api/merchant/orders/{oid}/ship"), Some(body), &hdr, false).await?;
         if shipped["order"]["status"] != "Shipped" {
@@ -577,5 +603,5 @@ pub async fn demo_ship_and_receive(d: &mut Demo) -> Result<String, String> {
     }
     let mine = d.get("/api/orders").await?;
     let n = mine["items"].as_array().map_or(0, |a| a.iter().filter(|o| o["status"] == "Received").count());
-    Ok(format!("2 parcels shipped; {n} orders received"))
+    Ok(format!("2 parcels shipped (shipping info uploaded to the emulator); {n} orders received"))
 }

@@ -424,6 +424,7 @@ impl Market {
                 tracking_no: req.tracking_no.clone(),
                 express_company: req.express_company.clone(),
                 item_desc,
+                receiver_phone: req.receiver_phone.clone(),
             }],
             payer_openid: o.buyer_openid.clone(),
             upload_time: self.now(),
