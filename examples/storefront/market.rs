@@ -413,9 +413,7 @@ async fn simulate_pay(State(s): State<AppState>, buyer: Buyer, Json(b): Json<Sim
         let subs: Vec<_> = notice
             .sub_orders
             .iter()
-            .map(|sub| {
-                (sub.out_trade_no.clone(), sub.transaction_id.clone(), sub.amount, Some(sub.out_trade_no.clone()))
-            })
+            .map(|sub| (sub.out_trade_no.clone(), sub.transaction_id.clone(), sub.amount))
             .collect();
         for (out_trade_no, txn, amount) in if subs.is_empty() { single.to_vec() } else { subs } {
             let tx =
