@@ -834,6 +834,34 @@ async fn carts_merge_at_login_and_report_price_changes(e: Env) {
     assert!(matches!(m.cart_add(&CartOwner::guest(""), &b.skus[0], 1).await, Err(MarketError::Invalid(_))));
 }
 
+async fn purchase_limits_cap_carts_and_refuse_checkouts(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Limit", None, &[100], 10).await;
+    let p = m
+        .create_product(
+            &s.merchant.id,
+            NewProduct {
+                category_id: s.category.id.clone(),
+                title: "Limited".into(),
+                description: String::new(),
+                skus: vec![NewSku { price: Money::fen(50), purchase_limit: Some(2), ..Default::default() }],
+            },
+        )
+        .await
+        .unwrap();
+    m.list_product(&s.merchant.id, &p.product.id).await.unwrap();
+    let sku = p.skus[0].id.clone();
+    m.set_stock(&s.merchant.id, &sku, 10).await.unwrap();
+    let err = m.checkout(req("b1", "k", &[(&sku, 1), (&sku, 2)])).await.unwrap_err();
+    assert!(matches!(err, MarketError::PurchaseLimit { limit: 2, requested: 3, .. }), "{err}");
+    let buyer = CartOwner::buyer("b1");
+    let v = m.cart_add(&buyer, &sku, 5).await.unwrap();
+    assert_eq!(v.changes, vec![CartChange::QuantityCapped { sku_id: sku.clone(), requested: 5, capped_to: 2 }]);
+    assert_eq!(v.total, Money::fen(100));
+    let co = m.checkout_cart("b1", "k").await.unwrap();
+    assert_eq!(co.group.total, Money::fen(100));
+}
+
 async fn outbox_delivers_at_least_once(e: Env) {
     let m = &e.market;
     let s = shop(m, "Outbox", None, &[100], 3).await;
@@ -891,6 +919,7 @@ fn cases() -> Vec<Case> {
         timers_confirm_receipt_and_report_late_shipping,
         cancellations_release_or_restock_and_refund,
         carts_merge_at_login_and_report_price_changes,
+        purchase_limits_cap_carts_and_refuse_checkouts,
         outbox_delivers_at_least_once,
     ]
 }
