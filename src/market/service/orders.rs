@@ -504,7 +504,7 @@ impl Market {
 
     /// An order with its lines and parcels.
     pub async fn order(&self, order_id: &str) -> Result<OrderDetail> {
-        let mut tx = self.read().await?;
+        let mut tx = self.snapshot().await?;
         let order = tx.order(order_id).await?.ok_or_else(|| MarketError::not_found("order", order_id))?;
         let lines = tx.order_lines(&order.merchant_id, order_id).await?;
         let shipments = tx.shipments(&order.merchant_id, order_id).await?;
