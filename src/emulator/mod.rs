@@ -32,6 +32,10 @@
 //! | `POST /__emulator/reset_counters` | — | zeroes calls and counters |
 //! | `POST /__emulator/clock/advance` | `{"seconds"}` | moves the emulator's clock forward |
 //! | `POST /__emulator/token_ttl` | `{"seconds"}` | lifetime of tokens issued from now on |
+//! | `/__emulator/pay/…` | | WeChat Pay: merchants, signing mode, certificate rotation, the cashier's actions (see [`pay`]) |
+//!
+//! The cashier — the list of prepay orders with Pay / Fail / Refund and a log of calls and
+//! notifications — is at `/`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -54,6 +58,7 @@ use crate::error::{Error, Result};
 
 mod control;
 mod mp_auth;
+pub mod pay;
 
 /// Configuration of an emulator instance.
 #[derive(Debug, Clone)]
@@ -113,6 +118,7 @@ pub struct EmulatorState {
     clock_offset_ms: AtomicI64,
     pub(crate) token_ttl_secs: AtomicI64,
     pub(crate) mp: Mutex<mp_auth::MpState>,
+    pub(crate) pay: Mutex<pay::PayState>,
 }
 
 /// Shared handle to the state.
@@ -131,6 +137,7 @@ impl EmulatorState {
             clock_offset_ms: AtomicI64::new(0),
             token_ttl_secs: AtomicI64::new(config.token_ttl.as_secs() as i64),
             mp: Mutex::new(mp),
+            pay: Mutex::new(pay::PayState::new(Utc::now())),
         }
     }
 
@@ -245,6 +252,7 @@ impl Emulator {
         Router::new()
             .merge(control::routes())
             .merge(mp_auth::routes())
+            .merge(pay::routes())
             .layer(middleware::from_fn_with_state(state.clone(), count_and_inject))
             .with_state(state)
     }
@@ -328,7 +336,7 @@ impl EmulatorHandle {
 
     /// The openid the emulator gives `user` in `appid`.
     pub fn openid_of(&self, appid: &str, user: &str) -> String {
-        mp_auth::openid_for(appid, user)
+        lock(&self.state.mp).remember_user(appid, user)
     }
 
     /// Mints a getPhoneNumber code.

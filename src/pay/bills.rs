@@ -129,7 +129,7 @@ fn check_date(bill_date: &str) -> Result<()> {
 
 impl Bills<'_> {
     /// `GET /v3/bill/tradebill`.
-    pub async fn trade_bill(&self, bill_date: &str, bill_type: TradeBillType, gzip: bool) -> Result<BillInfo> {
+    pub async fn trade_bill(self, bill_date: &str, bill_type: TradeBillType, gzip: bool) -> Result<BillInfo> {
         check_date(bill_date)?;
         let mut req = get("/v3/bill/tradebill").query("bill_date", bill_date).query("bill_type", bill_type.as_str());
         if gzip {
@@ -139,7 +139,7 @@ impl Bills<'_> {
     }
 
     /// `GET /v3/bill/fundflowbill`.
-    pub async fn fund_flow_bill(&self, bill_date: &str, account_type: AccountType, gzip: bool) -> Result<BillInfo> {
+    pub async fn fund_flow_bill(self, bill_date: &str, account_type: AccountType, gzip: bool) -> Result<BillInfo> {
         check_date(bill_date)?;
         let mut req =
             get("/v3/bill/fundflowbill").query("bill_date", bill_date).query("account_type", account_type.as_str());
@@ -151,7 +151,7 @@ impl Bills<'_> {
 
     /// Downloads a bill, gunzips it when `gzip`, and checks its SHA-1. The signed request only
     /// goes to the configured WeChat Pay host.
-    pub async fn download(&self, info: &BillInfo, gzip: bool) -> Result<Bytes> {
+    pub async fn download(self, info: &BillInfo, gzip: bool) -> Result<Bytes> {
         if !info.hash_type.eq_ignore_ascii_case("SHA1") {
             return Err(Error::decode("bill", format!("unsupported hash_type {:?}", info.hash_type)));
         }
@@ -184,13 +184,13 @@ impl Bills<'_> {
     }
 
     /// Applies for a trade bill (GZIP) and downloads it, checked.
-    pub async fn trade_bill_file(&self, bill_date: &str, bill_type: TradeBillType) -> Result<Bytes> {
+    pub async fn trade_bill_file(self, bill_date: &str, bill_type: TradeBillType) -> Result<Bytes> {
         let info = self.trade_bill(bill_date, bill_type, true).await?;
         self.download(&info, true).await
     }
 
     /// Applies for a fund-flow bill (GZIP) and downloads it, checked.
-    pub async fn fund_flow_bill_file(&self, bill_date: &str, account_type: AccountType) -> Result<Bytes> {
+    pub async fn fund_flow_bill_file(self, bill_date: &str, account_type: AccountType) -> Result<Bytes> {
         let info = self.fund_flow_bill(bill_date, account_type, true).await?;
         self.download(&info, true).await
     }

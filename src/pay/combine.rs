@@ -252,21 +252,21 @@ pub struct Combine<'a> {
 
 impl Combine<'_> {
     /// `POST /v3/combine-transactions/jsapi`.
-    pub async fn jsapi(&self, mut req: CombineJsapiPrepay) -> Result<PrepayResponse> {
+    pub async fn jsapi(self, mut req: CombineJsapiPrepay) -> Result<PrepayResponse> {
         req.combine_mchid = self.client.mchid().to_string();
         req.validate()?;
         self.client.send_json(&post("/v3/combine-transactions/jsapi", &req)?).await
     }
 
     /// Prepay, then the `wx.requestPayment` parameters.
-    pub async fn jsapi_request_payment(&self, req: CombineJsapiPrepay) -> Result<RequestPayment> {
+    pub async fn jsapi_request_payment(self, req: CombineJsapiPrepay) -> Result<RequestPayment> {
         let appid = req.combine_appid.clone();
         let prepay = self.jsapi(req).await?;
         self.client.request_payment(&appid, &prepay.prepay_id)
     }
 
     /// `GET /v3/combine-transactions/out-trade-no/{combine_out_trade_no}`.
-    pub async fn query(&self, combine_out_trade_no: &str) -> Result<CombineTransaction> {
+    pub async fn query(self, combine_out_trade_no: &str) -> Result<CombineTransaction> {
         check_no("combine_out_trade_no", combine_out_trade_no, 1, 32)?;
         self.client
             .send_json(&get(format!("/v3/combine-transactions/out-trade-no/{}", seg(combine_out_trade_no))))

@@ -188,7 +188,7 @@ pub struct Partner<'a> {
 
 impl Partner<'_> {
     /// `POST /v3/pay/partner/transactions/jsapi`.
-    pub async fn jsapi(&self, mut req: PartnerJsapiPrepay) -> Result<PrepayResponse> {
+    pub async fn jsapi(self, mut req: PartnerJsapiPrepay) -> Result<PrepayResponse> {
         req.sp_mchid = self.client.mchid().to_string();
         req.validate()?;
         self.client.send_json(&post("/v3/pay/partner/transactions/jsapi", &req)?).await
@@ -196,7 +196,7 @@ impl Partner<'_> {
 
     /// Prepay, then the `wx.requestPayment` parameters, signed for the appid the payer's openid
     /// belongs to (sub_appid for a sub_openid, else sp_appid).
-    pub async fn jsapi_request_payment(&self, req: PartnerJsapiPrepay) -> Result<RequestPayment> {
+    pub async fn jsapi_request_payment(self, req: PartnerJsapiPrepay) -> Result<RequestPayment> {
         let appid = match (&req.payer.sub_openid, &req.sub_appid) {
             (Some(_), Some(sub)) => sub.clone(),
             _ => req.sp_appid.clone(),
@@ -206,7 +206,7 @@ impl Partner<'_> {
     }
 
     /// `GET /v3/pay/partner/transactions/id/{transaction_id}?sp_mchid=&sub_mchid=`.
-    pub async fn query_by_id(&self, transaction_id: &str, sub_mchid: &str) -> Result<Transaction> {
+    pub async fn query_by_id(self, transaction_id: &str, sub_mchid: &str) -> Result<Transaction> {
         let req = get(format!("/v3/pay/partner/transactions/id/{}", seg(transaction_id)))
             .query("sp_mchid", self.client.mchid())
             .query("sub_mchid", sub_mchid);
@@ -214,7 +214,7 @@ impl Partner<'_> {
     }
 
     /// `GET /v3/pay/partner/transactions/out-trade-no/{out_trade_no}?sp_mchid=&sub_mchid=`.
-    pub async fn query_by_out_trade_no(&self, out_trade_no: &str, sub_mchid: &str) -> Result<Transaction> {
+    pub async fn query_by_out_trade_no(self, out_trade_no: &str, sub_mchid: &str) -> Result<Transaction> {
         check_no("out_trade_no", out_trade_no, 6, 32)?;
         let req = get(format!("/v3/pay/partner/transactions/out-trade-no/{}", seg(out_trade_no)))
             .query("sp_mchid", self.client.mchid())
@@ -223,7 +223,7 @@ impl Partner<'_> {
     }
 
     /// `POST /v3/pay/partner/transactions/out-trade-no/{out_trade_no}/close` (204).
-    pub async fn close(&self, out_trade_no: &str, sub_mchid: &str) -> Result<()> {
+    pub async fn close(self, out_trade_no: &str, sub_mchid: &str) -> Result<()> {
         check_no("out_trade_no", out_trade_no, 6, 32)?;
         let body = serde_json::json!({ "sp_mchid": self.client.mchid(), "sub_mchid": sub_mchid });
         let req = post(format!("/v3/pay/partner/transactions/out-trade-no/{}/close", seg(out_trade_no)), &body)?;
@@ -231,7 +231,7 @@ impl Partner<'_> {
     }
 
     /// A refund for a sub-merchant (`sub_mchid` required).
-    pub async fn refund(&self, req: CreateRefund) -> Result<Refund> {
+    pub async fn refund(self, req: CreateRefund) -> Result<Refund> {
         if req.sub_mchid.as_deref().is_none_or(str::is_empty) {
             return Err(Error::InvalidRequest("a partner refund needs sub_mchid".into()));
         }

@@ -401,7 +401,7 @@ pub struct ProfitSharing<'a> {
 
 impl ProfitSharing<'_> {
     /// `POST /v3/profitsharing/receivers/add`; the name is encrypted and `Wechatpay-Serial` sent.
-    pub async fn add_receiver(&self, mut req: AddReceiver) -> Result<Receiver> {
+    pub async fn add_receiver(self, mut req: AddReceiver) -> Result<Receiver> {
         if req.account.is_empty() || req.appid.is_empty() {
             return Err(Error::InvalidRequest("appid and account are required".into()));
         }
@@ -437,7 +437,7 @@ impl ProfitSharing<'_> {
     }
 
     /// `POST /v3/profitsharing/orders`; receiver names are encrypted and `Wechatpay-Serial` sent.
-    pub async fn create_order(&self, mut req: CreateOrder) -> Result<SharingOrder> {
+    pub async fn create_order(self, mut req: CreateOrder) -> Result<SharingOrder> {
         req.validate()?;
         let mut encryptor = None;
         if req.receivers.iter().any(|r| r.name.is_some()) {
@@ -473,7 +473,7 @@ impl ProfitSharing<'_> {
     }
 
     /// `POST /v3/profitsharing/return-orders`.
-    pub async fn create_return(&self, req: CreateReturn) -> Result<ReturnOrder> {
+    pub async fn create_return(self, req: CreateReturn) -> Result<ReturnOrder> {
         check_no("out_return_no", &req.out_return_no, 1, 64)?;
         if req.amount <= 0 {
             return Err(Error::InvalidRequest("a return amount must be positive".into()));
@@ -514,7 +514,7 @@ impl ProfitSharing<'_> {
     }
 
     /// `GET /v3/profitsharing/transactions/{transaction_id}/amounts`.
-    pub async fn remaining(&self, transaction_id: &str) -> Result<RemainingAmount> {
+    pub async fn remaining(self, transaction_id: &str) -> Result<RemainingAmount> {
         if transaction_id.is_empty() {
             return Err(Error::InvalidRequest("transaction_id is empty".into()));
         }

@@ -273,19 +273,19 @@ pub struct Refunds<'a> {
 
 impl Refunds<'_> {
     /// `POST /v3/refund/domestic/refunds`, after the local amount check.
-    pub async fn create(&self, req: CreateRefund) -> Result<Refund> {
+    pub async fn create(self, req: CreateRefund) -> Result<Refund> {
         req.validate()?;
         self.client.send_json(&post("/v3/refund/domestic/refunds", &req)?).await
     }
 
     /// `GET /v3/refund/domestic/refunds/{out_refund_no}`.
-    pub async fn query(&self, out_refund_no: &str) -> Result<Refund> {
+    pub async fn query(self, out_refund_no: &str) -> Result<Refund> {
         check_no("out_refund_no", out_refund_no, 1, 64)?;
         self.client.send_json(&get(format!("/v3/refund/domestic/refunds/{}", seg(out_refund_no)))).await
     }
 
     /// `GET /v3/refund/domestic/refunds/{out_refund_no}?sub_mchid=` (partner mode).
-    pub async fn query_for_sub_merchant(&self, out_refund_no: &str, sub_mchid: &str) -> Result<Refund> {
+    pub async fn query_for_sub_merchant(self, out_refund_no: &str, sub_mchid: &str) -> Result<Refund> {
         check_no("out_refund_no", out_refund_no, 1, 64)?;
         let req = get(format!("/v3/refund/domestic/refunds/{}", seg(out_refund_no))).query("sub_mchid", sub_mchid);
         self.client.send_json(&req).await

@@ -431,21 +431,21 @@ pub struct Transactions<'a> {
 impl Transactions<'_> {
     /// `POST /v3/pay/transactions/jsapi`. Repeating the same `out_trade_no` with the same fields
     /// answers the same prepay_id, so it is retried on transient failures.
-    pub async fn jsapi(&self, mut req: JsapiPrepay) -> Result<PrepayResponse> {
+    pub async fn jsapi(self, mut req: JsapiPrepay) -> Result<PrepayResponse> {
         req.mchid = self.client.mchid().to_string();
         req.validate()?;
         self.client.send_json(&post("/v3/pay/transactions/jsapi", &req)?).await
     }
 
     /// Prepay, then the signed `wx.requestPayment` parameters.
-    pub async fn jsapi_request_payment(&self, req: JsapiPrepay) -> Result<RequestPayment> {
+    pub async fn jsapi_request_payment(self, req: JsapiPrepay) -> Result<RequestPayment> {
         let appid = req.appid.clone();
         let prepay = self.jsapi(req).await?;
         self.client.request_payment(&appid, &prepay.prepay_id)
     }
 
     /// `GET /v3/pay/transactions/id/{transaction_id}?mchid=`.
-    pub async fn query_by_id(&self, transaction_id: &str) -> Result<Transaction> {
+    pub async fn query_by_id(self, transaction_id: &str) -> Result<Transaction> {
         if transaction_id.is_empty() {
             return Err(Error::InvalidRequest("transaction_id is empty".into()));
         }
@@ -454,7 +454,7 @@ impl Transactions<'_> {
     }
 
     /// `GET /v3/pay/transactions/out-trade-no/{out_trade_no}?mchid=`.
-    pub async fn query_by_out_trade_no(&self, out_trade_no: &str) -> Result<Transaction> {
+    pub async fn query_by_out_trade_no(self, out_trade_no: &str) -> Result<Transaction> {
         check_no("out_trade_no", out_trade_no, 6, 32)?;
         let req =
             get(format!("/v3/pay/transactions/out-trade-no/{}", seg(out_trade_no))).query("mchid", self.client.mchid());
@@ -462,7 +462,7 @@ impl Transactions<'_> {
     }
 
     /// `POST /v3/pay/transactions/out-trade-no/{out_trade_no}/close` (answers 204).
-    pub async fn close(&self, out_trade_no: &str) -> Result<()> {
+    pub async fn close(self, out_trade_no: &str) -> Result<()> {
         check_no("out_trade_no", out_trade_no, 6, 32)?;
         let body = serde_json::json!({ "mchid": self.client.mchid() });
         let req = post(format!("/v3/pay/transactions/out-trade-no/{}/close", seg(out_trade_no)), &body)?;
