@@ -298,7 +298,7 @@ mod tests {
 
     #[test]
     fn refund_amount_rules() {
-        CreateRefund::by_out_trade_no("ORDER_1", "R1", 500, 1800).validate().unwrap_err(); // out_trade_no too short
+        CreateRefund::by_out_trade_no("ORD1", "R1", 500, 1800).validate().unwrap_err(); // out_trade_no too short
         CreateRefund::by_out_trade_no("ORDER_1001", "R1", 1800, 1800).validate().unwrap();
         let over = CreateRefund::by_out_trade_no("ORDER_1001", "R2", 1000, 1800).already_refunded(900);
         let e = over.validate().unwrap_err().to_string();
