@@ -2398,6 +2398,12 @@ async fn ctl_log(State(s): State<Shared>) -> Response {
 // From Rust
 // ---------------------------------------------------------------------------------------------
 
+/// A self-signed platform certificate for `key`, valid for five years from yesterday, with a
+/// serial derived from `seed` (tests that need a platform certificate and its key).
+pub fn test_certificate(key: &MerchantKey, seed: &str) -> Result<PlatformCertificate> {
+    issue_certificate(key, Utc::now(), &serial_bytes(seed.as_bytes()))
+}
+
 /// The emulator's WeChat Pay public key (for `wxshop trigger` and tests): its id and private key.
 pub fn platform_public_key_signer() -> (&'static str, MerchantKey) {
     (PUBLIC_KEY_ID, MerchantKey::from_pem(PLATFORM_PUBLIC_KEY_KEY_PEM).expect("built-in key"))

@@ -174,6 +174,19 @@ pub fn decrypt_notification(apiv3_key: &ApiV3Key, body: &[u8]) -> Result<Notific
     })
 }
 
+/// Decrypts an already verified notification body's resource without parsing it (the exact
+/// plaintext, whatever its shape).
+pub fn decrypt_resource(apiv3_key: &ApiV3Key, body: &[u8]) -> Result<Vec<u8>> {
+    let env: Envelope<'_> = serde_json::from_slice(body).map_err(|e| Error::decode("notification", e))?;
+    if env.resource.algorithm != AEAD_AES_256_GCM {
+        return Err(Error::crypto(
+            CryptoKind::Key,
+            format!("unsupported resource algorithm {:?} (expected AEAD_AES_256_GCM)", env.resource.algorithm),
+        ));
+    }
+    apiv3_key.decrypt(&env.resource.nonce, &env.resource.associated_data, &env.resource.ciphertext)
+}
+
 fn parse_resource(event_type: &str, plaintext: &[u8]) -> Result<NotificationResource> {
     let bad = |e: serde_json::Error| Error::crypto(CryptoKind::Plaintext, format!("{event_type} resource: {e}"));
     if event_type.starts_with("TRANSACTION.") {
