@@ -1,6 +1,8 @@
 //! WeChat Pay v3 against the in-process emulator: signing formats, verification rules, key modes,
 //! notifications and every call family.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,20 +22,6 @@ use wxshop::pay::profitsharing::{AddReceiver, CreateOrder, CreateReturn, OrderRe
 use wxshop::pay::refunds::{CreateRefund, RefundStatus};
 use wxshop::pay::transactions::{JsapiPrepay, TradeState};
 use wxshop::pay::{Notification, NotificationResource, PayClient, PayConfig};
-
-/// WeChat's published message examples (vectors/official.json `pay_v3_formats`), verbatim.
-const PAY_V3_FORMATS: &str = r#"{
-  "request_message_example": {
-    "method": "GET", "url": "/v3/certificates", "timestamp": "1554208460",
-    "nonce": "593BEC0C930BF1AFEB40B4A08C8FB242", "body": "",
-    "message": "GET\n/v3/certificates\n1554208460\n593BEC0C930BF1AFEB40B4A08C8FB242\n\n"
-  },
-  "pay_sign_message_example": {
-    "appId": "wx8888888888888888", "timeStamp": "1414561699", "nonceStr": "5K8264ILTKCH16CQ2502SI8ZNMTM67VS",
-    "package": "prepay_id=wx201410272009395522657a690389285100",
-    "message": "wx8888888888888888\n1414561699\n5K8264ILTKCH16CQ2502SI8ZNMTM67VS\nprepay_id=wx201410272009395522657a690389285100\n"
-  }
-}"#;
 
 const NOTIFY_URL_PATH: &str = "/wx/pay/notify";
 
@@ -89,7 +77,7 @@ async fn paid_order(emu: &EmulatorHandle, pay: &PayClient, no: &str, total: i64,
 
 #[test]
 fn signed_messages_match_the_published_vectors() {
-    let v: serde_json::Value = serde_json::from_str(PAY_V3_FORMATS).unwrap();
+    let v = &common::vectors()["pay_v3_formats"];
     let r = &v["request_message_example"];
     let msg = paycrypto::request_message(
         r["method"].as_str().unwrap(),

@@ -27,8 +27,11 @@ macro_rules! step {
 }
 
 /// The journey, in order.
-const STEPS: &[(&str, StepFn)] =
-    &[step!("log in with wx.login", crate::login::demo_login), step!("bind a phone number", crate::login::demo_phone)];
+const STEPS: &[(&str, StepFn)] = &[
+    step!("log in with wx.login", crate::login::demo_login),
+    step!("bind a phone number", crate::login::demo_phone),
+    step!("order, pay in the cashier, see it paid", crate::pay::demo_pay),
+];
 
 pub async fn run(base: &str, state: &AppState) -> bool {
     let http = Http::new(wxshop::Endpoints::default(), HttpConfig::default()).expect("HTTP client");

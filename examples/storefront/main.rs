@@ -9,6 +9,7 @@
 mod api;
 mod demo;
 mod login;
+mod pay;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,11 +30,17 @@ pub struct AppState {
     pub emulator: Option<Arc<EmulatorHandle>>,
     /// Example-level profile data (phone numbers by openid).
     pub profiles: Arc<login::Profiles>,
+    /// The WeChat Pay client (`None` when not configured).
+    pub pay: Option<wxshop::pay::PayClient>,
+    /// Verified, deduplicated payment notifications.
+    pub notify: Option<wxshop::pay::notify::NotifyService>,
+    /// Example-level orders (until the marketplace lands).
+    pub orders: Arc<pay::Orders>,
 }
 
 /// The whole router: one `routes()` per capability module.
 pub fn router(state: AppState) -> Router {
-    Router::new().merge(login::routes()).with_state(state)
+    Router::new().merge(login::routes()).merge(pay::routes(&state)).with_state(state)
 }
 
 async fn build_state() -> wxshop::Result<AppState> {
@@ -49,7 +56,10 @@ async fn build_state() -> wxshop::Result<AppState> {
         }
     };
     let sessions = Sessions::new(client.clone(), Arc::new(MemorySessionStore::default()));
-    Ok(AppState { client, sessions, emulator, profiles: Arc::default() })
+    let pay = pay::pay_client(emulator.as_deref())?;
+    let orders = Arc::new(pay::Orders::default());
+    let notify = pay.clone().map(|p| pay::notify_service(p, orders.clone()));
+    Ok(AppState { client, sessions, emulator, profiles: Arc::default(), pay, notify, orders })
 }
 
 #[tokio::main]
