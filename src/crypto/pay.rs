@@ -267,15 +267,28 @@ impl PayPublicKey {
 
     /// Verifies a base64 signature; a `WECHATPAY/SIGNTEST/` probe is always rejected.
     pub fn verify(&self, message: &[u8], signature_b64: &str) -> Result<()> {
+        self.verify_parts(&[message], signature_b64)
+    }
+
+    /// Verifies a base64 signature over the concatenation of `parts` without copying them into
+    /// one buffer (responses and notifications: `TIMESTAMP\nNONCE\nBODY\n`).
+    pub fn verify_parts(&self, parts: &[&[u8]], signature_b64: &str) -> Result<()> {
         if signature_b64.starts_with(SIGNTEST_PREFIX) {
             return Err(Error::Signature(
                 "a WeChat Pay signature probe (WECHATPAY/SIGNTEST/…) — rejected, as WeChat Pay expects".into(),
             ));
         }
-        let sig = STANDARD
-            .decode(signature_b64.trim())
-            .map_err(|_| Error::Signature("the signature is not valid base64".into()))?;
-        self.verify_raw(message, &sig)
+        let mut sig = [0u8; 1024];
+        let n = STANDARD
+            .decode_slice(signature_b64.trim(), &mut sig)
+            .map_err(|_| Error::Signature("the signature is not valid base64 (or longer than RSA-8192)".into()))?;
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for p in parts {
+            ctx.update(p);
+        }
+        self.verifier
+            .verify_digest_sig(&ctx.finish(), &sig[..n])
+            .map_err(|_| Error::Signature("RSA-SHA256 signature does not verify".into()))
     }
 
     /// RSA-OAEP (SHA-1, MGF1-SHA1) encryption of a sensitive field, base64.

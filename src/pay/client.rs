@@ -41,15 +41,35 @@ pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 /// The header naming the key sensitive fields were encrypted with.
 pub const WECHATPAY_SERIAL: HeaderName = HeaderName::from_static("wechatpay-serial");
 
-/// Signs requests with the merchant key.
-struct Signer {
+/// Signs requests with the merchant key: the [`RequestSigner`] a [`PayClient`] hands the executor
+/// (a fresh timestamp and nonce on every attempt).
+#[derive(Clone)]
+pub struct MerchantSigner {
     mchid: String,
     serial: String,
     key: Arc<MerchantKey>,
     clock: Clock,
 }
 
-impl RequestSigner for Signer {
+impl std::fmt::Debug for MerchantSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MerchantSigner").field("mchid", &self.mchid).field("serial", &self.serial).finish()
+    }
+}
+
+impl MerchantSigner {
+    /// A signer for `config` using the system clock.
+    pub fn new(config: &PayConfig) -> Self {
+        MerchantSigner {
+            mchid: config.mchid().to_string(),
+            serial: config.merchant_serial().to_string(),
+            key: config.merchant_key.clone(),
+            clock: Arc::new(Utc::now),
+        }
+    }
+}
+
+impl RequestSigner for MerchantSigner {
     fn sign(&self, method: &Method, path_and_query: &str, body: &[u8]) -> Result<Vec<(HeaderName, HeaderValue)>> {
         let ts = (self.clock)().timestamp().to_string();
         let nonce = paycrypto::nonce32();
@@ -172,7 +192,7 @@ impl PayClientBuilder {
             verifier.add_public_key(id, key.clone());
         }
         verifier.add_certificates(self.config.static_certificates().iter().cloned(), clock());
-        let signer = Signer {
+        let signer = MerchantSigner {
             mchid: self.config.mchid().to_string(),
             serial: self.config.merchant_serial().to_string(),
             key: self.config.merchant_key.clone(),
@@ -192,7 +212,7 @@ struct Inner {
     config: PayConfig,
     http: Http,
     verifier: Verifier,
-    signer: Signer,
+    signer: MerchantSigner,
     clock: Clock,
 }
 

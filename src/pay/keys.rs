@@ -83,7 +83,12 @@ impl<'a> SignatureHeaders<'a> {
 /// Checks everything but the key lookup: signature type, probe, window; then the RSA signature.
 pub fn verify_with_key(key: &PayPublicKey, h: &SignatureHeaders<'_>, body: &[u8], now: i64) -> Result<()> {
     precheck(h, now)?;
-    key.verify(&crate::crypto::pay::response_message(h.timestamp, h.nonce, body), h.signature)
+    key.verify_parts(&response_parts(h, body), h.signature)
+}
+
+/// `TIMESTAMP\nNONCE\nBODY\n` as parts, so the body is hashed in place.
+fn response_parts<'a>(h: &SignatureHeaders<'a>, body: &'a [u8]) -> [&'a [u8]; 6] {
+    [h.timestamp.as_bytes(), b"\n", h.nonce.as_bytes(), b"\n", body, b"\n"]
 }
 
 fn precheck(h: &SignatureHeaders<'_>, now: i64) -> Result<()> {
@@ -222,9 +227,9 @@ impl Verifier {
     /// when allowed, and retries once).
     pub fn verify(&self, h: &SignatureHeaders<'_>, body: &[u8], now: i64) -> Result<()> {
         precheck(h, now)?;
-        let message = crate::crypto::pay::response_message(h.timestamp, h.nonce, body);
+        let message = response_parts(h, body);
         if let Some(k) = read(&self.public_keys).get(h.serial) {
-            return k.verify(&message, h.signature);
+            return k.verify_parts(&message, h.signature);
         }
         let certs = read(&self.certificates);
         let cert = match certs.get(h.serial) {
@@ -241,7 +246,7 @@ impl Verifier {
                     c.not_after()
                 )));
             }
-            return c.public_key().verify(&message, h.signature);
+            return c.public_key().verify_parts(&message, h.signature);
         }
         Err(self.unknown(h.serial))
     }
