@@ -799,3 +799,68 @@ fn config_debug_redacts_every_key() {
     assert!(!s.contains("MII"));
     assert!(!format!("{:?}", config.merchant_key()).contains("MII"));
 }
+
+mod parsers_never_panic {
+    use proptest::prelude::*;
+    use wxshop::crypto::pay::{self as paycrypto, ApiV3Key, MerchantKey, PayPublicKey, PlatformCertificate};
+    use wxshop::pay::bills::{BillTable, gunzip};
+    use wxshop::pay::keys::{SignatureHeaders, Verifier};
+    use wxshop::pay::notify::{decrypt_notification, decrypt_resource};
+
+    fn verifier() -> &'static (Verifier, ApiV3Key) {
+        static V: std::sync::OnceLock<(Verifier, ApiV3Key)> = std::sync::OnceLock::new();
+        V.get_or_init(|| {
+            let v = Verifier::new();
+            v.add_public_key("PUB_KEY_ID_1", wxshop::emulator::pay::platform_public_key_signer().1.public_key());
+            (v, ApiV3Key::new(super::DEFAULT_APIV3_KEY).unwrap())
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn notification_bodies(body in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let (_, key) = verifier();
+            let _ = decrypt_notification(key, &body);
+            let _ = decrypt_resource(key, &body);
+        }
+
+        #[test]
+        fn notification_json_shapes(nonce in ".{0,20}", aad in ".{0,20}", ct in "[A-Za-z0-9+/=]{0,200}", alg in "(AEAD_AES_256_GCM|x)") {
+            let (_, key) = verifier();
+            let body = serde_json::json!({"id": "EV-1", "event_type": "TRANSACTION.SUCCESS",
+                "resource": {"algorithm": alg, "ciphertext": ct, "associated_data": aad, "nonce": nonce}});
+            prop_assert!(decrypt_notification(key, &serde_json::to_vec(&body).unwrap()).is_err());
+        }
+
+        #[test]
+        fn signature_headers(serial in ".{0,40}", sig in ".{0,400}", ts in ".{0,12}", nonce in ".{0,40}", body in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let (v, _) = verifier();
+            let h = SignatureHeaders { serial: &serial, signature: &sig, timestamp: &ts, nonce: &nonce, signature_type: None };
+            prop_assert!(v.verify(&h, &body, 1_700_000_000).is_err());
+        }
+
+        #[test]
+        fn authorization_headers(s in ".{0,300}") {
+            let _ = paycrypto::parse_authorization(&s);
+            let _ = paycrypto::parse_authorization(&format!("WECHATPAY2-SHA256-RSA2048 {s}"));
+        }
+
+        #[test]
+        fn keys_and_certificates(bytes in proptest::collection::vec(any::<u8>(), 0..512), label in "(PRIVATE KEY|RSA PRIVATE KEY|CERTIFICATE|PUBLIC KEY|X)") {
+            let text = pem::encode(&pem::Pem::new(label, bytes.clone()));
+            prop_assert!(MerchantKey::from_pem(&text).is_err());
+            prop_assert!(PayPublicKey::from_pem(&text).is_err());
+            prop_assert!(PlatformCertificate::from_pem(&text).is_err());
+            prop_assert!(PlatformCertificate::from_der(&bytes).is_err());
+            let _ = MerchantKey::from_pem(&String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
+        fn bills(text in ".{0,400}", bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = BillTable::parse(&text);
+            let _ = gunzip(&bytes);
+        }
+    }
+}

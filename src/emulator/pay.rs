@@ -350,7 +350,7 @@ impl PayState {
                 SignMode::PublicKey => false,
                 SignMode::Migration => {
                     self.flip += 1;
-                    self.flip % 2 == 0
+                    self.flip.is_multiple_of(2)
                 }
             };
         if use_cert {
@@ -1097,7 +1097,7 @@ async fn partner_query_by_id(
 ) -> Response {
     const W: &str = "GET /v3/pay/partner/transactions/id/{transaction_id}";
     let mchid = authed!(s, W, method, uri, headers, b"");
-    if q.get("sp_mchid") != Some(&mchid) || q.get("sub_mchid").is_none() {
+    if q.get("sp_mchid") != Some(&mchid) || !q.contains_key("sub_mchid") {
         return param_err(&s, W, "sp_mchid", "sp_mchid 与 sub_mchid 必填");
     }
     let sub = q.get("sub_mchid").cloned().unwrap_or_default();

@@ -94,6 +94,8 @@ pub struct RefundNoticeAmount {
 /// The decrypted, typed resource of a notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+// One value per notification, moved once: boxing the big variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum NotificationResource {
     /// `TRANSACTION.SUCCESS` of a JSAPI or partner payment.
     Transaction(Transaction),
