@@ -864,3 +864,57 @@ mod parsers_never_panic {
         }
     }
 }
+
+#[tokio::test]
+async fn certificates_expiring_soon_are_refreshed_and_expired_ones_refused() {
+    use wxshop::emulator::pay::test_certificate_valid;
+    use wxshop::pay::keys::{SignatureHeaders, Verifier};
+    let now = chrono::Utc::now();
+    let key = MerchantKey::from_pem(DEFAULT_MERCHANT_KEY_PEM).unwrap();
+    let long = test_certificate_valid(&key, "long", now - chrono::Duration::days(1), now + chrono::Duration::days(400))
+        .unwrap();
+    let soon = test_certificate_valid(&key, "soon", now - chrono::Duration::days(1), now + chrono::Duration::hours(2))
+        .unwrap();
+    let gone =
+        test_certificate_valid(&key, "gone", now - chrono::Duration::days(9), now - chrono::Duration::days(1)).unwrap();
+    assert_eq!(soon.not_after().timestamp(), (now + chrono::Duration::hours(2)).timestamp());
+    let policy = RefreshPolicy { min_interval: Duration::ZERO, ..RefreshPolicy::default() };
+
+    let v = Verifier::with_mode(true, policy);
+    assert!(v.refresh_due(now).await, "nothing held yet");
+    assert!(v.refresh_with(now, || async { Ok(vec![long.clone()]) }).await.unwrap());
+    assert!(!v.refresh_due(now).await, "fresh download, newest certificate far from expiry");
+    let v = Verifier::with_mode(true, policy);
+    assert!(v.refresh_with(now, || async { Ok(vec![soon.clone()]) }).await.unwrap());
+    assert!(v.refresh_due(now).await, "the newest certificate expires within a day");
+    // Expired certificates are dropped on install and never verify.
+    assert_eq!(v.add_certificates([gone.clone()], now), 1);
+    assert!(!v.knows(gone.serial_no()));
+    let v = Verifier::with_mode(false, policy);
+    v.add_certificates([soon.clone()], now - chrono::Duration::days(2));
+    let body = b"{}";
+    let ts = (now + chrono::Duration::hours(3)).timestamp();
+    let h = sign_body(&key, soon.serial_no(), body, ts).unwrap();
+    let e = v.verify(&SignatureHeaders::from_headers(&h).unwrap(), body, ts).unwrap_err();
+    assert!(matches!(e, Error::Signature(ref m) if m.contains("not valid now")), "{e:?}");
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_for_keyed_calls() {
+    let emu = Emulator::start_default().await.unwrap();
+    let pay = emu.pay_client().unwrap();
+    emu.inject(wxshop::emulator::Fault {
+        path: "/v3/pay/transactions/jsapi".into(),
+        count: 2,
+        errcode: None,
+        status: Some(500),
+        reset: false,
+        delay_ms: None,
+    });
+    pay.transactions()
+        .jsapi(JsapiPrepay::new(DEFAULT_APPID, "Tea", "ORDER_RETRY_2", "http://127.0.0.1:1/n", 100, "o1"))
+        .await
+        .unwrap();
+    assert_eq!(emu.calls("/v3/pay/transactions/jsapi"), 3);
+    assert_eq!(emu.pay_order_state(DEFAULT_MCHID, "ORDER_RETRY_2").as_deref(), Some("NOTPAY"));
+}

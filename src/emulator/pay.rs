@@ -270,13 +270,22 @@ fn static_key(pem: &str) -> Arc<MerchantKey> {
 
 /// Issues a self-signed platform certificate for `key` valid from `now − 1 day` for 5 years.
 fn issue_certificate(key: &MerchantKey, now: DateTime<Utc>, serial: &[u8]) -> Result<PlatformCertificate> {
+    issue_certificate_valid(key, now - chrono::Duration::days(1), now + chrono::Duration::days(5 * 365), serial)
+}
+
+fn issue_certificate_valid(
+    key: &MerchantKey,
+    not_before: DateTime<Utc>,
+    not_after: DateTime<Utc>,
+    serial: &[u8],
+) -> Result<PlatformCertificate> {
     let rc_key = rcgen::KeyPair::from_pkcs8_pem_and_sign_algo(&key.to_pkcs8_pem(), &rcgen::PKCS_RSA_SHA256)
         .map_err(|e| Error::Config(format!("emulator certificate key: {e}")))?;
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
         .map_err(|e| Error::Config(format!("emulator certificate: {e}")))?;
     let epoch = rcgen::date_time_ymd(1970, 1, 1);
-    let start = (now - chrono::Duration::days(1)).timestamp().max(0) as u64;
-    let end = (now + chrono::Duration::days(5 * 365)).timestamp().max(0) as u64;
+    let start = not_before.timestamp().max(0) as u64;
+    let end = not_after.timestamp().max(0) as u64;
     params.not_before = epoch + Duration::from_secs(start);
     params.not_after = epoch + Duration::from_secs(end);
     params.serial_number = Some(rcgen::SerialNumber::from_slice(serial));
@@ -2402,6 +2411,16 @@ async fn ctl_log(State(s): State<Shared>) -> Response {
 /// serial derived from `seed` (tests that need a platform certificate and its key).
 pub fn test_certificate(key: &MerchantKey, seed: &str) -> Result<PlatformCertificate> {
     issue_certificate(key, Utc::now(), &serial_bytes(seed.as_bytes()))
+}
+
+/// [`test_certificate`] with a chosen validity.
+pub fn test_certificate_valid(
+    key: &MerchantKey,
+    seed: &str,
+    not_before: DateTime<Utc>,
+    not_after: DateTime<Utc>,
+) -> Result<PlatformCertificate> {
+    issue_certificate_valid(key, not_before, not_after, &serial_bytes(seed.as_bytes()))
 }
 
 /// The emulator's WeChat Pay public key (for `wxshop trigger` and tests): its id and private key.
