@@ -18,7 +18,7 @@
 
 use std::fmt;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{Aead, AeadInOut, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
@@ -475,16 +475,18 @@ impl ApiV3Key {
         let nonce = Nonce::try_from(nonce.as_bytes()).map_err(|_| {
             Error::crypto(CryptoKind::Iv, format!("the resource nonce must be 12 bytes, got {}", nonce.len()))
         })?;
-        let ct = b64("the resource ciphertext", ciphertext_b64)?;
-        if ct.len() < 16 {
+        let mut buf = b64("the resource ciphertext", ciphertext_b64)?;
+        if buf.len() < 16 {
             return Err(Error::crypto(CryptoKind::Length, "the resource ciphertext is shorter than its 16-byte tag"));
         }
-        self.cipher.decrypt(&nonce, Payload { msg: &ct, aad: associated_data.as_bytes() }).map_err(|_| {
+        // In place: the decoded buffer becomes the plaintext, with no second allocation.
+        self.cipher.decrypt_in_place(&nonce, associated_data.as_bytes(), &mut buf).map_err(|_| {
             Error::crypto(
                 CryptoKind::Tag,
                 "AES-GCM tag mismatch: wrong APIv3 key, or tampered ciphertext/nonce/associated_data",
             )
-        })
+        })?;
+        Ok(buf)
     }
 
     /// Encrypts a resource (the emulator and test fixtures): base64 ciphertext with the tag appended.
