@@ -918,3 +918,107 @@ async fn transient_failures_are_retried_for_keyed_calls() {
     assert_eq!(emu.calls("/v3/pay/transactions/jsapi"), 3);
     assert_eq!(emu.pay_order_state(DEFAULT_MCHID, "ORDER_RETRY_2").as_deref(), Some("NOTPAY"));
 }
+
+#[tokio::test]
+async fn the_pay_control_api_over_http() {
+    let emu = Emulator::start_default().await.unwrap();
+    let http = reqwest::Client::new();
+    let base = emu.base_url();
+    let post = |path: &str, body: serde_json::Value| http.post(format!("{base}{path}")).json(&body).send();
+    let key = MerchantKey::generate().unwrap();
+    let r = post(
+        "/__emulator/pay/merchants",
+        serde_json::json!({"mchid": "1900008888", "serial_no": "8888BBBB", "public_key": key.public_key().to_pem(),
+            "apiv3_key": "abcdefghijklmnopqrstuvwxyz012345", "appids": ["wx_a"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let bad = post(
+        "/__emulator/pay/merchants",
+        serde_json::json!({"mchid": "1", "serial_no": "2", "public_key": "x", "apiv3_key": "short"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), 400);
+    let r: serde_json::Value =
+        post("/__emulator/pay/mode", serde_json::json!({"mode": "migration"})).await.unwrap().json().await.unwrap();
+    assert_eq!(r["mode"], "migration");
+    let rotated: serde_json::Value =
+        post("/__emulator/pay/rotate", serde_json::json!({})).await.unwrap().json().await.unwrap();
+    let keys: serde_json::Value =
+        http.get(format!("{base}/__emulator/pay/keys")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(keys["public_key_id"], PUBLIC_KEY_ID);
+    assert_eq!(keys["mode"], "migration");
+    assert_eq!(keys["certificates"].as_array().unwrap().len(), 2);
+    assert_eq!(keys["certificates"][1]["serial_no"], rotated["serial_no"]);
+    assert_eq!(
+        PayPublicKey::from_pem(keys["public_key"].as_str().unwrap()).unwrap(),
+        wxshop::emulator::pay::platform_public_key_signer().1.public_key()
+    );
+    let cfg: serde_json::Value =
+        post("/__emulator/pay/config", serde_json::json!({"time_factor": 500.0, "signtest_probes": 0}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(cfg["time_factor"], 500.0);
+
+    // The registered merchant pays through the cashier actions over HTTP.
+    let (_, wechat) = wxshop::emulator::pay::platform_public_key_signer();
+    let config = PayConfig::new("1900008888", "8888BBBB", key, "abcdefghijklmnopqrstuvwxyz012345")
+        .unwrap()
+        .with_public_key(PUBLIC_KEY_ID, wechat.public_key())
+        .unwrap()
+        .with_platform_certificates(true);
+    let pay = emu.pay_client_with(config).unwrap();
+    assert_eq!(
+        pay.transactions()
+            .jsapi(JsapiPrepay::new("wx_b", "Tea", "ORDER_HTTP_1", "http://127.0.0.1:1/n", 100, "o1"))
+            .await
+            .unwrap_err()
+            .pay_code(),
+        Some("PARAM_ERROR")
+    );
+    pay.transactions()
+        .jsapi(JsapiPrepay::new("wx_a", "Tea", "ORDER_HTTP_1", "http://127.0.0.1:1/n", 100, "o1"))
+        .await
+        .unwrap();
+    let fail = post("/__emulator/pay/orders/1900008888/ORDER_HTTP_1/fail", serde_json::json!({})).await.unwrap();
+    assert_eq!(fail.status(), 200);
+    assert_eq!(
+        pay.transactions().query_by_out_trade_no("ORDER_HTTP_1").await.unwrap().trade_state,
+        TradeState::PayError
+    );
+    let paid: serde_json::Value = post("/__emulator/pay/orders/1900008888/ORDER_HTTP_1/pay", serde_json::json!({}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(paid["transaction_id"].as_str().unwrap().starts_with("42000"));
+    let again = post("/__emulator/pay/orders/1900008888/ORDER_HTTP_1/pay", serde_json::json!({})).await.unwrap();
+    assert_eq!(again.status(), 409);
+    let refunded: serde_json::Value =
+        post("/__emulator/pay/orders/1900008888/ORDER_HTTP_1/refund", serde_json::json!({"amount": 40}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert!(refunded["out_refund_no"].as_str().unwrap().starts_with("EMUREFUND"));
+    let orders: serde_json::Value =
+        http.get(format!("{base}/__emulator/pay/orders")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(orders[0]["state"], "REFUND");
+    assert_eq!(orders[0]["refunded"], 40);
+    let notes: serde_json::Value =
+        http.get(format!("{base}/__emulator/pay/notifications")).send().await.unwrap().json().await.unwrap();
+    let events: Vec<&str> = notes.as_array().unwrap().iter().map(|n| n["event_type"].as_str().unwrap()).collect();
+    assert_eq!(events, vec!["TRANSACTION.SUCCESS", "REFUND.SUCCESS"]);
+    let log: serde_json::Value =
+        http.get(format!("{base}/__emulator/pay/log")).send().await.unwrap().json().await.unwrap();
+    assert!(log.as_array().unwrap().iter().any(|e| e["kind"] == "cashier" && e["what"] == "pay ORDER_HTTP_1"));
+    let page = http.get(format!("{base}/")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("WeChat Pay cashier") && !page.contains("<script src"));
+}
