@@ -33,7 +33,7 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, HeaderName};
 
 use crate::crypto::pay::{
     PayPublicKey, PlatformCertificate, SCHEME, SIGNTEST_PREFIX, check_timestamp, normalize_serial,
@@ -64,18 +64,24 @@ pub struct SignatureHeaders<'a> {
 impl<'a> SignatureHeaders<'a> {
     /// Reads the headers; a missing one is a [`Error::Signature`].
     pub fn from_headers(headers: &'a HeaderMap) -> Result<Self> {
-        let get = |name: &str| -> Result<&'a str> {
+        // Static names: no parsing of the name on every lookup.
+        const SERIAL: HeaderName = HeaderName::from_static("wechatpay-serial");
+        const SIGNATURE: HeaderName = HeaderName::from_static("wechatpay-signature");
+        const TIMESTAMP: HeaderName = HeaderName::from_static("wechatpay-timestamp");
+        const NONCE: HeaderName = HeaderName::from_static("wechatpay-nonce");
+        const SIGNATURE_TYPE: HeaderName = HeaderName::from_static("wechatpay-signature-type");
+        let get = |name: &HeaderName| -> Result<&'a str> {
             headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .ok_or_else(|| Error::Signature(format!("missing header {name}")))
         };
         Ok(SignatureHeaders {
-            serial: get("wechatpay-serial")?,
-            signature: get("wechatpay-signature")?,
-            timestamp: get("wechatpay-timestamp")?,
-            nonce: get("wechatpay-nonce")?,
-            signature_type: headers.get("wechatpay-signature-type").and_then(|v| v.to_str().ok()),
+            serial: get(&SERIAL)?,
+            signature: get(&SIGNATURE)?,
+            timestamp: get(&TIMESTAMP)?,
+            nonce: get(&NONCE)?,
+            signature_type: headers.get(&SIGNATURE_TYPE).and_then(|v| v.to_str().ok()),
         })
     }
 }

@@ -192,25 +192,18 @@ pub fn decrypt_resource(apiv3_key: &ApiV3Key, body: &[u8]) -> Result<Vec<u8>> {
 fn parse_resource(event_type: &str, plaintext: &[u8]) -> Result<NotificationResource> {
     let bad = |e: serde_json::Error| Error::crypto(CryptoKind::Plaintext, format!("{event_type} resource: {e}"));
     if event_type.starts_with("TRANSACTION.") {
-        if contains(plaintext, b"\"combine_out_trade_no\"") {
-            return serde_json::from_slice(plaintext).map(NotificationResource::CombineTransaction).map_err(bad);
-        }
-        return serde_json::from_slice(plaintext).map(NotificationResource::Transaction).map_err(bad);
+        // A combined payment has no top-level out_trade_no, so the common case parses once.
+        return match serde_json::from_slice(plaintext) {
+            Ok(t) => Ok(NotificationResource::Transaction(t)),
+            Err(e) => {
+                serde_json::from_slice(plaintext).map(NotificationResource::CombineTransaction).map_err(|_| bad(e))
+            }
+        };
     }
     if event_type.starts_with("REFUND.") {
         return serde_json::from_slice(plaintext).map(NotificationResource::Refund).map_err(bad);
     }
     serde_json::from_slice(plaintext).map(NotificationResource::Other).map_err(bad)
-}
-
-/// Whether `needle` (which starts with `"`) occurs in `hay`: scans for the quote first, which is
-/// much cheaper than comparing every window.
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    let Some((&first, _)) = needle.split_first() else { return true };
-    if hay.len() < needle.len() {
-        return false;
-    }
-    (0..=hay.len() - needle.len()).any(|i| hay[i] == first && &hay[i..i + needle.len()] == needle)
 }
 
 /// Verifies with the keys held by `verifier` (no certificate download), then decrypts and parses.
