@@ -49,7 +49,12 @@ impl Orders {
     }
 
     /// Marks an order paid, once, if the notification's amount is the order's.
-    fn mark_paid(&self, out_trade_no: &str, total: Option<i64>, transaction_id: Option<String>) -> wxshop::Result<()> {
+    fn mark_paid(
+        &self,
+        out_trade_no: &str,
+        total: Option<i64>,
+        transaction_id: Option<String>,
+    ) -> wxshop::Result<Order> {
         let mut map = self.lock();
         let order = map
             .get_mut(out_trade_no)
@@ -64,7 +69,7 @@ impl Orders {
             order.status = "PAID";
             order.transaction_id = transaction_id;
         }
-        Ok(())
+        Ok(order.clone())
     }
 }
 
@@ -90,14 +95,24 @@ pub fn pay_client(emulator: Option<&wxshop::emulator::EmulatorHandle>) -> wxshop
     PayClient::builder(config).build().map(Some)
 }
 
-/// The notification service: marks orders paid.
-pub fn notify_service(pay: PayClient, orders: std::sync::Arc<Orders>) -> NotifyService {
+/// The notification service: marks the order paid (after checking the amount) and records it as
+/// a paid shop order, which credits the buyer's promoter and makes it shippable (`shipping.rs`).
+pub fn notify_service(pay: PayClient, state: AppState) -> NotifyService {
     NotifyService::new(pay, move |n: Notification| {
-        let orders = orders.clone();
+        let state = state.clone();
         async move {
             match n.resource {
                 NotificationResource::Transaction(t) if t.is_paid() => {
-                    orders.mark_paid(&t.out_trade_no, t.total(), t.transaction_id.clone())
+                    let order = state.pay_orders.mark_paid(&t.out_trade_no, t.total(), t.transaction_id.clone())?;
+                    crate::shipping::record_paid_order(
+                        &state,
+                        &order.id,
+                        order.transaction_id.as_deref().unwrap_or_default(),
+                        &order.openid,
+                        order.total,
+                        &order.description,
+                    );
+                    Ok(())
                 }
                 // Refunds and other events: acknowledge (a real shop updates its after-sales here).
                 _ => Ok(()),
@@ -111,8 +126,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/orders", post(create))
         .route("/api/orders/{id}", get(show))
         .route("/api/orders/{id}/pay", post(pay));
-    if let Some(svc) = &state.notify {
-        r = r.route("/wx/pay/notify", post(wxshop::pay::notify::handle).with_state(svc.clone()));
+    if let Some(pay) = &state.pay {
+        let svc = notify_service(pay.clone(), state.clone());
+        r = r.route("/wx/pay/notify", post(wxshop::pay::notify::handle).with_state(svc));
     }
     r
 }
@@ -127,7 +143,7 @@ async fn create(State(s): State<AppState>, buyer: Buyer, Json(b): Json<NewOrder>
     if b.total <= 0 || b.description.is_empty() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "description and a positive total (fen) are required"));
     }
-    let n = s.orders.seq.fetch_add(1, Ordering::Relaxed) + 1;
+    let n = s.pay_orders.seq.fetch_add(1, Ordering::Relaxed) + 1;
     let id = format!("SF{}{n:04}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
     let order = Order {
         id: id.clone(),
@@ -137,12 +153,12 @@ async fn create(State(s): State<AppState>, buyer: Buyer, Json(b): Json<NewOrder>
         status: "CREATED",
         transaction_id: None,
     };
-    s.orders.lock().insert(id, order.clone());
+    s.pay_orders.lock().insert(id, order.clone());
     Ok(Json(order))
 }
 
 async fn show(State(s): State<AppState>, buyer: Buyer, Path(id): Path<String>) -> Result<Json<Order>, ApiError> {
-    let order = s.orders.lock().get(&id).cloned().filter(|o| o.openid == buyer.openid);
+    let order = s.pay_orders.lock().get(&id).cloned().filter(|o| o.openid == buyer.openid);
     order.map(Json).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such order"))
 }
 
@@ -155,7 +171,7 @@ async fn pay(
 ) -> Result<Json<wxshop::pay::RequestPayment>, ApiError> {
     let pay =
         s.pay.as_ref().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "WeChat Pay is not configured"))?;
-    let order = s.orders.lock().get(&id).cloned().filter(|o| o.openid == buyer.openid);
+    let order = s.pay_orders.lock().get(&id).cloned().filter(|o| o.openid == buyer.openid);
     let order = order.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such order"))?;
     if order.status != "CREATED" {
         return Err(ApiError::new(StatusCode::CONFLICT, format!("order is {}", order.status)));
@@ -172,7 +188,8 @@ async fn pay(
     Ok(Json(pay.transactions().jsapi_request_payment(req).await?))
 }
 
-/// Demo: order, get the wx.requestPayment parameters, pay in the emulator's cashier, see it paid.
+/// Demo: order, get the wx.requestPayment parameters, pay in the emulator's cashier, see it paid
+/// (and recorded as a shippable shop order).
 pub async fn demo_pay(d: &mut Demo) -> Result<String, String> {
     let order = d.post("/api/orders", serde_json::json!({ "description": "Oolong tea 250 g", "total": 6800 })).await?;
     let id = order["id"].as_str().ok_or("no order id")?.to_string();
@@ -186,6 +203,10 @@ pub async fn demo_pay(d: &mut Demo) -> Result<String, String> {
     for _ in 0..100 {
         let o = d.get(&format!("/api/orders/{id}")).await?;
         if o["status"] == "PAID" {
+            let shop = d.admin_get(&format!("/admin/orders/{id}")).await?;
+            if shop["order"]["transaction_id"] != o["transaction_id"] || shop["wechat"]["order_state"] != 1 {
+                return Err(format!("the paid order is not recorded for shipping: {shop}"));
+            }
             return Ok(format!("order {id} paid, transaction {}", o["transaction_id"].as_str().unwrap_or("?")));
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -2153,7 +2153,29 @@ fn pay_order(s: &Shared, mchid: &str, out_trade_no: &str) -> std::result::Result
         }
     };
     p.push_log(now, "cashier", format!("pay {out_trade_no}"), 200, format!("transaction_id {txn_of_key}"));
+    // Every JSAPI payment comes under shipping-info management (发货信息管理), waiting to ship.
+    let shippable: Vec<super::shipping::PaidTransaction> = keys
+        .iter()
+        .filter_map(|k| p.orders.get(k))
+        .map(|o| {
+            let (mchid, sub) = match &o.kind {
+                Kind::Partner { sp_mchid, .. } => (sp_mchid.clone(), Some(o.owner.clone())),
+                _ => (o.owner.clone(), None),
+            };
+            let mut tx = super::shipping::PaidTransaction::new(mchid, &o.out_trade_no, &o.openid, o.total)
+                .transaction_id(o.transaction_id.clone().unwrap_or_default())
+                .appid(&o.appid)
+                .description(&o.description);
+            tx.sub_mchid = sub;
+            tx
+        })
+        .collect();
     drop(p);
+    for tx in shippable {
+        if let Err(e) = super::shipping::register_paid_transaction(s, tx) {
+            tracing::warn!(error = %e, "could not put a payment under shipping management");
+        }
+    }
     s.bump("pay.paid");
     queue_notification(s, &notify_mchid, &url, "TRANSACTION.SUCCESS", out_trade_no, &resource);
     Ok(txn_of_key)
