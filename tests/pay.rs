@@ -1022,3 +1022,13 @@ async fn the_pay_control_api_over_http() {
     let page = http.get(format!("{base}/")).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("WeChat Pay cashier") && !page.contains("<script src"));
 }
+
+#[tokio::test]
+async fn a_payment_comes_under_shipping_management() {
+    use wxshop::mp::shipping::{OrderRef, OrderState};
+    let emu = Emulator::start_default().await.unwrap();
+    let pay = emu.pay_client().unwrap();
+    let txn = paid_order(&emu, &pay, "ORDER_SHIP_1", 2500, "http://127.0.0.1:1/n", false).await;
+    let order = emu.client().unwrap().shipping().get_order(&OrderRef::transaction_id(&txn)).await.unwrap();
+    assert_eq!(order.order_state, OrderState::Unshipped);
+}
