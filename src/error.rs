@@ -312,6 +312,15 @@ pub enum Error {
     /// A signature did not verify (callback, response or raw data).
     #[error("signature verification failed: {0}")]
     Signature(String),
+    /// A WeChat Pay response or notification names a key (`Wechatpay-Serial`) this merchant does
+    /// not hold: configure that WeChat Pay public key, or let platform certificates refresh.
+    #[error("unknown Wechatpay-Serial {serial}: {hint}")]
+    UnknownSerial {
+        /// The serial (a platform certificate serial or a `PUB_KEY_ID_…`).
+        serial: String,
+        /// What to do about it.
+        hint: String,
+    },
     /// A callback or response timestamp outside the allowed window.
     #[error("timestamp {timestamp} is outside the allowed window of {window_secs} s")]
     StaleTimestamp {

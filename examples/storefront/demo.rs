@@ -40,6 +40,7 @@ const STEPS: &[(&str, StepFn)] = &[
     step!("a friend arrives through the link and is attributed", crate::share::demo_arrive),
     step!("the friend pays; the order credits the promoter", crate::shipping::demo_pay),
     step!("the merchant ships (and corrects once)", crate::shipping::demo_ship),
+    step!("order, pay in the cashier, see it paid", crate::pay::demo_pay),
     step!("browse the catalog", crate::market::demo_browse),
     step!("fill a cart from two merchants (guest cart merged at login)", crate::market::demo_cart),
     step!("check out both merchants in one payment", crate::market::demo_checkout),
@@ -156,6 +157,12 @@ impl Demo {
     pub async fn admin_post(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value, String> {
         let token = self.state.admin_token.clone();
         self.send_as(Method::POST, format!("{}{path}", self.base), Some(body), Some(&token)).await
+    }
+
+    /// GET a merchant (`/admin/...`) path with the admin token.
+    pub async fn admin_get(&self, path: &str) -> Result<serde_json::Value, String> {
+        let token = self.state.admin_token.clone();
+        self.send_as(Method::GET, format!("{}{path}", self.base), None, Some(&token)).await
     }
 
     /// Signs in as another buyer (a fresh `wx.login` code) and continues as them.

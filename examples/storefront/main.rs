@@ -10,6 +10,7 @@ mod api;
 mod demo;
 mod login;
 mod market;
+mod pay;
 mod share;
 mod shipping;
 
@@ -40,6 +41,10 @@ pub struct AppState {
     pub orders: Arc<shipping::Orders>,
     /// The bearer token of merchant (`/admin/...`) routes.
     pub admin_token: Arc<str>,
+    /// The WeChat Pay client (`None` when not configured).
+    pub pay: Option<wxshop::pay::PayClient>,
+    /// Orders awaiting payment (example-level, until the marketplace lands).
+    pub pay_orders: Arc<pay::Orders>,
 }
 
 /// The whole router: one `routes()` per capability module.
@@ -48,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .merge(login::routes())
         .merge(share::routes())
         .merge(shipping::routes())
+        .merge(pay::routes(&state))
         .merge(market::routes())
         .with_state(state)
 }
@@ -65,7 +71,9 @@ async fn build_state(demo_mode: bool) -> wxshop::Result<AppState> {
         }
     };
     let sessions = Sessions::new(client.clone(), Arc::new(MemorySessionStore::default()));
-    let market = market::build(demo_mode, &client, emulator.is_some()).await?;
+    let pay = pay::pay_client(emulator.as_deref())?;
+    let market = market::build(demo_mode, &client, pay.clone()).await?;
+
     let admin_token: Arc<str> = match std::env::var("STOREFRONT_ADMIN_TOKEN") {
         Ok(t) if !t.is_empty() => t.into(),
         _ => hex::encode(rand::random::<[u8; 16]>()).into(),
@@ -78,6 +86,8 @@ async fn build_state(demo_mode: bool) -> wxshop::Result<AppState> {
         share: Arc::new(share::ShareState::from_env()?),
         orders: Arc::default(),
         admin_token,
+        pay,
+        pay_orders: Arc::default(),
         market,
     })
 }
@@ -110,6 +120,7 @@ async fn run(demo_mode: bool) -> wxshop::Result<std::process::ExitCode> {
     let app = router(state.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let base = format!("http://{addr}");
+    state.market.serving_at(&base);
     if demo_mode {
         let ok = demo::run(&base, &state).await;
         server.abort();

@@ -116,6 +116,7 @@ pub use events::{Actor, AuditEntry, OutboxEvent, Timer, TimerAction, TimerReport
 pub use gateway::{
     CloseRequest, GatewayCall, LogisticsType, MpShippingGateway, PaymentGateway, PrepayRequest, PrepayTicket,
     RecordingGateway, RefundRequest, RefundTicket, ShippingGateway, ShippingParcel, ShippingUpload, SubOrder,
+    WechatPayGateway,
 };
 pub use inventory::{Demand, Movement, MovementKind, Reservation, ReservationStatus, StockLevel, aggregate_demand};
 pub use merchant::{Merchant, MerchantStatus, Restrictions};
