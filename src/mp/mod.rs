@@ -28,6 +28,8 @@ use crate::token::{
 };
 
 pub mod auth;
+pub mod message;
+pub mod security;
 pub mod session;
 
 /// A mini-program API client for one app.
@@ -192,5 +194,15 @@ impl Client {
     /// Login APIs.
     pub fn auth(&self) -> auth::Auth<'_> {
         auth::Auth { client: self }
+    }
+
+    /// Subscribe and customer-service messages, typing, temporary media.
+    pub fn messages(&self) -> message::Messages<'_> {
+        message::Messages { client: self }
+    }
+
+    /// Content security (msg_sec_check, media_check_async).
+    pub fn security(&self) -> security::Security<'_> {
+        security::Security { client: self }
     }
 }
