@@ -32,6 +32,7 @@
 //! | `POST /__emulator/reset_counters` | — | zeroes calls and counters |
 //! | `POST /__emulator/clock/advance` | `{"seconds"}` | moves the emulator's clock forward |
 //! | `POST /__emulator/token_ttl` | `{"seconds"}` | lifetime of tokens issued from now on |
+//! | `/__emulator/push/…`, `/__emulator/messages/…`, `/__emulator/security/…` | | message push, templates and consent, risky words: see [`push`] |
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -54,6 +55,7 @@ use crate::error::{Error, Result};
 
 mod control;
 mod mp_auth;
+pub mod push;
 
 /// Configuration of an emulator instance.
 #[derive(Debug, Clone)]
@@ -113,6 +115,7 @@ pub struct EmulatorState {
     clock_offset_ms: AtomicI64,
     pub(crate) token_ttl_secs: AtomicI64,
     pub(crate) mp: Mutex<mp_auth::MpState>,
+    pub(crate) push: push::PushShared,
 }
 
 /// Shared handle to the state.
@@ -131,6 +134,7 @@ impl EmulatorState {
             clock_offset_ms: AtomicI64::new(0),
             token_ttl_secs: AtomicI64::new(config.token_ttl.as_secs() as i64),
             mp: Mutex::new(mp),
+            push: push::PushShared::default(),
         }
     }
 
@@ -245,6 +249,7 @@ impl Emulator {
         Router::new()
             .merge(control::routes())
             .merge(mp_auth::routes())
+            .merge(push::routes())
             .layer(middleware::from_fn_with_state(state.clone(), count_and_inject))
             .with_state(state)
     }
