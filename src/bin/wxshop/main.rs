@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod push;
 mod wxa;
 
 #[derive(Parser)]
@@ -27,6 +28,9 @@ enum Command {
     /// Mini-program open data (encryptedData, rawData).
     #[command(subcommand)]
     Wxa(wxa::WxaCommand),
+    /// Message push: URL verification, WXBizMsgCrypt decrypt and encrypt.
+    #[command(subcommand)]
+    Push(push::PushCommand),
 }
 
 /// An error that becomes exit status 1 with one line on stderr.
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Emulator { addr } => run_emulator(&addr),
         Command::Wxa(cmd) => wxa::run(cmd),
+        Command::Push(cmd) => push::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
