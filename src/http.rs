@@ -549,7 +549,7 @@ fn decode_mp(endpoint: &str, resp: &Response) -> Result<MpBody> {
 /// WeChat appends `rid: <id>` to errmsg; keep it for support tickets.
 fn extract_rid(errmsg: &str) -> Option<String> {
     let i = errmsg.rfind("rid:")?;
-    let rid = errmsg[i + 4..].trim().split_whitespace().next()?.trim_end_matches(['.', ',']);
+    let rid = errmsg[i + 4..].split_whitespace().next()?.trim_end_matches(['.', ',']);
     (!rid.is_empty()).then(|| rid.to_string())
 }
 

@@ -1,2 +1,105 @@
-//! placeholder
-fn main() {}
+//! The storefront: the axum server merchants copy as the start of their own backend.
+//!
+//! `cargo run --example storefront` needs no configuration: it starts the wxshop emulator
+//! in-process, points every client at it, and listens on 127.0.0.1:3000 (override with `PORT`).
+//! With `WXSHOP_APPID` and `WXSHOP_SECRET` set it talks to real WeChat instead.
+//! `cargo run --example storefront -- --demo` runs the buyer journey against itself, prints each
+//! step, and exits non-zero if any step fails.
+
+mod api;
+mod demo;
+mod login;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use wxshop::emulator::{Emulator, EmulatorHandle};
+use wxshop::mp::session::{MemorySessionStore, Sessions};
+use wxshop::{AppConfig, Client};
+
+/// Everything the handlers share. Add your capability's clients and stores here.
+#[derive(Clone)]
+pub struct AppState {
+    /// The mini-program client.
+    pub client: Client,
+    /// Login sessions.
+    pub sessions: Sessions,
+    /// The in-process emulator when running without WeChat credentials.
+    pub emulator: Option<Arc<EmulatorHandle>>,
+    /// Example-level profile data (phone numbers by openid).
+    pub profiles: Arc<login::Profiles>,
+}
+
+/// The whole router: one `routes()` per capability module.
+pub fn router(state: AppState) -> Router {
+    Router::new().merge(login::routes()).with_state(state)
+}
+
+async fn build_state() -> wxshop::Result<AppState> {
+    let (client, emulator) = match AppConfig::from_env() {
+        Some(app) => {
+            println!("using real WeChat for appid {}", app.appid);
+            (Client::builder(app).build()?, None)
+        }
+        None => {
+            let emu = Emulator::start_default().await?;
+            println!("no WXSHOP_APPID/WXSHOP_SECRET: using the in-process emulator at {}", emu.base_url());
+            (emu.client()?, Some(Arc::new(emu)))
+        }
+    };
+    let sessions = Sessions::new(client.clone(), Arc::new(MemorySessionStore::default()));
+    Ok(AppState { client, sessions, emulator, profiles: Arc::default() })
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let demo_mode = std::env::args().any(|a| a == "--demo");
+    let default_filter = if demo_mode { "warn" } else { "info" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into()),
+        )
+        .init();
+    match run(demo_mode).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("storefront failed: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(demo_mode: bool) -> wxshop::Result<std::process::ExitCode> {
+    let state = build_state().await?;
+    let port: u16 = if demo_mode { 0 } else { std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3000) };
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .map_err(|e| wxshop::Error::Config(format!("cannot listen on 127.0.0.1:{port}: {e}")))?;
+    let addr = listener.local_addr().map_err(|e| wxshop::Error::Config(e.to_string()))?;
+    let app = router(state.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let base = format!("http://{addr}");
+    if demo_mode {
+        let ok = demo::run(&base, &state).await;
+        server.abort();
+        return Ok(if ok { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE });
+    }
+    println!("storefront listening on {base}");
+    if let Some(emu) = &state.emulator {
+        println!("try it:");
+        println!(
+            "  code=$(curl -s -XPOST {}/__emulator/login -H 'content-type: application/json' -d '{{\"appid\":\"{}\",\"user\":\"alice\"}}' | sed 's/.*\"code\":\"\\([^\"]*\\)\".*/\\1/')",
+            emu.base_url(),
+            wxshop::emulator::DEFAULT_APPID
+        );
+        println!(
+            "  curl -s -XPOST {base}/api/login -H 'content-type: application/json' -d \"{{\\\"code\\\":\\\"$code\\\"}}\""
+        );
+        println!("  curl -s {base}/api/me -H 'authorization: Bearer <session_token>'");
+        println!("or run the whole buyer journey: cargo run --example storefront -- --demo");
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    server.abort();
+    Ok(std::process::ExitCode::SUCCESS)
+}

@@ -41,23 +41,39 @@ fn b64(what: &str, s: &str) -> Result<Vec<u8>> {
     STANDARD.decode(s.trim()).map_err(|e| Error::crypto(CryptoKind::Base64, format!("{what} is not valid base64: {e}")))
 }
 
+/// Decodes a base64 block of exactly 16 bytes without allocating.
+fn b64_block(what: &str, s: &str, kind: CryptoKind) -> Result<[u8; 16]> {
+    let mut buf = [0u8; 18];
+    let n = STANDARD
+        .decode_slice(s.trim(), &mut buf)
+        .map_err(|e| Error::crypto(CryptoKind::Base64, format!("{what} is not valid base64: {e}")))
+        .and_then(
+            |n| if n == 16 { Ok(n) } else { Err(Error::crypto(kind, format!("{what} must be 16 bytes, got {n}"))) },
+        );
+    match n {
+        Ok(_) => Ok(buf[..16].try_into().expect("16 bytes")),
+        // A longer value overflows the buffer: report it as a length error, not as base64.
+        Err(Error::Crypto { kind: CryptoKind::Base64, .. }) if STANDARD.decode(s.trim()).is_ok() => {
+            Err(Error::crypto(kind, format!("{what} must be 16 bytes")))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Decrypts to the exact plaintext bytes and checks `watermark.appid == appid`.
 pub fn decrypt_bytes(appid: &str, session_key: &str, iv: &str, encrypted_data: &str) -> Result<Vec<u8>> {
-    let key = b64("session_key", session_key)?;
-    let iv = b64("iv", iv)?;
-    let data = b64("encryptedData", encrypted_data)?;
-    let key: [u8; 16] = key.try_into().map_err(|k: Vec<u8>| {
-        Error::crypto(CryptoKind::Key, format!("session_key must be 16 bytes, got {}", k.len()))
-    })?;
-    let iv: [u8; 16] = iv
-        .try_into()
-        .map_err(|v: Vec<u8>| Error::crypto(CryptoKind::Iv, format!("iv must be 16 bytes, got {}", v.len())))?;
+    let key = b64_block("session_key", session_key, CryptoKind::Key)?;
+    let iv = b64_block("iv", iv, CryptoKind::Iv)?;
+    let mut data = b64("encryptedData", encrypted_data)?;
     if data.is_empty() || data.len() % 16 != 0 {
         return Err(Error::crypto(CryptoKind::Length, "encryptedData is not a whole number of AES blocks"));
     }
-    let plain = cbc::Decryptor::<Aes128>::new(&key.into(), &iv.into())
-        .decrypt_padded_vec::<Pkcs7>(&data)
-        .map_err(|_| Error::crypto(CryptoKind::Padding, "bad padding: wrong session_key or iv, or tampered data"))?;
+    let plain_len = cbc::Decryptor::<Aes128>::new(&key.into(), &iv.into())
+        .decrypt_padded::<Pkcs7>(&mut data)
+        .map_err(|_| Error::crypto(CryptoKind::Padding, "bad padding: wrong session_key or iv, or tampered data"))?
+        .len();
+    data.truncate(plain_len);
+    let plain = data;
     let wm: WithWatermark = serde_json::from_slice(&plain)
         .map_err(|e| Error::crypto(CryptoKind::Plaintext, format!("plaintext is not JSON with a watermark: {e}")))?;
     if !crate::crypto::sig::ct_eq(wm.watermark.appid.as_bytes(), appid.as_bytes()) {

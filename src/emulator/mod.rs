@@ -34,6 +34,9 @@
 //! | `POST /__emulator/token_ttl` | `{"seconds"}` | lifetime of tokens issued from now on |
 //! | `/__emulator/push/…`, `/__emulator/messages/…`, `/__emulator/security/…` | | message push, templates and consent, risky words: see [`push`] |
 
+// Handlers short-circuit with a ready WeChat error response; boxing it would only add noise.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -141,6 +144,11 @@ impl EmulatorState {
     /// The emulator's clock (system time plus any advance).
     pub fn now(&self) -> DateTime<Utc> {
         Utc::now() + chrono::Duration::milliseconds(self.clock_offset_ms.load(Ordering::Relaxed))
+    }
+
+    /// Sets the lifetime of access tokens issued from now on.
+    pub fn set_token_ttl(&self, ttl: Duration) {
+        self.token_ttl_secs.store(ttl.as_secs().max(1) as i64, Ordering::Relaxed);
     }
 
     /// Moves the clock forward.
@@ -334,6 +342,11 @@ impl EmulatorHandle {
     /// The openid the emulator gives `user` in `appid`.
     pub fn openid_of(&self, appid: &str, user: &str) -> String {
         mp_auth::openid_for(appid, user)
+    }
+
+    /// Registers another mini-program.
+    pub fn add_app(&self, app: &AppConfig) {
+        lock(&self.state.mp).add_app(app);
     }
 
     /// Mints a getPhoneNumber code.

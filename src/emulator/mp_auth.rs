@@ -360,9 +360,11 @@ async fn phone_number(State(s): State<Shared>, Query(q): Q, body: axum::body::By
         Some(rest) if rest.len() > 11 => (rest[..rest.len() - 11].to_string(), rest[rest.len() - 11..].to_string()),
         _ => ("86".to_string(), entry.phone.clone()),
     };
+    // Mainland numbers come without the country code, foreign ones with it (WeChat's format).
+    let phone_number = if country == "86" { pure.clone() } else { entry.phone.clone() };
     wx_ok(serde_json::json!({
         "phone_info": {
-            "phoneNumber": entry.phone,
+            "phoneNumber": phone_number,
             "purePhoneNumber": pure,
             "countryCode": country,
             "watermark": { "timestamp": now.timestamp(), "appid": appid }

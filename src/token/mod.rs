@@ -49,36 +49,38 @@ pub use memory::MemoryTokenStore;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisTokenStore;
 
-/// An access token and when it expires.
+/// An access token, when it expires, and when to refresh it (a tenth of its life early, at most
+/// five minutes, so callers never hold a token WeChat is about to retire).
 #[derive(Clone)]
 pub struct AccessToken {
     /// The token. Never printed.
     pub value: SecretString,
     /// When WeChat will stop accepting it.
     pub expires_at: DateTime<Utc>,
+    /// When to start refreshing it.
+    pub refresh_at: DateTime<Utc>,
 }
 
 impl AccessToken {
     /// A token valid for `expires_in` from now.
     pub fn new(value: impl Into<String>, expires_in: Duration) -> Self {
-        AccessToken {
-            value: SecretString::from(value.into()),
-            expires_at: Utc::now() + chrono::Duration::from_std(expires_in).unwrap_or(chrono::Duration::zero()),
-        }
+        let now = Utc::now();
+        let life = chrono::Duration::from_std(expires_in).unwrap_or(chrono::Duration::zero());
+        let margin = chrono::Duration::from_std(Self::refresh_margin(expires_in)).unwrap_or(chrono::Duration::zero());
+        AccessToken { value: SecretString::from(value.into()), expires_at: now + life, refresh_at: now + life - margin }
     }
 
-    /// Still usable at `now` with `margin` to spare.
-    pub fn is_fresh(&self, now: DateTime<Utc>, margin: Duration) -> bool {
-        let margin = chrono::Duration::from_std(margin).unwrap_or(chrono::Duration::zero());
-        self.expires_at - margin > now
+    /// Still usable at `now`, before its early-refresh point.
+    pub fn is_fresh(&self, now: DateTime<Utc>) -> bool {
+        now < self.refresh_at
     }
 
-    /// The same token value.
+    /// The same token value (constant-time).
     pub fn same_value(&self, other: &SecretString) -> bool {
         crate::crypto::sig::ct_eq(self.value.expose_secret().as_bytes(), other.expose_secret().as_bytes())
     }
 
-    /// The early-refresh margin for a token: a tenth of its life, at most five minutes.
+    /// The early-refresh margin for a token of `lifetime`: a tenth of it, at most five minutes.
     pub fn refresh_margin(lifetime: Duration) -> Duration {
         (lifetime / 10).min(Duration::from_secs(300))
     }
@@ -86,15 +88,12 @@ impl AccessToken {
 
 impl fmt::Debug for AccessToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AccessToken").field("value", &"[redacted]").field("expires_at", &self.expires_at).finish()
+        f.debug_struct("AccessToken")
+            .field("value", &"[redacted]")
+            .field("expires_at", &self.expires_at)
+            .field("refresh_at", &self.refresh_at)
+            .finish()
     }
-}
-
-/// The stored form of a token (the store serializes it; the value stays secret in memory).
-#[derive(Serialize, Deserialize)]
-pub(crate) struct StoredToken {
-    pub value: String,
-    pub expires_at_ms: i64,
 }
 
 /// Where a token comes from.
@@ -247,7 +246,7 @@ pub struct TokenManager {
     config: TokenManagerConfig,
     key: String,
     holder: String,
-    local: RwLock<Option<(AccessToken, Duration)>>,
+    local: RwLock<Option<AccessToken>>,
     flight: tokio::sync::Mutex<()>,
     /// The token WeChat last rejected: never handed out again, and the next fetch is forced.
     rejected: std::sync::Mutex<Option<SecretString>>,
@@ -292,21 +291,13 @@ impl TokenManager {
     fn local_fresh(&self) -> Option<SecretString> {
         let guard = self.local.read().unwrap_or_else(|p| p.into_inner());
         match guard.as_ref() {
-            Some((t, margin)) if t.is_fresh(Utc::now(), *margin) => Some(t.value.clone()),
+            Some(t) if t.is_fresh(Utc::now()) => Some(t.value.clone()),
             _ => None,
         }
     }
 
     fn set_local(&self, token: &AccessToken) {
-        let lifetime = (token.expires_at - Utc::now()).to_std().unwrap_or_default();
-        let margin = AccessToken::refresh_margin(lifetime);
-        *self.local.write().unwrap_or_else(|p| p.into_inner()) = Some((token.clone(), margin));
-    }
-
-    fn stored_fresh(token: &AccessToken) -> bool {
-        // The store keeps the token's whole life; refresh a tenth early (at most 5 min).
-        let lifetime = (token.expires_at - Utc::now()).to_std().unwrap_or_default();
-        lifetime > Duration::ZERO && token.is_fresh(Utc::now(), AccessToken::refresh_margin(lifetime).min(lifetime / 2))
+        *self.local.write().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
     }
 
     fn is_rejected(&self, token: &AccessToken) -> bool {
@@ -316,7 +307,7 @@ impl TokenManager {
 
     /// A fresh token from the store that WeChat has not rejected.
     async fn usable_stored(&self) -> Result<Option<AccessToken>> {
-        Ok(self.store.get(&self.key).await?.filter(|t| Self::stored_fresh(t) && !self.is_rejected(t)))
+        Ok(self.store.get(&self.key).await?.filter(|t| t.is_fresh(Utc::now()) && !self.is_rejected(t)))
     }
 
     async fn refresh(&self) -> Result<SecretString> {
@@ -378,7 +369,7 @@ impl TokenSource for TokenManager {
     async fn invalidate(&self, rejected: &SecretString) -> Result<()> {
         {
             let mut local = self.local.write().unwrap_or_else(|p| p.into_inner());
-            if local.as_ref().is_some_and(|(t, _)| t.same_value(rejected)) {
+            if local.as_ref().is_some_and(|t| t.same_value(rejected)) {
                 *local = None;
             }
         }

@@ -8,7 +8,9 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{AccessToken, StoredToken, TokenStore};
+use serde::{Deserialize, Serialize};
+
+use super::{AccessToken, TokenStore};
 use crate::error::{Error, Result};
 
 /// Tokens in Redis. The lease is `SET key holder NX PX ttl`, released by compare-and-delete, so a
@@ -22,6 +24,14 @@ impl std::fmt::Debug for RedisTokenStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisTokenStore").finish_non_exhaustive()
     }
+}
+
+/// The stored form of a token (the store serializes it; the value stays secret in memory).
+#[derive(Serialize, Deserialize)]
+struct StoredToken {
+    value: String,
+    expires_at_ms: i64,
+    refresh_at_ms: i64,
 }
 
 fn store_err(e: redis::RedisError) -> Error {
@@ -67,7 +77,8 @@ impl TokenStore for RedisTokenStore {
             .timestamp_millis_opt(stored.expires_at_ms)
             .single()
             .ok_or_else(|| Error::Store("stored token has a bad expiry".into()))?;
-        Ok(Some(AccessToken { value: SecretString::from(stored.value), expires_at }))
+        let refresh_at = Utc.timestamp_millis_opt(stored.refresh_at_ms).single().unwrap_or(expires_at);
+        Ok(Some(AccessToken { value: SecretString::from(stored.value), expires_at, refresh_at }))
     }
 
     async fn set(&self, key: &str, token: &AccessToken) -> Result<()> {
@@ -79,6 +90,7 @@ impl TokenStore for RedisTokenStore {
         let stored = StoredToken {
             value: token.value.expose_secret().to_string(),
             expires_at_ms: token.expires_at.timestamp_millis(),
+            refresh_at_ms: token.refresh_at.timestamp_millis(),
         };
         let raw = serde_json::to_string(&stored).map_err(|e| Error::Store(e.to_string()))?;
         let mut c = self.conn.clone();

@@ -1,0 +1,112 @@
+//! `--demo`: the buyer journey, run against this server, one printed step at a time.
+//! Each capability adds its steps to `STEPS` below.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use reqwest::Method;
+use reqwest::header::{AUTHORIZATION, HeaderValue};
+use wxshop::http::{Body, Host, Http, HttpConfig, Request};
+
+use crate::AppState;
+
+/// What every step gets: the server's address, the shared state, the buyer's session.
+pub struct Demo {
+    pub base: String,
+    pub state: AppState,
+    pub token: Option<String>,
+    http: Http,
+}
+
+type StepFn = for<'a> fn(&'a mut Demo) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'a>>;
+
+macro_rules! step {
+    ($name:literal, $f:path) => {
+        ($name, |d| Box::pin($f(d)) as Pin<Box<dyn Future<Output = Result<String, String>> + Send + '_>>)
+    };
+}
+
+/// The journey, in order.
+const STEPS: &[(&str, StepFn)] =
+    &[step!("log in with wx.login", crate::login::demo_login), step!("bind a phone number", crate::login::demo_phone)];
+
+pub async fn run(base: &str, state: &AppState) -> bool {
+    let http = Http::new(wxshop::Endpoints::default(), HttpConfig::default()).expect("HTTP client");
+    let mut d = Demo { base: base.to_string(), state: state.clone(), token: None, http };
+    println!("demo: the buyer journey against {base}");
+    let mut ok = true;
+    for (i, (name, f)) in STEPS.iter().enumerate() {
+        match f(&mut d).await {
+            Ok(detail) => println!("  [{}] {name} … ok: {detail}", i + 1),
+            Err(e) => {
+                println!("  [{}] {name} … FAILED: {e}", i + 1);
+                ok = false;
+                break;
+            }
+        }
+    }
+    println!("demo: {}", if ok { "all steps passed" } else { "failed" });
+    ok
+}
+
+impl Demo {
+    async fn send(
+        &self,
+        method: Method,
+        url: String,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, String> {
+        let mut req = Request::new(method, Host::Absolute, url);
+        if let Some(b) = body {
+            req = req.body(Body::json(&b).map_err(|e| e.to_string())?);
+        }
+        if let Some(t) = &self.token {
+            req = req.header(AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {t}")).map_err(|e| e.to_string())?);
+        }
+        let resp = self.http.execute(&req, None).await.map_err(|e| e.to_string())?;
+        let json: serde_json::Value = if resp.body.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&resp.body).map_err(|e| format!("not JSON: {e}"))?
+        };
+        if resp.status >= 400 {
+            return Err(format!("HTTP {}: {json}", resp.status));
+        }
+        Ok(json)
+    }
+
+    /// GET a storefront path.
+    pub async fn get(&self, path: &str) -> Result<serde_json::Value, String> {
+        self.send(Method::GET, format!("{}{path}", self.base), None).await
+    }
+
+    /// POST JSON to a storefront path.
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value, String> {
+        self.send(Method::POST, format!("{}{path}", self.base), Some(body)).await
+    }
+
+    /// POST JSON to the emulator's control API (`/__emulator/...`).
+    pub async fn emulator_post(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value, String> {
+        let emu = self.state.emulator.as_ref().ok_or("the demo needs the in-process emulator (unset WXSHOP_APPID)")?;
+        self.send(Method::POST, format!("{}{path}", emu.base_url()), Some(body)).await
+    }
+
+    /// A `wx.login` code for `user`, from the emulator.
+    pub async fn emulator_login_code(&self, user: &str) -> Result<String, String> {
+        let r = self
+            .emulator_post("/__emulator/login", serde_json::json!({ "appid": self.state.client.appid(), "user": user }))
+            .await?;
+        r["code"].as_str().map(str::to_string).ok_or_else(|| "no code".to_string())
+    }
+
+    /// A getPhoneNumber code for `phone`, from the emulator.
+    pub async fn emulator_phone_code(&self, phone: &str) -> Result<String, String> {
+        let r = self
+            .emulator_post(
+                "/__emulator/phone_code",
+                serde_json::json!({ "appid": self.state.client.appid(), "phone": phone }),
+            )
+            .await?;
+        r["code"].as_str().map(str::to_string).ok_or_else(|| "no code".to_string())
+    }
+}
