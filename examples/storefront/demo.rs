@@ -27,8 +27,13 @@ macro_rules! step {
 }
 
 /// The journey, in order.
-const STEPS: &[(&str, StepFn)] =
-    &[step!("log in with wx.login", crate::login::demo_login), step!("bind a phone number", crate::login::demo_phone)];
+const STEPS: &[(&str, StepFn)] = &[
+    step!("log in with wx.login", crate::login::demo_login),
+    step!("bind a phone number", crate::login::demo_phone),
+    step!("configure and verify the push URL", crate::push::demo_configure),
+    step!("answer a customer message", crate::push::demo_customer_message),
+    step!("send a subscribe message", crate::push::demo_subscribe),
+];
 
 pub async fn run(base: &str, state: &AppState) -> bool {
     let http = Http::new(wxshop::Endpoints::default(), HttpConfig::default()).expect("HTTP client");

@@ -9,6 +9,7 @@
 mod api;
 mod demo;
 mod login;
+mod push;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,11 +30,13 @@ pub struct AppState {
     pub emulator: Option<Arc<EmulatorHandle>>,
     /// Example-level profile data (phone numbers by openid).
     pub profiles: Arc<login::Profiles>,
+    /// What the push callback learned: customer messages, consents, content-check verdicts.
+    pub inbox: Arc<push::Inbox>,
 }
 
 /// The whole router: one `routes()` per capability module.
 pub fn router(state: AppState) -> Router {
-    Router::new().merge(login::routes()).with_state(state)
+    Router::new().merge(login::routes()).merge(push::routes(&state)).with_state(state)
 }
 
 async fn build_state() -> wxshop::Result<AppState> {
@@ -49,7 +52,7 @@ async fn build_state() -> wxshop::Result<AppState> {
         }
     };
     let sessions = Sessions::new(client.clone(), Arc::new(MemorySessionStore::default()));
-    Ok(AppState { client, sessions, emulator, profiles: Arc::default() })
+    Ok(AppState { client, sessions, emulator, profiles: Arc::default(), inbox: Arc::default() })
 }
 
 #[tokio::main]
