@@ -13,7 +13,8 @@
 //!   later pushes `wxa_media_check`;
 //! - the push sender: signs and encrypts a message or event exactly as WeChat does (query
 //!   `signature`, `timestamp`, `nonce`, `openid`, and `encrypt_type=aes` + `msg_signature` in the
-//!   encrypted modes), POSTs it to the configured URL with a 5 s timeout and up to 3 retries, and
+//!   encrypted modes), POSTs it to the configured URL with a 5 s timeout and up to 3 retries (after a timeout, a
+//!   transport error or a 5xx), and
 //!   checks the reply like WeChat (an encrypted reply must decrypt and verify).
 //!
 //! Every message sent and every push delivered is recorded for assertions.
@@ -601,7 +602,8 @@ pub(crate) async fn deliver(
                     d.status = Some(resp.status);
                     d.error = None;
                     d.reply = String::from_utf8_lossy(&resp.body).into_owned();
-                    if resp.status == 200 {
+                    // A 4xx will not change on retry; WeChat retries what looks transient.
+                    if resp.status < 500 {
                         break;
                     }
                 }
