@@ -206,27 +206,29 @@ impl MsgCrypt {
         cbc::Decryptor::<Aes256>::new(key.into(), iv.into())
             .decrypt_padded::<NoPadding>(&mut buf)
             .map_err(|_| Error::crypto(CryptoKind::Length, "ciphertext is not whole AES blocks"))?;
-        let plain = Zeroizing::new(buf);
-        let body = unpad(&plain)?;
-        if body.len() < 20 {
+        // The plaintext is the message handed back to the caller, not a secret: no zeroizing copy.
+        let body_len = unpad(&buf)?.len();
+        if body_len < 20 {
             return Err(Error::crypto(CryptoKind::Length, "plaintext is shorter than random(16) + length(4)"));
         }
-        let len = u32::from_be_bytes([body[16], body[17], body[18], body[19]]) as usize;
-        let rest = &body[20..];
-        if len > rest.len() {
+        let len = u32::from_be_bytes([buf[16], buf[17], buf[18], buf[19]]) as usize;
+        let rest = body_len - 20;
+        if len > rest {
             return Err(Error::crypto(
                 CryptoKind::Length,
-                format!("length field {len} points past the end of {} plaintext bytes", rest.len()),
+                format!("length field {len} points past the end of {rest} plaintext bytes"),
             ));
         }
-        let (msg, appid) = rest.split_at(len);
+        let appid = &buf[20 + len..body_len];
         if !sig::ct_eq(appid, self.appid.as_bytes()) {
             return Err(Error::crypto(
                 CryptoKind::AppidMismatch,
                 format!("the trailing appid {:?} is not {}", String::from_utf8_lossy(appid), self.appid),
             ));
         }
-        Ok(msg.to_vec())
+        buf.copy_within(20..20 + len, 0);
+        buf.truncate(len);
+        Ok(buf)
     }
 
     /// Encrypts `msg` with a fresh random prefix.
@@ -238,7 +240,7 @@ impl MsgCrypt {
     pub fn encrypt_with_random(&self, random: &[u8; 16], msg: &[u8]) -> String {
         let body_len = 16 + 4 + msg.len() + self.appid.len();
         let pad = BLOCK - body_len % BLOCK;
-        let mut buf = Zeroizing::new(Vec::with_capacity(body_len + pad));
+        let mut buf = Vec::with_capacity(body_len + pad);
         buf.extend_from_slice(random);
         buf.extend_from_slice(&(msg.len() as u32).to_be_bytes());
         buf.extend_from_slice(msg);

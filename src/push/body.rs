@@ -196,6 +196,187 @@ pub fn parse_xml(body: &[u8]) -> Result<Map<String, Value>> {
     root.ok_or_else(|| xml_err("no root element"))
 }
 
+fn append<'a>(acc: &mut Option<Cow<'a, str>>, s: Cow<'a, str>) {
+    match acc {
+        None => *acc = Some(s),
+        Some(a) => a.to_mut().push_str(&s),
+    }
+}
+
+/// The `Encrypt` of an encrypted-mode envelope (borrowed from `body` when it needs no unescaping)
+/// and whether the envelope carries fields besides `ToUserName` and `Encrypt` (compatible mode).
+/// The fast path of [`crate::push::Verifier::open`]: no field tree is built for the envelope.
+pub fn envelope_encrypt(body: &[u8]) -> Result<(Format, Cow<'_, str>, bool)> {
+    let format = Format::detect(body)?;
+    let (encrypt, others) = match format {
+        Format::Xml => xml_envelope(body)?,
+        Format::Json => {
+            let env: JsonEnvelope<'_> =
+                serde_json::from_slice(body).map_err(|e| Error::decode("push body", format!("JSON: {e}")))?;
+            (env.encrypt, env.others)
+        }
+    };
+    match encrypt {
+        Some(e) if !e.is_empty() => Ok((format, e, others)),
+        _ => Err(Error::decode("push body", "an encrypted push without Encrypt")),
+    }
+}
+
+fn xml_envelope(body: &[u8]) -> Result<(Option<Cow<'_, str>>, bool)> {
+    let mut reader = quick_xml::Reader::from_reader(body);
+    let (mut depth, mut root_done, mut in_encrypt, mut found, mut others) = (0usize, false, false, false, false);
+    let mut encrypt: Option<Cow<'_, str>> = None;
+    let mut child = |name: &[u8], found: &mut bool| -> Result<bool> {
+        match name {
+            b"Encrypt" if *found => Err(xml_err("Encrypt appears twice")),
+            b"Encrypt" => {
+                *found = true;
+                Ok(true)
+            }
+            b"ToUserName" => Ok(false),
+            _ => {
+                others = true;
+                Ok(false)
+            }
+        }
+    };
+    loop {
+        match reader.read_event().map_err(xml_err)? {
+            Event::Start(e) => {
+                if root_done {
+                    return Err(xml_err("content after the root element"));
+                }
+                if in_encrypt || depth >= MAX_DEPTH {
+                    return Err(xml_err("Encrypt must be text, and nesting is limited"));
+                }
+                if depth == 1 {
+                    in_encrypt = child(e.name().as_ref(), &mut found)?;
+                }
+                depth += 1;
+            }
+            Event::Empty(e) => match depth {
+                0 if root_done => return Err(xml_err("content after the root element")),
+                0 => root_done = true,
+                1 => {
+                    child(e.name().as_ref(), &mut found)?;
+                }
+                _ if in_encrypt => return Err(xml_err("Encrypt must be text")),
+                _ => {}
+            },
+            Event::End(_) => {
+                depth = depth.checked_sub(1).ok_or_else(|| xml_err("unmatched end tag"))?;
+                match depth {
+                    1 => in_encrypt = false,
+                    0 => root_done = true,
+                    _ => {}
+                }
+            }
+            Event::Text(t) => {
+                let text = t.decode().map_err(xml_err)?;
+                if in_encrypt {
+                    append(&mut encrypt, text);
+                } else if depth == 0 && !text.trim().is_empty() {
+                    return Err(xml_err("text outside the root element"));
+                }
+            }
+            Event::CData(t) => {
+                if depth == 0 {
+                    return Err(xml_err("CDATA outside the root element"));
+                }
+                if in_encrypt {
+                    append(&mut encrypt, t.decode().map_err(xml_err)?);
+                }
+            }
+            Event::GeneralRef(r) => {
+                let c = if r.is_char_ref() {
+                    r.resolve_char_ref().map_err(xml_err)?
+                } else {
+                    entity(&r.decode().map_err(xml_err)?)
+                }
+                .ok_or_else(|| xml_err("unknown entity reference"))?;
+                if depth == 0 {
+                    return Err(xml_err("reference outside the root element"));
+                }
+                if in_encrypt {
+                    append(&mut encrypt, Cow::Owned(c.to_string()));
+                }
+            }
+            Event::DocType(_) => return Err(xml_err("DOCTYPE is not allowed")),
+            Event::Decl(_) | Event::Comment(_) | Event::PI(_) => {}
+            Event::Eof => break,
+        }
+    }
+    if depth != 0 {
+        return Err(xml_err("unclosed element"));
+    }
+    if !root_done {
+        return Err(xml_err("no root element"));
+    }
+    Ok((if found { Some(encrypt.unwrap_or_default()) } else { None }, others))
+}
+
+/// A JSON envelope read without building a tree.
+struct JsonEnvelope<'a> {
+    encrypt: Option<Cow<'a, str>>,
+    others: bool,
+}
+
+struct CowStr<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for CowStr<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = CowStr<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Self::Value, E> {
+                Ok(CowStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> std::result::Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> std::result::Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for JsonEnvelope<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = JsonEnvelope<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+                let mut env = JsonEnvelope { encrypt: None, others: false };
+                while let Some(CowStr(key)) = map.next_key::<CowStr<'de>>()? {
+                    match key.as_ref() {
+                        "Encrypt" if env.encrypt.is_some() => {
+                            return Err(serde::de::Error::custom("Encrypt appears twice"));
+                        }
+                        "Encrypt" => env.encrypt = Some(map.next_value::<CowStr<'de>>()?.0),
+                        "ToUserName" => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                        _ => {
+                            env.others = true;
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(env)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 /// The wrapper element WeChat puts around `List` in the XML form of a subscribe-message event.
 pub fn list_wrapper(event: &str) -> Option<&'static str> {
     match event {
@@ -344,6 +525,35 @@ mod tests {
         assert!(parse_xml(deep.as_bytes()).is_err());
         let ok = format!("<xml>{}x{}</xml>", "<a>".repeat(30), "</a>".repeat(30));
         assert!(parse_xml(ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn envelope_fast_path_agrees_with_the_tree() {
+        let xml = b"<xml><ToUserName><![CDATA[gh]]></ToUserName><Encrypt><![CDATA[abc/+=]]></Encrypt></xml>";
+        let (f, e, others) = envelope_encrypt(xml).unwrap();
+        assert_eq!((f, e.as_ref(), others), (Format::Xml, "abc/+=", false));
+        assert!(matches!(e, Cow::Borrowed(_)));
+        let compat = b"<xml><ToUserName>gh</ToUserName><MsgType>text</MsgType><Encrypt>a&amp;b</Encrypt></xml>";
+        assert_eq!(envelope_encrypt(compat).unwrap().1, "a&b");
+        assert!(envelope_encrypt(compat).unwrap().2);
+        let json = br#"{"ToUserName":"gh","Encrypt":"ab\/c"}"#;
+        let (f, e, others) = envelope_encrypt(json).unwrap();
+        assert_eq!((f, e.as_ref(), others), (Format::Json, "ab/c", false));
+        assert!(envelope_encrypt(br#"{"ToUserName":"gh","Content":"x","Encrypt":"e"}"#).unwrap().2);
+        for bad in [
+            &b"<xml><ToUserName>gh</ToUserName></xml>"[..],
+            b"<xml><Encrypt>a</Encrypt><Encrypt>b</Encrypt></xml>",
+            b"<xml><Encrypt><x>a</x></Encrypt></xml>",
+            b"<xml><Encrypt>a</Encrypt>",
+            b"<xml><Encrypt>a</Encrypt></xml><more/>",
+            b"<!DOCTYPE x><xml><Encrypt>a</Encrypt></xml>",
+            br#"{"Encrypt":1}"#,
+            br#"{"Encrypt":"a","Encrypt":"b"}"#,
+            br#"{"Encrypt":"a"} x"#,
+            br#"{"Encrypt":""}"#,
+        ] {
+            assert!(matches!(envelope_encrypt(bad), Err(Error::Decode { .. })), "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]

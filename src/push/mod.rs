@@ -252,6 +252,33 @@ pub struct SignedPush {
     pub content_type: &'static str,
 }
 
+/// `transfer_customer_service` in WeChat's documented field order, rendered directly.
+fn transfer_body(incoming: &Incoming, create_time: i64, kf_account: Option<&str>) -> String {
+    let (to, from) = (&incoming.from_user_name, &incoming.to_user_name);
+    match incoming.format {
+        Format::Xml => {
+            let cdata = |s: &str| s.replace("]]>", "]]]]><![CDATA[>");
+            let trans = kf_account
+                .map(|kf| format!("<TransInfo><KfAccount><![CDATA[{}]]></KfAccount></TransInfo>", cdata(kf)))
+                .unwrap_or_default();
+            format!(
+                "<xml><ToUserName><![CDATA[{}]]></ToUserName><FromUserName><![CDATA[{}]]></FromUserName><CreateTime>{create_time}</CreateTime><MsgType><![CDATA[transfer_customer_service]]></MsgType>{trans}</xml>",
+                cdata(to),
+                cdata(from)
+            )
+        }
+        Format::Json => {
+            let js = |s: &str| Value::from(s).to_string();
+            let trans = kf_account.map(|kf| format!(r#","TransInfo":{{"KfAccount":{}}}"#, js(kf))).unwrap_or_default();
+            format!(
+                r#"{{"ToUserName":{},"FromUserName":{},"CreateTime":{create_time},"MsgType":"transfer_customer_service"{trans}}}"#,
+                js(to),
+                js(from)
+            )
+        }
+    }
+}
+
 /// Verifies, decrypts and types one app's pushes. `Debug` redacts the token and key.
 #[derive(Clone)]
 pub struct Verifier {
@@ -400,15 +427,10 @@ impl Verifier {
         if q.signature.is_some() {
             self.check_signature(q, timestamp, nonce)?;
         }
-        let (_, envelope) = body::parse(body)?;
-        let encrypt = match envelope.get("Encrypt") {
-            Some(Value::String(s)) if !s.is_empty() => s.as_str(),
-            _ => return Err(Error::decode("push body", "an encrypted push without Encrypt")),
-        };
-        let plaintext = crypt.decrypt_verified(msg_signature, timestamp, nonce, encrypt)?;
+        let (_, encrypt, compatible) = body::envelope_encrypt(body)?;
+        let plaintext = crypt.decrypt_verified(msg_signature, timestamp, nonce, &encrypt)?;
         self.check_window(timestamp, now)?;
-        let mode =
-            if envelope.keys().any(|k| k != "ToUserName" && k != "Encrypt") { Mode::Compatible } else { Mode::Secure };
+        let mode = if compatible { Mode::Compatible } else { Mode::Secure };
         let (format, fields) = body::parse(&plaintext)?;
         Incoming::from_fields(mode, format, fields, plaintext)
     }
@@ -429,17 +451,7 @@ impl Verifier {
             Reply::Empty => return Ok(ReplyBody { content_type: "text/plain; charset=utf-8", body: String::new() }),
             Reply::TransferCustomerService { kf_account } => {
                 let create_time: i64 = timestamp.parse().unwrap_or_else(|_| now_unix());
-                let mut m = Map::new();
-                m.insert("ToUserName".into(), incoming.from_user_name.clone().into());
-                m.insert("FromUserName".into(), incoming.to_user_name.clone().into());
-                m.insert("CreateTime".into(), create_time.into());
-                m.insert("MsgType".into(), "transfer_customer_service".into());
-                if let Some(kf) = kf_account {
-                    let mut info = Map::new();
-                    info.insert("KfAccount".into(), kf.clone().into());
-                    m.insert("TransInfo".into(), Value::Object(info));
-                }
-                body::render(incoming.format, &m)
+                transfer_body(incoming, create_time, kf_account.as_deref())
             }
         };
         if !incoming.mode.encrypted() {
@@ -622,7 +634,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             r.body,
-            "<xml><CreateTime>7</CreateTime><FromUserName><![CDATA[gh_10f6c3c3ac5a]]></FromUserName><MsgType><![CDATA[transfer_customer_service]]></MsgType><ToUserName><![CDATA[oUser]]></ToUserName><TransInfo><KfAccount><![CDATA[kf2001@gh]]></KfAccount></TransInfo></xml>"
+            "<xml><ToUserName><![CDATA[oUser]]></ToUserName><FromUserName><![CDATA[gh_10f6c3c3ac5a]]></FromUserName><CreateTime>7</CreateTime><MsgType><![CDATA[transfer_customer_service]]></MsgType><TransInfo><KfAccount><![CDATA[kf2001@gh]]></KfAccount></TransInfo></xml>"
         );
     }
 
