@@ -36,7 +36,7 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STAN
 use cbc::cipher::block_padding::NoPadding;
 use cbc::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
 use secrecy::{ExposeSecret, SecretString};
-use subtle::{ConstantTimeEq, ConstantTimeLess};
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::crypto::sig;
@@ -170,7 +170,7 @@ impl MsgCrypt {
 
     /// Checks `msg_signature` in constant time.
     pub fn verify_signature(&self, msg_signature: &str, timestamp: &str, nonce: &str, encrypt: &str) -> Result<()> {
-        if sig::ct_eq_hex(&self.signature(timestamp, nonce, encrypt), msg_signature) {
+        if sig::verify_sha1_sorted(&[self.token.expose_secret(), timestamp, nonce, encrypt], msg_signature) {
             Ok(())
         } else {
             Err(Error::Signature("msg_signature does not match sha1(sort(token, timestamp, nonce, Encrypt))".into()))
@@ -264,18 +264,20 @@ impl MsgCrypt {
 }
 
 /// Strict PKCS#7 removal for 32-byte blocks: the pad byte is 1..=32 and every pad byte equals it.
-/// The comparison runs over the whole last block so its time does not depend on where it fails.
+/// Branch-free over the whole last block (plain integer masks: a `subtle` call per byte cost more
+/// than the AES itself), though the signature check before it already closes any padding oracle.
 fn unpad(plain: &[u8]) -> Result<&[u8]> {
     let n = plain.len();
     let pad = plain[n - 1];
     let tail = &plain[n - BLOCK..];
-    let mut ok = !pad.ct_eq(&0) & (pad.ct_lt(&(BLOCK as u8 + 1)));
+    let mut diff = 0u8;
     for (i, b) in tail.iter().enumerate() {
-        // Byte i of the last block is padding when i >= BLOCK - pad.
-        let in_pad = !(i as u8).ct_lt(&(BLOCK as u8).wrapping_sub(pad));
-        ok &= !in_pad | b.ct_eq(&pad);
+        // 0xFF when byte i of the last block is padding (i >= BLOCK - pad), else 0.
+        let in_pad = 0u8.wrapping_sub(((i + pad as usize) >= BLOCK) as u8);
+        diff |= (b ^ pad) & in_pad;
     }
-    if bool::from(ok) {
+    let range_ok = (pad.wrapping_sub(1) as usize) < BLOCK;
+    if bool::from(diff.ct_eq(&0)) & range_ok {
         Ok(&plain[..n - pad as usize])
     } else {
         Err(Error::crypto(CryptoKind::Padding, "bad PKCS#7 padding: wrong EncodingAESKey, or tampered data"))

@@ -66,8 +66,8 @@ const MAX_IMAGE_BYTES: usize = 2 * 1024 * 1024;
 /// WeChat waits this long for a push answer.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Where and how an app's pushes go.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Where and how an app's pushes go. `Debug` redacts the token and key.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct PushConfig {
     /// The app.
     pub appid: String,
@@ -89,6 +89,20 @@ pub struct PushConfig {
 
 fn three() -> u32 {
     3
+}
+
+impl std::fmt::Debug for PushConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushConfig")
+            .field("appid", &self.appid)
+            .field("url", &self.url)
+            .field("token", &"[redacted]")
+            .field("encoding_aes_key", &self.encoding_aes_key.as_ref().map(|_| "[redacted]"))
+            .field("mode", &self.mode)
+            .field("format", &self.format)
+            .field("retries", &self.retries)
+            .finish()
+    }
 }
 
 /// A message the emulator accepted from the merchant.

@@ -42,6 +42,16 @@ pub(crate) fn int(map: &Map<String, Value>, key: &str) -> Option<i64> {
     }
 }
 
+/// Removes a field, as text (no copy of a string value).
+fn take_text(map: &mut Map<String, Value>, key: &str) -> String {
+    match map.remove(key) {
+        Some(Value::String(s)) => s,
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::Bool(b)) => b.to_string(),
+        _ => String::new(),
+    }
+}
+
 /// Text that is present and not empty.
 fn nonempty(map: &Map<String, Value>, key: &str) -> Option<String> {
     text(map, key).filter(|s| !s.is_empty())
@@ -362,6 +372,38 @@ impl Message {
         })
     }
 
+    /// Types a field tree it owns: user messages take their (possibly large) values without
+    /// copying them; everything else is typed as [`Message::from_fields`] does.
+    pub fn from_map(mut map: Map<String, Value>) -> Message {
+        let has = |m: &Map<String, Value>, k: &str| nonempty(m, k).is_some();
+        let kind = text(&map, "MsgType").unwrap_or_default();
+        match kind.as_str() {
+            "text" if text(&map, "Content").is_some() && has(&map, "MsgId") => {
+                Message::Text { content: take_text(&mut map, "Content"), msg_id: take_text(&mut map, "MsgId") }
+            }
+            "image" if has(&map, "MediaId") && has(&map, "MsgId") => Message::Image {
+                pic_url: take_text(&mut map, "PicUrl"),
+                media_id: take_text(&mut map, "MediaId"),
+                msg_id: take_text(&mut map, "MsgId"),
+            },
+            "miniprogrampage" if has(&map, "PagePath") && has(&map, "MsgId") => Message::MiniProgramPage {
+                title: take_text(&mut map, "Title"),
+                app_id: take_text(&mut map, "AppId"),
+                page_path: take_text(&mut map, "PagePath"),
+                thumb_url: take_text(&mut map, "ThumbUrl"),
+                thumb_media_id: take_text(&mut map, "ThumbMediaId"),
+                msg_id: take_text(&mut map, "MsgId"),
+            },
+            _ => {
+                let event = text(&map, "Event");
+                match Self::typed(&map, &kind, event.as_deref()) {
+                    Some(m) => m,
+                    None => Message::Unknown { msg_type: kind, event, raw: Value::Object(map) },
+                }
+            }
+        }
+    }
+
     fn typed(map: &Map<String, Value>, msg_type: &str, event: Option<&str>) -> Option<Message> {
         Some(match (msg_type, event) {
             ("text", _) => Message::Text { content: text(map, "Content")?, msg_id: nonempty(map, "MsgId")? },
@@ -604,6 +646,23 @@ mod tests {
             typed(r#"{"MsgType":"event","Event":"user_enter_tempsession","SessionFrom":"order-9"}"#),
             Message::UserEnterTempsession { session_from: "order-9".into() }
         );
+    }
+
+    #[test]
+    fn owned_and_borrowed_typing_agree() {
+        for body in [
+            r#"{"MsgType":"text","Content":"x","MsgId":1}"#,
+            r#"{"MsgType":"text","Content":"","MsgId":"2"}"#,
+            r#"{"MsgType":"text","Content":"x"}"#,
+            r#"{"MsgType":"image","MediaId":"m","MsgId":3}"#,
+            r#"{"MsgType":"image","PicUrl":"p","MsgId":3}"#,
+            r#"{"MsgType":"miniprogrampage","PagePath":"p","MsgId":4,"Title":"t"}"#,
+            r#"{"MsgType":"event","Event":"wxa_media_check","trace_id":"t"}"#,
+            r#"{"MsgType":"event","Event":"nope","x":[1,2]}"#,
+        ] {
+            let map = parse(body.as_bytes()).unwrap().1;
+            assert_eq!(Message::from_map(map.clone()), Message::from_fields(&map), "{body}");
+        }
     }
 
     #[test]

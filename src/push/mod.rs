@@ -172,8 +172,6 @@ pub struct Incoming {
     pub event: Option<String>,
     /// The typed message.
     pub message: Message,
-    /// Every field as parsed (of the decrypted message in the encrypted modes).
-    pub fields: Map<String, Value>,
     /// The message bytes exactly: the body in plaintext mode, the decrypted message otherwise.
     pub plaintext: Vec<u8>,
 }
@@ -191,22 +189,41 @@ impl Incoming {
             from_user_name: message::text(&fields, "FromUserName").unwrap_or_default(),
             create_time: message::int(&fields, "CreateTime").unwrap_or(0),
             event: message::text(&fields, "Event"),
-            message: Message::from_fields(&fields),
+            message: Message::from_map(fields),
             msg_type,
-            fields,
             plaintext,
         })
     }
 
+    /// Every field of the message, parsed again from [`Incoming::plaintext`] (the typed
+    /// [`Incoming::message`] keeps only what it names).
+    pub fn fields(&self) -> Map<String, Value> {
+        body::parse(&self.plaintext).map(|(_, m)| m).unwrap_or_default()
+    }
+
     /// The key that identifies this push across WeChat's retries (see [`dedupe`]).
     pub fn dedupe_key(&self) -> String {
-        if let Some(id) = self.message.msg_id().map(str::to_string).or_else(|| message::text(&self.fields, "MsgId")) {
+        let raw = match &self.message {
+            Message::Unknown { raw: Value::Object(m), .. } => Some(m),
+            _ => None,
+        };
+        if let Some(id) =
+            self.message.msg_id().map(str::to_string).or_else(|| raw.and_then(|m| message::text(m, "MsgId")))
+        {
             return format!("msg:{id}");
         }
-        let refine = ["trace_id", "transaction_id", "merchant_trade_no"]
-            .iter()
-            .find_map(|k| message::text(&self.fields, k).filter(|s| !s.is_empty()))
-            .unwrap_or_default();
+        let order = |o: &message::TradeOrder| o.transaction_id.clone().or_else(|| o.merchant_trade_no.clone());
+        let refine = match &self.message {
+            Message::MediaCheck(r) => Some(r.trace_id.clone()),
+            Message::TradeRemindShipping(o) => order(o),
+            Message::TradeOrderSettlement(s) => order(&s.order),
+            _ => raw.and_then(|m| {
+                ["trace_id", "transaction_id", "merchant_trade_no"]
+                    .iter()
+                    .find_map(|k| message::text(m, k).filter(|s| !s.is_empty()))
+            }),
+        }
+        .unwrap_or_default();
         format!(
             "event:{}:{}:{}:{}",
             self.from_user_name,
@@ -353,7 +370,7 @@ impl Verifier {
             .as_deref()
             .filter(|s| !s.is_empty())
             .ok_or_else(|| Error::Signature("signature is missing".into()))?;
-        if sig::ct_eq_hex(&self.signature(timestamp, nonce), given) {
+        if sig::verify_sha1_sorted(&[self.token.expose_secret(), timestamp, nonce], given) {
             Ok(())
         } else {
             Err(Error::Signature("signature does not match sha1(sort(token, timestamp, nonce))".into()))
@@ -547,6 +564,8 @@ mod tests {
                 assert_eq!(got.from_user_name, "oUser");
                 assert_eq!(got.create_time, 1409735668);
                 assert_eq!(got.dedupe_key(), "msg:42");
+                assert_eq!(got.fields()["Content"], "hi <b> & ]]>");
+                assert_eq!(got.fields()["ToUserName"], "gh_10f6c3c3ac5a");
             }
         }
     }
