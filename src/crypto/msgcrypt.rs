@@ -32,7 +32,9 @@ use aes::Aes256;
 use base64::Engine;
 use base64::alphabet;
 use base64::engine::DecodePaddingMode;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+#[cfg(test)]
+use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use cbc::cipher::block_padding::NoPadding;
 use cbc::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
 use secrecy::{ExposeSecret, SecretString};
@@ -192,9 +194,10 @@ impl MsgCrypt {
     /// Decrypts `encrypt` without checking a signature: the message bytes, after the padding,
     /// length-field and appid checks. Use [`MsgCrypt::decrypt_verified`] on anything from the network.
     pub fn decrypt(&self, encrypt: &str) -> Result<Vec<u8>> {
-        let mut buf = STANDARD
-            .decode(encrypt.as_bytes())
-            .map_err(|e| Error::crypto(CryptoKind::Base64, format!("Encrypt is not valid base64: {e}")))?;
+        // Strict standard base64 (padding required, no trailing bits), SIMD where the CPU has it.
+        let mut buf = base64_simd::STANDARD
+            .decode_to_vec(encrypt.as_bytes())
+            .map_err(|_| Error::crypto(CryptoKind::Base64, "Encrypt is not valid base64"))?;
         if buf.is_empty() || buf.len() % BLOCK != 0 {
             return Err(Error::crypto(
                 CryptoKind::Length,
@@ -252,7 +255,7 @@ impl MsgCrypt {
         let ct = cbc::Encryptor::<Aes256>::new(key.into(), iv.into())
             .encrypt_padded::<NoPadding>(&mut buf, n)
             .expect("the buffer is whole blocks");
-        STANDARD.encode(ct)
+        base64_simd::STANDARD.encode_to_string(ct)
     }
 
     /// Encrypts and signs a reply with the given timestamp and nonce.
@@ -305,6 +308,22 @@ mod tests {
         let n = buf.len();
         let ct = cbc::Encryptor::<Aes256>::new(key.into(), iv.into()).encrypt_padded::<NoPadding>(&mut buf, n).unwrap();
         STANDARD.encode(ct)
+    }
+
+    #[test]
+    fn ciphertext_base64_is_strict() {
+        let c = MsgCrypt::new("t", KEY, "wx").unwrap();
+        let ct = c.encrypt(b"hello");
+        assert_eq!(STANDARD.decode(&ct).unwrap(), base64_simd::STANDARD.decode_to_vec(&ct).unwrap());
+        for bad in [ct.trim_end_matches('=').to_string(), format!("{ct} "), ct.replacen('A', "-", 1), format!("{ct}=")]
+        {
+            if bad != ct {
+                assert!(
+                    matches!(c.decrypt(&bad), Err(Error::Crypto { kind: CryptoKind::Base64 | CryptoKind::Length, .. })),
+                    "{bad}"
+                );
+            }
+        }
     }
 
     #[test]

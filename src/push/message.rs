@@ -43,7 +43,7 @@ pub(crate) fn int(map: &Map<String, Value>, key: &str) -> Option<i64> {
 }
 
 /// Removes a field, as text (no copy of a string value).
-fn take_text(map: &mut Map<String, Value>, key: &str) -> String {
+pub(crate) fn take_text(map: &mut Map<String, Value>, key: &str) -> String {
     match map.remove(key) {
         Some(Value::String(s)) => s,
         Some(Value::Number(n)) => n.to_string(),
@@ -375,18 +375,22 @@ impl Message {
     /// Types a field tree it owns: user messages take their (possibly large) values without
     /// copying them; everything else is typed as [`Message::from_fields`] does.
     pub fn from_map(mut map: Map<String, Value>) -> Message {
-        let has = |m: &Map<String, Value>, k: &str| nonempty(m, k).is_some();
         let kind = text(&map, "MsgType").unwrap_or_default();
+        if !Self::user_message_ready(&map) {
+            let event = text(&map, "Event");
+            return match Self::typed(&map, &kind, event.as_deref()) {
+                Some(m) => m,
+                None => Message::Unknown { msg_type: kind, event, raw: Value::Object(map) },
+            };
+        }
         match kind.as_str() {
-            "text" if text(&map, "Content").is_some() && has(&map, "MsgId") => {
-                Message::Text { content: take_text(&mut map, "Content"), msg_id: take_text(&mut map, "MsgId") }
-            }
-            "image" if has(&map, "MediaId") && has(&map, "MsgId") => Message::Image {
+            "text" => Message::Text { content: take_text(&mut map, "Content"), msg_id: take_text(&mut map, "MsgId") },
+            "image" => Message::Image {
                 pic_url: take_text(&mut map, "PicUrl"),
                 media_id: take_text(&mut map, "MediaId"),
                 msg_id: take_text(&mut map, "MsgId"),
             },
-            "miniprogrampage" if has(&map, "PagePath") && has(&map, "MsgId") => Message::MiniProgramPage {
+            "miniprogrampage" => Message::MiniProgramPage {
                 title: take_text(&mut map, "Title"),
                 app_id: take_text(&mut map, "AppId"),
                 page_path: take_text(&mut map, "PagePath"),
@@ -394,14 +398,21 @@ impl Message {
                 thumb_media_id: take_text(&mut map, "ThumbMediaId"),
                 msg_id: take_text(&mut map, "MsgId"),
             },
-            _ => {
-                let event = text(&map, "Event");
-                match Self::typed(&map, &kind, event.as_deref()) {
-                    Some(m) => m,
-                    None => Message::Unknown { msg_type: kind, event, raw: Value::Object(map) },
-                }
-            }
+            // Not reached (user_message_ready admits only the three above); typed all the same.
+            _ => Message::Unknown { msg_type: kind, event: text(&map, "Event"), raw: Value::Object(map) },
         }
+    }
+
+    /// The fields form a user message (text, image, card) with everything it requires.
+    pub(crate) fn user_message_ready(map: &Map<String, Value>) -> bool {
+        let has = |k: &str| nonempty(map, k).is_some();
+        has("MsgId")
+            && match map.get("MsgType").and_then(Value::as_str) {
+                Some("text") => text(map, "Content").is_some(),
+                Some("image") => has("MediaId"),
+                Some("miniprogrampage") => has("PagePath"),
+                _ => false,
+            }
     }
 
     fn typed(map: &Map<String, Value>, msg_type: &str, event: Option<&str>) -> Option<Message> {

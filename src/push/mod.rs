@@ -178,17 +178,28 @@ pub struct Incoming {
 
 impl Incoming {
     /// Builds from a parsed message.
-    pub fn from_fields(mode: Mode, format: Format, fields: Map<String, Value>, plaintext: Vec<u8>) -> Result<Self> {
+    pub fn from_fields(mode: Mode, format: Format, mut fields: Map<String, Value>, plaintext: Vec<u8>) -> Result<Self> {
         let msg_type = message::text(&fields, "MsgType")
             .filter(|s| !s.is_empty())
             .ok_or_else(|| Error::decode("push body", "no MsgType"))?;
+        let create_time = message::int(&fields, "CreateTime").unwrap_or(0);
+        let event = message::text(&fields, "Event");
+        let (to_user_name, from_user_name) = if Message::user_message_ready(&fields) {
+            // A user message keeps no raw fields: move the header out instead of copying it.
+            (message::take_text(&mut fields, "ToUserName"), message::take_text(&mut fields, "FromUserName"))
+        } else {
+            (
+                message::text(&fields, "ToUserName").unwrap_or_default(),
+                message::text(&fields, "FromUserName").unwrap_or_default(),
+            )
+        };
         Ok(Incoming {
             mode,
             format,
-            to_user_name: message::text(&fields, "ToUserName").unwrap_or_default(),
-            from_user_name: message::text(&fields, "FromUserName").unwrap_or_default(),
-            create_time: message::int(&fields, "CreateTime").unwrap_or(0),
-            event: message::text(&fields, "Event"),
+            to_user_name,
+            from_user_name,
+            create_time,
+            event,
             message: Message::from_map(fields),
             msg_type,
             plaintext,
