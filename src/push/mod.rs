@@ -48,6 +48,7 @@ use crate::error::{Error, Result};
 
 pub mod body;
 pub mod dedupe;
+mod flat;
 pub mod message;
 
 #[cfg(feature = "axum")]
@@ -280,6 +281,17 @@ pub struct SignedPush {
     pub content_type: &'static str,
 }
 
+/// Types message bytes: user messages through the flat fast path, everything else through the
+/// field tree.
+fn typed(mode: Mode, plaintext: Vec<u8>) -> Result<Incoming> {
+    if let Some((_, mut incoming)) = flat::user_message(mode, &plaintext) {
+        incoming.plaintext = plaintext;
+        return Ok(incoming);
+    }
+    let (format, fields) = body::parse(&plaintext)?;
+    Incoming::from_fields(mode, format, fields, plaintext)
+}
+
 /// `transfer_customer_service` in WeChat's documented field order, rendered directly.
 fn transfer_body(incoming: &Incoming, create_time: i64, kf_account: Option<&str>) -> String {
     let (to, from) = (&incoming.from_user_name, &incoming.to_user_name);
@@ -439,8 +451,7 @@ impl Verifier {
             }
             self.check_signature(q, timestamp, nonce)?;
             self.check_window(timestamp, now)?;
-            let (format, fields) = body::parse(body)?;
-            return Incoming::from_fields(Mode::Plaintext, format, fields, body.to_vec());
+            return typed(Mode::Plaintext, body.to_vec());
         }
         let crypt = self
             .crypt
@@ -458,9 +469,7 @@ impl Verifier {
         let (_, encrypt, compatible) = body::envelope_encrypt(body)?;
         let plaintext = crypt.decrypt_verified(msg_signature, timestamp, nonce, &encrypt)?;
         self.check_window(timestamp, now)?;
-        let mode = if compatible { Mode::Compatible } else { Mode::Secure };
-        let (format, fields) = body::parse(&plaintext)?;
-        Incoming::from_fields(mode, format, fields, plaintext)
+        typed(if compatible { Mode::Compatible } else { Mode::Secure }, plaintext)
     }
 
     /// Renders a reply with the current time and a fresh nonce.
