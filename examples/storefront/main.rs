@@ -9,7 +9,10 @@
 mod api;
 mod demo;
 mod login;
+mod pay;
 mod push;
+mod share;
+mod shipping;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,13 +33,29 @@ pub struct AppState {
     pub emulator: Option<Arc<EmulatorHandle>>,
     /// Example-level profile data (phone numbers by openid).
     pub profiles: Arc<login::Profiles>,
+    /// Referral key, promoters and attributions.
+    pub share: Arc<share::ShareState>,
+    /// Paid orders.
+    pub orders: Arc<shipping::Orders>,
+    /// The bearer token of merchant (`/admin/...`) routes.
+    pub admin_token: Arc<str>,
+    /// The WeChat Pay client (`None` when not configured).
+    pub pay: Option<wxshop::pay::PayClient>,
+    /// Orders awaiting payment (example-level, until the marketplace lands).
+    pub pay_orders: Arc<pay::Orders>,
     /// What the push callback learned: customer messages, consents, content-check verdicts.
     pub inbox: Arc<push::Inbox>,
 }
 
 /// The whole router: one `routes()` per capability module.
 pub fn router(state: AppState) -> Router {
-    Router::new().merge(login::routes()).merge(push::routes(&state)).with_state(state)
+    Router::new()
+        .merge(login::routes())
+        .merge(share::routes())
+        .merge(shipping::routes())
+        .merge(pay::routes(&state))
+        .merge(push::routes(&state))
+        .with_state(state)
 }
 
 async fn build_state() -> wxshop::Result<AppState> {
@@ -52,7 +71,23 @@ async fn build_state() -> wxshop::Result<AppState> {
         }
     };
     let sessions = Sessions::new(client.clone(), Arc::new(MemorySessionStore::default()));
-    Ok(AppState { client, sessions, emulator, profiles: Arc::default(), inbox: Arc::default() })
+    let pay = pay::pay_client(emulator.as_deref())?;
+    let admin_token: Arc<str> = match std::env::var("STOREFRONT_ADMIN_TOKEN") {
+        Ok(t) if !t.is_empty() => t.into(),
+        _ => hex::encode(rand::random::<[u8; 16]>()).into(),
+    };
+    Ok(AppState {
+        client,
+        sessions,
+        emulator,
+        profiles: Arc::default(),
+        share: Arc::new(share::ShareState::from_env()?),
+        orders: Arc::default(),
+        admin_token,
+        pay,
+        pay_orders: Arc::default(),
+        inbox: Arc::default(),
+    })
 }
 
 #[tokio::main]
@@ -100,6 +135,10 @@ async fn run(demo_mode: bool) -> wxshop::Result<std::process::ExitCode> {
             "  curl -s -XPOST {base}/api/login -H 'content-type: application/json' -d \"{{\\\"code\\\":\\\"$code\\\"}}\""
         );
         println!("  curl -s {base}/api/me -H 'authorization: Bearer <session_token>'");
+        println!(
+            "  curl -s '{base}/api/share?product=42' -H 'authorization: Bearer <session_token>' | jq -r .wxacode_png_base64 | base64 -d > code.png"
+        );
+        println!("  merchant routes (/admin/orders/{{id}}/ship) take: authorization: Bearer {}", state.admin_token);
         println!("or run the whole buyer journey: cargo run --example storefront -- --demo");
     }
     let _ = tokio::signal::ctrl_c().await;
