@@ -45,7 +45,6 @@ use chrono::{DateTime, Utc};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use sha1::{Digest, Sha1};
 
 use super::{EmulatorHandle, Shared, lock, wx_error, wx_ok};
 use crate::config::Endpoints;
@@ -203,9 +202,10 @@ impl PushShared {
     }
 }
 
-/// The `gh_…` original id the emulator gives an app (the `ToUserName` of its pushes).
+/// The `gh_…` original id the emulator gives an app (the `ToUserName` of its pushes); one per app
+/// across capabilities.
 pub fn gh_id(appid: &str) -> String {
-    format!("gh_{}", &hex::encode(Sha1::digest(format!("gh:{appid}").as_bytes()))[..12])
+    super::shipping::original_id(appid)
 }
 
 fn valid_openid(s: &str) -> bool {
