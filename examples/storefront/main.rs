@@ -10,6 +10,7 @@ mod api;
 mod demo;
 mod login;
 mod pay;
+mod push;
 mod share;
 mod shipping;
 
@@ -42,6 +43,8 @@ pub struct AppState {
     pub pay: Option<wxshop::pay::PayClient>,
     /// Orders awaiting payment (example-level, until the marketplace lands).
     pub pay_orders: Arc<pay::Orders>,
+    /// What the push callback learned: customer messages, consents, content-check verdicts.
+    pub inbox: Arc<push::Inbox>,
 }
 
 /// The whole router: one `routes()` per capability module.
@@ -51,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .merge(share::routes())
         .merge(shipping::routes())
         .merge(pay::routes(&state))
+        .merge(push::routes(&state))
         .with_state(state)
 }
 
@@ -82,6 +86,7 @@ async fn build_state() -> wxshop::Result<AppState> {
         admin_token,
         pay,
         pay_orders: Arc::default(),
+        inbox: Arc::default(),
     })
 }
 
