@@ -36,6 +36,9 @@ macro_rules! step {
 const STEPS: &[(&str, StepFn)] = &[
     step!("log in with wx.login", crate::login::demo_login),
     step!("bind a phone number", crate::login::demo_phone),
+    step!("configure and verify the push URL", crate::push::demo_configure),
+    step!("answer a customer message", crate::push::demo_customer_message),
+    step!("send a subscribe message", crate::push::demo_subscribe),
     step!("share a product: URL Link + wxacode with a signed referral", crate::share::demo_share),
     step!("a friend arrives through the link and is attributed", crate::share::demo_arrive),
     step!("the friend pays; the order credits the promoter", crate::shipping::demo_pay),

@@ -11,6 +11,7 @@ mod demo;
 mod login;
 mod market;
 mod pay;
+mod push;
 mod share;
 mod shipping;
 
@@ -45,6 +46,8 @@ pub struct AppState {
     pub pay: Option<wxshop::pay::PayClient>,
     /// Orders awaiting payment (example-level, until the marketplace lands).
     pub pay_orders: Arc<pay::Orders>,
+    /// What the push callback learned: customer messages, consents, content-check verdicts.
+    pub inbox: Arc<push::Inbox>,
 }
 
 /// The whole router: one `routes()` per capability module.
@@ -54,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .merge(share::routes())
         .merge(shipping::routes())
         .merge(pay::routes(&state))
+        .merge(push::routes(&state))
         .merge(market::routes())
         .with_state(state)
 }
@@ -88,6 +92,7 @@ async fn build_state(demo_mode: bool) -> wxshop::Result<AppState> {
         admin_token,
         pay,
         pay_orders: Arc::default(),
+        inbox: Arc::default(),
         market,
     })
 }

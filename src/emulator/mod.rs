@@ -36,7 +36,8 @@
 //!
 //!
 //! Capabilities document their own control calls: [`links`] (links, codes, quotas),
-//! [`shipping`] (transactions, receipt, timers, trade_manage events) and [`pay`] (WeChat Pay:
+//! [`shipping`] (transactions, receipt, timers, trade_manage events), [`push`] (message push,
+//! templates and consent, risky words) and [`pay`] (WeChat Pay:
 //! merchants, signing mode, certificate rotation, the cashier's actions). The cashier — the list of
 //! prepay orders with Pay / Fail / Refund and a log of calls and notifications — is at `/`.
 
@@ -66,6 +67,7 @@ mod control;
 pub mod links;
 mod mp_auth;
 pub mod pay;
+pub mod push;
 pub mod shipping;
 
 /// Configuration of an emulator instance.
@@ -131,6 +133,7 @@ pub struct EmulatorState {
     pub(crate) links: Mutex<links::LinksState>,
     pub(crate) shipping: Mutex<shipping::ShippingState>,
     pub(crate) pay: Mutex<pay::PayState>,
+    pub(crate) push: push::PushShared,
 }
 
 /// Shared handle to the state.
@@ -153,6 +156,7 @@ impl EmulatorState {
             links: Mutex::new(links::LinksState::default()),
             shipping: Mutex::new(shipping::ShippingState::default()),
             pay: Mutex::new(pay::PayState::new(Utc::now())),
+            push: push::PushShared::default(),
         }
     }
 
@@ -279,7 +283,10 @@ async fn count_and_inject(State(state): State<Shared>, req: Request, next: Next)
             return (status, axum::Json(body)).into_response();
         }
     }
-    next.run(req).await
+    let response = next.run(req).await;
+    // Shipping timers fire lazily during requests; their trade_manage events go out through the push sender.
+    shipping::flush_events(&state);
+    response
 }
 
 /// Builds and runs emulators.
@@ -303,6 +310,7 @@ impl Emulator {
             .merge(links::routes())
             .merge(shipping::routes())
             .merge(pay::routes())
+            .merge(push::routes())
             .layer(middleware::from_fn_with_state(state.clone(), count_and_inject))
             .with_state(state)
     }

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod pay;
+mod push;
 mod wxa;
 
 #[derive(Parser)]
@@ -42,6 +43,9 @@ enum Command {
         #[arg(long)]
         out_trade_no: Option<String>,
     },
+    /// Message push: URL verification, WXBizMsgCrypt decrypt and encrypt.
+    #[command(subcommand)]
+    Push(push::PushCommand),
 }
 
 /// An error that becomes exit status 1 with one line on stderr.
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
         Command::Wxa(cmd) => wxa::run(cmd),
         Command::Pay(cmd) => pay::run(cmd),
         Command::Trigger { event, to, out_trade_no } => pay::trigger(event, &to, out_trade_no),
+        Command::Push(cmd) => push::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
