@@ -7,8 +7,10 @@
 //!   [`catalog`], [`inventory`], [`cart`], [`checkout`], [`order`], [`payment`], [`events`];
 //! - [`store`]: the [`MarketStore`] trait and its SQLite and PostgreSQL implementations (all SQL lives
 //!   there);
-//! - [`gateway`]: the [`PaymentGateway`] and [`ShippingGateway`] traits the WeChat Pay and shipping
-//!   clients implement (`market` never sends HTTP itself);
+//! - [`gateway`]: the [`PaymentGateway`] and [`ShippingGateway`] traits (`market` never sends HTTP
+//!   itself), implemented over the crate's clients by [`WechatPayGateway`] (WeChat Pay v3: JSAPI,
+//!   partner, combined payment, close, refund) and [`MpShippingGateway`] (shipping-info upload), and in
+//!   memory by [`RecordingGateway`];
 //! - [`Market`]: the service that ties them together. Every state change is one transaction that
 //!   writes the new state, an audit row, an outbox event and any timers; lost races and serialization
 //!   failures are retried (bounded); external calls happen after commit, from durable timers.
