@@ -1,5 +1,6 @@
 //! Marketplace conformance suite: every rule, on SQLite always and on PostgreSQL when `DATABASE_URL` is
 //! set (each case in a fresh schema, dropped afterwards; CI sets it and WXSHOP_REQUIRE_SERVICES=1).
+#![cfg(all(feature = "sqlite", feature = "emulator"))]
 
 mod common;
 

@@ -26,6 +26,9 @@
 //! # Ok(()) }
 //! ```
 
+// With `market` but neither backend feature, the shared statements have no one to serve.
+#![cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code, unused_imports))]
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -75,7 +78,8 @@ pub async fn open(url: &str) -> Result<Arc<dyn MarketStore>> {
     if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         return Ok(Arc::new(PgStore::open(url).await?));
     }
-    Err(MarketError::invalid(format!("unsupported store URL scheme (enabled: {})", enabled_schemes())))
+    let scheme = url.split(':').next().unwrap_or_default();
+    Err(MarketError::invalid(format!("unsupported store URL scheme {scheme:?} (enabled: {})", enabled_schemes())))
 }
 
 fn enabled_schemes() -> &'static str {
@@ -330,11 +334,13 @@ pub trait StoreTx: Send {
 // ---------------------------------------------------------------- handles and conversions
 
 /// What a backend's [`StoreTx`] wraps: a transaction, or a plain pooled connection for single reads.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) enum Handle<DB: sqlx::Database> {
     Tx(sqlx::Transaction<'static, DB>),
     Conn(sqlx::pool::PoolConnection<DB>),
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl<DB: sqlx::Database> Handle<DB> {
     async fn commit(self) -> Result<()> {
         match self {
@@ -344,6 +350,7 @@ impl<DB: sqlx::Database> Handle<DB> {
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl<DB: sqlx::Database> std::ops::Deref for Handle<DB> {
     type Target = DB::Connection;
     fn deref(&self) -> &DB::Connection {
@@ -354,6 +361,7 @@ impl<DB: sqlx::Database> std::ops::Deref for Handle<DB> {
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl<DB: sqlx::Database> std::ops::DerefMut for Handle<DB> {
     fn deref_mut(&mut self) -> &mut DB::Connection {
         match self {
