@@ -1,0 +1,277 @@
+//! The marketplace's view of WeChat Pay and WeChat shipping-info management.
+//!
+//! `market` never sends HTTP: it calls a [`PaymentGateway`] and a [`ShippingGateway`], which the
+//! WeChat Pay client and the mini-program shipping client implement (pointed at WeChat or at the
+//! emulator). [`RecordingGateway`] implements both in memory and records every call, for tests and
+//! demos that need no emulator.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use wxshop::market::{Money, PayMode, PaymentGateway, PrepayRequest, RecordingGateway};
+//! let gw = RecordingGateway::default();
+//! let req = PrepayRequest {
+//!     mode: PayMode::Jsapi, out_trade_no: "g1".into(), description: "tea".into(),
+//!     payer_openid: "o1".into(), total: Money::fen(100),
+//!     time_expire: chrono::Utc::now(), sub_mchid: None, sub_orders: vec![],
+//! };
+//! let ticket = gw.prepay(&req).await.unwrap();
+//! assert_eq!(ticket.prepay_id, "prepay_g1");
+//! assert_eq!(gw.calls().len(), 1);
+//! # }
+//! ```
+
+use std::fmt;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::money::Money;
+use super::payment::PayMode;
+
+/// One sub-order of a combined payment (or the single order of a partner payment).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubOrder {
+    /// The merchant order id (`out_trade_no` of the sub-order).
+    pub out_trade_no: String,
+    /// The marketplace merchant.
+    pub merchant_id: String,
+    /// Its WeChat Pay sub-merchant id, if any.
+    pub sub_mchid: Option<String>,
+    /// Amount.
+    pub amount: Money,
+    /// Description shown to the buyer.
+    pub description: String,
+}
+
+/// Create a prepay order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrepayRequest {
+    /// Which API.
+    pub mode: PayMode,
+    /// `out_trade_no` (JSAPI, partner) or `combine_out_trade_no`: the checkout group id.
+    pub out_trade_no: String,
+    /// Description.
+    pub description: String,
+    /// The payer.
+    pub payer_openid: String,
+    /// Total.
+    pub total: Money,
+    /// When the prepay order stops accepting payment.
+    pub time_expire: DateTime<Utc>,
+    /// The sub-merchant, in partner mode.
+    pub sub_mchid: Option<String>,
+    /// Sub-orders, in combined mode.
+    pub sub_orders: Vec<SubOrder>,
+}
+
+/// What `wx.requestPayment` needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrepayTicket {
+    /// The prepay id.
+    pub prepay_id: String,
+    /// `{timeStamp, nonceStr, package, signType, paySign}` for the mini-program.
+    pub pay_params: serde_json::Value,
+}
+
+/// Close an unpaid prepay order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloseRequest {
+    /// Which API.
+    pub mode: PayMode,
+    /// The group id.
+    pub out_trade_no: String,
+    /// The sub-merchant, in partner mode.
+    pub sub_mchid: Option<String>,
+    /// Sub-orders, in combined mode.
+    pub sub_orders: Vec<SubOrder>,
+}
+
+/// Refund (part of) a transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundRequest {
+    /// `out_refund_no`: the refund id.
+    pub out_refund_no: String,
+    /// The `out_trade_no` refunded.
+    pub out_trade_no: String,
+    /// Its transaction id, when known.
+    pub transaction_id: Option<String>,
+    /// The sub-merchant, in partner or combined mode.
+    pub sub_mchid: Option<String>,
+    /// Amount to refund.
+    pub refund: Money,
+    /// Amount of the original transaction.
+    pub total: Money,
+    /// Reason shown to the buyer.
+    pub reason: String,
+}
+
+/// What WeChat Pay said about a refund.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundTicket {
+    /// WeChat Pay's refund id.
+    pub refund_id: String,
+    /// Already succeeded (otherwise processing; a refund notification concludes it).
+    pub succeeded: bool,
+}
+
+/// WeChat's logistics types for shipping-info upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogisticsType {
+    /// 1: express.
+    Express,
+    /// 2: same-city delivery.
+    SameCity,
+    /// 3: virtual goods.
+    Virtual,
+    /// 4: self pick-up.
+    SelfPickup,
+}
+
+impl LogisticsType {
+    /// WeChat's number.
+    pub fn code(self) -> i64 {
+        match self {
+            LogisticsType::Express => 1,
+            LogisticsType::SameCity => 2,
+            LogisticsType::Virtual => 3,
+            LogisticsType::SelfPickup => 4,
+        }
+    }
+}
+
+/// One parcel of a shipping upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShippingParcel {
+    /// Waybill number.
+    pub tracking_no: String,
+    /// Carrier code.
+    pub express_company: String,
+    /// What is in it (≤ 120 characters).
+    pub item_desc: String,
+}
+
+/// Upload shipping info for one paid order (WeChat's `upload_shipping_info`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShippingUpload {
+    /// The `out_trade_no` paid: the group id (JSAPI, partner) or the order id (combined sub-order).
+    pub out_trade_no: String,
+    /// The transaction id of that payment.
+    pub transaction_id: Option<String>,
+    /// The sub-merchant, if any.
+    pub sub_mchid: Option<String>,
+    /// Logistics type.
+    pub logistics_type: LogisticsType,
+    /// Split delivery (several parcels) rather than one.
+    pub split: bool,
+    /// Whether this upload completes the order's shipping.
+    pub is_all_delivered: bool,
+    /// The parcels of this upload.
+    pub parcels: Vec<ShippingParcel>,
+    /// The payer.
+    pub payer_openid: String,
+    /// Upload time.
+    pub upload_time: DateTime<Utc>,
+}
+
+/// WeChat Pay, as the marketplace needs it.
+#[async_trait]
+pub trait PaymentGateway: Send + Sync + fmt::Debug {
+    /// Creates (or, for the same `out_trade_no`, returns again) a prepay order.
+    async fn prepay(&self, req: &PrepayRequest) -> crate::Result<PrepayTicket>;
+    /// Closes an unpaid prepay order (closing an unknown or closed one succeeds).
+    async fn close(&self, req: &CloseRequest) -> crate::Result<()>;
+    /// Requests a refund (idempotent by `out_refund_no`).
+    async fn refund(&self, req: &RefundRequest) -> crate::Result<RefundTicket>;
+}
+
+/// WeChat shipping-info management, as the marketplace needs it.
+#[async_trait]
+pub trait ShippingGateway: Send + Sync + fmt::Debug {
+    /// Uploads shipping info for a paid order.
+    async fn upload(&self, req: &ShippingUpload) -> crate::Result<()>;
+}
+
+/// A recorded gateway call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayCall {
+    /// `prepay`.
+    Prepay(PrepayRequest),
+    /// `close`.
+    Close(CloseRequest),
+    /// `refund`.
+    Refund(RefundRequest),
+    /// `upload`.
+    Ship(ShippingUpload),
+}
+
+/// An in-memory gateway that succeeds (unless told to fail) and records every call.
+#[derive(Debug, Default)]
+pub struct RecordingGateway {
+    calls: Mutex<Vec<GatewayCall>>,
+    failures: Mutex<Vec<(&'static str, bool)>>,
+}
+
+impl RecordingGateway {
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<GatewayCall> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Makes the next call of `op` (`"prepay"`, `"close"`, `"refund"`, `"ship"`) fail; a `transient`
+    /// failure is retryable (WeChat Pay's `SYSTEM_ERROR`), otherwise it is final (`PARAM_ERROR`).
+    pub fn fail_next(&self, op: &'static str, transient: bool) {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).push((op, transient));
+    }
+
+    fn record(&self, op: &'static str, call: GatewayCall) -> crate::Result<()> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).push(call);
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = f.iter().position(|(o, _)| *o == op) {
+            let (_, transient) = f.remove(i);
+            let (status, code) = if transient { (500, "SYSTEM_ERROR") } else { (400, "PARAM_ERROR") };
+            return Err(crate::Error::PayApi {
+                status,
+                code: code.into(),
+                message: format!("injected {op} failure"),
+                detail: None,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl PaymentGateway for RecordingGateway {
+    async fn prepay(&self, req: &PrepayRequest) -> crate::Result<PrepayTicket> {
+        self.record("prepay", GatewayCall::Prepay(req.clone()))?;
+        let prepay_id = format!("prepay_{}", req.out_trade_no);
+        Ok(PrepayTicket {
+            pay_params: serde_json::json!({
+                "timeStamp": req.time_expire.timestamp().to_string(),
+                "nonceStr": req.out_trade_no,
+                "package": format!("prepay_id={prepay_id}"),
+                "signType": "RSA",
+                "paySign": "recorded",
+            }),
+            prepay_id,
+        })
+    }
+
+    async fn close(&self, req: &CloseRequest) -> crate::Result<()> {
+        self.record("close", GatewayCall::Close(req.clone()))
+    }
+
+    async fn refund(&self, req: &RefundRequest) -> crate::Result<RefundTicket> {
+        self.record("refund", GatewayCall::Refund(req.clone()))?;
+        Ok(RefundTicket { refund_id: format!("wxrefund_{}", req.out_refund_no), succeeded: true })
+    }
+}
+
+#[async_trait]
+impl ShippingGateway for RecordingGateway {
+    async fn upload(&self, req: &ShippingUpload) -> crate::Result<()> {
+        self.record("ship", GatewayCall::Ship(req.clone()))
+    }
+}
