@@ -117,13 +117,17 @@ pub use clock::{Clock, ManualClock, SystemClock, new_id};
 pub use error::{MarketError, Result, Shortage};
 pub use events::{Actor, AuditEntry, OutboxEvent, Timer, TimerAction, TimerReport, TimerStatus};
 pub use gateway::{
-    CloseRequest, GatewayCall, LogisticsType, PaymentGateway, PrepayRequest, PrepayTicket, RecordingGateway,
-    RefundRequest, RefundTicket, ShippingGateway, ShippingParcel, ShippingUpload, SubOrder,
+    CloseRequest, CompensationRequest, CompensationTicket, GatewayCall, LogisticsType, PaymentGateway, PrepayRequest,
+    PrepayTicket, ProfitShareReceiver, ProfitShareRequest, ProfitShareTicket, RecordingGateway, RefundRequest,
+    RefundTicket, ShippingGateway, ShippingParcel, ShippingUpload, SubOrder,
 };
 pub use inventory::{Demand, Movement, MovementKind, Reservation, ReservationStatus, StockLevel, aggregate_demand};
 pub use merchant::{Merchant, MerchantStatus, Restrictions};
 pub use money::Money;
 pub use order::{MerchantOrder, OrderDetail, OrderLine, OrderStatus, ShipItem, ShipRequest, Shipment, Step};
 pub use payment::{NoticeOutcome, PayMode, Payment, PaymentNotice, PaymentStatus, Refund, RefundStatus, SubOrderPaid};
-pub use service::{Checkout, Market, MarketBuilder, MarketConfig, NewMerchant, StockReconciliation};
+pub use service::{
+    CaseRequest, Checkout, DepositView, GOVERNANCE_CONSUMER, Market, MarketBuilder, MarketConfig, MerchantBalances,
+    NewMerchant, PenaltyLog, ReviewRequest, StockReconciliation,
+};
 pub use store::{Backend, MarketStore, StoreTx};

@@ -160,3 +160,14 @@ impl From<GovError> for crate::Error {
         }
     }
 }
+
+impl From<GovError> for MarketError {
+    fn from(e: GovError) -> Self {
+        match e {
+            GovError::Market(m) => m,
+            GovError::NotFound { entity, id } => MarketError::NotFound { entity, id },
+            GovError::IllegalTransition { entity, from, to } => MarketError::IllegalTransition { entity, from, to },
+            other => MarketError::Invalid(other.to_string()),
+        }
+    }
+}

@@ -63,6 +63,87 @@ pub mod settlement;
 pub use error::{GovError, GovResult};
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Every governance policy of a platform, stored as one document and changed by the platform's
+/// configuration route. The defaults are WeChat's published rules where WeChat publishes one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GovernanceConfig {
+    /// Deposits.
+    pub deposit: deposit::DepositPolicy,
+    /// Which ledger accounts may run into debt.
+    pub ledger: ledger::NegativePolicy,
+    /// Reviews.
+    pub review: review::ReviewPolicy,
+    /// The merchant score.
+    pub score: score::ScorePolicy,
+    /// After-sale timers and limits.
+    pub after_sale: aftersale::AfterSaleRules,
+    /// Penalty rules and thresholds.
+    pub penalty: penalty::PenaltyPolicy,
+    /// Settlement and profit sharing.
+    pub settlement: settlement::SettlementPolicy,
+    /// Promoter commission.
+    pub promoter: settlement::PromoterPolicy,
+    /// Whether carrier scans are recorded ([`Market::record_carrier_event`](crate::market::Market)), so
+    /// that a shipment without one can be judged a fake shipment. Off by default: without tracking
+    /// every shipment would look fake.
+    pub carrier_tracking: bool,
+}
+
+impl GovernanceConfig {
+    /// Checks every policy (input from the network).
+    pub fn validate(&self) -> GovResult<()> {
+        self.penalty.validate()?;
+        let d = &self.deposit;
+        if d.grace_hours < 0 {
+            return Err(GovError::invalid("deposit grace_hours must be ≥ 0"));
+        }
+        if let deposit::Requirement::Fixed(m) = d.requirement
+            && m.is_negative()
+        {
+            return Err(GovError::invalid("a fixed deposit must be ≥ 0"));
+        }
+        let a = &self.after_sale;
+        if a.merchant_response_hours <= 0
+            || a.buyer_return_days <= 0
+            || a.merchant_receive_days <= 0
+            || a.escalation_days <= 0
+            || a.max_open_per_line == 0
+            || a.max_cases_per_line < a.max_open_per_line
+        {
+            return Err(GovError::invalid("after-sale timers must be positive and limits at least 1"));
+        }
+        let r = &self.review;
+        if r.window_days <= 0 || r.follow_up_days <= 0 {
+            return Err(GovError::invalid("review windows must be positive"));
+        }
+        let s = &self.score;
+        if s.window_days <= 0
+            || s.prior_weight < 0
+            || s.dimension_bps.iter().any(|w| *w < 0)
+            || s.component_bps.iter().any(|w| *w < 0)
+            || s.dimension_bps.iter().sum::<i64>() == 0
+            || s.component_bps.iter().sum::<i64>() == 0
+            || s.response_limit_minutes <= s.response_target_minutes
+        {
+            return Err(GovError::invalid("score window, weights and response limits are out of range"));
+        }
+        let st = &self.settlement;
+        if !(0..=commission::MAX_COMMISSION_BPS).contains(&st.share_cap_bps)
+            || !(1..=180).contains(&st.backstop_days)
+            || st.backstop_margin_hours < 0
+        {
+            return Err(GovError::invalid("share cap within 0..=3000 bps, backstop within 1..=180 days"));
+        }
+        let p = &self.promoter;
+        if !(0..=commission::MAX_COMMISSION_BPS).contains(&p.bps) || p.window_days <= 0 {
+            return Err(GovError::invalid("promoter bps within 0..=3000 and a positive window"));
+        }
+        Ok(())
+    }
+}
 
 /// `n / d` rounded half up, for non-negative `n` and positive `d` (scores, ratios; never floats).
 pub(crate) fn div_round(n: i128, d: i128) -> i128 {

@@ -18,7 +18,7 @@
 //! use wxshop::market::governance::commission::{CommissionSnapshot, Rate};
 //! use wxshop::market::governance::settlement::{PromoterShare, SettlementLine, SettlementPolicy, compute_amounts};
 //! let line = SettlementLine {
-//!     line_id: "l1".into(), amount: Money::fen(10_000), quantity: 1, refunded: Money::fen(2_000),
+//!     line_id: "l1".into(), amount: Money::fen(10_000), quantity: 1, refunded: Money::fen(2_000), compensated: Money::ZERO,
 //!     commission: CommissionSnapshot { rate: Rate::Bps(500), ..CommissionSnapshot::none() },
 //!     promoter: Some(PromoterShare { promoter_id: "p1".into(), bps: 1_000 }),
 //! };
@@ -51,6 +51,9 @@ pub struct SettlementPolicy {
     pub max_splits: u32,
     /// Receivers per request (50).
     pub max_receivers: usize,
+    /// The platform's own WeChat Pay merchant id, the receiver of commission.
+    #[serde(default)]
+    pub platform_mchid: String,
 }
 
 impl Default for SettlementPolicy {
@@ -61,7 +64,25 @@ impl Default for SettlementPolicy {
             backstop_margin_hours: 24,
             max_splits: 50,
             max_receivers: 50,
+            platform_mchid: String::new(),
         }
+    }
+}
+
+/// How promoters are paid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromoterPolicy {
+    /// Basis points of an attributed line's settled amount.
+    pub bps: i64,
+    /// Days a click counts before payment.
+    pub window_days: i64,
+    /// Which click wins.
+    pub touch: Touch,
+}
+
+impl Default for PromoterPolicy {
+    fn default() -> Self {
+        PromoterPolicy { bps: 500, window_days: 7, touch: Touch::Last }
     }
 }
 
@@ -83,8 +104,12 @@ pub struct SettlementLine {
     pub amount: Money,
     /// Units.
     pub quantity: i64,
-    /// Refunded so far.
+    /// Refunded so far (decided refunds of the original payment, including those in flight).
     pub refunded: Money,
+    /// Compensation paid to the buyer for this line by someone else (deposit, platform): it does not
+    /// reduce the merchant's settlement, but it counts against what is still refundable.
+    #[serde(default)]
+    pub compensated: Money,
     /// The commission rule it was sold under.
     pub commission: CommissionSnapshot,
     /// The promoter it is attributed to.
@@ -539,6 +564,82 @@ impl Settlement {
     }
 }
 
+code_enum! {
+    /// Where a profit-sharing request stands at WeChat Pay.
+    pub enum ShareStatus {
+        /// Recorded; the gateway call is scheduled.
+        Requested => "requested",
+        /// Accepted, still processing at WeChat Pay.
+        Processing => "processing",
+        /// Done.
+        Finished => "finished",
+        /// Refused for good (needs a person).
+        Failed => "failed",
+    }
+}
+
+/// A profit-sharing request as recorded (one per release).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfitShare {
+    /// The merchant.
+    pub merchant_id: String,
+    /// The merchant order.
+    pub order_id: String,
+    /// The request.
+    pub request: ShareRequest,
+    /// Status.
+    pub status: ShareStatus,
+    /// WeChat Pay's profit-sharing order id.
+    pub wx_order_id: Option<String>,
+    /// Recorded.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ProfitShare {
+    /// The amount shared to receivers.
+    pub fn amount(&self) -> Money {
+        Money::fen(self.request.receivers.iter().map(|r| r.amount.as_fen()).sum())
+    }
+}
+
+code_enum! {
+    /// Where a compensation payout stands.
+    pub enum PayoutStatus {
+        /// Recorded; the gateway call is scheduled.
+        Requested => "requested",
+        /// Paid to the buyer.
+        Succeeded => "succeeded",
+        /// Refused for good (needs a person).
+        Failed => "failed",
+    }
+}
+
+/// Money paid to a buyer outside a refund of their payment: compensation out of a deposit, or an
+/// amount the platform advances.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compensation {
+    /// Id (the gateway's `out_no`).
+    pub id: String,
+    /// The merchant concerned.
+    pub merchant_id: String,
+    /// The buyer.
+    pub buyer_id: String,
+    /// Amount.
+    pub amount: Money,
+    /// Who pays.
+    pub source: super::aftersale::Payer,
+    /// What it is for (`"penalty:…"`, `"dispute:…"`).
+    pub reference: String,
+    /// Status.
+    pub status: PayoutStatus,
+    /// Recorded.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
 /// A click on a promoter's share link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Click {
@@ -657,6 +758,7 @@ mod tests {
             amount: Money::fen(fen),
             quantity: 1,
             refunded: Money::fen(refunded),
+            compensated: Money::ZERO,
             commission: CommissionSnapshot { rate: Rate::Bps(bps), ..CommissionSnapshot::none() },
             promoter: promoter.map(|(p, b)| PromoterShare { promoter_id: p.into(), bps: b }),
         }
