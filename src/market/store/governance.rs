@@ -259,13 +259,29 @@ pub trait GovTx: Send {
 /// [`Posted::Negative`] leaves partial writes behind: roll the transaction back.
 pub async fn post(tx: &mut dyn StoreTx, t: &Txn, policy: &NegativePolicy) -> Result<Posted> {
     t.validate().map_err(|e| MarketError::Invalid(e.to_string()))?;
-    if let Some(orig) = &t.reverses
-        && tx.ledger_txn(orig).await?.is_none()
-    {
-        return Err(MarketError::not_found("ledger transaction", orig));
+    if let Some(existing) = tx.ledger_txn(&t.id).await? {
+        // Same id, same postings (a redelivered event may rebuild it at a later instant): a repeat.
+        let same = existing.kind == t.kind
+            && existing.reference == t.reference
+            && existing.reverses == t.reverses
+            && existing.entries == t.entries;
+        return if same {
+            Ok(Posted::Duplicate)
+        } else {
+            Err(MarketError::Invalid(format!("ledger transaction id {} reused for a different posting", t.id)))
+        };
+    }
+    if let Some(orig) = &t.reverses {
+        if tx.ledger_txn(orig).await?.is_none() {
+            return Err(MarketError::not_found("ledger transaction", orig));
+        }
+        if tx.ledger_reversed(orig).await? {
+            return Err(MarketError::Invalid(format!("ledger transaction {orig} was already reversed")));
+        }
     }
     if !tx.ledger_insert_txn(t).await? {
-        return Ok(Posted::Duplicate);
+        // Inserted concurrently since we looked: the other writer's transaction wins.
+        return Err(MarketError::Conflict(format!("ledger transaction {}", t.id)));
     }
     for (account, delta) in t.deltas() {
         let delta = i64::try_from(delta).map_err(|_| MarketError::Money(format!("delta on {account} overflows")))?;
@@ -395,7 +411,7 @@ macro_rules! gov_store_tx {
             async fn ledger_insert_txn(&mut self, t: &GovTxn) -> Result<bool> {
                 let r = sqlx::query(
                     "INSERT INTO gov_ledger_txns (txn_id, kind, reference, reverses, at) VALUES ($1, $2, $3, $4, $5) \
-                     ON CONFLICT DO NOTHING",
+                     ON CONFLICT (txn_id) DO NOTHING",
                 )
                 .bind(&t.id)
                 .bind(t.kind.as_str())
@@ -430,7 +446,7 @@ macro_rules! gov_store_tx {
                 // refuses an overdraft without a read-modify-write.
                 let row: Option<i64> = sqlx::query_scalar(
                     "INSERT INTO gov_balances (account, balance_fen, updated_at) \
-                     SELECT $1, $2, $4 WHERE $2 >= 0 OR $3 \
+                     SELECT $1, $2, $4 WHERE $2 >= 0 OR $3 OR EXISTS (SELECT 1 FROM gov_balances WHERE account = $1) \
                      ON CONFLICT (account) DO UPDATE SET balance_fen = gov_balances.balance_fen + excluded.balance_fen, \
                      updated_at = excluded.updated_at \
                      WHERE gov_balances.balance_fen + excluded.balance_fen >= 0 OR $3 \
@@ -1265,7 +1281,7 @@ macro_rules! gov_store_tx {
                 since: DateTime<Utc>,
             ) -> Result<Vec<(DateTime<Utc>, Option<DateTime<Utc>>)>> {
                 let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(
-                    "SELECT ship_deadline, shipped_at FROM orders WHERE merchant_id = $1 AND ship_deadline IS NOT NULL \
+                    "SELECT ship_deadline, shipped_at FROM merchant_orders WHERE merchant_id = $1 AND ship_deadline IS NOT NULL \
                      AND ship_deadline > $2 AND status <> 'Cancelled'",
                 )
                 .bind(merchant_id)
@@ -1277,7 +1293,7 @@ macro_rules! gov_store_tx {
 
             async fn paid_orders_since(&mut self, merchant_id: &str, since: DateTime<Utc>) -> Result<i64> {
                 Ok(sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM orders WHERE merchant_id = $1 AND paid_at IS NOT NULL AND paid_at > $2",
+                    "SELECT COUNT(*) FROM merchant_orders WHERE merchant_id = $1 AND paid_at IS NOT NULL AND paid_at > $2",
                 )
                 .bind(merchant_id)
                 .bind(gms(since))

@@ -77,7 +77,7 @@ impl Market {
                 // The partial unique index is the backstop against a concurrent second open case.
                 won(tx.insert_case(&case, req.line_no, None).await?, "case")?;
                 let mut v = Versioned { value: case, version: 1 };
-                let timers = apply_step(&mut *tx, &mut v, req.line_no, step, &cfg, None, at, false).await?;
+                let timers = apply_step(&mut *tx, &mut v, req.line_no, step, &cfg, None, at).await?;
                 tx.commit().await?;
                 Ok((v.value, timers))
             })
@@ -185,7 +185,7 @@ impl Market {
                             .await?
                             .ok_or_else(|| GovError::NotFound { entity: "case", id: case_id.clone() })?;
                         let step = cv.value.apply_dispute(&d, at)?;
-                        timers = apply_step(&mut *tx, &mut cv, line_no, step, &cfg, basis.as_ref(), at, true).await?;
+                        timers = apply_step(&mut *tx, &mut cv, line_no, step, &cfg, basis.as_ref(), at).await?;
                     }
                     None => {
                         if let Some(Decision::BuyerWins { refund, payer }) = &d.decision {
@@ -285,7 +285,7 @@ impl Market {
                 }
                 let step = op(&mut v.value, &cfg, at)?;
                 let line_no = line_no_of(&v.value.line_id)?;
-                let timers = apply_step(&mut *tx, &mut v, line_no, step, &cfg, None, at, false).await?;
+                let timers = apply_step(&mut *tx, &mut v, line_no, step, &cfg, None, at).await?;
                 tx.commit().await?;
                 Ok((v.value, timers))
             })
@@ -302,7 +302,7 @@ impl Market {
         if let Some(step) = v.value.fire(due.timer, at, &cfg.after_sale)? {
             let line_no = line_no_of(&v.value.line_id)?;
             // Gateway calls scheduled here are due now: the timer runner's next batch makes them.
-            apply_step(tx, &mut v, line_no, step, &cfg, None, at, false).await?;
+            apply_step(tx, &mut v, line_no, step, &cfg, None, at).await?;
         }
         Ok(())
     }
@@ -365,9 +365,7 @@ async fn apply_step(
     cfg: &GovernanceConfig,
     basis: Option<&DeductionBasis>,
     at: DateTime<Utc>,
-    inserted_elsewhere: bool,
 ) -> GovResult<Vec<Timer>> {
-    let _ = inserted_elsewhere;
     let case = v.value.clone();
     let mut timers = Vec::new();
     let mut refund_id = None;
@@ -574,7 +572,7 @@ impl Market {
                         {
                             let step = v.value.refund_succeeded(at)?;
                             let line_no = line_no_of(&v.value.line_id)?;
-                            timers = apply_step(&mut *tx, &mut v, line_no, step, &cfg, None, at, false).await?;
+                            timers = apply_step(&mut *tx, &mut v, line_no, step, &cfg, None, at).await?;
                         }
                     }
                     _ => {}
@@ -611,7 +609,7 @@ impl Market {
             {
                 let step = v.value.refund_succeeded(at)?;
                 let line_no = line_no_of(&v.value.line_id)?;
-                apply_step(&mut *tx, &mut v, line_no, step, &cfg, None, at, false).await?;
+                apply_step(&mut *tx, &mut v, line_no, step, &cfg, None, at).await?;
             }
             crate::market::service::Agg::new("compensation", id, Some(&c.merchant_id))
                 .record(

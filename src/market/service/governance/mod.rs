@@ -129,10 +129,16 @@ impl Market {
             for e in events {
                 match self.gov(|| self.on_event(&e)).await {
                     Ok(()) => done.push(e.id.clone()),
-                    Err(err) => {
-                        tracing::warn!(event = %e.id, kind = %e.event_type, error = %err, "governance could not apply an event");
+                    Err(err) if err.is_retryable() => {
+                        tracing::warn!(event = %e.id, kind = %e.event_type, error = %err, "governance will retry an event");
                         failure = Some(err);
                         break;
+                    }
+                    Err(err) => {
+                        // A poison event must not stop governance: park it where people look.
+                        tracing::error!(event = %e.id, kind = %e.event_type, error = %err, "governance could not apply an event");
+                        self.dead_letter(&e, &err).await?;
+                        done.push(e.id.clone());
                     }
                 }
             }
@@ -156,6 +162,28 @@ impl Market {
         if let Err(e) = self.sync_governance().await {
             tracing::warn!(error = %e, "governance sync stopped; the event will be retried");
         }
+    }
+
+    async fn dead_letter(&self, e: &OutboxEvent, err: &GovError) -> GovResult<()> {
+        let msg = err.to_string();
+        self.gov(|| async {
+            let at = self.now();
+            let mut tx = self.begin().await?;
+            Agg::new("governance_event", &e.id, e.merchant_id.as_deref())
+                .record(
+                    &mut *tx,
+                    at,
+                    &Actor::Platform,
+                    Change::new("failed").reason(Some(&msg)).event(
+                        "governance.event_failed",
+                        json!({ "event_id": e.id, "event_type": e.event_type, "error": msg, "payload": e.payload }),
+                    ),
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn on_event(&self, e: &OutboxEvent) -> GovResult<()> {

@@ -80,7 +80,9 @@ impl Market {
                 .await?
                 .ok_or_else(|| GovError::NotFound { entity: "merchant", id: merchant_id.into() })?;
             let (t, tr) = s.value.payout(!m.can_payout(), at)?;
-            post(&mut *tx, &t.build(format!("payout:{order_id}"), at)?, &cfg).await?;
+            if !t.is_empty() {
+                post(&mut *tx, &t.build(format!("payout:{order_id}"), at)?, &cfg).await?;
+            }
             won(tx.update_settlement(&s.value, s.version).await?, "settlement")?;
             record_settlement(&mut *tx, &s.value, &Actor::Merchant(merchant_id.into()), &tr).await?;
             tx.commit().await?;
@@ -387,6 +389,16 @@ pub(super) async fn book_order_refund(
     open_settlement_in(tx, order_id, cfg, at).await?;
     let Some(mut s) = tx.settlement(order_id).await? else { return Ok(()) };
     let weights: Vec<i64> = s.value.lines.iter().map(|l| (l.amount.as_fen() - l.refunded.as_fen()).max(0)).collect();
+    let left = Money::fen(weights.iter().sum());
+    if amount > left {
+        // More than the settlement still holds (a cancellation after a partial refund): book what is
+        // left; the excess is the payment gateway's to refuse, and is recorded for people to check.
+        tracing::error!(order = %order_id, refund = %refund_id, %amount, %left, "refund exceeds what the settlement holds");
+    }
+    let amount = amount.min(left);
+    if !amount.is_positive() {
+        return Ok(());
+    }
     let parts = amount.split(&weights)?;
     let from = match s.value.state {
         SettlementState::Frozen | SettlementState::Releasable => Account::MerchantPending(s.value.merchant_id.clone()),
@@ -432,7 +444,9 @@ pub(super) async fn settle_in(
     record_settlement(tx, &s.value, &Actor::Timer, &tr).await?;
     let out_order_no = format!("ps_{order_id}");
     let r = s.value.release(out_order_no.clone(), at, &cfg.settlement)?;
-    post(tx, &r.txn.build(format!("release:{order_id}"), at)?, cfg).await?;
+    if !r.txn.is_empty() {
+        post(tx, &r.txn.build(format!("release:{order_id}"), at)?, cfg).await?;
+    }
     let request = r.share.unwrap_or(ShareRequest {
         out_order_no: out_order_no.clone(),
         transaction_id: s.value.transaction_id.clone(),
