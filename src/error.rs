@@ -114,24 +114,110 @@ errcodes! {
     CodeExpired = 61010 => "the code expired — ask the user again",
     /// 85079: the mini-program has no published version.
     NotPublished = 85079 => "the mini-program has no published version",
-    /// 85401: the expiry is out of range.
-    ExpireTimeInvalid = 85401 => "the expiry must be within 30 days",
-    /// 85402: an invalid path or query.
-    InvalidPathOrQuery = 85402 => "the path or query is invalid (check length and characters)",
-    /// 85400: the daily URL scheme / URL link quota is used up.
-    LinkQuotaExceeded = 85400 => "the daily quota of URL Schemes/Links is used up",
     /// 87009: an invalid signature.
     InvalidSignature = 87009 => "the signature is invalid — check session_key and the signing method",
     /// 87014: content is risky.
     RiskyContent = 87014 => "the content was judged risky",
-    /// 10060001: the shipping order does not exist.
-    ShippingOrderNotFound = 10060001 => "no such order in shipping-info management — check the order key",
-    /// 10060003: the order was already shipped and cannot be shipped again.
-    ShippingAlreadyShipped = 10060003 => "shipping info was already uploaded and corrected once — it can no longer be changed",
-    /// 10060012: invalid shipping parameters.
-    ShippingInvalidParam = 10060012 => "the shipping info is invalid — check logistics_type, shipping_list and contact",
-    /// 10060019: the order is not in a state that allows the call.
-    ShippingBadState = 10060019 => "the order's state does not allow this shipping call",
+    // --- share links and codes (qrcode-link) ---
+    /// 40066: the Short Link's page does not exist in the published mini-program.
+    InvalidUrl = 40066 => "the page_url is not a page of the published mini-program",
+    /// 40159: the code path is empty or too long.
+    InvalidCodePath = 40159 => "the code path is empty or too long (getwxacode ≤ 1024 chars, createwxaqrcode ≤ 128 bytes)",
+    /// 40165: the link path is not a page of the published mini-program.
+    InvalidPagePath = 40165 => "the link path must be a published page, without a query",
+    /// 40169: the scene is empty or too long.
+    InvalidSceneLength = 40169 => "the wxacode scene must be 1 to 32 characters",
+    /// 40212: the link query is invalid.
+    InvalidQuery = 40212 => "the link query is invalid — at most 1024 chars of WeChat's set, k1=v1&k2=v2",
+    /// 40225: the Short Link title is invalid.
+    InvalidPageTitle = 40225 => "the Short Link page_title is not acceptable",
+    /// 44990: more than 100 calls per second.
+    ApiSecondLimit = 44990 => "more than 100 calls per second — slow down",
+    /// 44993: the daily quota of generated URL Schemes + URL Links is used up.
+    LinkDailyLimit = 44993 => "500,000 URL Schemes + URL Links were generated today — wait for tomorrow or reuse links",
+    /// 85096: `scancode_time` is a reserved parameter.
+    ScancodeTimeReserved = 85096 => "scancode_time is reserved by WeChat — remove it from the path",
+    /// 85400: the lifetime cap of permanent Short Links is reached.
+    PermanentLinkLimit = 85400 => "the lifetime cap (100,000) of permanent Short Links is reached — use temporary ones",
+    /// 85401: the expiry is out of range.
+    ExpireTimeInvalid = 85401 => "the expiry must be between 1 minute and 30 days from now",
+    /// 85402: an invalid env_version.
+    InvalidEnvVersion = 85402 => "env_version must be release, trial or develop",
+    /// 85403: the scheme or URL Link does not exist.
+    LinkNotFound = 85403 => "no such URL Scheme or URL Link",
+    /// 85406: the daily visit quota of URL Schemes / URL Links is used up.
+    LinkVisitLimit = 85406 => "the daily visit quota of URL Schemes and URL Links is used up",
+    // --- shipping-info management (/wxa/sec/order/*) ---
+    /// 10060001: the payment does not exist in shipping-info management.
+    ShippingOrderNotFound = 10060001 => "no such payment in shipping-info management — check the order key (new payments take seconds to appear)",
+    /// 10060002: shipping was already completed.
+    ShippingCompleted = 10060002 => "shipping of this payment is already complete",
+    /// 10060003: the one allowed correction was already used.
+    ShippingCorrectionUsed = 10060003 => "the one correction of shipping info was already used — it can no longer be changed",
+    /// 10060004: the payment's state does not allow shipping.
+    ShippingNotAllowed = 10060004 => "the payment's state does not allow shipping (receipt confirmed, settled or refunded)",
+    /// 10060005: invalid logistics_type.
+    InvalidLogisticsType = 10060005 => "logistics_type must be 1 express, 2 same-city, 3 virtual or 4 self-pickup",
+    /// 10060006: split delivery needs express logistics.
+    SplitNeedsExpress = 10060006 => "split delivery is only allowed for express (logistics_type 1)",
+    /// 10060007: split delivery needs is_all_delivered.
+    SplitNeedsAllDelivered = 10060007 => "split delivery must say is_all_delivered",
+    /// 10060008: item_desc is empty.
+    ItemDescEmpty = 10060008 => "item_desc must not be empty",
+    /// 10060009: item_desc is too long.
+    ItemDescTooLong = 10060009 => "item_desc must be at most 120 characters",
+    /// 10060011: invalid last_index.
+    InvalidLastIndex = 10060011 => "last_index is not one WeChat returned — restart the listing",
+    /// 10060012: shipping system error.
+    ShippingSystemError = 10060012 => "WeChat's shipping service failed — retry later",
+    /// 10060014: an invalid shipping parameter.
+    ShippingInvalidParam = 10060014 => "a shipping parameter is invalid — see errmsg",
+    /// 10060019: shipping system busy.
+    ShippingSystemBusy = 10060019 => "WeChat's shipping service is busy — retry later",
+    /// 10060020: no item description at all.
+    ShippingNoItemDesc = 10060020 => "shipping cannot complete without any item_desc",
+    /// 10060023: the shipping info did not change.
+    ShippingUnchanged = 10060023 => "the shipping info is the same as before — nothing was updated",
+    /// 10060024: shipping_list is too long.
+    ShippingListTooLong = 10060024 => "shipping_list holds at most 15 packages",
+    /// 10060025: express_company is too long.
+    ExpressCompanyTooLong = 10060025 => "express_company is too long — use an id from get_delivery_list",
+    /// 10060026: tracking_no is too long.
+    TrackingNoTooLong = 10060026 => "tracking_no is too long (at most 128 bytes)",
+    /// 10060028: the payment is not shipped.
+    NotShipped = 10060028 => "the payment is not in the shipped state",
+    /// 10060029: invalid received_time.
+    InvalidReceivedTime = 10060029 => "received_time must be Unix seconds after the shipping time and not in the future",
+    /// 10060030: the receipt reminder was already used.
+    ConfirmReminderUsed = 10060030 => "the buyer was already reminded to confirm receipt (once per payment)",
+    /// 10060031: the payment does not belong to the payer.
+    PayerMismatch = 10060031 => "the payment does not belong to payer.openid",
+    /// 10060032: only express shipments can be reminded.
+    RemindNeedsExpress = 10060032 => "only express shipments (logistics_type 1) can be reminded to confirm receipt",
+    /// 268485194: invalid order_number_type.
+    InvalidOrderNumberType = 268485194 => "order_number_type must be 1 (mchid + out_trade_no) or 2 (transaction_id)",
+    /// 268485195: transaction_id missing.
+    TransactionIdMissing = 268485195 => "order_number_type 2 needs transaction_id",
+    /// 268485196: mchid missing.
+    MchidMissing = 268485196 => "order_number_type 1 needs mchid",
+    /// 268485197: out_trade_no missing.
+    OutTradeNoMissing = 268485197 => "order_number_type 1 needs out_trade_no",
+    /// 268485216: invalid upload_time.
+    InvalidUploadTime = 268485216 => "upload_time must be RFC 3339, e.g. 2022-12-15T13:29:35.120+08:00",
+    /// 268485224: invalid delivery_mode.
+    InvalidDeliveryMode = 268485224 => "delivery_mode must be 1 (unified) or 2 (split)",
+    /// 268485226: tracking_no missing.
+    TrackingNoMissing = 268485226 => "express shipments need tracking_no",
+    /// 268485227: express_company missing.
+    ExpressCompanyMissing = 268485227 => "express shipments need express_company",
+    /// 268485228: unified delivery needs exactly one package.
+    UnifiedNeedsOnePackage = 268485228 => "unified delivery takes exactly one shipping_list entry",
+    /// 268546000: invalid special-order type.
+    InvalidSpecialOrderType = 268546000 => "opspecialorder type must be 1 (pre-sale) or 2 (test order)",
+    /// 268546001: invalid delay_to.
+    InvalidDelayTo = 268546001 => "delay_to must be 15 to 330 days after payment",
+    /// 268546002: no such unshipped order.
+    SpecialOrderNotFound = 268546002 => "no unshipped order with this order_id",
 }
 
 impl fmt::Display for ErrCode {
@@ -283,7 +369,9 @@ impl Error {
     /// A transient failure worth retrying (system busy, transport, 5xx, 429).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Api { errcode, .. } => *errcode == ErrCode::SystemBusy,
+            Error::Api { errcode, .. } => {
+                matches!(errcode, ErrCode::SystemBusy | ErrCode::ShippingSystemError | ErrCode::ShippingSystemBusy)
+            }
             Error::Transport { .. } => true,
             Error::HttpStatus { status, .. } => *status >= 500 || *status == 429,
             Error::PayApi { status, code, .. } => {
@@ -293,14 +381,17 @@ impl Error {
         }
     }
 
-    /// A quota or rate limit was hit (45009, 45011, 85400, 45029).
+    /// A quota or rate limit was hit (45009, 45011, 44990, 44993, 85406, 85400, 45029).
     pub fn is_quota(&self) -> bool {
         matches!(
             self.errcode(),
             Some(
                 ErrCode::ApiQuotaExceeded
                     | ErrCode::ApiFrequencyLimit
-                    | ErrCode::LinkQuotaExceeded
+                    | ErrCode::ApiSecondLimit
+                    | ErrCode::LinkDailyLimit
+                    | ErrCode::LinkVisitLimit
+                    | ErrCode::PermanentLinkLimit
                     | ErrCode::WxacodeLifetimeLimit
             )
         )

@@ -193,7 +193,12 @@ async fn buy(e: &Env, s: &Shop, buyer: &str, lines: &[(usize, i64)]) -> String {
 
 async fn ship_and_receive(e: &Env, s: &Shop, buyer: &str, order: &str) {
     let m = &e.market;
-    let ship = ShipRequest { tracking_no: format!("SF{}", &order[..8]), express_company: "SF".into(), items: None };
+    let ship = ShipRequest {
+        tracking_no: format!("SF{}", &order[..8]),
+        express_company: "SF".into(),
+        items: None,
+        receiver_phone: None,
+    };
     m.ship(&s.merchant, order, ship).await.unwrap();
     m.confirm_receipt(buyer, order).await.unwrap();
     m.sync_governance().await.unwrap();
@@ -669,7 +674,12 @@ async fn ledger_stays_balanced_through_a_random_run(e: Env) {
             }
             2 if !orders.is_empty() => {
                 let (o, b) = orders[rng.random_range(0..orders.len())].clone();
-                let ship = ShipRequest { tracking_no: format!("T{step}"), express_company: "SF".into(), items: None };
+                let ship = ShipRequest {
+                    tracking_no: format!("T{step}"),
+                    express_company: "SF".into(),
+                    items: None,
+                    receiver_phone: None,
+                };
                 if m.ship(&s.merchant, &o, ship).await.is_ok() {
                     let _ = m.confirm_receipt(&b, &o).await;
                 }

@@ -15,6 +15,12 @@ pub struct Demo {
     pub base: String,
     pub state: AppState,
     pub token: Option<String>,
+    /// The URL Link the promoter shared (share.rs).
+    pub shared_link: Option<String>,
+    /// The promoter id of the buyer who shared (share.rs).
+    pub promoter: Option<u64>,
+    /// The checkout group the market steps work on.
+    pub group_id: Option<String>,
     http: Http,
 }
 
@@ -27,12 +33,31 @@ macro_rules! step {
 }
 
 /// The journey, in order.
-const STEPS: &[(&str, StepFn)] =
-    &[step!("log in with wx.login", crate::login::demo_login), step!("bind a phone number", crate::login::demo_phone)];
+const STEPS: &[(&str, StepFn)] = &[
+    step!("log in with wx.login", crate::login::demo_login),
+    step!("bind a phone number", crate::login::demo_phone),
+    step!("share a product: URL Link + wxacode with a signed referral", crate::share::demo_share),
+    step!("a friend arrives through the link and is attributed", crate::share::demo_arrive),
+    step!("the friend pays; the order credits the promoter", crate::shipping::demo_pay),
+    step!("the merchant ships (and corrects once)", crate::shipping::demo_ship),
+    step!("browse the catalog", crate::market::demo_browse),
+    step!("fill a cart from two merchants (guest cart merged at login)", crate::market::demo_cart),
+    step!("check out both merchants in one payment", crate::market::demo_checkout),
+    step!("pay (WeChat Pay notification, delivered twice)", crate::market::demo_pay),
+    step!("merchants ship, buyer confirms receipt", crate::market::demo_ship_and_receive),
+];
 
 pub async fn run(base: &str, state: &AppState) -> bool {
     let http = Http::new(wxshop::Endpoints::default(), HttpConfig::default()).expect("HTTP client");
-    let mut d = Demo { base: base.to_string(), state: state.clone(), token: None, http };
+    let mut d = Demo {
+        base: base.to_string(),
+        state: state.clone(),
+        token: None,
+        shared_link: None,
+        promoter: None,
+        group_id: None,
+        http,
+    };
     println!("demo: the buyer journey against {base}");
     let mut ok = true;
     for (i, (name, f)) in STEPS.iter().enumerate() {
@@ -56,12 +81,54 @@ impl Demo {
         url: String,
         body: Option<serde_json::Value>,
     ) -> Result<serde_json::Value, String> {
+        self.send_as(method, url, body, self.token.as_deref()).await
+    }
+
+    async fn send_as(
+        &self,
+        method: Method,
+        url: String,
+        body: Option<serde_json::Value>,
+        bearer: Option<&str>,
+    ) -> Result<serde_json::Value, String> {
         let mut req = Request::new(method, Host::Absolute, url);
         if let Some(b) = body {
             req = req.body(Body::json(&b).map_err(|e| e.to_string())?);
         }
-        if let Some(t) = &self.token {
+        if let Some(t) = bearer {
             req = req.header(AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {t}")).map_err(|e| e.to_string())?);
+        }
+        let resp = self.http.execute(&req, None).await.map_err(|e| e.to_string())?;
+        let json: serde_json::Value = if resp.body.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&resp.body).map_err(|e| format!("not JSON: {e}"))?
+        };
+        if resp.status >= 400 {
+            return Err(format!("HTTP {}: {json}", resp.status));
+        }
+        Ok(json)
+    }
+
+    /// Any method on a storefront path with extra headers; `anonymous` leaves out the session token.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        headers: &[(&'static str, String)],
+        anonymous: bool,
+    ) -> Result<serde_json::Value, String> {
+        let mut req = Request::new(method, Host::Absolute, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.body(Body::json(&b).map_err(|e| e.to_string())?);
+        }
+        if let (Some(t), false) = (&self.token, anonymous) {
+            req = req.header(AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {t}")).map_err(|e| e.to_string())?);
+        }
+        for (name, value) in headers {
+            let value = HeaderValue::from_str(value).map_err(|e| e.to_string())?;
+            req = req.header(reqwest::header::HeaderName::from_static(name), value);
         }
         let resp = self.http.execute(&req, None).await.map_err(|e| e.to_string())?;
         let json: serde_json::Value = if resp.body.is_empty() {
@@ -83,6 +150,20 @@ impl Demo {
     /// POST JSON to a storefront path.
     pub async fn post(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value, String> {
         self.send(Method::POST, format!("{}{path}", self.base), Some(body)).await
+    }
+
+    /// POST JSON to a merchant (`/admin/...`) path with the admin token.
+    pub async fn admin_post(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value, String> {
+        let token = self.state.admin_token.clone();
+        self.send_as(Method::POST, format!("{}{path}", self.base), Some(body), Some(&token)).await
+    }
+
+    /// Signs in as another buyer (a fresh `wx.login` code) and continues as them.
+    pub async fn sign_in(&mut self, user: &str) -> Result<String, String> {
+        let code = self.emulator_login_code(user).await?;
+        let r = self.post("/api/login", serde_json::json!({ "code": code })).await?;
+        self.token = Some(r["session_token"].as_str().ok_or("no session_token")?.to_string());
+        Ok(r["openid"].as_str().unwrap_or_default().to_string())
     }
 
     /// POST JSON to the emulator's control API (`/__emulator/...`).

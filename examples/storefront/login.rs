@@ -18,6 +18,13 @@ pub struct Profiles {
     phones: Mutex<HashMap<String, String>>,
 }
 
+impl Profiles {
+    /// The phone number a buyer bound, if any.
+    pub fn phone_of(&self, openid: &str) -> Option<String> {
+        self.phones.lock().unwrap_or_else(|p| p.into_inner()).get(openid).cloned()
+    }
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new().route("/api/login", post(login)).route("/api/me/phone", post(phone)).route("/api/me", get(me))
 }

@@ -9,6 +9,9 @@
 mod api;
 mod demo;
 mod login;
+mod market;
+mod share;
+mod shipping;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,14 +32,27 @@ pub struct AppState {
     pub emulator: Option<Arc<EmulatorHandle>>,
     /// Example-level profile data (phone numbers by openid).
     pub profiles: Arc<login::Profiles>,
+    /// The marketplace.
+    pub market: market::MarketState,
+    /// Referral key, promoters and attributions.
+    pub share: Arc<share::ShareState>,
+    /// Paid orders.
+    pub orders: Arc<shipping::Orders>,
+    /// The bearer token of merchant (`/admin/...`) routes.
+    pub admin_token: Arc<str>,
 }
 
 /// The whole router: one `routes()` per capability module.
 pub fn router(state: AppState) -> Router {
-    Router::new().merge(login::routes()).with_state(state)
+    Router::new()
+        .merge(login::routes())
+        .merge(share::routes())
+        .merge(shipping::routes())
+        .merge(market::routes())
+        .with_state(state)
 }
 
-async fn build_state() -> wxshop::Result<AppState> {
+async fn build_state(demo_mode: bool) -> wxshop::Result<AppState> {
     let (client, emulator) = match AppConfig::from_env() {
         Some(app) => {
             println!("using real WeChat for appid {}", app.appid);
@@ -49,7 +65,21 @@ async fn build_state() -> wxshop::Result<AppState> {
         }
     };
     let sessions = Sessions::new(client.clone(), Arc::new(MemorySessionStore::default()));
-    Ok(AppState { client, sessions, emulator, profiles: Arc::default() })
+    let market = market::build(demo_mode, &client, emulator.is_some()).await?;
+    let admin_token: Arc<str> = match std::env::var("STOREFRONT_ADMIN_TOKEN") {
+        Ok(t) if !t.is_empty() => t.into(),
+        _ => hex::encode(rand::random::<[u8; 16]>()).into(),
+    };
+    Ok(AppState {
+        client,
+        sessions,
+        emulator,
+        profiles: Arc::default(),
+        share: Arc::new(share::ShareState::from_env()?),
+        orders: Arc::default(),
+        admin_token,
+        market,
+    })
 }
 
 #[tokio::main]
@@ -71,7 +101,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(demo_mode: bool) -> wxshop::Result<std::process::ExitCode> {
-    let state = build_state().await?;
+    let state = build_state(demo_mode).await?;
     let port: u16 = if demo_mode { 0 } else { std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3000) };
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
         .await
@@ -83,6 +113,7 @@ async fn run(demo_mode: bool) -> wxshop::Result<std::process::ExitCode> {
     if demo_mode {
         let ok = demo::run(&base, &state).await;
         server.abort();
+        state.market.shutdown().await;
         return Ok(if ok { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE });
     }
     println!("storefront listening on {base}");
@@ -97,6 +128,10 @@ async fn run(demo_mode: bool) -> wxshop::Result<std::process::ExitCode> {
             "  curl -s -XPOST {base}/api/login -H 'content-type: application/json' -d \"{{\\\"code\\\":\\\"$code\\\"}}\""
         );
         println!("  curl -s {base}/api/me -H 'authorization: Bearer <session_token>'");
+        println!(
+            "  curl -s '{base}/api/share?product=42' -H 'authorization: Bearer <session_token>' | jq -r .wxacode_png_base64 | base64 -d > code.png"
+        );
+        println!("  merchant routes (/admin/orders/{{id}}/ship) take: authorization: Bearer {}", state.admin_token);
         println!("or run the whole buyer journey: cargo run --example storefront -- --demo");
     }
     let _ = tokio::signal::ctrl_c().await;

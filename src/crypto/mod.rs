@@ -5,8 +5,10 @@
 //! - [`wxa`]: mini-program `encryptedData` (AES-128-CBC) with the watermark check.
 //! - [`msgcrypt`]: WXBizMsgCrypt for message push (AES-256-CBC, 32-byte PKCS#7).
 //! - [`pay`]: WeChat Pay v3 (RSA-SHA256, AES-256-GCM, RSA-OAEP).
+//! - [`referral`]: the truncated HMAC-SHA256 of referral tokens.
 
 pub mod msgcrypt;
 pub mod pay;
+pub mod referral;
 pub mod sig;
 pub mod wxa;

@@ -23,6 +23,7 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/__emulator/reset_counters", post(reset_counters))
         .route("/__emulator/clock/advance", post(advance))
         .route("/__emulator/token_ttl", post(token_ttl))
+        .route("/__emulator/last_body", get(last_body))
 }
 
 fn bad(msg: String) -> Response {
@@ -108,4 +109,19 @@ async fn advance(State(s): State<Shared>, Json(b): Json<Seconds>) -> Response {
 async fn token_ttl(State(s): State<Shared>, Json(b): Json<Seconds>) -> Response {
     s.token_ttl_secs.store(b.seconds.max(1) as i64, Ordering::Relaxed);
     Json(serde_json::json!({ "ok": true })).into_response()
+}
+
+#[derive(Deserialize)]
+struct PathQuery {
+    path: String,
+}
+
+async fn last_body(State(s): State<Shared>, axum::extract::Query(q): axum::extract::Query<PathQuery>) -> Response {
+    match s.last_body(&q.path) {
+        Some(b) => ([(axum::http::header::CONTENT_TYPE, "application/json")], b).into_response(),
+        None => {
+            (axum::http::StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": "no body served on that path" })))
+                .into_response()
+        }
+    }
 }

@@ -32,6 +32,10 @@
 //! | `POST /__emulator/reset_counters` | — | zeroes calls and counters |
 //! | `POST /__emulator/clock/advance` | `{"seconds"}` | moves the emulator's clock forward |
 //! | `POST /__emulator/token_ttl` | `{"seconds"}` | lifetime of tokens issued from now on |
+//! | `GET /__emulator/last_body?path=P` | — | the last request body served on `P`, as received |
+//!
+//! Capabilities document their own control calls: [`links`] (links, codes, quotas) and
+//! [`shipping`] (transactions, receipt, timers, trade_manage events).
 
 // Handlers short-circuit with a ready WeChat error response; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
@@ -56,7 +60,9 @@ use crate::config::{AppConfig, Endpoints};
 use crate::error::{Error, Result};
 
 mod control;
+pub mod links;
 mod mp_auth;
+pub mod shipping;
 
 /// Configuration of an emulator instance.
 #[derive(Debug, Clone)]
@@ -116,6 +122,10 @@ pub struct EmulatorState {
     clock_offset_ms: AtomicI64,
     pub(crate) token_ttl_secs: AtomicI64,
     pub(crate) mp: Mutex<mp_auth::MpState>,
+    /// The last request body served per path (for assertions on what a client sent).
+    pub(crate) last_bodies: Mutex<HashMap<String, bytes::Bytes>>,
+    pub(crate) links: Mutex<links::LinksState>,
+    pub(crate) shipping: Mutex<shipping::ShippingState>,
 }
 
 /// Shared handle to the state.
@@ -134,7 +144,15 @@ impl EmulatorState {
             clock_offset_ms: AtomicI64::new(0),
             token_ttl_secs: AtomicI64::new(config.token_ttl.as_secs() as i64),
             mp: Mutex::new(mp),
+            last_bodies: Mutex::new(HashMap::new()),
+            links: Mutex::new(links::LinksState::default()),
+            shipping: Mutex::new(shipping::ShippingState::default()),
         }
+    }
+
+    /// The last request body a path was served with.
+    pub fn last_body(&self, path: &str) -> Option<bytes::Bytes> {
+        lock(&self.last_bodies).get(path).cloned()
     }
 
     /// The emulator's clock (system time plus any advance).
@@ -195,6 +213,15 @@ pub(crate) fn wx_error(errcode: i64, errmsg: &str) -> Response {
     axum::Json(serde_json::json!({ "errcode": errcode, "errmsg": format!("{errmsg} rid: {rid}") })).into_response()
 }
 
+/// Decodes a JSON request body the way WeChat rejects bad ones: 44002 when empty, 47001 when it
+/// does not parse into `T`.
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Result<T, Response> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(wx_error(44002, "empty post data"));
+    }
+    serde_json::from_slice(body).map_err(|_| wx_error(47001, "data format error"))
+}
+
 /// A success envelope merged with `fields`.
 pub(crate) fn wx_ok(fields: serde_json::Value) -> Response {
     let mut v = serde_json::json!({ "errcode": 0, "errmsg": "ok" });
@@ -204,11 +231,25 @@ pub(crate) fn wx_ok(fields: serde_json::Value) -> Response {
     axum::Json(v).into_response()
 }
 
+/// Bodies above this are refused (JSON documents, and media uploads of up to 10 MB).
+const MAX_BODY_BYTES: usize = 16 << 20;
+
 async fn count_and_inject(State(state): State<Shared>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     if !path.starts_with("/__emulator") {
         *lock(&state.calls).entry(path.clone()).or_default() += 1;
     }
+    // Keep the body WeChat would have received, so tests can assert the exact bytes sent.
+    let req = if path.starts_with("/__emulator") {
+        req
+    } else {
+        let (parts, body) = req.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+            return wx_error(47001, "data format error: body too large or unreadable");
+        };
+        lock(&state.last_bodies).insert(path.clone(), bytes.clone());
+        Request::from_parts(parts, Body::from(bytes))
+    };
     if let Some(fault) = state.take_fault(&path) {
         if let Some(ms) = fault.delay_ms {
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -253,6 +294,8 @@ impl Emulator {
         Router::new()
             .merge(control::routes())
             .merge(mp_auth::routes())
+            .merge(links::routes())
+            .merge(shipping::routes())
             .layer(middleware::from_fn_with_state(state.clone(), count_and_inject))
             .with_state(state)
     }
@@ -337,6 +380,16 @@ impl EmulatorHandle {
     /// The openid the emulator gives `user` in `appid`.
     pub fn openid_of(&self, appid: &str, user: &str) -> String {
         mp_auth::openid_for(appid, user)
+    }
+
+    /// The last request body a path was served with (`/wxa/generatescheme`, …).
+    pub fn last_body(&self, path: &str) -> Option<bytes::Bytes> {
+        self.state.last_body(path)
+    }
+
+    /// The last request body of a path, as JSON.
+    pub fn last_json(&self, path: &str) -> Option<serde_json::Value> {
+        self.last_body(path).and_then(|b| serde_json::from_slice(&b).ok())
     }
 
     /// Registers another mini-program.

@@ -250,7 +250,7 @@ pub fn plan(req: &CheckoutRequest, offers: &[SkuOffer], rules: &HashMap<String, 
         }
         let rule =
             rules.get(&offer.category_id).ok_or_else(|| MarketError::not_found("category rule", &offer.category_id))?;
-        let line_total = offer.sku.price.times(*qty)?;
+        let line_total = offer.sku.price.checked_mul(*qty)?;
         let commission = line_total.bps(rule.spec.commission_bps)?;
         merchants.entry(offer.merchant.id.clone()).or_insert_with(|| offer.merchant.clone());
         per_merchant.entry(offer.merchant.id.clone()).or_default().push(PlannedLine {
@@ -268,7 +268,7 @@ pub fn plan(req: &CheckoutRequest, offers: &[SkuOffer], rules: &HashMap<String, 
         per_merchant.values().map(|ls| Money::sum(ls.iter().map(|l| l.line_total))).collect::<Result<_>>()?;
     let subtotal = Money::sum(subtotals.iter().copied())?;
     if let Some(expected) = req.expected_total {
-        let actual = subtotal.sub(req.discount)?;
+        let actual = subtotal.checked_sub(req.discount)?;
         if expected != actual {
             return Err(MarketError::PriceChanged { expected: expected.as_fen(), actual: actual.as_fen() });
         }
@@ -284,7 +284,7 @@ pub fn plan(req: &CheckoutRequest, offers: &[SkuOffer], rules: &HashMap<String, 
         for (l, d) in lines.iter_mut().zip(share.split(&lw)?) {
             l.discount = d;
         }
-        let total = sub.sub(share)?;
+        let total = sub.checked_sub(share)?;
         if !total.is_positive() {
             return Err(MarketError::invalid("every merchant order must cost at least one fen"));
         }
@@ -306,6 +306,6 @@ pub fn plan(req: &CheckoutRequest, offers: &[SkuOffer], rules: &HashMap<String, 
             after_sale_days,
         });
     }
-    let total = subtotal.sub(req.discount)?;
+    let total = subtotal.checked_sub(req.discount)?;
     Ok(Plan { orders, subtotal, discount: req.discount, total })
 }

@@ -117,9 +117,9 @@ pub use clock::{Clock, ManualClock, SystemClock, new_id};
 pub use error::{MarketError, Result, Shortage};
 pub use events::{Actor, AuditEntry, OutboxEvent, Timer, TimerAction, TimerReport, TimerStatus};
 pub use gateway::{
-    CloseRequest, CompensationRequest, CompensationTicket, GatewayCall, LogisticsType, PaymentGateway, PrepayRequest,
-    PrepayTicket, ProfitShareReceiver, ProfitShareRequest, ProfitShareTicket, RecordingGateway, RefundRequest,
-    RefundTicket, ShippingGateway, ShippingParcel, ShippingUpload, SubOrder,
+    CloseRequest, CompensationRequest, CompensationTicket, GatewayCall, LogisticsType, MpShippingGateway,
+    PaymentGateway, PrepayRequest, PrepayTicket, ProfitShareReceiver, ProfitShareRequest, ProfitShareTicket,
+    RecordingGateway, RefundRequest, RefundTicket, ShippingGateway, ShippingParcel, ShippingUpload, SubOrder,
 };
 pub use inventory::{Demand, Movement, MovementKind, Reservation, ReservationStatus, StockLevel, aggregate_demand};
 pub use merchant::{Merchant, MerchantStatus, Restrictions};

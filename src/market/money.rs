@@ -57,23 +57,23 @@ impl Money {
     }
 
     /// `self + rhs`, or an error on overflow.
-    pub fn add(self, rhs: Money) -> Result<Money> {
+    pub fn checked_add(self, rhs: Money) -> Result<Money> {
         self.0.checked_add(rhs.0).map(Money).ok_or_else(|| overflow("add"))
     }
 
     /// `self - rhs`, or an error on overflow.
-    pub fn sub(self, rhs: Money) -> Result<Money> {
+    pub fn checked_sub(self, rhs: Money) -> Result<Money> {
         self.0.checked_sub(rhs.0).map(Money).ok_or_else(|| overflow("sub"))
     }
 
     /// `self × n`, or an error on overflow.
-    pub fn times(self, n: i64) -> Result<Money> {
+    pub fn checked_mul(self, n: i64) -> Result<Money> {
         self.0.checked_mul(n).map(Money).ok_or_else(|| overflow("mul"))
     }
 
     /// The sum of amounts, or an error on overflow.
     pub fn sum(items: impl IntoIterator<Item = Money>) -> Result<Money> {
-        items.into_iter().try_fold(Money::ZERO, Money::add)
+        items.into_iter().try_fold(Money::ZERO, Money::checked_add)
     }
 
     /// `self × bps / 10 000`, rounded half up (commission on a non-negative amount).
@@ -163,9 +163,9 @@ mod tests {
 
     #[test]
     fn checked_arithmetic_refuses_overflow() {
-        assert!(Money::fen(i64::MAX).add(Money::fen(1)).is_err());
-        assert!(Money::fen(i64::MIN).sub(Money::fen(1)).is_err());
-        assert!(Money::fen(i64::MAX / 2 + 1).times(2).is_err());
+        assert!(Money::fen(i64::MAX).checked_add(Money::fen(1)).is_err());
+        assert!(Money::fen(i64::MIN).checked_sub(Money::fen(1)).is_err());
+        assert!(Money::fen(i64::MAX / 2 + 1).checked_mul(2).is_err());
         assert_eq!(Money::yuan(3).unwrap(), Money::fen(300));
     }
 

@@ -206,6 +206,9 @@ pub struct ShipRequest {
     /// What is in it; `None` ships everything not yet shipped.
     #[serde(default)]
     pub items: Option<Vec<ShipItem>>,
+    /// The receiver's phone, passed to WeChat masked (SF Express requires a contact); not stored.
+    #[serde(default)]
+    pub receiver_phone: Option<String>,
 }
 
 /// A recorded parcel.

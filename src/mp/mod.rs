@@ -28,7 +28,11 @@ use crate::token::{
 };
 
 pub mod auth;
+pub mod link;
+pub mod referral;
 pub mod session;
+pub mod shipping;
+pub mod wxacode;
 
 /// A mini-program API client for one app.
 #[derive(Clone)]
@@ -192,5 +196,20 @@ impl Client {
     /// Login APIs.
     pub fn auth(&self) -> auth::Auth<'_> {
         auth::Auth { client: self }
+    }
+
+    /// Share links: URL Scheme, URL Link, Short Link.
+    pub fn links(&self) -> link::Links<'_> {
+        link::Links { client: self }
+    }
+
+    /// Mini-program codes: `getwxacode`, `getwxacodeunlimit`, `createwxaqrcode`.
+    pub fn wxacode(&self) -> wxacode::WxaCodes<'_> {
+        wxacode::WxaCodes { client: self }
+    }
+
+    /// Order shipping-info management (发货信息管理).
+    pub fn shipping(&self) -> shipping::Shipping<'_> {
+        shipping::Shipping { client: self }
     }
 }

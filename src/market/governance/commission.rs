@@ -168,7 +168,7 @@ impl CommissionSnapshot {
         }
         let raw = match self.rate {
             Rate::Bps(b) => amount.bps(b)?,
-            Rate::Fixed(m) => m.times(quantity.max(0))?,
+            Rate::Fixed(m) => m.checked_mul(quantity.max(0))?,
         };
         Ok(raw.max(self.min).min(amount))
     }

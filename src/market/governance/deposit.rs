@@ -188,14 +188,14 @@ pub fn plan_deduction(
     };
     let deducted = if policy.allow_debt { amount } else { amount.min(balance.max(Money::ZERO)) };
     let comp = comp_asked.min(deducted);
-    let to_platform = deducted.sub(comp)?;
+    let to_platform = deducted.checked_sub(comp)?;
     let deposit = Account::MerchantDeposit(merchant_id.to_string());
     let mut txn = TxnBuilder::new(TxnKind::DepositDeduction, basis.reference());
     if let Some(b) = buyer {
         txn = txn.transfer(deposit.clone(), Account::BuyerRefundPayable(b.to_string()), comp);
     }
     txn = txn.transfer(deposit, Account::PlatformPenalty, to_platform);
-    Ok(DeductionPlan { txn, deducted, compensation: comp, shortfall: amount.sub(deducted)? })
+    Ok(DeductionPlan { txn, deducted, compensation: comp, shortfall: amount.checked_sub(deducted)? })
 }
 
 /// The pay-in (or top-up) transaction, once WeChat Pay confirmed the payment.
@@ -487,7 +487,7 @@ mod tests {
                     Op::Deduct(f, pct) => {
                         let comp = Money::fen(f * pct / 100);
                         let plan = plan_deduction("m1", bal, Money::fen(f), &basis(), Some(("b1", comp)), &policy).unwrap();
-                        prop_assert_eq!(plan.deducted.add(plan.shortfall).unwrap(), Money::fen(f));
+                        prop_assert_eq!(plan.deducted.checked_add(plan.shortfall).unwrap(), Money::fen(f));
                         if !plan.txn.is_empty() {
                             ledger.post(plan.txn.build(format!("t{i}"), now).unwrap()).unwrap();
                         }

@@ -596,15 +596,15 @@ impl Penalty {
         let mut comp = Money::ZERO;
         for a in &actions {
             match a {
-                Action::DepositDeduction { amount } => fixed = fixed.add(*amount)?,
+                Action::DepositDeduction { amount } => fixed = fixed.checked_add(*amount)?,
                 Action::BuyerCompensation { bps, min, max } if self.violation.buyer_id.is_some() => {
                     let c = self.violation.order_amount.bps(*bps)?.max(*min).min(*max);
-                    comp = comp.add(c)?;
+                    comp = comp.checked_add(c)?;
                 }
                 _ => {}
             }
         }
-        let total = fixed.add(comp)?;
+        let total = fixed.checked_add(comp)?;
         if total.is_positive() {
             let basis = self.deduction_basis()?;
             let buyer = self.violation.buyer_id.as_deref().filter(|_| comp.is_positive());

@@ -149,30 +149,31 @@ pub fn compute_amounts(lines: &[SettlementLine], policy: &SettlementPolicy) -> G
         if l.amount.is_negative() || l.refunded.is_negative() || l.refunded > l.amount {
             return Err(GovError::invalid(format!("line {}: refunded {} of {}", l.line_id, l.refunded, l.amount)));
         }
-        a.gross = a.gross.add(l.amount)?;
-        a.refunds = a.refunds.add(l.refunded)?;
-        a.commission = a.commission.add(l.commission.commission_after_refunds(l.amount, l.quantity, l.refunded)?)?;
+        a.gross = a.gross.checked_add(l.amount)?;
+        a.refunds = a.refunds.checked_add(l.refunded)?;
+        a.commission =
+            a.commission.checked_add(l.commission.commission_after_refunds(l.amount, l.quantity, l.refunded)?)?;
         if let Some(p) = &l.promoter {
             if !(0..=10_000).contains(&p.bps) {
                 return Err(GovError::invalid(format!("promoter bps {} outside 0..=10000", p.bps)));
             }
-            let fee = l.amount.sub(l.refunded)?.bps(p.bps)?;
+            let fee = l.amount.checked_sub(l.refunded)?.bps(p.bps)?;
             let e = a.promoters.entry(p.promoter_id.clone()).or_insert(Money::ZERO);
-            *e = e.add(fee)?;
+            *e = e.checked_add(fee)?;
         }
     }
     a.promoters.retain(|_, f| f.is_positive());
     let asked_fee = Money::sum(a.promoters.values().copied())?;
     let cap = share_cap(a.gross, a.refunds, policy);
-    let asked = a.commission.add(asked_fee)?;
+    let asked = a.commission.checked_add(asked_fee)?;
     if asked > cap {
-        a.capped = asked.sub(cap)?;
+        a.capped = asked.checked_sub(cap)?;
         if a.commission > cap {
             a.commission = cap;
             a.promoters.clear();
         } else {
             // The promoters share what the commission leaves, in proportion to their fees.
-            let room = cap.sub(a.commission)?;
+            let room = cap.checked_sub(a.commission)?;
             let ids: Vec<String> = a.promoters.keys().cloned().collect();
             let weights: Vec<i64> = a.promoters.values().map(|m| m.as_fen()).collect();
             let parts = room.split(&weights)?;
@@ -180,7 +181,7 @@ pub fn compute_amounts(lines: &[SettlementLine], policy: &SettlementPolicy) -> G
         }
     }
     a.promoter_fee = Money::sum(a.promoters.values().copied())?;
-    a.net = a.gross.sub(a.refunds)?.sub(a.commission)?.sub(a.promoter_fee)?;
+    a.net = a.gross.checked_sub(a.refunds)?.checked_sub(a.commission)?.checked_sub(a.promoter_fee)?;
     Ok(a)
 }
 
@@ -270,12 +271,12 @@ pub fn check_share(
     if receivers > policy.max_receivers {
         return Err(GovError::invalid(format!("at most {} receivers per request", policy.max_receivers)));
     }
-    let total = already_shared.add(request)?;
+    let total = already_shared.checked_add(request)?;
     let cap = Money::fen((paid.as_fen().max(0) as i128 * policy.share_cap_bps as i128 / 10_000) as i64);
     if total > cap {
         return Err(GovError::ShareCap { requested: total.as_fen(), limit: cap.as_fen(), why: "share cap" });
     }
-    let left = paid.sub(refunded)?;
+    let left = paid.checked_sub(refunded)?;
     if total > left {
         return Err(GovError::ShareCap {
             requested: total.as_fen(),
@@ -421,11 +422,11 @@ impl Settlement {
             .iter_mut()
             .find(|l| l.line_id == line_id)
             .ok_or_else(|| GovError::NotFound { entity: "order line", id: line_id.into() })?;
-        let refundable = line.amount.sub(line.refunded)?;
+        let refundable = line.amount.checked_sub(line.refunded)?;
         if !amount.is_positive() || amount > refundable {
             return Err(GovError::RefundExceeds { requested: amount.as_fen(), refundable: refundable.as_fen() });
         }
-        line.refunded = line.refunded.add(amount)?;
+        line.refunded = line.refunded.checked_add(amount)?;
         self.updated_at = now;
         Ok(TxnBuilder::new(TxnKind::Refund, format!("order:{}", self.order_id)).transfer(
             from,
@@ -484,7 +485,7 @@ impl Settlement {
                 description: "推广佣金".into(),
             });
         }
-        let shared = a.commission.add(a.promoter_fee)?;
+        let shared = a.commission.checked_add(a.promoter_fee)?;
         let share = if receivers.is_empty() {
             None
         } else {
@@ -921,9 +922,9 @@ mod tests {
             }).collect();
             let p = SettlementPolicy::default();
             let a = compute_amounts(&lines, &p).unwrap();
-            prop_assert_eq!(a.gross.sub(a.refunds).unwrap(), Money::sum([a.commission, a.promoter_fee, a.net]).unwrap());
+            prop_assert_eq!(a.gross.checked_sub(a.refunds).unwrap(), Money::sum([a.commission, a.promoter_fee, a.net]).unwrap());
             prop_assert!(!a.net.is_negative());
-            prop_assert!(a.commission.add(a.promoter_fee).unwrap() <= share_cap(a.gross, a.refunds, &p));
+            prop_assert!(a.commission.checked_add(a.promoter_fee).unwrap() <= share_cap(a.gross, a.refunds, &p));
             prop_assert_eq!(a.promoter_fee, Money::sum(a.promoters.values().copied()).unwrap());
         }
     }

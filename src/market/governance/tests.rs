@@ -170,7 +170,7 @@ impl World {
             .iter()
             .filter(|(a, _)| matches!(a, Account::BuyerRefundPayable(_)))
             .map(|(_, m)| *m)
-            .fold(Money::ZERO, |a, b| a.add(b).unwrap());
+            .fold(Money::ZERO, |a, b| a.checked_add(b).unwrap());
         Snapshot {
             deposit_balance: self.balance(),
             deposit_status: self.deposit.status,

@@ -137,6 +137,11 @@ impl Market {
     /// removes them from the cart.
     pub async fn checkout_cart(&self, buyer_openid: &str, idempotency_key: &str) -> Result<Checkout> {
         let owner = CartOwner::buyer(buyer_openid);
+        // A repeated call (a retry after a lost response) finds its checkout even though the cart is
+        // now empty.
+        if let Some(group_id) = self.checkout_for_key(buyer_openid, idempotency_key).await? {
+            return self.checkout_replay(&group_id).await;
+        }
         let view = self.cart(&owner).await?;
         let lines: Vec<CheckoutLine> = view
             .merchants
@@ -193,7 +198,7 @@ async fn reprice(tx: &mut dyn StoreTx, key: &str, at: chrono::DateTime<chrono::U
             l.updated_at = at;
             tx.put_cart_line(key, &l).await?;
         }
-        let line_total = l.unit_price.times(l.qty)?;
+        let line_total = l.unit_price.checked_mul(l.qty)?;
         let g = groups.entry(l.merchant_id.clone()).or_insert_with(|| MerchantCart {
             merchant_id: l.merchant_id.clone(),
             merchant_name: offer.map(|o| o.merchant.name.clone()).unwrap_or_default(),
@@ -201,7 +206,7 @@ async fn reprice(tx: &mut dyn StoreTx, key: &str, at: chrono::DateTime<chrono::U
             subtotal: Money::ZERO,
         });
         if available {
-            g.subtotal = g.subtotal.add(line_total)?;
+            g.subtotal = g.subtotal.checked_add(line_total)?;
         }
         g.items.push(CartItem {
             sku_id: l.sku_id.clone(),

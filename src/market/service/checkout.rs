@@ -20,7 +20,7 @@ const SCOPE: &str = "checkout";
 /// What one checkout transaction produced.
 enum Placed {
     /// A new group (with what the prepay call needs).
-    New(Checkout, PrepayRequest),
+    New(Box<(Checkout, PrepayRequest)>),
     /// The key was used before with the same request.
     Replay(String),
 }
@@ -40,11 +40,11 @@ impl Market {
         let key = format!("{}:{}", req.buyer_openid, req.idempotency_key);
         let placed = self.retry(|| self.place(&req, &key, &hash)).await?;
         match placed {
-            Placed::New(co, prepay) => self.attach_prepay(co, Some(prepay)).await,
-            Placed::Replay(group_id) => {
-                let co = self.checkout_view(&group_id).await?;
-                self.attach_prepay(co, None).await
+            Placed::New(placed) => {
+                let (co, prepay) = *placed;
+                self.attach_prepay(co, Some(prepay)).await
             }
+            Placed::Replay(group_id) => self.checkout_replay(&group_id).await,
         }
     }
 
@@ -167,7 +167,19 @@ impl Market {
             return Err(MarketError::OutOfStock { shortages }); // dropping `tx` rolls everything back
         }
         tx.commit().await?;
-        Ok(Placed::New(Checkout { group, orders, payment }, prepay))
+        Ok(Placed::New(Box::new((Checkout { group, orders, payment }, prepay))))
+    }
+
+    /// The group a buyer's idempotency key produced, if any.
+    pub(super) async fn checkout_for_key(&self, buyer_openid: &str, key: &str) -> Result<Option<String>> {
+        let mut tx = self.read().await?;
+        Ok(tx.idempotency(SCOPE, &format!("{buyer_openid}:{key}")).await?.map(|(_, group_id)| group_id))
+    }
+
+    /// A stored checkout, with its prepay order made if an earlier attempt could not.
+    pub(super) async fn checkout_replay(&self, group_id: &str) -> Result<Checkout> {
+        let co = self.checkout_view(group_id).await?;
+        self.attach_prepay(co, None).await
     }
 
     /// A checkout group with its orders and payment.

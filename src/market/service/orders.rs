@@ -424,6 +424,7 @@ impl Market {
                 tracking_no: req.tracking_no.clone(),
                 express_company: req.express_company.clone(),
                 item_desc,
+                receiver_phone: req.receiver_phone.clone(),
             }],
             payer_openid: o.buyer_openid.clone(),
             upload_time: self.now(),
@@ -680,7 +681,7 @@ pub(super) async fn conclude_refund(
         let p: Payment =
             tx.payment(&r.group_id).await?.ok_or_else(|| MarketError::not_found("payment", &r.group_id))?;
         let mut np = p.clone();
-        np.refunded = p.refunded.add(r.amount)?;
+        np.refunded = p.refunded.checked_add(r.amount)?;
         if np.refunded > p.amount {
             return Err(MarketError::Money(format!("refunds of {} exceed the payment", r.group_id)));
         }

@@ -1,7 +1,7 @@
 //! Storage of the marketplace: one trait, one module per backend, one conformance suite.
 //!
 //! [`MarketStore`] opens transactions; a [`StoreTx`] is one transaction with typed operations. All SQL
-//! lives here (shared statements, written once in the [`sql_store_tx`] macro and instantiated for each
+//! lives here (shared statements, written once in the `sql_store_tx!` macro and instantiated for each
 //! backend) and in the backend modules (connection, pragmas, migrations, error classification).
 //! Queries are runtime-checked (`sqlx::query_as` with `FromRow`), so neither backend needs a database at
 //! compile time.

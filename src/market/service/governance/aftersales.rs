@@ -332,7 +332,7 @@ pub(super) async fn case_line(
         .iter()
         .find(|l| l.line_no == line_no)
         .ok_or_else(|| GovError::NotFound { entity: "order line", id: line_key(order_id, line_no) })?;
-    let paid = l.line_total.sub(l.discount)?;
+    let paid = l.line_total.checked_sub(l.discount)?;
     let (refunded, compensated) = match tx.settlement(order_id).await? {
         Some(s) => s
             .value
@@ -349,7 +349,7 @@ pub(super) async fn case_line(
         merchant_id: o.merchant_id.clone(),
         buyer_id: o.buyer_openid.clone(),
         paid,
-        refunded: refunded.add(compensated)?,
+        refunded: refunded.checked_add(compensated)?,
         received_at: o.received_at,
         after_sale_closes_at: o.received_at.map(|r| r + Duration::days(o.after_sale_days)),
     })
@@ -485,7 +485,7 @@ pub(super) async fn pay_buyer(
                 if !plan.txn.is_empty() {
                     post(tx, &plan.txn.build(new_id(), at)?, cfg).await?;
                 }
-                from_platform = amount.sub(plan.compensation)?;
+                from_platform = amount.checked_sub(plan.compensation)?;
                 after_balance_change(tx, d, cfg, &Actor::Platform, at).await?;
             }
             if from_platform.is_positive() {
@@ -498,7 +498,7 @@ pub(super) async fn pay_buyer(
             if let Some(mut s) = tx.settlement(order_id).await? {
                 let key = line_key(order_id, line_no);
                 if let Some(l) = s.value.lines.iter_mut().find(|l| l.line_id == key) {
-                    l.compensated = l.compensated.add(amount)?;
+                    l.compensated = l.compensated.checked_add(amount)?;
                 }
                 won(tx.update_settlement(&s.value, s.version).await?, "settlement")?;
             }

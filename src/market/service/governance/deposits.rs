@@ -79,7 +79,7 @@ impl Market {
                 .build(format!("payin:{transaction_id}"), at)?;
             post(&mut *tx, &t, &cfg).await?;
             after_balance_change(&mut *tx, v, &cfg, &Actor::Merchant(merchant_id.into()), at).await?;
-            crate::market::service::Agg::new("deposit", merchant_id, Some(merchant_id))
+            crate::market::service::Agg::new("deposit", &deposit_key(merchant_id), Some(merchant_id))
                 .record(
                     &mut *tx,
                     at,
@@ -110,7 +110,7 @@ impl Market {
             let mut v = ensure_deposit(&mut *tx, merchant_id, &cfg, at).await?;
             let tr = v.value.request_exit(at)?;
             won(tx.update_deposit(&v.value, v.version).await?, "deposit")?;
-            tx.cancel_timers(merchant_id, crate::market::events::TimerAction::Governance, at).await?;
+            tx.cancel_timers(&deposit_key(merchant_id), crate::market::events::TimerAction::Governance, at).await?;
             record_deposit(&mut *tx, merchant_id, &Actor::Merchant(merchant_id.into()), &tr).await?;
             let view = DepositView { balance: deposit_balance(&mut *tx, merchant_id).await?, account: v.value };
             tx.commit().await?;
@@ -159,6 +159,12 @@ impl Market {
         }
         Ok(())
     }
+}
+
+/// The deposit's aggregate id in audit rows and timers (not the merchant id: the merchant's own
+/// audit trail stays the merchant's).
+pub(super) fn deposit_key(merchant_id: &str) -> String {
+    format!("deposit:{merchant_id}")
 }
 
 pub(super) async fn deposit_balance(tx: &mut dyn StoreTx, merchant_id: &str) -> GovResult<Money> {
@@ -232,7 +238,7 @@ async fn write_deposit(
         if v.value.status == DepositStatus::Insufficient
             && let Some(until) = v.value.grace_until
         {
-            schedule(tx, "deposit", &m, &m, until, at, true).await?;
+            schedule(tx, "deposit", &deposit_key(&m), &m, until, at, true).await?;
         }
         sync_merchant_status(tx, &m, cfg, at).await?;
     }
@@ -243,7 +249,7 @@ async fn record_deposit(tx: &mut dyn StoreTx, merchant_id: &str, actor: &Actor, 
     record(
         tx,
         "deposit",
-        merchant_id,
+        &deposit_key(merchant_id),
         merchant_id,
         actor,
         tr,

@@ -251,12 +251,15 @@ impl Market {
         t: &Timer,
         at: DateTime<Utc>,
     ) -> Result<()> {
+        // Aggregate ids are namespaced (`deposit:…`, `settlement:…`) so that governance rows never mix
+        // into a merchant's or an order's own audit trail and timers.
+        let id = t.aggregate_id.split_once(':').map_or(t.aggregate_id.as_str(), |(_, id)| id);
         let r = match t.aggregate_type.as_str() {
             "case" => self.case_deadline(tx, &t.aggregate_id, at).await,
-            "deposit" => self.deposit_deadline(tx, &t.aggregate_id, at).await,
-            "settlement" => self.settlement_deadline(tx, &t.aggregate_id, at).await,
+            "deposit" => self.deposit_deadline(tx, id, at).await,
+            "settlement" => self.settlement_deadline(tx, id, at).await,
             "restriction" => self.restriction_deadline(tx, t.merchant_id.as_deref().unwrap_or_default(), at).await,
-            "fake_shipment" => self.fake_shipment_deadline(tx, &t.aggregate_id, at).await,
+            "fake_shipment" => self.fake_shipment_deadline(tx, id, at).await,
             other => Err(GovError::invalid(format!("unknown governance timer {other}"))),
         };
         r.map_err(MarketError::from)

@@ -263,7 +263,7 @@ impl Market {
                     schedule(
                         &mut *tx,
                         "fake_shipment",
-                        order_id,
+                        &format!("fake_shipment:{order_id}"),
                         &facts.merchant_id,
                         shipped + Duration::hours(hours),
                         at,

@@ -279,6 +279,11 @@ impl Market {
     }
 }
 
+/// A settlement's id (its aggregate id in audit rows and timers; the order's own trail stays the order's).
+pub(super) fn settlement_key(order_id: &str) -> String {
+    format!("settlement:{order_id}")
+}
+
 /// Opens the settlement of a paid order (idempotent): commission snapshotted per line, the promoter
 /// attributed from the buyer's clicks, the sale posted, the backstop timer set.
 pub(super) async fn open_settlement_in(
@@ -305,7 +310,7 @@ pub(super) async fn open_settlement_in(
         });
         lines.push(SettlementLine {
             line_id: line_key(order_id, l.line_no),
-            amount: l.line_total.sub(l.discount)?,
+            amount: l.line_total.checked_sub(l.discount)?,
             quantity: l.qty,
             refunded: Money::ZERO,
             compensated: Money::ZERO,
@@ -317,7 +322,7 @@ pub(super) async fn open_settlement_in(
         });
     }
     let (s, sale) = Settlement::new(
-        order_id,
+        settlement_key(order_id),
         order_id,
         &o.merchant_id,
         &o.buyer_openid,
@@ -330,7 +335,7 @@ pub(super) async fn open_settlement_in(
         return Ok(());
     }
     post(tx, &sale.build(format!("sale:{order_id}"), at)?, cfg).await?;
-    schedule(tx, "settlement", order_id, &o.merchant_id, s.backstop_timer_at(&cfg.settlement), at, false).await?;
+    schedule(tx, "settlement", &s.id, &o.merchant_id, s.backstop_timer_at(&cfg.settlement), at, false).await?;
     if let Some(c) = &promoter
         && cfg.promoter.bps > 0
     {
@@ -498,7 +503,7 @@ async fn record_settlement(tx: &mut dyn StoreTx, s: &Settlement, actor: &Actor, 
     record(
         tx,
         "settlement",
-        &s.order_id,
+        &s.id,
         &s.merchant_id,
         actor,
         tr,
