@@ -8,6 +8,7 @@
 
 mod api;
 mod demo;
+mod governance;
 mod login;
 mod market;
 mod share;
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .merge(share::routes())
         .merge(shipping::routes())
         .merge(market::routes())
+        .merge(governance::routes())
         .with_state(state)
 }
 
