@@ -259,29 +259,26 @@ pub trait GovTx: Send {
 /// [`Posted::Negative`] leaves partial writes behind: roll the transaction back.
 pub async fn post(tx: &mut dyn StoreTx, t: &Txn, policy: &NegativePolicy) -> Result<Posted> {
     t.validate().map_err(|e| MarketError::Invalid(e.to_string()))?;
-    if let Some(existing) = tx.ledger_txn(&t.id).await? {
-        // Same id, same postings (a redelivered event may rebuild it at a later instant): a repeat.
-        let same = existing.kind == t.kind
-            && existing.reference == t.reference
-            && existing.reverses == t.reverses
-            && existing.entries == t.entries;
+    if let Some(orig) = &t.reverses {
+        if tx.ledger_txn(orig).await?.is_none() {
+            return Err(MarketError::not_found("ledger transaction", orig));
+        }
+        if tx.ledger_reversed(orig).await? && tx.ledger_txn(&t.id).await?.is_none() {
+            return Err(MarketError::Invalid(format!("ledger transaction {orig} was already reversed")));
+        }
+    }
+    if !tx.ledger_insert_txn(t).await? {
+        // The id exists: a repeat if the postings are the same (a redelivered event may rebuild the
+        // transaction at a later instant), a mistake otherwise.
+        let existing = tx.ledger_txn(&t.id).await?;
+        let same = existing.is_some_and(|e| {
+            e.kind == t.kind && e.reference == t.reference && e.reverses == t.reverses && e.entries == t.entries
+        });
         return if same {
             Ok(Posted::Duplicate)
         } else {
             Err(MarketError::Invalid(format!("ledger transaction id {} reused for a different posting", t.id)))
         };
-    }
-    if let Some(orig) = &t.reverses {
-        if tx.ledger_txn(orig).await?.is_none() {
-            return Err(MarketError::not_found("ledger transaction", orig));
-        }
-        if tx.ledger_reversed(orig).await? {
-            return Err(MarketError::Invalid(format!("ledger transaction {orig} was already reversed")));
-        }
-    }
-    if !tx.ledger_insert_txn(t).await? {
-        // Inserted concurrently since we looked: the other writer's transaction wins.
-        return Err(MarketError::Conflict(format!("ledger transaction {}", t.id)));
     }
     for (account, delta) in t.deltas() {
         let delta = i64::try_from(delta).map_err(|_| MarketError::Money(format!("delta on {account} overflows")))?;
