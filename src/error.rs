@@ -66,6 +66,14 @@ errcodes! {
     InvalidGrantType = 40002 => "the grant_type is wrong",
     /// 40003: invalid openid.
     InvalidOpenid = 40003 => "the openid is not valid for this appid",
+    /// 40004: invalid media type.
+    InvalidMediaType = 40004 => "the media type is not supported here (temporary media: image)",
+    /// 40005: invalid file type.
+    InvalidFileType = 40005 => "the file is not an accepted image format (JPG, PNG, GIF)",
+    /// 40006: invalid media size.
+    InvalidMediaSize = 40006 => "the file is too large for temporary media",
+    /// 40007: invalid media_id.
+    InvalidMediaId = 40007 => "the media_id is unknown or expired (temporary media lives 3 days)",
     /// 40013: invalid appid.
     InvalidAppid = 40013 => "the appid is wrong — check AppConfig.appid",
     /// 40014: invalid access_token.
@@ -106,6 +114,12 @@ errcodes! {
     OutOfResponseLimit = 45047 => "too many customer-service messages without a reply from the user",
     /// 45029: lifetime cap on limited wxacodes reached.
     WxacodeLifetimeLimit = 45029 => "the lifetime cap of limited wxacodes (100k) is reached — use getwxacodeunlimit",
+    /// 45072: invalid typing command.
+    InvalidTypingCommand = 45072 => "command must be Typing or CancelTyping",
+    /// 45080: typing needs a recent exchange with the user.
+    TypingWithoutRecentMessage = 45080 => "the typing indicator needs an exchange with the user within the last 30 seconds",
+    /// 45081: already typing.
+    AlreadyTyping = 45081 => "the typing indicator is already shown",
     /// 47001: the request body is not valid JSON/XML.
     DataFormatError = 47001 => "the request body is malformed",
     /// 47003: a template parameter is invalid.
@@ -312,6 +326,15 @@ pub enum Error {
     /// A signature did not verify (callback, response or raw data).
     #[error("signature verification failed: {0}")]
     Signature(String),
+    /// A WeChat Pay response or notification names a key (`Wechatpay-Serial`) this merchant does
+    /// not hold: configure that WeChat Pay public key, or let platform certificates refresh.
+    #[error("unknown Wechatpay-Serial {serial}: {hint}")]
+    UnknownSerial {
+        /// The serial (a platform certificate serial or a `PUB_KEY_ID_…`).
+        serial: String,
+        /// What to do about it.
+        hint: String,
+    },
     /// A callback or response timestamp outside the allowed window.
     #[error("timestamp {timestamp} is outside the allowed window of {window_secs} s")]
     StaleTimestamp {

@@ -29,7 +29,7 @@ impl From<wxshop::Error> for ApiError {
             E::Api { errcode, .. } if errcode.code() == 40029 || errcode.code() == 40163 => StatusCode::BAD_REQUEST,
             E::Api { .. } | E::PayApi { .. } | E::Transport { .. } | E::HttpStatus { .. } => StatusCode::BAD_GATEWAY,
             E::InvalidRequest(_) | E::Crypto { .. } | E::Decode { .. } => StatusCode::BAD_REQUEST,
-            E::Signature(_) | E::StaleTimestamp { .. } => StatusCode::UNAUTHORIZED,
+            E::Signature(_) | E::StaleTimestamp { .. } | E::UnknownSerial { .. } => StatusCode::UNAUTHORIZED,
             E::Market(_) => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -38,10 +38,14 @@ macro_rules! step {
 const STEPS: &[(&str, StepFn)] = &[
     step!("log in with wx.login", crate::login::demo_login),
     step!("bind a phone number", crate::login::demo_phone),
+    step!("configure and verify the push URL", crate::push::demo_configure),
+    step!("answer a customer message", crate::push::demo_customer_message),
+    step!("send a subscribe message", crate::push::demo_subscribe),
     step!("share a product: URL Link + wxacode with a signed referral", crate::share::demo_share),
     step!("a friend arrives through the link and is attributed", crate::share::demo_arrive),
     step!("the friend pays; the order credits the promoter", crate::shipping::demo_pay),
     step!("the merchant ships (and corrects once)", crate::shipping::demo_ship),
+    step!("order, pay in the cashier, see it paid", crate::pay::demo_pay),
     step!("browse the catalog", crate::market::demo_browse),
     step!("fill a cart from two merchants (guest cart merged at login)", crate::market::demo_cart),
     step!("check out both merchants in one payment", crate::market::demo_checkout),
@@ -164,6 +168,12 @@ impl Demo {
     pub async fn admin_post(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value, String> {
         let token = self.state.admin_token.clone();
         self.send_as(Method::POST, format!("{}{path}", self.base), Some(body), Some(&token)).await
+    }
+
+    /// GET a merchant (`/admin/...`) path with the admin token.
+    pub async fn admin_get(&self, path: &str) -> Result<serde_json::Value, String> {
+        let token = self.state.admin_token.clone();
+        self.send_as(Method::GET, format!("{}{path}", self.base), None, Some(&token)).await
     }
 
     /// Signs in as another buyer (a fresh `wx.login` code) and continues as them.

@@ -10,7 +10,7 @@
 //! | `POST /api/aftersales/{id}/return` `{company, number}` | upload the return waybill |
 //! | `POST /api/aftersales/{id}/cancel` · `/escalate` | withdraw, or escalate a rejection to the platform |
 //! | `POST /api/orders/{id}/lines/{line_no}/guarantee` `{kind, claim, reason}` | guarantee claim (保障单) |
-//! | `POST /api/orders/{id}/lines/{line_no}/review` `{ratings, text?, images?}` | review a received line |
+//! | `POST /api/orders/{id}/lines/{line_no}/review` `{ratings, text?, images?}` | review a received line (text through `msg_sec_check`) |
 //! | `POST /api/reviews/{id}/follow-up` `{text, images?}` · `/appeal` `{reason}` | follow up, appeal a moderation |
 //! | `GET /api/merchants/{id}/reviews` · `/score` | published reviews and the merchant score |
 //!
@@ -234,10 +234,20 @@ struct ReviewBody {
     images: Vec<String>,
 }
 
-/// The verdict of WeChat's content check for review text. `msg_sec_check` is not wired into this
-/// template yet: replace this with a call through your `mp::Client` (its `result.suggest`).
-fn text_verdict(_text: &str) -> TextVerdict {
-    TextVerdict::Pass
+/// WeChat's content check (`msg_sec_check` v2, scene "comment") of review text: its `suggest` decides
+/// whether the review is published, held for moderation or rejected.
+async fn text_verdict(s: &AppState, openid: &str, text: &str) -> Result<TextVerdict, GovApiError> {
+    if text.trim().is_empty() {
+        return Ok(TextVerdict::Pass);
+    }
+    let r = s
+        .client
+        .security()
+        .msg_sec_check(openid, wxshop::mp::security::Scene::Comment, text)
+        .await
+        .map_err(wxshop::market::MarketError::from)?;
+    // An unknown suggestion is treated as "needs a person".
+    Ok(TextVerdict::parse(&r.result.suggest).unwrap_or(TextVerdict::Review))
 }
 
 async fn review(
@@ -246,7 +256,7 @@ async fn review(
     Path((order_id, line_no)): Path<(String, i64)>,
     Json(r): Json<ReviewBody>,
 ) -> Answer {
-    let verdict = text_verdict(&r.text);
+    let verdict = text_verdict(&s, &b.openid, &r.text).await?;
     let req = ReviewRequest { order_id, line_no, ratings: r.ratings, text: r.text, images: r.images };
     ok(s.market.market.submit_review(&b.openid, &req, verdict).await?)
 }
@@ -259,7 +269,7 @@ struct FollowUpBody {
 }
 
 async fn follow_up(State(s): State<AppState>, b: Buyer, Path(id): Path<String>, Json(f): Json<FollowUpBody>) -> Answer {
-    let v = text_verdict(&f.text);
+    let v = text_verdict(&s, &b.openid, &f.text).await?;
     ok(s.market.market.follow_up_review(&b.openid, &id, &f.text, f.images, v).await?)
 }
 

@@ -11,6 +11,8 @@ mod demo;
 mod governance;
 mod login;
 mod market;
+mod pay;
+mod push;
 mod share;
 mod shipping;
 
@@ -41,6 +43,12 @@ pub struct AppState {
     pub orders: Arc<shipping::Orders>,
     /// The bearer token of merchant (`/admin/...`) routes.
     pub admin_token: Arc<str>,
+    /// The WeChat Pay client (`None` when not configured).
+    pub pay: Option<wxshop::pay::PayClient>,
+    /// Orders awaiting payment (example-level, until the marketplace lands).
+    pub pay_orders: Arc<pay::Orders>,
+    /// What the push callback learned: customer messages, consents, content-check verdicts.
+    pub inbox: Arc<push::Inbox>,
 }
 
 /// The whole router: one `routes()` per capability module.
@@ -51,6 +59,8 @@ pub fn router(state: AppState) -> Router {
         .merge(shipping::routes())
         .merge(market::routes())
         .merge(governance::routes())
+        .merge(pay::routes(&state))
+        .merge(push::routes(&state))
         .with_state(state)
 }
 
@@ -68,6 +78,7 @@ async fn build_state(demo_mode: bool) -> wxshop::Result<AppState> {
     };
     let sessions = Sessions::new(client.clone(), Arc::new(MemorySessionStore::default()));
     let market = market::build(demo_mode, &client, emulator.is_some()).await?;
+    let pay = pay::pay_client(emulator.as_deref())?;
     let admin_token: Arc<str> = match std::env::var("STOREFRONT_ADMIN_TOKEN") {
         Ok(t) if !t.is_empty() => t.into(),
         _ => hex::encode(rand::random::<[u8; 16]>()).into(),
@@ -81,6 +92,9 @@ async fn build_state(demo_mode: bool) -> wxshop::Result<AppState> {
         orders: Arc::default(),
         admin_token,
         market,
+        pay,
+        pay_orders: Arc::default(),
+        inbox: Arc::default(),
     })
 }
 

@@ -24,6 +24,29 @@ pub fn sha1_sorted(parts: &[&str]) -> String {
     hex::encode(h.finalize())
 }
 
+/// Checks a hex [`sha1_sorted`] signature (either case) in constant time, without allocating:
+/// the hot path of every push.
+pub fn verify_sha1_sorted(parts: &[&str], given_hex: &str) -> bool {
+    let mut sorted = [""; 8];
+    if parts.len() > sorted.len() {
+        return ct_eq_hex(&sha1_sorted(parts), given_hex);
+    }
+    sorted[..parts.len()].copy_from_slice(parts);
+    let sorted = &mut sorted[..parts.len()];
+    sorted.sort_unstable();
+    let mut h = Sha1::new();
+    for p in sorted.iter() {
+        h.update(p.as_bytes());
+    }
+    let digest = h.finalize();
+    let mut given = [0u8; 20];
+    let given_hex = given_hex.trim();
+    if given_hex.len() != 40 || hex::decode_to_slice(given_hex, &mut given).is_err() {
+        return false;
+    }
+    ct_eq(&digest, &given)
+}
+
 /// Lowercase hex SHA-1 of `data`.
 pub fn sha1_hex(data: &[u8]) -> String {
     hex::encode(Sha1::digest(data))
@@ -71,6 +94,16 @@ mod tests {
     fn published_push_signatures() {
         assert_eq!(sha1_sorted(&["AAAAA", "1714036504", "1514711492"]), "f464b24fc39322e44b38aa78f5edd27bd1441696");
         assert_eq!(sha1_sorted(&["AAAAA", "1714037059", "486452656"]), "899cf89e464efb63f54ddac96b0a0a235f53aa78");
+    }
+
+    #[test]
+    fn sorted_signature_verification_takes_either_case_and_rejects_junk() {
+        let parts = ["AAAAA", "1714036504", "1514711492"];
+        assert!(verify_sha1_sorted(&parts, "f464b24fc39322e44b38aa78f5edd27bd1441696"));
+        assert!(verify_sha1_sorted(&parts, "F464B24FC39322E44B38AA78F5EDD27BD1441696"));
+        assert!(!verify_sha1_sorted(&parts, "f464b24fc39322e44b38aa78f5edd27bd1441697"));
+        assert!(!verify_sha1_sorted(&parts, "f464b24f"));
+        assert!(!verify_sha1_sorted(&parts, "zz64b24fc39322e44b38aa78f5edd27bd1441696"));
     }
 
     #[test]

@@ -34,8 +34,12 @@
 //! | `POST /__emulator/token_ttl` | `{"seconds"}` | lifetime of tokens issued from now on |
 //! | `GET /__emulator/last_body?path=P` | — | the last request body served on `P`, as received |
 //!
-//! Capabilities document their own control calls: [`links`] (links, codes, quotas) and
-//! [`shipping`] (transactions, receipt, timers, trade_manage events).
+//!
+//! Capabilities document their own control calls: [`links`] (links, codes, quotas),
+//! [`shipping`] (transactions, receipt, timers, trade_manage events), [`push`] (message push,
+//! templates and consent, risky words) and [`pay`] (WeChat Pay:
+//! merchants, signing mode, certificate rotation, the cashier's actions). The cashier — the list of
+//! prepay orders with Pay / Fail / Refund and a log of calls and notifications — is at `/`.
 
 // Handlers short-circuit with a ready WeChat error response; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
@@ -62,6 +66,8 @@ use crate::error::{Error, Result};
 mod control;
 pub mod links;
 mod mp_auth;
+pub mod pay;
+pub mod push;
 pub mod shipping;
 
 /// Configuration of an emulator instance.
@@ -126,6 +132,8 @@ pub struct EmulatorState {
     pub(crate) last_bodies: Mutex<HashMap<String, bytes::Bytes>>,
     pub(crate) links: Mutex<links::LinksState>,
     pub(crate) shipping: Mutex<shipping::ShippingState>,
+    pub(crate) pay: Mutex<pay::PayState>,
+    pub(crate) push: push::PushShared,
 }
 
 /// Shared handle to the state.
@@ -147,6 +155,8 @@ impl EmulatorState {
             last_bodies: Mutex::new(HashMap::new()),
             links: Mutex::new(links::LinksState::default()),
             shipping: Mutex::new(shipping::ShippingState::default()),
+            pay: Mutex::new(pay::PayState::new(Utc::now())),
+            push: push::PushShared::default(),
         }
     }
 
@@ -296,6 +306,8 @@ impl Emulator {
             .merge(mp_auth::routes())
             .merge(links::routes())
             .merge(shipping::routes())
+            .merge(pay::routes())
+            .merge(push::routes())
             .layer(middleware::from_fn_with_state(state.clone(), count_and_inject))
             .with_state(state)
     }
@@ -379,7 +391,7 @@ impl EmulatorHandle {
 
     /// The openid the emulator gives `user` in `appid`.
     pub fn openid_of(&self, appid: &str, user: &str) -> String {
-        mp_auth::openid_for(appid, user)
+        lock(&self.state.mp).remember_user(appid, user)
     }
 
     /// The last request body a path was served with (`/wxa/generatescheme`, …).

@@ -63,6 +63,8 @@ pub struct MpState {
     phone_codes: HashMap<String, PhoneCode>,
     /// (appid, openid) → current session_key (base64).
     session_keys: HashMap<(String, String), String>,
+    /// openid → the user behind it (for unionids of paid orders).
+    users: HashMap<String, String>,
 }
 
 /// The openid the emulator gives `user` in `appid`: stable, 28 characters like WeChat's.
@@ -127,7 +129,16 @@ impl MpState {
                 used: false,
             },
         );
-        Ok((code, openid_for(appid, user)))
+        let openid = openid_for(appid, user);
+        self.users.insert(openid.clone(), user.to_string());
+        Ok((code, openid))
+    }
+
+    /// Remembers the user behind an openid (the emulator handle's `openid_of` does this too).
+    pub fn remember_user(&mut self, appid: &str, user: &str) -> String {
+        let openid = openid_for(appid, user);
+        self.users.insert(openid.clone(), user.to_string());
+        openid
     }
 
     /// Mints a getPhoneNumber code.
@@ -376,10 +387,21 @@ async fn paid_unionid(State(s): State<Shared>, Query(q): Q) -> Response {
     if let Err(r) = authorize(&s, &q) {
         return r;
     }
-    let has_order = q.contains_key("transaction_id") || (q.contains_key("mch_id") && q.contains_key("out_trade_no"));
-    if !has_order {
-        return wx_error(40097, "invalid args: transaction_id or mch_id+out_trade_no required");
+    let order = match (q.get("transaction_id"), q.get("mch_id"), q.get("out_trade_no")) {
+        (Some(t), _, _) => (Some(t.as_str()), None),
+        (None, Some(m), Some(o)) => (None, Some((m.as_str(), o.as_str()))),
+        _ => return wx_error(40097, "invalid args: transaction_id or mch_id+out_trade_no required"),
+    };
+    let Some(openid) = q.get("openid").filter(|o| !o.is_empty()) else {
+        return wx_error(40003, "invalid openid");
+    };
+    // The order must be paid (within WeChat's window) by this very openid.
+    let payer = lock(&s.pay).paid_openid(order.0, order.1);
+    if payer.as_ref() != Some(openid) {
+        return wx_error(89300, "订单无效 (no paid order of this openid)");
     }
-    // No payment record in this emulator state links the openid to a payment.
-    wx_error(89300, "no paid order found for this openid")
+    match lock(&s.mp).users.get(openid) {
+        Some(user) => wx_ok(serde_json::json!({ "unionid": unionid_for(user) })),
+        None => wx_error(40003, "invalid openid"),
+    }
 }

@@ -29,7 +29,9 @@ use crate::token::{
 
 pub mod auth;
 pub mod link;
+pub mod message;
 pub mod referral;
+pub mod security;
 pub mod session;
 pub mod shipping;
 pub mod wxacode;
@@ -211,5 +213,15 @@ impl Client {
     /// Order shipping-info management (发货信息管理).
     pub fn shipping(&self) -> shipping::Shipping<'_> {
         shipping::Shipping { client: self }
+    }
+
+    /// Subscribe and customer-service messages, typing, temporary media.
+    pub fn messages(&self) -> message::Messages<'_> {
+        message::Messages { client: self }
+    }
+
+    /// Content security (msg_sec_check, media_check_async).
+    pub fn security(&self) -> security::Security<'_> {
+        security::Security { client: self }
     }
 }

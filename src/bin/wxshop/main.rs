@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod pay;
+mod push;
 mod wxa;
 
 #[derive(Parser)]
@@ -27,6 +29,23 @@ enum Command {
     /// Mini-program open data (encryptedData, rawData).
     #[command(subcommand)]
     Wxa(wxa::WxaCommand),
+    /// WeChat Pay v3: sign, paySign, verify notifications, decrypt sensitive fields.
+    #[command(subcommand)]
+    Pay(pay::PayCommand),
+    /// Sends a notification signed with the emulator's keys to a local webhook.
+    Trigger {
+        /// payment.success or refund.success.
+        event: pay::TriggerEvent,
+        /// The webhook URL.
+        #[arg(long)]
+        to: String,
+        /// The order number to put in the notification.
+        #[arg(long)]
+        out_trade_no: Option<String>,
+    },
+    /// Message push: URL verification, WXBizMsgCrypt decrypt and encrypt.
+    #[command(subcommand)]
+    Push(push::PushCommand),
 }
 
 /// An error that becomes exit status 1 with one line on stderr.
@@ -62,6 +81,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Emulator { addr } => run_emulator(&addr),
         Command::Wxa(cmd) => wxa::run(cmd),
+        Command::Pay(cmd) => pay::run(cmd),
+        Command::Trigger { event, to, out_trade_no } => pay::trigger(event, &to, out_trade_no),
+        Command::Push(cmd) => push::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -80,6 +102,13 @@ fn run_emulator(addr: &str) -> Result<(), Rejected> {
         println!("wxshop emulator listening on {}", emu.base_url());
         println!("default app: appid {} secret {}", wxshop::emulator::DEFAULT_APPID, wxshop::emulator::DEFAULT_SECRET);
         println!("control API: {}/__emulator/ (see `cargo doc` wxshop::emulator)", emu.base_url());
+        println!(
+            "WeChat Pay: cashier at {}/ — merchant {} (serial {}), WeChat Pay public key {} (GET /__emulator/pay/keys)",
+            emu.base_url(),
+            wxshop::emulator::pay::DEFAULT_MCHID,
+            wxshop::emulator::pay::DEFAULT_MERCHANT_SERIAL,
+            wxshop::emulator::pay::PUBLIC_KEY_ID
+        );
         tokio::signal::ctrl_c().await?;
         Ok::<(), Rejected>(())
     })

@@ -1,0 +1,199 @@
+//! Message push and outbound messages: `GET/POST /wx/push` (WeChat's callback),
+//! `POST /api/messages/subscribe` (notify the signed-in buyer), `GET /api/messages/inbox`.
+//!
+//! Customer messages are acknowledged at once and answered with a customer-service message from
+//! a background task (WeChat wants an answer within 5 s; the reply API can be slower), subscribe
+//! consents and content-check verdicts are recorded, and WeChat's retries are deduplicated by
+//! the endpoint.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use wxshop::mp::message::{CustomerServiceMessage, SubscribeData, SubscribeMessage};
+use wxshop::mp::security::MediaChecks;
+use wxshop::push::axum::{PushEndpoint, handler_fn};
+use wxshop::push::{Incoming, Message, Reply, Verifier};
+
+use crate::AppState;
+use crate::api::{ApiError, Buyer};
+use crate::demo::Demo;
+
+/// The push settings of the emulator's console (a real server reads `WXSHOP_PUSH_TOKEN` and
+/// `WXSHOP_PUSH_AES_KEY`, the Token and EncodingAESKey of 消息推送配置).
+pub const EMULATOR_PUSH_TOKEN: &str = "storefront-push-token";
+/// The emulator's EncodingAESKey (43 characters).
+pub const EMULATOR_PUSH_AES_KEY: &str = "wxshopStorefrontEmulatorPushKey0123456789AB";
+/// The "order shipped" subscribe-message template.
+pub const ORDER_SHIPPED_TEMPLATE: &str = "EMU_TPL_ORDER_SHIPPED";
+/// Its keys.
+pub const ORDER_SHIPPED_KEYS: &[&str] = &["character_string1", "thing2", "amount3", "date4", "phrase5"];
+
+/// What the push callback learned (a real server keeps it in its database).
+#[derive(Default)]
+pub struct Inbox {
+    /// Customer messages: (openid, text).
+    pub messages: Mutex<Vec<(String, String)>>,
+    /// Accepted subscribe templates by openid.
+    pub consents: Mutex<HashMap<String, Vec<String>>>,
+    /// Content-check verdicts, joined by trace_id.
+    pub media_checks: MediaChecks,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The verifier for this app's pushes.
+pub fn verifier(appid: &str) -> wxshop::Result<Verifier> {
+    let token = std::env::var("WXSHOP_PUSH_TOKEN").unwrap_or_else(|_| EMULATOR_PUSH_TOKEN.into());
+    let key = std::env::var("WXSHOP_PUSH_AES_KEY").unwrap_or_else(|_| EMULATOR_PUSH_AES_KEY.into());
+    Verifier::with_aes_key(token, &key, appid)
+}
+
+async fn on_push(state: AppState, push: Incoming) -> wxshop::Result<Reply> {
+    let inbox = &state.inbox;
+    match &push.message {
+        Message::Text { content, .. } => {
+            lock(&inbox.messages).push((push.from_user_name.clone(), content.clone()));
+            let client = state.client.clone();
+            let to = push.from_user_name.clone();
+            let answer = format!("Thanks! We received \u{201c}{content}\u{201d} and will reply shortly.");
+            tokio::spawn(async move {
+                if let Err(e) = client.messages().send_custom(&to, &CustomerServiceMessage::text(answer)).await {
+                    tracing::warn!(error = %e, "customer-service answer failed");
+                }
+            });
+        }
+        Message::SubscribePopup(items) => {
+            let mut consents = lock(&inbox.consents);
+            let mine = consents.entry(push.from_user_name.clone()).or_default();
+            mine.extend(items.iter().filter(|i| i.status.accepted()).map(|i| i.template_id.clone()));
+        }
+        Message::MediaCheck(result) => {
+            inbox.media_checks.complete(result.clone());
+        }
+        other => tracing::info!(msg_type = %push.msg_type, event = ?push.event, "push received: {other:?}"),
+    }
+    Ok(Reply::Success)
+}
+
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let verifier = match verifier(state.client.appid()) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(error = %e, "push is disabled: fix WXSHOP_PUSH_TOKEN / WXSHOP_PUSH_AES_KEY");
+            return Router::new();
+        }
+    };
+    let s = state.clone();
+    let endpoint = PushEndpoint::new(verifier, handler_fn(move |push| on_push(s.clone(), push)));
+    Router::new()
+        .route("/wx/push", endpoint.method_router())
+        .route("/api/messages/subscribe", post(notify_shipped))
+        .route("/api/messages/inbox", get(inbox))
+}
+
+/// Sends the signed-in buyer the "order shipped" subscribe message (needs their consent).
+async fn notify_shipped(State(s): State<AppState>, buyer: Buyer) -> Result<Json<serde_json::Value>, ApiError> {
+    let data = SubscribeData::new()
+        .set("character_string1", "WX20240501-0042")
+        .set("thing2", "Jasmine tea, 2 boxes")
+        .set("amount3", "¥128.00")
+        .set("date4", "2024年5月1日 15:01")
+        .set("phrase5", "已发货");
+    let msg = SubscribeMessage::new(&buyer.openid, ORDER_SHIPPED_TEMPLATE, data).page("pages/order/detail?id=42");
+    match s.client.messages().send_subscribe(&msg).await {
+        // Not a gateway failure: the mini-program should call wx.requestSubscribeMessage again.
+        Err(e) if e.errcode() == Some(wxshop::ErrCode::UserRefused) => {
+            let mut err = ApiError::new(axum::http::StatusCode::FORBIDDEN, e.to_string());
+            err.code = Some(43101);
+            return Err(err);
+        }
+        other => other?,
+    }
+    Ok(Json(serde_json::json!({ "sent": true, "template_id": ORDER_SHIPPED_TEMPLATE })))
+}
+
+async fn inbox(State(s): State<AppState>, buyer: Buyer) -> Json<serde_json::Value> {
+    let messages: Vec<String> =
+        lock(&s.inbox.messages).iter().filter(|(o, _)| *o == buyer.openid).map(|(_, t)| t.clone()).collect();
+    let consents = lock(&s.inbox.consents).get(&buyer.openid).cloned().unwrap_or_default();
+    Json(serde_json::json!({ "messages": messages, "consents": consents }))
+}
+
+/// Demo: point the emulator's push at this server (secure mode, XML) and pass URL verification.
+pub async fn demo_configure(d: &mut Demo) -> Result<String, String> {
+    let appid = d.state.client.appid().to_string();
+    let url = format!("{}/wx/push", d.base);
+    d.emulator_post(
+        "/__emulator/push/config",
+        serde_json::json!({
+            "appid": appid, "url": url, "token": EMULATOR_PUSH_TOKEN,
+            "encoding_aes_key": EMULATOR_PUSH_AES_KEY, "mode": "secure", "format": "xml"
+        }),
+    )
+    .await?;
+    let r = d.emulator_post("/__emulator/push/verify_url", serde_json::json!({ "appid": appid })).await?;
+    if r["ok"] != true {
+        return Err(format!("URL verification failed: {r}"));
+    }
+    Ok(format!("{url} verified (secure mode, XML)"))
+}
+
+/// Demo: alice writes to customer service; the storefront answers with a customer-service message.
+pub async fn demo_customer_message(d: &mut Demo) -> Result<String, String> {
+    let appid = d.state.client.appid().to_string();
+    let text = "Has my order shipped?";
+    let r = d
+        .emulator_post(
+            "/__emulator/push/send",
+            serde_json::json!({ "appid": appid, "user": "alice", "message": { "MsgType": "text", "Content": text } }),
+        )
+        .await?;
+    let delivery = &r[0];
+    if delivery["status"] != 200 || delivery["reply"] != "success" {
+        return Err(format!("the push was not accepted: {delivery}"));
+    }
+    let inbox = d.get("/api/messages/inbox").await?;
+    if inbox["messages"][0] != text {
+        return Err(format!("the storefront did not record the message: {inbox}"));
+    }
+    let emu = d.state.emulator.clone().ok_or("the demo needs the emulator")?;
+    let openid = emu.openid_of(&appid, "alice");
+    for _ in 0..100 {
+        if let Some(m) = emu.sent_messages().into_iter().find(|m| m.kind == "custom" && m.touser == openid) {
+            return Ok(format!("received {text:?}, answered {:?}", m.body["text"]["content"].as_str().unwrap_or("")));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err("no customer-service answer reached the emulator".into())
+}
+
+/// Demo: alice accepts the "order shipped" template; the storefront sends it once, and a second
+/// send is refused (43101) because consent is one-shot.
+pub async fn demo_subscribe(d: &mut Demo) -> Result<String, String> {
+    let appid = d.state.client.appid().to_string();
+    let emu = d.state.emulator.clone().ok_or("the demo needs the emulator")?;
+    emu.register_template(&appid, ORDER_SHIPPED_TEMPLATE, ORDER_SHIPPED_KEYS);
+    d.emulator_post(
+        "/__emulator/messages/consent",
+        serde_json::json!({ "appid": appid, "user": "alice", "template_id": ORDER_SHIPPED_TEMPLATE, "push": true }),
+    )
+    .await?;
+    let inbox = d.get("/api/messages/inbox").await?;
+    if inbox["consents"][0] != ORDER_SHIPPED_TEMPLATE {
+        return Err(format!("the consent push was not recorded: {inbox}"));
+    }
+    d.post("/api/messages/subscribe", serde_json::json!({})).await?;
+    let again = d.post("/api/messages/subscribe", serde_json::json!({})).await;
+    match again {
+        Err(e) if e.contains("43101") => {}
+        other => return Err(format!("a second send should be refused with 43101: {other:?}")),
+    }
+    let sent = emu.sent_messages().into_iter().filter(|m| m.kind == "subscribe").count();
+    Ok(format!("{sent} subscribe message sent; the second was refused (43101, consent is one-shot)"))
+}
