@@ -1,4 +1,4 @@
-//! Storage of governance: the [`GovTx`] half of a [`StoreTx`](super::StoreTx), on both backends.
+//! Storage of governance: the [`GovTx`] half of a [`StoreTx`], on both backends.
 //!
 //! Same rules as the rest of the store: runtime-checked statements shared by both engines (written
 //! once in `gov_store_tx!`), conditional writes (`WHERE version = $n`) whose row count says who won,
