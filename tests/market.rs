@@ -834,6 +834,34 @@ async fn carts_merge_at_login_and_report_price_changes(e: Env) {
     assert!(matches!(m.cart_add(&CartOwner::guest(""), &b.skus[0], 1).await, Err(MarketError::Invalid(_))));
 }
 
+async fn purchase_limits_cap_carts_and_refuse_checkouts(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Limit", None, &[100], 10).await;
+    let p = m
+        .create_product(
+            &s.merchant.id,
+            NewProduct {
+                category_id: s.category.id.clone(),
+                title: "Limited".into(),
+                description: String::new(),
+                skus: vec![NewSku { price: Money::fen(50), purchase_limit: Some(2), ..Default::default() }],
+            },
+        )
+        .await
+        .unwrap();
+    m.list_product(&s.merchant.id, &p.product.id).await.unwrap();
+    let sku = p.skus[0].id.clone();
+    m.set_stock(&s.merchant.id, &sku, 10).await.unwrap();
+    let err = m.checkout(req("b1", "k", &[(&sku, 1), (&sku, 2)])).await.unwrap_err();
+    assert!(matches!(err, MarketError::PurchaseLimit { limit: 2, requested: 3, .. }), "{err}");
+    let buyer = CartOwner::buyer("b1");
+    let v = m.cart_add(&buyer, &sku, 5).await.unwrap();
+    assert_eq!(v.changes, vec![CartChange::QuantityCapped { sku_id: sku.clone(), requested: 5, capped_to: 2 }]);
+    assert_eq!(v.total, Money::fen(100));
+    let co = m.checkout_cart("b1", "k").await.unwrap();
+    assert_eq!(co.group.total, Money::fen(100));
+}
+
 async fn outbox_delivers_at_least_once(e: Env) {
     let m = &e.market;
     let s = shop(m, "Outbox", None, &[100], 3).await;
@@ -891,6 +919,7 @@ fn cases() -> Vec<Case> {
         timers_confirm_receipt_and_report_late_shipping,
         cancellations_release_or_restock_and_refund,
         carts_merge_at_login_and_report_price_changes,
+        purchase_limits_cap_carts_and_refuse_checkouts,
         outbox_delivers_at_least_once,
     ]
 }
@@ -1186,4 +1215,105 @@ async fn ships_through_wechat_shipping_info_management() {
     assert_eq!(market.ship(&s.merchant.id, oid, rest).await.unwrap().order.status, OrderStatus::Shipped);
     let wx = client.shipping().get_order(&OrderRef::transaction_id(&txn)).await.unwrap();
     assert_eq!(wx.order_state, OrderState::Shipped);
+}
+
+/// The whole WeChat path against the emulator: a combined payment over two merchants prepaid through
+/// `PayClient`, paid in the cashier, its notification verified and applied (redeliveries are no-ops),
+/// shipping uploaded to shipping-info management, then a merchant cancellation refunded through
+/// WeChat Pay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pays_through_wechat_pay_and_refunds() {
+    use wxshop::emulator::Emulator;
+    use wxshop::mp::shipping::{OrderRef, OrderState};
+    use wxshop::pay::NotificationResource;
+    use wxshop::pay::notify::NotifyService;
+
+    let emu = Emulator::start_default().await.unwrap();
+    let client = emu.client().unwrap();
+    let pay = emu.pay_client().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let notify_url = format!("http://{}/wx/pay/notify", listener.local_addr().unwrap());
+    let market = Market::builder(store::open("sqlite::memory:").await.unwrap())
+        .payments(Arc::new(WechatPayGateway::new(pay.clone(), client.appid(), notify_url)))
+        .shipping(Arc::new(MpShippingGateway::new(client.clone())))
+        .build()
+        .unwrap();
+    let outcomes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (m2, seen) = (market.clone(), outcomes.clone());
+    let svc = NotifyService::new(pay.clone(), move |n| {
+        let (m, seen) = (m2.clone(), seen.clone());
+        async move {
+            if let Some(notice) = PaymentNotice::from_notification(&n) {
+                let out = m.handle_payment_notice(&notice).await?;
+                seen.lock().unwrap().push(out);
+            } else if let NotificationResource::Refund(r) = &n.resource {
+                m.refund_settled(&r.out_refund_no, r.refund_status.as_str() == "SUCCESS").await?;
+            }
+            Ok(())
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, svc.router("/wx/pay/notify")).await });
+
+    let a = shop(&market, "Tea", None, &[1200], 5).await;
+    let b = shop(&market, "Silk", Some("1900000109"), &[3300], 5).await;
+    let co = market.checkout(req("o-buyer", "k1", &[(&a.skus[0], 1), (&b.skus[0], 1)])).await.unwrap();
+    assert_eq!(co.payment.mode, PayMode::Combine);
+    let params = co.payment.pay_params.clone().unwrap();
+    assert_eq!(params["signType"], "RSA");
+    assert!(params["package"].as_str().unwrap().starts_with("prepay_id="));
+    // The buyer pays in the cashier; WeChat Pay notifies.
+    let a_order = co.orders.iter().find(|o| o.merchant_id == a.merchant.id).unwrap();
+    emu.cashier_pay(pay.mchid(), &a_order.id).await.unwrap();
+    let mut paid = false;
+    for _ in 0..200 {
+        if market.checkout_view(&co.group.id).await.unwrap().group.status == GroupStatus::Paid {
+            paid = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(paid, "the notification did not mark the group paid");
+    // Five redeliveries of the same notification: still one Paid transition.
+    let delivery = emu.notifications().into_iter().find(|d| d.event_type == "TRANSACTION.SUCCESS").unwrap();
+    for _ in 0..5 {
+        assert!(emu.redeliver(&delivery.id).await);
+    }
+    assert_eq!(outcomes.lock().unwrap().iter().filter(|o| **o == NoticeOutcome::Paid).count(), 1);
+    let paid_rows: usize = {
+        let mut n = 0;
+        for o in &co.orders {
+            n += market.audit_trail(&o.id).await.unwrap().iter().filter(|e| e.action == "paid").count();
+        }
+        n
+    };
+    assert_eq!(paid_rows, 2);
+    // Each sub-order ships under its own transaction.
+    let a_paid = market.order(&a_order.id).await.unwrap().order;
+    let txn = a_paid.transaction_id.clone().unwrap();
+    let ship =
+        ShipRequest { tracking_no: "YT1".into(), express_company: "YTO".into(), items: None, receiver_phone: None };
+    market.ship(&a.merchant.id, &a_order.id, ship).await.unwrap();
+    let wx = client.shipping().get_order(&OrderRef::transaction_id(&txn)).await.unwrap();
+    assert_eq!(wx.order_state, OrderState::Shipped);
+    // The other merchant cannot ship and cancels: refunded through WeChat Pay.
+    let b_order = co.orders.iter().find(|o| o.merchant_id == b.merchant.id).unwrap();
+    market.cancel_paid_order(&b.merchant.id, &b_order.id, "out of stock").await.unwrap();
+    let mut refunded = false;
+    for _ in 0..200 {
+        let r = market.refunds(&co.group.id).await.unwrap();
+        if r.len() == 1 && r[0].status == RefundStatus::Succeeded {
+            assert_eq!((r[0].amount, r[0].sub_mchid.as_deref()), (Money::fen(3300), None));
+            refunded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refunded, "refund not settled: {:?}", market.refunds(&co.group.id).await.unwrap());
+    assert_eq!(market.checkout_view(&co.group.id).await.unwrap().payment.status, PaymentStatus::PartiallyRefunded);
+    // An unpaid single-merchant checkout closes at its deadline; the prepay order is closed at WeChat Pay.
+    let co2 = market.checkout(req("o-buyer", "k2", &[(&a.skus[0], 1)])).await.unwrap();
+    assert_eq!(co2.payment.mode, PayMode::Jsapi);
+    market.run_due_timers(market.now() + chrono::Duration::minutes(16)).await.unwrap();
+    assert_eq!(market.checkout_view(&co2.group.id).await.unwrap().group.status, GroupStatus::Expired);
+    assert_eq!(emu.pay_order_state(pay.mchid(), &co2.group.id).as_deref(), Some("CLOSED"));
 }

@@ -680,3 +680,53 @@ proptest! {
         }
     }
 }
+
+#[tokio::test]
+async fn shipping_events_reach_the_merchants_push_endpoint() {
+    use wxshop::emulator::shipping::PaidTransaction;
+    use wxshop::mp::shipping::{OrderKey, UploadShippingInfo};
+    let emu = Emulator::start_default().await.unwrap();
+    let client = emu.client().unwrap();
+    let rx = receiver(verifier_for(Mode::Secure), Reply::Success, 0).await;
+    emu.configure_push(push_config(&rx.url, Mode::Secure, Format::Json)).unwrap();
+    let buyer = emu.openid_of(DEFAULT_APPID, "alice");
+    let tx = emu
+        .register_transaction(
+            PaidTransaction::new("1900000109", "o-77", &buyer, 1999).transaction_id("4200000000000000000000000077"),
+        )
+        .unwrap();
+    client
+        .shipping()
+        .upload_shipping_info(&UploadShippingInfo::virtual_goods(
+            OrderKey::out_trade_no("1900000109", "o-77"),
+            &buyer,
+            "Top-up",
+        ))
+        .await
+        .unwrap();
+    emu.confirm_receipt(&tx).unwrap();
+    emu.state().advance(Duration::from_secs(86_400));
+    assert_eq!(emu.tick_shipping().len(), 1);
+    // Delivery is asynchronous, like WeChat's.
+    for _ in 0..200 {
+        if rx.seen.lock().unwrap().iter().filter(|p| matches!(p.message, Message::TradeOrderSettlement(_))).count() >= 2
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let seen = rx.seen.lock().unwrap();
+    let settlements: Vec<_> = seen
+        .iter()
+        .filter_map(|p| match &p.message {
+            Message::TradeOrderSettlement(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    // One when shipping completed (with the estimate), one when the funds settled.
+    assert_eq!(settlements.len(), 2, "{seen:?}");
+    assert_eq!(settlements[0].order.transaction_id.as_deref(), Some(tx.as_str()));
+    assert!(settlements[0].estimated_settlement_time.is_some());
+    assert_eq!(settlements[0].settlement_time, None);
+    assert!(settlements[1].settlement_time.is_some());
+}

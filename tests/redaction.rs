@@ -47,3 +47,34 @@ async fn client_and_code2session_debug_hide_secrets() {
     let token = client.access_token().await.unwrap();
     assert!(!format!("{token:?}").contains(secrecy::ExposeSecret::expose_secret(&token)));
 }
+
+#[test]
+fn pay_keys_and_config_debug_hide_key_material() {
+    use wxshop::crypto::pay::{ApiV3Key, MerchantKey};
+    use wxshop::emulator::pay::{DEFAULT_APIV3_KEY, DEFAULT_MERCHANT_KEY_PEM, default_pay_config};
+    let key = MerchantKey::from_pem(DEFAULT_MERCHANT_KEY_PEM).unwrap();
+    let dbg = format!("{key:?}");
+    assert!(!dbg.contains("PRIVATE KEY") && !dbg.contains(&DEFAULT_MERCHANT_KEY_PEM[40..80]), "{dbg}");
+    let v3 = ApiV3Key::new(DEFAULT_APIV3_KEY).unwrap();
+    assert!(!format!("{v3:?}").contains(DEFAULT_APIV3_KEY));
+    let cfg = default_pay_config().unwrap();
+    let dbg = format!("{cfg:?}");
+    assert!(!dbg.contains(DEFAULT_APIV3_KEY) && !dbg.contains(&DEFAULT_MERCHANT_KEY_PEM[40..80]), "{dbg}");
+}
+
+#[test]
+fn push_crypto_debug_hides_token_and_aes_key() {
+    const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+    let v = wxshop::push::Verifier::with_aes_key(SECRET, AES_KEY, "wxappid").unwrap();
+    let dbg = format!("{v:?}");
+    assert!(!dbg.contains(SECRET) && !dbg.contains(AES_KEY), "{dbg}");
+    let m = wxshop::crypto::msgcrypt::MsgCrypt::new(SECRET, AES_KEY, "wxappid").unwrap();
+    let dbg = format!("{m:?}");
+    assert!(!dbg.contains(SECRET) && !dbg.contains(AES_KEY), "{dbg}");
+}
+
+#[test]
+fn referral_key_debug_hides_the_secret() {
+    let k = wxshop::mp::referral::ReferralKey::new(SECRET.repeat(2)).unwrap();
+    assert!(!format!("{k:?}").contains(SECRET));
+}

@@ -9,8 +9,8 @@
 //! | `GET /api/aftersales/{id}` | a case with its history |
 //! | `POST /api/aftersales/{id}/return` `{company, number}` | upload the return waybill |
 //! | `POST /api/aftersales/{id}/cancel` · `/escalate` | withdraw, or escalate a rejection to the platform |
-//! | `POST /api/orders/{id}/lines/{line_no}/guarantee` `{kind, claim, reason}` | guarantee claim (保障单) |
-//! | `POST /api/orders/{id}/lines/{line_no}/review` `{ratings, text?, images?}` | review a received line (text through `msg_sec_check`) |
+//! | `POST /api/market/orders/{id}/lines/{line_no}/guarantee` `{kind, claim, reason}` | guarantee claim (保障单) |
+//! | `POST /api/market/orders/{id}/lines/{line_no}/review` `{ratings, text?, images?}` | review a received line (text through `msg_sec_check`) |
 //! | `POST /api/reviews/{id}/follow-up` `{text, images?}` · `/appeal` `{reason}` | follow up, appeal a moderation |
 //! | `GET /api/merchants/{id}/reviews` · `/score` | published reviews and the merchant score |
 //!
@@ -66,8 +66,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/aftersales/{id}/return", post(upload_return))
         .route("/api/aftersales/{id}/cancel", post(cancel_case))
         .route("/api/aftersales/{id}/escalate", post(escalate))
-        .route("/api/orders/{id}/lines/{line_no}/guarantee", post(guarantee))
-        .route("/api/orders/{id}/lines/{line_no}/review", post(review))
+        .route("/api/market/orders/{id}/lines/{line_no}/guarantee", post(guarantee))
+        .route("/api/market/orders/{id}/lines/{line_no}/review", post(review))
         .route("/api/reviews/{id}/follow-up", post(follow_up))
         .route("/api/reviews/{id}/appeal", post(appeal_review))
         .route("/api/merchants/{id}/reviews", get(public_reviews))
@@ -177,7 +177,7 @@ impl FromRequestParts<AppState> for Platform {
 }
 
 fn emulator_only(s: &AppState) -> Result<(), GovApiError> {
-    if s.emulator.is_none() || !s.market.simulate_payments {
+    if s.emulator.is_none() {
         return Err(GovError::Forbidden("only against the emulator".into()).into());
     }
     Ok(())
@@ -584,7 +584,19 @@ pub async fn demo_late_shipment(d: &mut Demo) -> Result<String, String> {
         .post("/api/checkout", json!({ "idempotency_key": "demo-late-1", "lines": [{ "sku_id": sku, "qty": 1 }] }))
         .await?;
     let group = co["group"]["id"].as_str().ok_or("no group")?.to_string();
-    d.post("/api/pay/simulate", json!({ "group_id": group })).await?;
+    let first = co["orders"][0]["id"].as_str().ok_or("no order")?.to_string();
+    // The buyer pays in the emulator's cashier; the notification marks the order paid.
+    let emu = d.state.emulator.clone().ok_or("the demo pays in the emulator's cashier")?;
+    let mchid = d.state.pay.as_ref().ok_or("WeChat Pay is not configured")?.mchid().to_string();
+    // A one-merchant checkout is one JSAPI payment of the group; a combined one is paid by any sub-order.
+    let out_trade_no = if co["payment"]["mode"] == "Combine" { first } else { group.clone() };
+    emu.cashier_pay(&mchid, &out_trade_no).await.map_err(|e| e.to_string())?;
+    for _ in 0..100 {
+        if d.get(&format!("/api/checkout/{group}")).await?["group"]["status"] == "Paid" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let before = as_merchant(d, "Leaf & Co", reqwest::Method::GET, "/api/merchant/penalties", None).await?;
     let run =
         as_platform(d, reqwest::Method::POST, "/admin/governance/timers/run", Some(json!({ "advance_hours": 49 })))
@@ -599,7 +611,7 @@ pub async fn demo_late_shipment(d: &mut Demo) -> Result<String, String> {
     }
     d.late_penalty = rec["id"].as_str().map(str::to_string);
     Ok(format!(
-        "penalty {} (minusScore {}, status {}); deposit {} → {} ({}), the buyer compensated {}",
+        "penalty {} (minusScore {}, status {}); deposit {} → {} ({}), {} compensation owed to the buyer",
         rec["rule_code"].as_str().unwrap_or("?"),
         rec["minusScore"],
         rec["status"],
@@ -639,7 +651,7 @@ pub async fn demo_appeal(d: &mut Demo) -> Result<String, String> {
 /// WeChat Pay refunds.
 pub async fn demo_return(d: &mut Demo) -> Result<String, String> {
     let (leaf, _) = key_of(d, "Leaf & Co")?;
-    let mine = d.get("/api/orders").await?;
+    let mine = d.get("/api/market/orders").await?;
     let order = mine["items"]
         .as_array()
         .and_then(|a| a.iter().find(|o| o["status"] == "Received" && o["merchant_id"] == leaf.as_str()))
@@ -672,7 +684,7 @@ pub async fn demo_return(d: &mut Demo) -> Result<String, String> {
 /// ledger audit is clean.
 pub async fn demo_review_and_score(d: &mut Demo) -> Result<String, String> {
     let (silk, _) = key_of(d, "Silk Road")?;
-    let mine = d.get("/api/orders").await?;
+    let mine = d.get("/api/market/orders").await?;
     let oid = mine["items"]
         .as_array()
         .and_then(|a| a.iter().find(|o| o["status"] == "Received" && o["merchant_id"] == silk.as_str()))
@@ -681,7 +693,7 @@ pub async fn demo_review_and_score(d: &mut Demo) -> Result<String, String> {
         .to_string();
     let r = d
         .post(
-            &format!("/api/orders/{oid}/lines/1/review"),
+            &format!("/api/market/orders/{oid}/lines/1/review"),
             json!({ "ratings": { "item": 5, "logistics": 4, "service": 5 }, "text": "丝滑" }),
         )
         .await?;

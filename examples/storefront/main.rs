@@ -57,10 +57,10 @@ pub fn router(state: AppState) -> Router {
         .merge(login::routes())
         .merge(share::routes())
         .merge(shipping::routes())
-        .merge(market::routes())
-        .merge(governance::routes())
         .merge(pay::routes(&state))
         .merge(push::routes(&state))
+        .merge(market::routes())
+        .merge(governance::routes())
         .with_state(state)
 }
 
@@ -77,8 +77,9 @@ async fn build_state(demo_mode: bool) -> wxshop::Result<AppState> {
         }
     };
     let sessions = Sessions::new(client.clone(), Arc::new(MemorySessionStore::default()));
-    let market = market::build(demo_mode, &client, emulator.is_some()).await?;
     let pay = pay::pay_client(emulator.as_deref())?;
+    let market = market::build(demo_mode, &client, pay.clone()).await?;
+
     let admin_token: Arc<str> = match std::env::var("STOREFRONT_ADMIN_TOKEN") {
         Ok(t) if !t.is_empty() => t.into(),
         _ => hex::encode(rand::random::<[u8; 16]>()).into(),
@@ -91,10 +92,10 @@ async fn build_state(demo_mode: bool) -> wxshop::Result<AppState> {
         share: Arc::new(share::ShareState::from_env()?),
         orders: Arc::default(),
         admin_token,
-        market,
         pay,
         pay_orders: Arc::default(),
         inbox: Arc::default(),
+        market,
     })
 }
 
@@ -126,6 +127,7 @@ async fn run(demo_mode: bool) -> wxshop::Result<std::process::ExitCode> {
     let app = router(state.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let base = format!("http://{addr}");
+    state.market.serving_at(&base);
     if demo_mode {
         let ok = demo::run(&base, &state).await;
         server.abort();

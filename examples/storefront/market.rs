@@ -13,10 +13,14 @@
 //! | `PUT /api/cart/items/{sku_id}` `{qty}` | set units (0 removes) |
 //! | `POST /api/cart/merge` `{guest_token}` | merge a guest cart at login |
 //! | `POST /api/checkout` `{idempotency_key, lines?}` | check out the cart (or the given lines) |
+//! | `GET /api/checkout/{group_id}` | a checkout: group, orders, payment (`pay_params` for `wx.requestPayment`) |
 //! | `POST /api/checkout/{group_id}/cancel` | cancel an unpaid checkout |
-//! | `POST /api/pay/simulate` `{group_id}` | emulator mode only: deliver the payment notification |
-//! | `GET /api/orders?after=` · `GET /api/orders/{id}` | order list and detail |
-//! | `POST /api/orders/{id}/receive` | confirm receipt |
+//! | `GET /api/market/orders?after=` · `GET /api/market/orders/{id}` | order list and detail |
+//! | `POST /api/market/orders/{id}/receive` | confirm receipt |
+//!
+//! Payment goes through WeChat Pay (`pay.rs` builds the client: the emulator's merchant, or one from
+//! the environment): one combined payment for several merchants, and `/wx/pay/notify` hands the
+//! verified notification to the market.
 //!
 //! Merchant routes (`X-Merchant-Key: <key>`, printed at startup for the seeded merchants):
 //!
@@ -42,17 +46,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use wxshop::market::{
     BrowseQuery, BrowseSort, CartOwner, CheckoutLine, CheckoutRequest, Market, MarketError, Money, MpShippingGateway,
-    NewMerchant, NewProduct, NewSku, OrderStatus, PaymentNotice, RecordingGateway, RuleSpec, ShipRequest, SubOrderPaid,
-    store,
+    NewMerchant, NewProduct, NewSku, OrderStatus, PaymentNotice, RecordingGateway, RuleSpec, ShipRequest,
+    WechatPayGateway, store,
 };
-
-use wxshop::emulator::shipping::{PaidTransaction, register_paid_transaction};
 
 use crate::AppState;
 use crate::api::{ApiError, Buyer};
 
-/// The platform's WeChat Pay merchant id in emulator mode.
-const PLATFORM_MCHID: &str = "1230000109";
 use crate::demo::Demo;
 
 /// The marketplace part of the state.
@@ -64,14 +64,43 @@ pub struct MarketState {
     pub merchant_keys: Arc<HashMap<String, String>>,
     /// The seeded merchants, by name.
     pub seeded: Arc<Vec<(String, String)>>,
-    /// Whether `/api/pay/simulate` may deliver payment notifications (emulator mode only).
-    pub simulate_payments: bool,
+    /// The WeChat Pay gateway, when WeChat Pay is configured (its notify URL follows the server).
+    pub pay_gateway: Option<Arc<WechatPayGateway>>,
     /// The demo's throwaway PostgreSQL schema, dropped by [`MarketState::shutdown`].
     #[cfg(feature = "postgres")]
     demo_schema: Option<store::PgStore>,
 }
 
 impl MarketState {
+    /// Points WeChat Pay notifications at this server (unless `WXSHOP_NOTIFY_URL` says otherwise).
+    pub fn serving_at(&self, base: &str) {
+        if let Some(gw) = &self.pay_gateway
+            && std::env::var("WXSHOP_NOTIFY_URL").is_err()
+        {
+            gw.set_notify_url(format!("{base}/wx/pay/notify"));
+        }
+    }
+
+    /// Hands a verified WeChat Pay notification to the market. `Ok(false)`: not a market payment.
+    pub async fn on_pay_notification(&self, n: &wxshop::pay::Notification) -> wxshop::Result<bool> {
+        if let Some(notice) = PaymentNotice::from_notification(n) {
+            return match self.market.handle_payment_notice(&notice).await {
+                Ok(_) => Ok(true),
+                Err(MarketError::NotFound { entity: "payment", .. }) => Ok(false),
+                Err(e) => Err(e.into()),
+            };
+        }
+        if let wxshop::pay::NotificationResource::Refund(r) = &n.resource {
+            let ok = r.refund_status.as_str() == "SUCCESS";
+            return match self.market.refund_settled(&r.out_refund_no, ok).await {
+                Ok(_) => Ok(true),
+                Err(MarketError::NotFound { .. }) => Ok(false),
+                Err(e) => Err(e.into()),
+            };
+        }
+        Ok(false)
+    }
+
     /// Drops what the demo created.
     pub async fn shutdown(&self) {
         #[cfg(feature = "postgres")]
@@ -83,17 +112,25 @@ impl MarketState {
     }
 }
 
-/// Opens the store (PostgreSQL when `DATABASE_URL` is set, SQLite otherwise), builds the market, seeds
-/// two merchants, and starts the timer loop.
-pub async fn build(demo_mode: bool, client: &wxshop::Client, simulate_payments: bool) -> wxshop::Result<MarketState> {
+/// Opens the store (PostgreSQL when `DATABASE_URL` is set, SQLite otherwise), builds the market over
+/// WeChat Pay and shipping-info management, seeds two merchants, and starts the timer loop.
+pub async fn build(
+    demo_mode: bool,
+    client: &wxshop::Client,
+    pay: Option<wxshop::pay::PayClient>,
+) -> wxshop::Result<MarketState> {
     let (store, demo_schema) = open_store(demo_mode).await?;
-    // Shipping info goes to WeChat (or the emulator) through the mini-program client. Until the WeChat
-    // Pay client lands, prepay orders are recorded in memory and the payment notification is delivered
-    // by `/api/pay/simulate`.
-    let market = Market::builder(store)
-        .payments(Arc::new(RecordingGateway::default()))
-        .shipping(Arc::new(MpShippingGateway::new(client.clone())))
-        .build()?;
+    let notify_url =
+        std::env::var("WXSHOP_NOTIFY_URL").unwrap_or_else(|_| "http://127.0.0.1:3000/wx/pay/notify".to_string());
+    let pay_gateway = pay.map(|p| Arc::new(WechatPayGateway::new(p, client.appid(), notify_url)));
+    let builder = Market::builder(store).shipping(Arc::new(MpShippingGateway::new(client.clone())));
+    let market = match &pay_gateway {
+        Some(gw) => builder.payments(gw.clone()).build()?,
+        None => {
+            println!("market: WeChat Pay is off; prepay orders are only recorded");
+            builder.payments(Arc::new(RecordingGateway::default())).build()?
+        }
+    };
     let (keys, seeded) = seed(&market).await?;
     let timers = market.clone();
     tokio::spawn(async move {
@@ -110,7 +147,7 @@ pub async fn build(demo_mode: bool, client: &wxshop::Client, simulate_payments: 
         market,
         merchant_keys: Arc::new(keys),
         seeded: Arc::new(seeded),
-        simulate_payments,
+        pay_gateway,
         #[cfg(feature = "postgres")]
         demo_schema,
     })
@@ -198,11 +235,11 @@ pub fn routes() -> Router<AppState> {
         .route("/api/cart/items/{sku_id}", put(cart_set))
         .route("/api/cart/merge", post(cart_merge))
         .route("/api/checkout", post(checkout))
+        .route("/api/checkout/{group_id}", get(checkout_view))
         .route("/api/checkout/{group_id}/cancel", post(cancel))
-        .route("/api/pay/simulate", post(simulate_pay))
-        .route("/api/orders", get(orders))
-        .route("/api/orders/{id}", get(order))
-        .route("/api/orders/{id}/receive", post(receive))
+        .route("/api/market/orders", get(orders))
+        .route("/api/market/orders/{id}", get(order))
+        .route("/api/market/orders/{id}/receive", post(receive))
         .route("/api/merchant/products", post(create_product))
         .route("/api/merchant/products/{id}/list", post(list_product))
         .route("/api/merchant/products/{id}/delist", post(delist_product))
@@ -373,56 +410,12 @@ async fn cancel(State(s): State<AppState>, buyer: Buyer, Path(group_id): Path<St
     ok(s.market.market.cancel_checkout(&buyer.openid, &group_id).await?)
 }
 
-#[derive(Deserialize)]
-struct SimulateBody {
-    group_id: String,
-}
-
-/// Emulator mode: plays WeChat Pay and delivers the (already verified) payment notification.
-async fn simulate_pay(State(s): State<AppState>, buyer: Buyer, Json(b): Json<SimulateBody>) -> Answer {
-    if !s.market.simulate_payments || s.emulator.is_none() {
-        return Err(MarketError::Invalid("payments are simulated only against the emulator".into()).into());
-    }
-    let m = &s.market.market;
-    let co = m.checkout_view(&b.group_id).await?;
+async fn checkout_view(State(s): State<AppState>, buyer: Buyer, Path(group_id): Path<String>) -> Answer {
+    let co = s.market.market.checkout_view(&group_id).await?;
     if co.group.buyer_openid != buyer.openid {
-        return Err(MarketError::NotFound { entity: "checkout", id: b.group_id }.into());
+        return Err(MarketError::NotFound { entity: "checkout", id: group_id }.into());
     }
-    let notice = PaymentNotice {
-        notify_id: format!("sim-{}", co.group.id),
-        out_trade_no: co.group.id.clone(),
-        transaction_id: format!("4200{}", &co.group.id[..24]),
-        amount: co.group.total,
-        paid_at: m.now(),
-        sub_orders: if co.orders.len() > 1 {
-            co.orders
-                .iter()
-                .map(|o| SubOrderPaid {
-                    out_trade_no: o.id.clone(),
-                    transaction_id: format!("4200{}", &o.id[..24]),
-                    amount: o.total,
-                })
-                .collect()
-        } else {
-            Vec::new()
-        },
-    };
-    // WeChat puts every paid transaction under shipping-info management; so does the emulator.
-    if let Some(emu) = &s.emulator {
-        let single = [(co.group.id.clone(), notice.transaction_id.clone(), co.group.total)];
-        let subs: Vec<_> = notice
-            .sub_orders
-            .iter()
-            .map(|sub| (sub.out_trade_no.clone(), sub.transaction_id.clone(), sub.amount))
-            .collect();
-        for (out_trade_no, txn, amount) in if subs.is_empty() { single.to_vec() } else { subs } {
-            let tx =
-                PaidTransaction::new(PLATFORM_MCHID, out_trade_no, &buyer.openid, amount.as_fen()).transaction_id(txn);
-            register_paid_transaction(emu.state(), tx).map_err(MarketError::from)?;
-        }
-    }
-    let outcome = m.handle_payment_notice(&notice).await?;
-    ok(json!({ "outcome": outcome, "checkout": m.checkout_view(&co.group.id).await? }))
+    ok(co)
 }
 
 #[derive(Deserialize)]
@@ -563,20 +556,43 @@ pub async fn demo_checkout(d: &mut Demo) -> Result<String, String> {
     ))
 }
 
-/// Demo: WeChat Pay's notification marks both orders Paid (a redelivery changes nothing).
+/// Demo: the buyer pays the combined payment in the emulator's cashier; WeChat Pay's notification
+/// marks both orders Paid, and redelivering it changes nothing.
 pub async fn demo_pay(d: &mut Demo) -> Result<String, String> {
     let group = d.group_id.clone().ok_or("no checkout")?;
-    let r = d.post("/api/pay/simulate", json!({ "group_id": group })).await?;
-    let again = d.post("/api/pay/simulate", json!({ "group_id": group })).await?;
-    if r["outcome"] != "Paid" || again["outcome"] != "Duplicate" {
-        return Err(format!("expected Paid then Duplicate: {r} / {again}"));
+    let emu = d.state.emulator.clone().ok_or("the demo pays in the emulator's cashier")?;
+    let mchid = d.state.pay.as_ref().ok_or("WeChat Pay is not configured")?.mchid().to_string();
+    let co = d.get(&format!("/api/checkout/{group}")).await?;
+    let first = co["orders"][0]["id"].as_str().ok_or("no order")?.to_string();
+    // The buyer taps Pay: one payment for the whole combination.
+    let txn = emu.cashier_pay(&mchid, &first).await.map_err(|e| e.to_string())?;
+    let mut paid = serde_json::Value::Null;
+    for _ in 0..100 {
+        paid = d.get(&format!("/api/checkout/{group}")).await?;
+        if paid["group"]["status"] == "Paid" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let statuses: Vec<&str> =
-        r["checkout"]["orders"].as_array().ok_or("no orders")?.iter().filter_map(|o| o["status"].as_str()).collect();
+        paid["orders"].as_array().ok_or("no orders")?.iter().filter_map(|o| o["status"].as_str()).collect();
     if statuses != ["Paid", "Paid"] {
-        return Err(format!("orders not paid: {statuses:?}"));
+        return Err(format!("orders not paid: {paid}"));
     }
-    Ok("both orders Paid; the redelivered notification was a no-op".into())
+    let delivery = emu
+        .notifications()
+        .into_iter()
+        .rev()
+        .find(|n| n.event_type == "TRANSACTION.SUCCESS" && (n.out_trade_no == group || n.out_trade_no == first))
+        .ok_or("no notification")?;
+    if !emu.redeliver(&delivery.id).await {
+        return Err("the redelivered notification was refused".into());
+    }
+    let again = d.get(&format!("/api/checkout/{group}")).await?;
+    if again["group"]["version"] != paid["group"]["version"] {
+        return Err("the redelivered notification changed the checkout".into());
+    }
+    Ok(format!("one combined payment ({txn}…), both orders Paid; a redelivered notification changed nothing"))
 }
 
 /// Demo: each merchant ships its order (shipping info uploaded), the buyer confirms receipt.
@@ -594,12 +610,12 @@ pub async fn demo_ship_and_receive(d: &mut Demo) -> Result<String, String> {
         if shipped["order"]["status"] != "Shipped" {
             return Err(format!("{name}: not shipped: {shipped}"));
         }
-        let got = d.post(&format!("/api/orders/{oid}/receive"), json!({})).await?;
+        let got = d.post(&format!("/api/market/orders/{oid}/receive"), json!({})).await?;
         if got["order"]["status"] != "Received" {
             return Err(format!("receipt not confirmed: {got}"));
         }
     }
-    let mine = d.get("/api/orders").await?;
+    let mine = d.get("/api/market/orders").await?;
     let n = mine["items"].as_array().map_or(0, |a| a.iter().filter(|o| o["status"] == "Received").count());
-    Ok(format!("2 parcels shipped (shipping info uploaded to the emulator); {n} orders received"))
+    Ok(format!("2 parcels shipped (shipping info uploaded to WeChat's shipping management); {n} orders received"))
 }

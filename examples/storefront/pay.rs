@@ -1,5 +1,5 @@
-//! Payment: `POST /api/pay/orders` (a minimal in-memory order until the marketplace lands),
-//! `GET /api/pay/orders/{id}`, `POST /api/pay/orders/{id}/pay` (the `wx.requestPayment` parameters), and
+//! Payment: `POST /api/orders` (a minimal in-memory order until the marketplace lands),
+//! `GET /api/orders/{id}`, `POST /api/orders/{id}/pay` (the `wx.requestPayment` parameters), and
 //! `POST /wx/pay/notify` (WeChat Pay's notifications: verified, decrypted, deduplicated, then the
 //! order is marked paid — after checking the amount, as WeChat asks).
 //!
@@ -101,6 +101,10 @@ pub fn notify_service(pay: PayClient, state: AppState) -> NotifyService {
     NotifyService::new(pay, move |n: Notification| {
         let state = state.clone();
         async move {
+            // Checkout payments belong to the marketplace; the rest are this module's orders.
+            if state.market.on_pay_notification(&n).await? {
+                return Ok(());
+            }
             match n.resource {
                 NotificationResource::Transaction(t) if t.is_paid() => {
                     let order = state.pay_orders.mark_paid(&t.out_trade_no, t.total(), t.transaction_id.clone())?;
@@ -123,9 +127,9 @@ pub fn notify_service(pay: PayClient, state: AppState) -> NotifyService {
 
 pub fn routes(state: &AppState) -> Router<AppState> {
     let mut r = Router::new()
-        .route("/api/pay/orders", post(create))
-        .route("/api/pay/orders/{id}", get(show))
-        .route("/api/pay/orders/{id}/pay", post(pay));
+        .route("/api/orders", post(create))
+        .route("/api/orders/{id}", get(show))
+        .route("/api/orders/{id}/pay", post(pay));
     if let Some(pay) = &state.pay {
         let svc = notify_service(pay.clone(), state.clone());
         r = r.route("/wx/pay/notify", post(wxshop::pay::notify::handle).with_state(svc));
@@ -191,10 +195,9 @@ async fn pay(
 /// Demo: order, get the wx.requestPayment parameters, pay in the emulator's cashier, see it paid
 /// (and recorded as a shippable shop order).
 pub async fn demo_pay(d: &mut Demo) -> Result<String, String> {
-    let order =
-        d.post("/api/pay/orders", serde_json::json!({ "description": "Oolong tea 250 g", "total": 6800 })).await?;
+    let order = d.post("/api/orders", serde_json::json!({ "description": "Oolong tea 250 g", "total": 6800 })).await?;
     let id = order["id"].as_str().ok_or("no order id")?.to_string();
-    let params = d.post(&format!("/api/pay/orders/{id}/pay"), serde_json::json!({})).await?;
+    let params = d.post(&format!("/api/orders/{id}/pay"), serde_json::json!({})).await?;
     if params["signType"] != "RSA" || !params["package"].as_str().unwrap_or("").starts_with("prepay_id=") {
         return Err(format!("unexpected wx.requestPayment parameters: {params}"));
     }
@@ -202,7 +205,7 @@ pub async fn demo_pay(d: &mut Demo) -> Result<String, String> {
     let mchid = d.state.pay.as_ref().ok_or("WeChat Pay is not configured")?.mchid().to_string();
     d.emulator_post(&format!("/__emulator/pay/orders/{mchid}/{id}/pay"), serde_json::json!({})).await?;
     for _ in 0..100 {
-        let o = d.get(&format!("/api/pay/orders/{id}")).await?;
+        let o = d.get(&format!("/api/orders/{id}")).await?;
         if o["status"] == "PAID" {
             let shop = d.admin_get(&format!("/admin/orders/{id}")).await?;
             if shop["order"]["transaction_id"] != o["transaction_id"] || shop["wechat"]["order_state"] != 1 {

@@ -283,7 +283,10 @@ async fn count_and_inject(State(state): State<Shared>, req: Request, next: Next)
             return (status, axum::Json(body)).into_response();
         }
     }
-    next.run(req).await
+    let response = next.run(req).await;
+    // Shipping timers fire lazily during requests; their trade_manage events go out through the push sender.
+    shipping::flush_events(&state);
+    response
 }
 
 /// Builds and runs emulators.

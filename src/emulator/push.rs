@@ -557,6 +557,11 @@ fn with_query(url: &str, query: &str) -> String {
     format!("{url}{}{query}", if url.contains('?') { '&' } else { '?' })
 }
 
+/// Whether `appid` has a push URL configured.
+pub(crate) fn has_config(s: &Shared, appid: &str) -> bool {
+    lock(&s.push.state).configs.contains_key(appid)
+}
+
 /// Signs, encrypts and POSTs one push for `appid`, `repeat` times (WeChat retries that lost their answer).
 pub(crate) async fn deliver(
     s: &Shared,

@@ -12,10 +12,10 @@
 //! the estimated settlement time) and when the funds settle (with how and when receipt was
 //! confirmed). Their payloads come from [`remind_shipping_payload`] and [`settlement_payload`];
 //! they are kept in an event log ([`EmulatorHandle::shipping_events`]) and handed to
-//! [`deliver_event`], the seam where the push sender plugs in.
+//! the emulator's push sender when the app has a push URL configured.
 //!
 //! Transactions come from the pay emulator, which calls [`register_paid_transaction`] when a JSAPI
-//! payment succeeds; until it lands, register them with the control call below.
+//! payment succeeds; tests may also register them with the control call below.
 //!
 //! Timers run lazily on the emulator's clock: at every shipping call, and on `tick`.
 //!
@@ -231,6 +231,8 @@ pub struct ShippingEvent {
 pub struct ShippingState {
     trades: HashMap<String, Trade>,
     events: Vec<ShippingEvent>,
+    /// How many of `events` were handed to the push sender.
+    pushed: usize,
     jump_paths: HashMap<String, String>,
     managed: HashMap<String, (bool, bool)>,
 }
@@ -299,14 +301,29 @@ pub fn settlement_payload(state: &EmulatorState, transaction_id: &str) -> Option
     Some(envelope(&t.appid, &t.openid, "trade_manage_order_settlement", state.now().timestamp(), settlement_body(t)))
 }
 
-/// Hands an event to the mini-program's message push.
-///
-/// SEAM(push sender): the emulator's push sender (`src/emulator/push.rs`) is not on main yet.
-/// When it lands, call it here with `event.appid` and `event.payload`; until then events are
-/// recorded in the event log only ([`EmulatorHandle::shipping_events`], `GET
-/// /__emulator/shipping/events`).
-pub fn deliver_event(event: &ShippingEvent) {
-    tracing::debug!(event = %event.event, appid = %event.appid, transaction_id = %event.transaction_id, "trade_manage event");
+/// Hands the events not yet pushed to the emulator's push sender, in order, for every app that
+/// has a push URL configured (`/__emulator/push/config`); apps without one only keep the event log.
+/// Runs after every emulator request, so timers that fire lazily are pushed too.
+pub(crate) fn flush_events(s: &super::Shared) {
+    let pending: Vec<ShippingEvent> = {
+        let mut st = lock(&s.shipping);
+        let from = st.pushed.min(st.events.len());
+        st.pushed = st.events.len();
+        st.events[from..].to_vec()
+    };
+    let pending: Vec<ShippingEvent> = pending.into_iter().filter(|e| super::push::has_config(s, &e.appid)).collect();
+    if pending.is_empty() {
+        return;
+    }
+    let s = s.clone();
+    tokio::spawn(async move {
+        for ev in pending {
+            let serde_json::Value::Object(fields) = ev.payload else { continue };
+            if let Err(e) = super::push::deliver(&s, &ev.appid, fields, 1).await {
+                tracing::warn!(event = %ev.event, error = %e, "emulator could not push a trade_manage event");
+            }
+        }
+    });
 }
 
 impl ShippingState {
@@ -321,7 +338,7 @@ impl ShippingState {
             transaction_id: t.transaction_id.clone(),
             payload,
         };
-        deliver_event(&ev);
+        tracing::debug!(event = %ev.event, appid = %ev.appid, transaction_id = %ev.transaction_id, "trade_manage event");
         self.events.push(ev);
     }
 
@@ -483,7 +500,9 @@ impl EmulatorHandle {
     /// Runs due shipping timers now; returns the events they produced.
     pub fn tick_shipping(&self) -> Vec<ShippingEvent> {
         let now = self.state().now().timestamp();
-        lock(&self.state().shipping).run_timers(now)
+        let events = lock(&self.state().shipping).run_timers(now);
+        flush_events(self.state());
+        events
     }
 
     /// Every `trade_manage_*` event so far, oldest first (due timers run first).

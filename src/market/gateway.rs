@@ -2,9 +2,10 @@
 //!
 //! `market` never sends HTTP: it calls a [`PaymentGateway`] and a [`ShippingGateway`], which the
 //! WeChat Pay client and the mini-program shipping client implement (pointed at WeChat or at the
-//! emulator). [`MpShippingGateway`] uploads through [`crate::mp::shipping`]; [`RecordingGateway`]
-//! implements both traits in memory and records every call, for tests and demos that need no
-//! emulator.
+//! emulator). [`WechatPayGateway`] pays through [`crate::pay::PayClient`] (JSAPI, partner and combined
+//! payments, close, refunds); [`MpShippingGateway`] uploads through [`crate::mp::shipping`];
+//! [`RecordingGateway`] implements both traits in memory and records every call, for tests and demos
+//! that need no emulator.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -417,5 +418,167 @@ impl MpShippingGateway {
 impl ShippingGateway for MpShippingGateway {
     async fn upload(&self, req: &ShippingUpload) -> crate::Result<()> {
         self.client.shipping().upload_shipping_info(&Self::request(req)?).await
+    }
+}
+
+/// Pays through WeChat Pay API v3 ([`crate::pay::PayClient`]): JSAPI for one direct merchant,
+/// partner-mode JSAPI (服务商模式) for one sub-merchant, combined payment (合单) for several. A combined
+/// payment's sub-orders (one per merchant order) are all taken by the platform's own merchant id, which
+/// also refunds them; merchants are paid out of it by profit sharing at settlement.
+#[derive(Debug, Clone)]
+pub struct WechatPayGateway {
+    client: crate::pay::PayClient,
+    appid: String,
+    notify_url: std::sync::Arc<std::sync::RwLock<String>>,
+}
+
+impl WechatPayGateway {
+    /// A gateway paying for mini-program `appid`, with notifications sent to `notify_url`.
+    pub fn new(client: crate::pay::PayClient, appid: impl Into<String>, notify_url: impl Into<String>) -> Self {
+        WechatPayGateway {
+            client,
+            appid: appid.into(),
+            notify_url: std::sync::Arc::new(std::sync::RwLock::new(notify_url.into())),
+        }
+    }
+
+    /// Changes where notifications go (for a server that learns its address after binding).
+    pub fn set_notify_url(&self, url: impl Into<String>) {
+        *self.notify_url.write().unwrap_or_else(|p| p.into_inner()) = url.into();
+    }
+
+    fn notify_url(&self) -> String {
+        self.notify_url.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Closing an order WeChat Pay does not know or already closed leaves it closed: success.
+fn closed_anyway(r: crate::Result<()>) -> crate::Result<()> {
+    match r {
+        Err(e) if matches!(e.pay_code(), Some("ORDER_NOT_EXIST" | "ORDER_CLOSED" | "ORDERNOTEXIST")) => Ok(()),
+        other => other,
+    }
+}
+
+#[async_trait]
+impl PaymentGateway for WechatPayGateway {
+    async fn prepay(&self, req: &PrepayRequest) -> crate::Result<PrepayTicket> {
+        use crate::pay::combine::{CombineJsapiPrepay, SubOrder as PaySubOrder};
+        use crate::pay::partner::PartnerJsapiPrepay;
+        use crate::pay::transactions::JsapiPrepay;
+        let total = req.total.as_fen();
+        let prepay_id = match req.mode {
+            PayMode::Jsapi => {
+                let r = JsapiPrepay::new(
+                    &self.appid,
+                    &req.description,
+                    &req.out_trade_no,
+                    self.notify_url(),
+                    total,
+                    &req.payer_openid,
+                )
+                .time_expire(req.time_expire);
+                self.client.transactions().jsapi(r).await?.prepay_id
+            }
+            PayMode::Partner => {
+                let sub = req
+                    .sub_mchid
+                    .as_deref()
+                    .ok_or_else(|| crate::Error::InvalidRequest("partner mode needs sub_mchid".into()))?;
+                let r = PartnerJsapiPrepay::new(
+                    &self.appid,
+                    sub,
+                    &req.description,
+                    &req.out_trade_no,
+                    self.notify_url(),
+                    total,
+                )
+                .sp_openid(&req.payer_openid)
+                .time_expire(req.time_expire);
+                self.client.partner().jsapi(r).await?.prepay_id
+            }
+            PayMode::Combine => {
+                let mut r =
+                    CombineJsapiPrepay::new(&self.appid, &req.out_trade_no, &req.payer_openid, self.notify_url())
+                        .time_expire(req.time_expire);
+                let mchid = self.client.mchid();
+                for s in &req.sub_orders {
+                    let sub =
+                        PaySubOrder::new(mchid, &s.out_trade_no, s.amount.as_fen(), &s.description, &s.merchant_id);
+                    r = r.sub_order(sub);
+                }
+                self.client.combine().jsapi(r).await?.prepay_id
+            }
+        };
+        let params = self.client.request_payment(&self.appid, &prepay_id)?;
+        Ok(PrepayTicket {
+            pay_params: serde_json::json!({
+                "timeStamp": params.time_stamp, "nonceStr": params.nonce_str, "package": params.package,
+                "signType": params.sign_type, "paySign": params.pay_sign,
+            }),
+            prepay_id,
+        })
+    }
+
+    async fn close(&self, req: &CloseRequest) -> crate::Result<()> {
+        match req.mode {
+            PayMode::Jsapi => closed_anyway(self.client.transactions().close(&req.out_trade_no).await),
+            PayMode::Partner => {
+                let sub = req
+                    .sub_mchid
+                    .as_deref()
+                    .ok_or_else(|| crate::Error::InvalidRequest("partner mode needs sub_mchid".into()))?;
+                closed_anyway(self.client.partner().close(&req.out_trade_no, sub).await)
+            }
+            PayMode::Combine => {
+                let mchid = self.client.mchid();
+                let refs: Vec<(&str, &str)> = req.sub_orders.iter().map(|s| (mchid, s.out_trade_no.as_str())).collect();
+                closed_anyway(self.client.combine().close(&self.appid, &req.out_trade_no, &refs).await)
+            }
+        }
+    }
+
+    async fn refund(&self, req: &RefundRequest) -> crate::Result<RefundTicket> {
+        use crate::pay::refunds::CreateRefund;
+        let (refund, total) = (req.refund.as_fen(), req.total.as_fen());
+        let mut r = match &req.transaction_id {
+            Some(t) => CreateRefund::by_transaction_id(t, &req.out_refund_no, refund, total),
+            None => CreateRefund::by_out_trade_no(&req.out_trade_no, &req.out_refund_no, refund, total),
+        };
+        r = r.reason(&req.reason);
+        if let Some(m) = &req.sub_mchid {
+            r = r.sub_mchid(m);
+        }
+        let out = self.client.refunds().create(r).await?;
+        Ok(RefundTicket {
+            refund_id: out.refund_id,
+            succeeded: out.status == crate::pay::refunds::RefundStatus::Success,
+        })
+    }
+
+    /// `POST /v3/profitsharing/orders` (the receivers must have been added with `add_receiver`), or
+    /// `/orders/unfreeze` when nothing is shared.
+    async fn profit_share(&self, req: &ProfitShareRequest) -> crate::Result<ProfitShareTicket> {
+        use crate::pay::profitsharing::{CreateOrder, OrderReceiver, OrderState};
+        let ps = self.client.profit_sharing();
+        let order = if req.receivers.is_empty() {
+            ps.unfreeze(&req.transaction_id, &req.out_order_no, "解冻给商户", req.sub_mchid.as_deref()).await?
+        } else {
+            let mut o = CreateOrder::new(&self.appid, &req.transaction_id, &req.out_order_no, req.unfreeze_unsplit);
+            if let Some(m) = &req.sub_mchid {
+                o = o.sub_mchid(m);
+            }
+            for r in &req.receivers {
+                o = o.receiver(OrderReceiver {
+                    kind: r.receiver_type.clone(),
+                    account: r.account.clone(),
+                    name: None,
+                    amount: r.amount.as_fen(),
+                    description: r.description.clone(),
+                });
+            }
+            ps.create_order(o).await?
+        };
+        Ok(ProfitShareTicket { order_id: order.order_id, finished: order.state == OrderState::Finished })
     }
 }

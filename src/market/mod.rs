@@ -120,6 +120,7 @@ pub use gateway::{
     CloseRequest, CompensationRequest, CompensationTicket, GatewayCall, LogisticsType, MpShippingGateway,
     PaymentGateway, PrepayRequest, PrepayTicket, ProfitShareReceiver, ProfitShareRequest, ProfitShareTicket,
     RecordingGateway, RefundRequest, RefundTicket, ShippingGateway, ShippingParcel, ShippingUpload, SubOrder,
+    WechatPayGateway,
 };
 pub use inventory::{Demand, Movement, MovementKind, Reservation, ReservationStatus, StockLevel, aggregate_demand};
 pub use merchant::{Merchant, MerchantStatus, Restrictions};

@@ -113,7 +113,7 @@ impl Market {
 
     /// A product with its SKUs.
     pub async fn product(&self, product_id: &str) -> Result<ProductDetail> {
-        let mut tx = self.read().await?;
+        let mut tx = self.snapshot().await?;
         let product = tx.product(product_id).await?.ok_or_else(|| MarketError::not_found("product", product_id))?;
         let skus = tx.skus_of(&product.merchant_id, product_id).await?;
         Ok(ProductDetail { product, skus })
@@ -317,7 +317,7 @@ impl Market {
 
     /// Checks a SKU's level against its ledger and reservations, in one read transaction.
     pub async fn reconcile_sku(&self, merchant_id: &str, sku_id: &str) -> Result<StockReconciliation> {
-        let mut tx = self.read().await?;
+        let mut tx = self.snapshot().await?;
         let level = owned_level(&mut *tx, merchant_id, sku_id).await?;
         let movements = tx.movements(merchant_id, sku_id).await?;
         let reservations = tx.reservations_of_sku(merchant_id, sku_id).await?;

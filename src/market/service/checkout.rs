@@ -184,7 +184,7 @@ impl Market {
 
     /// A checkout group with its orders and payment.
     pub async fn checkout_view(&self, group_id: &str) -> Result<Checkout> {
-        let mut tx = self.read().await?;
+        let mut tx = self.snapshot().await?;
         let group = tx.group(group_id).await?.ok_or_else(|| MarketError::not_found("checkout", group_id))?;
         let orders = tx.orders_of_group(group_id).await?;
         let payment = tx.payment(group_id).await?.ok_or_else(|| MarketError::not_found("payment", group_id))?;

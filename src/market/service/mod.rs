@@ -158,8 +158,14 @@ impl Market {
         self.inner.store.begin().await
     }
 
+    /// For reads of one statement each.
     async fn read(&self) -> Result<Box<dyn StoreTx>> {
         self.inner.store.read().await
+    }
+
+    /// For reads that must agree with each other.
+    async fn snapshot(&self) -> Result<Box<dyn StoreTx>> {
+        self.inner.store.snapshot().await
     }
 
     /// Runs `f` (one whole transaction) again while it fails with a retryable error, with bounded,

@@ -102,6 +102,7 @@ impl Market {
                     Some(txn),
                     amount,
                     "payment arrived after the order closed",
+                    pay.mode,
                 )
                 .await?;
                 timers.push(t);
@@ -352,7 +353,7 @@ impl Market {
                 tx.cancel_timers(order_id, TimerAction::ShipOverdue, at).await?;
                 let out_trade_no = if pay.mode == PayMode::Combine { o.id.clone() } else { group.id.clone() };
                 let (t, _) =
-                    request_refund(&mut *tx, at, &group, Some(&o), out_trade_no, o.transaction_id.clone(), o.total, reason)
+                    request_refund(&mut *tx, at, &group, Some(&o), out_trade_no, o.transaction_id.clone(), o.total, reason, pay.mode)
                         .await?;
                 Agg::new("order", order_id, Some(merchant_id))
                     .record(
@@ -504,7 +505,7 @@ impl Market {
 
     /// An order with its lines and parcels.
     pub async fn order(&self, order_id: &str) -> Result<OrderDetail> {
-        let mut tx = self.read().await?;
+        let mut tx = self.snapshot().await?;
         let order = tx.order(order_id).await?.ok_or_else(|| MarketError::not_found("order", order_id))?;
         let lines = tx.order_lines(&order.merchant_id, order_id).await?;
         let shipments = tx.shipments(&order.merchant_id, order_id).await?;
@@ -625,10 +626,13 @@ pub(super) async fn request_refund(
     transaction_id: Option<String>,
     amount: crate::market::Money,
     reason: &str,
+    mode: PayMode,
 ) -> Result<(Timer, String)> {
+    // Only a partner-mode payment was taken by the sub-merchant; JSAPI and combined payments were
+    // taken by the platform's merchant id, which refunds them.
     let sub_mchid = match order {
-        Some(o) => tx.merchant(&o.merchant_id).await?.and_then(|m| m.sub_mchid),
-        None => None,
+        Some(o) if mode == PayMode::Partner => tx.merchant(&o.merchant_id).await?.and_then(|m| m.sub_mchid),
+        _ => None,
     };
     let total = if out_trade_no == group.id { group.total } else { order.map_or(amount, |o| o.total) };
     let refund = Refund {

@@ -97,13 +97,18 @@ pub trait MarketStore: Send + Sync + fmt::Debug {
     /// Begins a read-write transaction (on SQLite it takes the write lock up front, so it cannot
     /// deadlock on a lock upgrade).
     async fn begin(&self) -> Result<Box<dyn StoreTx>>;
-    /// Begins a transaction for reads only.
+    /// A pooled connection outside any transaction, for reads of one statement each (every statement
+    /// sees the latest committed data; no BEGIN/COMMIT round trips).
     async fn read(&self) -> Result<Box<dyn StoreTx>>;
+    /// A read-only transaction whose statements all see one snapshot (SQLite: a deferred transaction;
+    /// PostgreSQL: REPEATABLE READ READ ONLY), for reads that must agree with each other.
+    async fn snapshot(&self) -> Result<Box<dyn StoreTx>>;
     /// The engine.
     fn backend(&self) -> Backend;
 }
 
-/// One transaction. Dropping it without [`commit`](StoreTx::commit) rolls it back.
+/// One transaction (or, from [`MarketStore::read`], a plain connection). Dropping it without
+/// [`commit`](StoreTx::commit) rolls it back.
 ///
 /// Methods that return `bool` report whether their conditional write matched a row: `false` means a
 /// concurrent change won (or the row is missing) and nothing was written.
@@ -325,7 +330,41 @@ pub trait StoreTx: GovTx + Send {
     async fn note_timer_error(&mut self, id: &str, error: &str) -> Result<()>;
 }
 
-// ---------------------------------------------------------------- conversions
+// ---------------------------------------------------------------- handles and conversions
+
+/// What a backend's [`StoreTx`] wraps: a transaction, or a plain pooled connection for single reads.
+pub(crate) enum Handle<DB: sqlx::Database> {
+    Tx(sqlx::Transaction<'static, DB>),
+    Conn(sqlx::pool::PoolConnection<DB>),
+}
+
+impl<DB: sqlx::Database> Handle<DB> {
+    async fn commit(self) -> Result<()> {
+        match self {
+            Handle::Tx(t) => Ok(t.commit().await?),
+            Handle::Conn(_) => Ok(()),
+        }
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::Deref for Handle<DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &DB::Connection {
+        match self {
+            Handle::Tx(t) => t,
+            Handle::Conn(c) => c,
+        }
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::DerefMut for Handle<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        match self {
+            Handle::Tx(t) => t,
+            Handle::Conn(c) => c,
+        }
+    }
+}
 
 pub(crate) fn ms(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
@@ -987,8 +1026,7 @@ const ORDER_COLS: &str = "merchant_id, order_id, group_id, buyer_openid, status,
      ship_deadline, shipped_at, received_at, received_by, completed_at, cancelled_at, cancel_reason, version, \
      created_at, updated_at";
 
-/// Implements [`StoreTx`] for a backend's transaction newtype (`struct XTx(sqlx::Transaction<'static,
-/// DB>)`). The statements are the same on every backend; `$db` only picks the placeholder style of the
+/// Implements [`StoreTx`] for a backend's newtype over [`Handle`] (`struct XTx(Handle<DB>)`). The statements are the same on every backend; `$db` only picks the placeholder style of the
 /// few dynamically built ones.
 #[allow(unused_macros)]
 macro_rules! sql_store_tx {
@@ -996,7 +1034,7 @@ macro_rules! sql_store_tx {
         #[async_trait::async_trait]
         impl $crate::market::store::StoreTx for $tx {
             async fn commit(self: Box<Self>) -> Result<()> {
-                Ok(self.0.commit().await?)
+                self.0.commit().await
             }
 
             async fn insert_merchant(&mut self, m: &Merchant) -> Result<()> {

@@ -87,17 +87,22 @@ impl PgStore {
     }
 }
 
-/// A PostgreSQL transaction.
-pub struct PgTx(sqlx::Transaction<'static, Postgres>);
+/// A PostgreSQL transaction or connection.
+pub struct PgTx(Handle<Postgres>);
 
 #[async_trait]
 impl MarketStore for PgStore {
     async fn begin(&self) -> Result<Box<dyn StoreTx>> {
-        Ok(Box::new(PgTx(self.pool.begin().await?)))
+        Ok(Box::new(PgTx(Handle::Tx(self.pool.begin().await?))))
     }
 
     async fn read(&self) -> Result<Box<dyn StoreTx>> {
-        Ok(Box::new(PgTx(self.pool.begin().await?)))
+        Ok(Box::new(PgTx(Handle::Conn(self.pool.acquire().await?))))
+    }
+
+    async fn snapshot(&self) -> Result<Box<dyn StoreTx>> {
+        let tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+        Ok(Box::new(PgTx(Handle::Tx(tx))))
     }
 
     fn backend(&self) -> Backend {

@@ -83,17 +83,21 @@ impl SqliteStore {
     }
 }
 
-/// A SQLite transaction.
-pub struct SqliteTx(sqlx::Transaction<'static, Sqlite>);
+/// A SQLite transaction or connection.
+pub struct SqliteTx(Handle<Sqlite>);
 
 #[async_trait]
 impl MarketStore for SqliteStore {
     async fn begin(&self) -> Result<Box<dyn StoreTx>> {
-        Ok(Box::new(SqliteTx(self.pool.begin_with("BEGIN IMMEDIATE").await?)))
+        Ok(Box::new(SqliteTx(Handle::Tx(self.pool.begin_with("BEGIN IMMEDIATE").await?))))
     }
 
     async fn read(&self) -> Result<Box<dyn StoreTx>> {
-        Ok(Box::new(SqliteTx(self.pool.begin().await?)))
+        Ok(Box::new(SqliteTx(Handle::Conn(self.pool.acquire().await?))))
+    }
+
+    async fn snapshot(&self) -> Result<Box<dyn StoreTx>> {
+        Ok(Box::new(SqliteTx(Handle::Tx(self.pool.begin().await?))))
     }
 
     fn backend(&self) -> Backend {

@@ -467,9 +467,18 @@ pub(super) async fn pay_buyer(
                 .await?
                 .ok_or_else(|| GovError::NotFound { entity: "payment", id: o.group_id.clone() })?;
             let out_trade_no = if pay.mode == PayMode::Combine { o.id.clone() } else { group.id.clone() };
-            let (timer, rid) =
-                request_refund(tx, at, &group, Some(&o), out_trade_no, o.transaction_id.clone(), amount, reference)
-                    .await?;
+            let (timer, rid) = request_refund(
+                tx,
+                at,
+                &group,
+                Some(&o),
+                out_trade_no,
+                o.transaction_id.clone(),
+                amount,
+                reference,
+                pay.mode,
+            )
+            .await?;
             refund_from_settlement(tx, order_id, &line_key(order_id, line_no), amount, &rid, cfg, at).await?;
             Ok((Some(rid), vec![timer]))
         }
