@@ -21,6 +21,8 @@ pub struct Demo {
     pub promoter: Option<u64>,
     /// The checkout group the market steps work on.
     pub group_id: Option<String>,
+    /// The late-shipment penalty the governance steps appeal (governance.rs).
+    pub late_penalty: Option<String>,
     http: Http,
 }
 
@@ -49,6 +51,11 @@ const STEPS: &[(&str, StepFn)] = &[
     step!("check out both merchants in one payment", crate::market::demo_checkout),
     step!("pay (WeChat Pay notification, delivered twice)", crate::market::demo_pay),
     step!("merchants ship, buyer confirms receipt", crate::market::demo_ship_and_receive),
+    step!("a merchant pays its deposit (保证金)", crate::governance::demo_deposit),
+    step!("a late shipment becomes a penalty and a deposit deduction", crate::governance::demo_late_shipment),
+    step!("the merchant appeals; upheld, the deposit is restored", crate::governance::demo_appeal),
+    step!("a return becomes a refund", crate::governance::demo_return),
+    step!("a review, the merchant's reply, the score and the ledger audit", crate::governance::demo_review_and_score),
 ];
 
 pub async fn run(base: &str, state: &AppState) -> bool {
@@ -60,6 +67,7 @@ pub async fn run(base: &str, state: &AppState) -> bool {
         shared_link: None,
         promoter: None,
         group_id: None,
+        late_penalty: None,
         http,
     };
     println!("demo: the buyer journey against {base}");

@@ -8,6 +8,7 @@
 
 mod api;
 mod demo;
+mod governance;
 mod login;
 mod market;
 mod pay;
@@ -59,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .merge(pay::routes(&state))
         .merge(push::routes(&state))
         .merge(market::routes())
+        .merge(governance::routes())
         .with_state(state)
 }
 

@@ -105,6 +105,11 @@ str_enum! {
         ClosePrepay,
         /// Call WeChat Pay to refund (external).
         Refund,
+        /// A governance deadline (after-sale case, deposit grace, settlement window, restriction end,
+        /// fake-shipment check); the aggregate type says which.
+        Governance,
+        /// A governance call to WeChat Pay (profit sharing, compensation) (external).
+        GovernanceCall,
     }
 }
 
@@ -112,7 +117,7 @@ impl TimerAction {
     /// Calls a gateway (at least once, retried with backoff) rather than changing state in one
     /// transaction.
     pub fn is_external(self) -> bool {
-        matches!(self, TimerAction::ClosePrepay | TimerAction::Refund)
+        matches!(self, TimerAction::ClosePrepay | TimerAction::Refund | TimerAction::GovernanceCall)
     }
 }
 

@@ -179,6 +179,70 @@ pub struct ShippingUpload {
     pub upload_time: DateTime<Utc>,
 }
 
+/// One receiver of a profit-sharing request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfitShareReceiver {
+    /// WeChat's receiver type: `MERCHANT_ID` or `PERSONAL_OPENID`.
+    pub receiver_type: String,
+    /// The merchant id or openid.
+    pub account: String,
+    /// Amount.
+    pub amount: Money,
+    /// Why (shown to the receiver).
+    pub description: String,
+}
+
+/// Share a paid transaction out to receivers (分账, `POST /v3/profitsharing/orders`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfitShareRequest {
+    /// `out_order_no`: idempotent at WeChat Pay.
+    pub out_order_no: String,
+    /// The transaction shared.
+    pub transaction_id: String,
+    /// The paying sub-merchant, in partner or combined mode.
+    pub sub_mchid: Option<String>,
+    /// Receivers other than the merchant (empty: only unfreeze).
+    pub receivers: Vec<ProfitShareReceiver>,
+    /// Release whatever is not shared to the merchant (`unfreeze_unsplit`).
+    pub unfreeze_unsplit: bool,
+}
+
+/// What WeChat Pay said about a profit-sharing request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfitShareTicket {
+    /// WeChat Pay's profit-sharing order id.
+    pub order_id: String,
+    /// Already finished (otherwise processing; a query concludes it).
+    pub finished: bool,
+}
+
+/// Pay a buyer compensation that is not a refund of their payment: out of a merchant's deposit
+/// (`DEPOSIT_COMPENSATION`) or advanced by the platform (`PLATFORM_AFTER_SALES_COMPENSATION`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompensationRequest {
+    /// Our id (idempotent).
+    pub out_no: String,
+    /// WeChat Pay's business type.
+    pub business_type: String,
+    /// The buyer.
+    pub payer_openid: String,
+    /// The merchant whose deposit pays, if any.
+    pub sub_mchid: Option<String>,
+    /// Amount.
+    pub amount: Money,
+    /// Shown to the buyer.
+    pub description: String,
+}
+
+/// What WeChat Pay said about a compensation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompensationTicket {
+    /// WeChat Pay's id.
+    pub id: String,
+    /// Already succeeded.
+    pub succeeded: bool,
+}
+
 /// WeChat Pay, as the marketplace needs it.
 #[async_trait]
 pub trait PaymentGateway: Send + Sync + fmt::Debug {
@@ -188,6 +252,14 @@ pub trait PaymentGateway: Send + Sync + fmt::Debug {
     async fn close(&self, req: &CloseRequest) -> crate::Result<()>;
     /// Requests a refund (idempotent by `out_refund_no`).
     async fn refund(&self, req: &RefundRequest) -> crate::Result<RefundTicket>;
+    /// Shares a transaction out (idempotent by `out_order_no`). Gateways without profit sharing refuse.
+    async fn profit_share(&self, req: &ProfitShareRequest) -> crate::Result<ProfitShareTicket> {
+        Err(crate::Error::Config(format!("this payment gateway cannot share {} out", req.out_order_no)))
+    }
+    /// Pays a buyer compensation (idempotent by `out_no`). Gateways without it refuse.
+    async fn compensate(&self, req: &CompensationRequest) -> crate::Result<CompensationTicket> {
+        Err(crate::Error::Config(format!("this payment gateway cannot pay compensation {}", req.out_no)))
+    }
 }
 
 /// WeChat shipping-info management, as the marketplace needs it.
@@ -208,6 +280,10 @@ pub enum GatewayCall {
     Refund(RefundRequest),
     /// `upload`.
     Ship(ShippingUpload),
+    /// `profit_share`.
+    ProfitShare(ProfitShareRequest),
+    /// `compensate`.
+    Compensate(CompensationRequest),
 }
 
 /// An in-memory gateway that succeeds (unless told to fail) and records every call.
@@ -223,7 +299,8 @@ impl RecordingGateway {
         self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Makes the next call of `op` (`"prepay"`, `"close"`, `"refund"`, `"ship"`) fail; a `transient`
+    /// Makes the next call of `op` (`"prepay"`, `"close"`, `"refund"`, `"ship"`,
+    /// `"profit_share"`, `"compensate"`) fail; a `transient`
     /// failure is retryable (WeChat Pay's `SYSTEM_ERROR`), otherwise it is final (`PARAM_ERROR`).
     pub fn fail_next(&self, op: &'static str, transient: bool) {
         self.failures.lock().unwrap_or_else(|p| p.into_inner()).push((op, transient));
@@ -270,6 +347,16 @@ impl PaymentGateway for RecordingGateway {
     async fn refund(&self, req: &RefundRequest) -> crate::Result<RefundTicket> {
         self.record("refund", GatewayCall::Refund(req.clone()))?;
         Ok(RefundTicket { refund_id: format!("wxrefund_{}", req.out_refund_no), succeeded: true })
+    }
+
+    async fn profit_share(&self, req: &ProfitShareRequest) -> crate::Result<ProfitShareTicket> {
+        self.record("profit_share", GatewayCall::ProfitShare(req.clone()))?;
+        Ok(ProfitShareTicket { order_id: format!("wxshare_{}", req.out_order_no), finished: true })
+    }
+
+    async fn compensate(&self, req: &CompensationRequest) -> crate::Result<CompensationTicket> {
+        self.record("compensate", GatewayCall::Compensate(req.clone()))?;
+        Ok(CompensationTicket { id: format!("wxcomp_{}", req.out_no), succeeded: true })
     }
 }
 
@@ -467,5 +554,31 @@ impl PaymentGateway for WechatPayGateway {
             refund_id: out.refund_id,
             succeeded: out.status == crate::pay::refunds::RefundStatus::Success,
         })
+    }
+
+    /// `POST /v3/profitsharing/orders` (the receivers must have been added with `add_receiver`), or
+    /// `/orders/unfreeze` when nothing is shared.
+    async fn profit_share(&self, req: &ProfitShareRequest) -> crate::Result<ProfitShareTicket> {
+        use crate::pay::profitsharing::{CreateOrder, OrderReceiver, OrderState};
+        let ps = self.client.profit_sharing();
+        let order = if req.receivers.is_empty() {
+            ps.unfreeze(&req.transaction_id, &req.out_order_no, "解冻给商户", req.sub_mchid.as_deref()).await?
+        } else {
+            let mut o = CreateOrder::new(&self.appid, &req.transaction_id, &req.out_order_no, req.unfreeze_unsplit);
+            if let Some(m) = &req.sub_mchid {
+                o = o.sub_mchid(m);
+            }
+            for r in &req.receivers {
+                o = o.receiver(OrderReceiver {
+                    kind: r.receiver_type.clone(),
+                    account: r.account.clone(),
+                    name: None,
+                    amount: r.amount.as_fen(),
+                    description: r.description.clone(),
+                });
+            }
+            ps.create_order(o).await?
+        };
+        Ok(ProfitShareTicket { order_id: order.order_id, finished: order.state == OrderState::Finished })
     }
 }

@@ -11,6 +11,8 @@
 //!   itself), implemented over the crate's clients by [`WechatPayGateway`] (WeChat Pay v3: JSAPI,
 //!   partner, combined payment, close, refund) and [`MpShippingGateway`] (shipping-info upload), and in
 //!   memory by [`RecordingGateway`];
+//! - [`governance`]: deposits, reviews and scores, after-sales, penalties, commissions, settlement and
+//!   the double-entry ledger they post to;
 //! - [`Market`]: the service that ties them together. Every state change is one transaction that
 //!   writes the new state, an audit row, an outbox event and any timers; lost races and serialization
 //!   failures are retried (bounded); external calls happen after commit, from durable timers.
@@ -98,6 +100,7 @@ pub mod clock;
 pub mod error;
 pub mod events;
 pub mod gateway;
+pub mod governance;
 pub mod inventory;
 pub mod merchant;
 pub mod money;
@@ -116,7 +119,8 @@ pub use clock::{Clock, ManualClock, SystemClock, new_id};
 pub use error::{MarketError, Result, Shortage};
 pub use events::{Actor, AuditEntry, OutboxEvent, Timer, TimerAction, TimerReport, TimerStatus};
 pub use gateway::{
-    CloseRequest, GatewayCall, LogisticsType, MpShippingGateway, PaymentGateway, PrepayRequest, PrepayTicket,
+    CloseRequest, CompensationRequest, CompensationTicket, GatewayCall, LogisticsType, MpShippingGateway,
+    PaymentGateway, PrepayRequest, PrepayTicket, ProfitShareReceiver, ProfitShareRequest, ProfitShareTicket,
     RecordingGateway, RefundRequest, RefundTicket, ShippingGateway, ShippingParcel, ShippingUpload, SubOrder,
     WechatPayGateway,
 };
@@ -125,5 +129,8 @@ pub use merchant::{Merchant, MerchantStatus, Restrictions};
 pub use money::Money;
 pub use order::{MerchantOrder, OrderDetail, OrderLine, OrderStatus, ShipItem, ShipRequest, Shipment, Step};
 pub use payment::{NoticeOutcome, PayMode, Payment, PaymentNotice, PaymentStatus, Refund, RefundStatus, SubOrderPaid};
-pub use service::{Checkout, Market, MarketBuilder, MarketConfig, NewMerchant, StockReconciliation};
+pub use service::{
+    CaseRequest, Checkout, DepositView, GOVERNANCE_CONSUMER, Market, MarketBuilder, MarketConfig, MerchantBalances,
+    NewMerchant, PenaltyLog, ReviewRequest, StockReconciliation,
+};
 pub use store::{Backend, MarketStore, StoreTx};

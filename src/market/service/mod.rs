@@ -19,11 +19,15 @@ use super::store::{MarketStore, StoreTx};
 mod cart;
 mod catalog;
 mod checkout;
+mod governance;
 mod merchants;
 mod orders;
 mod timers;
 
 pub use catalog::StockReconciliation;
+pub use governance::{
+    CONSUMER as GOVERNANCE_CONSUMER, CaseRequest, DepositView, MerchantBalances, PenaltyLog, ReviewRequest,
+};
 pub use merchants::NewMerchant;
 
 /// Tunables of a [`Market`].

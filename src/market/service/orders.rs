@@ -617,7 +617,7 @@ pub(super) async fn receive(
 
 /// Records a refund to request and its timer (the gateway call happens after commit).
 #[allow(clippy::too_many_arguments)]
-async fn request_refund(
+pub(super) async fn request_refund(
     tx: &mut dyn StoreTx,
     at: DateTime<Utc>,
     group: &CheckoutGroup,

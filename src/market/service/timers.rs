@@ -33,6 +33,9 @@ impl Market {
     /// this from several processes, twice, or late is harmless. A failing gateway call is retried later
     /// with backoff and marked Failed after `effect_max_attempts`.
     pub async fn run_due_timers(&self, now: DateTime<Utc>) -> Result<TimerReport> {
+        // Governance follows the marketplace's events (payments, shipments, receipts, refunds) before
+        // and after the timers, so what they cause is settled in the same run.
+        self.sync_governance_logged().await;
         let mut report = TimerReport::default();
         for _ in 0..MAX_BATCHES {
             let due = self.read().await?.due_timers(now, BATCH).await?;
@@ -62,6 +65,7 @@ impl Market {
                 break;
             }
         }
+        self.sync_governance_logged().await;
         Ok(report)
     }
 
@@ -149,7 +153,8 @@ impl Market {
                         .await?;
                 }
             }
-            TimerAction::ClosePrepay | TimerAction::Refund => {
+            TimerAction::Governance => self.fire_governance(&mut *tx, t, at).await?,
+            TimerAction::ClosePrepay | TimerAction::Refund | TimerAction::GovernanceCall => {
                 return Err(MarketError::invalid("external actions are fired by fire_external"));
             }
         }
@@ -177,6 +182,7 @@ impl Market {
         let call = match t.action {
             TimerAction::ClosePrepay => self.call_close(&t.aggregate_id).await,
             TimerAction::Refund => self.call_refund(&t.aggregate_id).await,
+            TimerAction::GovernanceCall => self.call_governance(t).await.map(|()| None),
             _ => Err(MarketError::invalid("not an external action")),
         };
         let attempts = t.attempts + 1;

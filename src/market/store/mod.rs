@@ -48,11 +48,14 @@ use super::money::Money;
 use super::order::{MerchantOrder, OrderLine, OrderStatus, Shipment};
 use super::payment::{Payment, Refund, RefundStatus};
 
+#[macro_use]
+pub mod governance;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+pub use governance::GovTx;
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
 #[cfg(feature = "sqlite")]
@@ -114,7 +117,7 @@ pub trait MarketStore: Send + Sync + fmt::Debug {
 /// Methods that return `bool` report whether their conditional write matched a row: `false` means a
 /// concurrent change won (or the row is missing) and nothing was written.
 #[async_trait]
-pub trait StoreTx: Send {
+pub trait StoreTx: GovTx + Send {
     /// Commits.
     async fn commit(self: Box<Self>) -> Result<()>;
 

@@ -111,3 +111,4 @@ impl MarketStore for PgStore {
 }
 
 sql_store_tx!(PgTx, Postgres);
+gov_store_tx!(PgTx, Postgres);

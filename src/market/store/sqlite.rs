@@ -106,3 +106,4 @@ impl MarketStore for SqliteStore {
 }
 
 sql_store_tx!(SqliteTx, Sqlite);
+gov_store_tx!(SqliteTx, Sqlite);
