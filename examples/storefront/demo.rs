@@ -19,6 +19,10 @@ pub struct Demo {
     pub shared_link: Option<String>,
     /// The promoter id of the buyer who shared (share.rs).
     pub promoter: Option<u64>,
+    /// The checkout group the market steps work on.
+    pub group_id: Option<String>,
+    /// The late-shipment penalty the governance steps appeal (governance.rs).
+    pub late_penalty: Option<String>,
     http: Http,
 }
 
@@ -42,12 +46,30 @@ const STEPS: &[(&str, StepFn)] = &[
     step!("the friend pays; the order credits the promoter", crate::shipping::demo_pay),
     step!("the merchant ships (and corrects once)", crate::shipping::demo_ship),
     step!("order, pay in the cashier, see it paid", crate::pay::demo_pay),
+    step!("browse the catalog", crate::market::demo_browse),
+    step!("fill a cart from two merchants (guest cart merged at login)", crate::market::demo_cart),
+    step!("check out both merchants in one payment", crate::market::demo_checkout),
+    step!("pay (WeChat Pay notification, delivered twice)", crate::market::demo_pay),
+    step!("merchants ship, buyer confirms receipt", crate::market::demo_ship_and_receive),
+    step!("a merchant pays its deposit (保证金)", crate::governance::demo_deposit),
+    step!("a late shipment becomes a penalty and a deposit deduction", crate::governance::demo_late_shipment),
+    step!("the merchant appeals; upheld, the deposit is restored", crate::governance::demo_appeal),
+    step!("a return becomes a refund", crate::governance::demo_return),
+    step!("a review, the merchant's reply, the score and the ledger audit", crate::governance::demo_review_and_score),
 ];
 
 pub async fn run(base: &str, state: &AppState) -> bool {
     let http = Http::new(wxshop::Endpoints::default(), HttpConfig::default()).expect("HTTP client");
-    let mut d =
-        Demo { base: base.to_string(), state: state.clone(), token: None, shared_link: None, promoter: None, http };
+    let mut d = Demo {
+        base: base.to_string(),
+        state: state.clone(),
+        token: None,
+        shared_link: None,
+        promoter: None,
+        group_id: None,
+        late_penalty: None,
+        http,
+    };
     println!("demo: the buyer journey against {base}");
     let mut ok = true;
     for (i, (name, f)) in STEPS.iter().enumerate() {
@@ -87,6 +109,38 @@ impl Demo {
         }
         if let Some(t) = bearer {
             req = req.header(AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {t}")).map_err(|e| e.to_string())?);
+        }
+        let resp = self.http.execute(&req, None).await.map_err(|e| e.to_string())?;
+        let json: serde_json::Value = if resp.body.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&resp.body).map_err(|e| format!("not JSON: {e}"))?
+        };
+        if resp.status >= 400 {
+            return Err(format!("HTTP {}: {json}", resp.status));
+        }
+        Ok(json)
+    }
+
+    /// Any method on a storefront path with extra headers; `anonymous` leaves out the session token.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        headers: &[(&'static str, String)],
+        anonymous: bool,
+    ) -> Result<serde_json::Value, String> {
+        let mut req = Request::new(method, Host::Absolute, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.body(Body::json(&b).map_err(|e| e.to_string())?);
+        }
+        if let (Some(t), false) = (&self.token, anonymous) {
+            req = req.header(AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {t}")).map_err(|e| e.to_string())?);
+        }
+        for (name, value) in headers {
+            let value = HeaderValue::from_str(value).map_err(|e| e.to_string())?;
+            req = req.header(reqwest::header::HeaderName::from_static(name), value);
         }
         let resp = self.http.execute(&req, None).await.map_err(|e| e.to_string())?;
         let json: serde_json::Value = if resp.body.is_empty() {

@@ -8,7 +8,9 @@
 
 mod api;
 mod demo;
+mod governance;
 mod login;
+mod market;
 mod pay;
 mod push;
 mod share;
@@ -33,6 +35,8 @@ pub struct AppState {
     pub emulator: Option<Arc<EmulatorHandle>>,
     /// Example-level profile data (phone numbers by openid).
     pub profiles: Arc<login::Profiles>,
+    /// The marketplace.
+    pub market: market::MarketState,
     /// Referral key, promoters and attributions.
     pub share: Arc<share::ShareState>,
     /// Paid orders.
@@ -55,10 +59,12 @@ pub fn router(state: AppState) -> Router {
         .merge(shipping::routes())
         .merge(pay::routes(&state))
         .merge(push::routes(&state))
+        .merge(market::routes())
+        .merge(governance::routes())
         .with_state(state)
 }
 
-async fn build_state() -> wxshop::Result<AppState> {
+async fn build_state(demo_mode: bool) -> wxshop::Result<AppState> {
     let (client, emulator) = match AppConfig::from_env() {
         Some(app) => {
             println!("using real WeChat for appid {}", app.appid);
@@ -72,6 +78,8 @@ async fn build_state() -> wxshop::Result<AppState> {
     };
     let sessions = Sessions::new(client.clone(), Arc::new(MemorySessionStore::default()));
     let pay = pay::pay_client(emulator.as_deref())?;
+    let market = market::build(demo_mode, &client, pay.clone()).await?;
+
     let admin_token: Arc<str> = match std::env::var("STOREFRONT_ADMIN_TOKEN") {
         Ok(t) if !t.is_empty() => t.into(),
         _ => hex::encode(rand::random::<[u8; 16]>()).into(),
@@ -87,6 +95,7 @@ async fn build_state() -> wxshop::Result<AppState> {
         pay,
         pay_orders: Arc::default(),
         inbox: Arc::default(),
+        market,
     })
 }
 
@@ -109,7 +118,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(demo_mode: bool) -> wxshop::Result<std::process::ExitCode> {
-    let state = build_state().await?;
+    let state = build_state(demo_mode).await?;
     let port: u16 = if demo_mode { 0 } else { std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3000) };
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
         .await
@@ -118,9 +127,11 @@ async fn run(demo_mode: bool) -> wxshop::Result<std::process::ExitCode> {
     let app = router(state.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let base = format!("http://{addr}");
+    state.market.serving_at(&base);
     if demo_mode {
         let ok = demo::run(&base, &state).await;
         server.abort();
+        state.market.shutdown().await;
         return Ok(if ok { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE });
     }
     println!("storefront listening on {base}");

@@ -101,6 +101,10 @@ pub fn notify_service(pay: PayClient, state: AppState) -> NotifyService {
     NotifyService::new(pay, move |n: Notification| {
         let state = state.clone();
         async move {
+            // Checkout payments belong to the marketplace; the rest are this module's orders.
+            if state.market.on_pay_notification(&n).await? {
+                return Ok(());
+            }
             match n.resource {
                 NotificationResource::Transaction(t) if t.is_paid() => {
                     let order = state.pay_orders.mark_paid(&t.out_trade_no, t.total(), t.transaction_id.clone())?;

@@ -1,1 +1,134 @@
-//! The marketplace (placeholder until the market issue lands).
+//! The marketplace: merchants, categories with versioned rules, catalog, inventory reservations,
+//! carts, multi-merchant checkout and orders, paid with WeChat Pay and shipped through WeChat's
+//! shipping-info management — on SQLite (default) or PostgreSQL (feature `postgres`).
+//!
+//! The pieces:
+//! - plain domain modules, which know nothing of storage: [`money`], [`merchant`], [`category`],
+//!   [`catalog`], [`inventory`], [`cart`], [`checkout`], [`order`], [`payment`], [`events`];
+//! - [`store`]: the [`MarketStore`] trait and its SQLite and PostgreSQL implementations (all SQL lives
+//!   there);
+//! - [`gateway`]: the [`PaymentGateway`] and [`ShippingGateway`] traits the WeChat Pay and shipping
+//!   clients implement (`market` never sends HTTP itself);
+//! - [`governance`]: deposits, reviews and scores, after-sales, penalties, commissions, settlement and
+//!   the double-entry ledger they post to;
+//! - [`Market`]: the service that ties them together. Every state change is one transaction that
+//!   writes the new state, an audit row, an outbox event and any timers; lost races and serialization
+//!   failures are retried (bounded); external calls happen after commit, from durable timers.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> wxshop::market::Result<()> {
+//! use std::sync::Arc;
+//! use wxshop::market::*;
+//!
+//! let gw = Arc::new(RecordingGateway::default());
+//! let market = Market::builder(store::open("sqlite::memory:").await?)
+//!     .payments(gw.clone())
+//!     .shipping(gw.clone())
+//!     .build()?;
+//!
+//! // A merchant selling tea, with 5 units in stock.
+//! let (tea, _rule) = market.create_category("Tea", None, RuleSpec::default()).await?;
+//! let shop = market.create_merchant(NewMerchant::new("Leaf & Co")).await?;
+//! market.approve_merchant(&shop.id).await?;
+//! market.grant_category(&shop.id, &tea.id).await?;
+//! let p = market.create_product(&shop.id, NewProduct {
+//!     category_id: tea.id.clone(), title: "Longjing".into(), description: String::new(),
+//!     skus: vec![NewSku { price: Money::fen(8800), ..Default::default() }],
+//! }).await?;
+//! market.list_product(&shop.id, &p.product.id).await?;
+//! let sku = &p.skus[0].id;
+//! market.set_stock(&shop.id, sku, 5).await?;
+//!
+//! // A buyer checks out 2 units and pays.
+//! let co = market.checkout(CheckoutRequest::new("openid-1", "k1", vec![CheckoutLine::new(sku, 2)])).await?;
+//! assert_eq!(co.group.total, Money::fen(17600));
+//! assert_eq!(market.stock(sku).await?.available(), 3);
+//! let notice = PaymentNotice {
+//!     notify_id: "n1".into(), out_trade_no: co.group.id.clone(), transaction_id: "t1".into(),
+//!     amount: co.group.total, paid_at: chrono::Utc::now(), sub_orders: vec![],
+//! };
+//! assert_eq!(market.handle_payment_notice(&notice).await?, NoticeOutcome::Paid);
+//! assert_eq!(market.handle_payment_notice(&notice).await?, NoticeOutcome::Duplicate);
+//! assert_eq!(market.order(&co.orders[0].id).await?.order.status, OrderStatus::Paid);
+//! # Ok(()) }
+//! ```
+
+/// Declares a fieldless enum stored by name, with `ALL`, `as_str`, `Display` and `FromStr`.
+macro_rules! str_enum {
+    ($(#[$m:meta])* pub enum $name:ident { $($(#[$vm:meta])* $v:ident,)+ }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        pub enum $name { $($(#[$vm])* $v,)+ }
+
+        impl $name {
+            /// Every value.
+            pub const ALL: &'static [$name] = &[$($name::$v,)+];
+
+            /// The stored name.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$v => stringify!($v),)+ }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = $crate::market::MarketError;
+            fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+                match s {
+                    $(stringify!($v) => Ok($name::$v),)+
+                    _ => Err($crate::market::MarketError::Invalid(format!(
+                        concat!("unknown ", stringify!($name), " {}"), s
+                    ))),
+                }
+            }
+        }
+    };
+}
+
+pub mod cart;
+pub mod catalog;
+pub mod category;
+pub mod checkout;
+pub mod clock;
+pub mod error;
+pub mod events;
+pub mod gateway;
+pub mod governance;
+pub mod inventory;
+pub mod merchant;
+pub mod money;
+pub mod order;
+pub mod payment;
+mod service;
+pub mod store;
+
+pub use cart::{CartChange, CartItem, CartLine, CartOwner, CartView, MerchantCart, merge_lines};
+pub use catalog::{
+    BrowseQuery, BrowseSort, Cursor, NewProduct, NewSku, Page, Product, ProductDetail, ProductStatus, Sku, SkuOffer,
+};
+pub use category::{Category, CategoryRule, RuleSpec, SevenDayReturn};
+pub use checkout::{CheckoutGroup, CheckoutLine, CheckoutRequest, GroupStatus, Plan, plan};
+pub use clock::{Clock, ManualClock, SystemClock, new_id};
+pub use error::{MarketError, Result, Shortage};
+pub use events::{Actor, AuditEntry, OutboxEvent, Timer, TimerAction, TimerReport, TimerStatus};
+pub use gateway::{
+    CloseRequest, CompensationRequest, CompensationTicket, GatewayCall, LogisticsType, MpShippingGateway,
+    PaymentGateway, PrepayRequest, PrepayTicket, ProfitShareReceiver, ProfitShareRequest, ProfitShareTicket,
+    RecordingGateway, RefundRequest, RefundTicket, ShippingGateway, ShippingParcel, ShippingUpload, SubOrder,
+    WechatPayGateway,
+};
+pub use inventory::{Demand, Movement, MovementKind, Reservation, ReservationStatus, StockLevel, aggregate_demand};
+pub use merchant::{Merchant, MerchantStatus, Restrictions};
+pub use money::Money;
+pub use order::{MerchantOrder, OrderDetail, OrderLine, OrderStatus, ShipItem, ShipRequest, Shipment, Step};
+pub use payment::{NoticeOutcome, PayMode, Payment, PaymentNotice, PaymentStatus, Refund, RefundStatus, SubOrderPaid};
+pub use service::{
+    CaseRequest, Checkout, DepositView, GOVERNANCE_CONSUMER, Market, MarketBuilder, MarketConfig, MerchantBalances,
+    NewMerchant, PenaltyLog, ReviewRequest, StockReconciliation,
+};
+pub use store::{Backend, MarketStore, StoreTx};

@@ -1,0 +1,723 @@
+//! Platform governance: after-sales and reviews for buyers; cases, replies, deposit, score, penalties and
+//! settlements for merchants; rules and decisions for the platform.
+//!
+//! Buyer routes (`Authorization: Bearer <session_token>`):
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /api/aftersales` `{order_id, line_no, kind, amount, reason, evidence?}` | open a case (`refund_only`, `return_refund`, `exchange`) |
+//! | `GET /api/aftersales/{id}` | a case with its history |
+//! | `POST /api/aftersales/{id}/return` `{company, number}` | upload the return waybill |
+//! | `POST /api/aftersales/{id}/cancel` · `/escalate` | withdraw, or escalate a rejection to the platform |
+//! | `POST /api/market/orders/{id}/lines/{line_no}/guarantee` `{kind, claim, reason}` | guarantee claim (保障单) |
+//! | `POST /api/market/orders/{id}/lines/{line_no}/review` `{ratings, text?, images?}` | review a received line (text through `msg_sec_check`) |
+//! | `POST /api/reviews/{id}/follow-up` `{text, images?}` · `/appeal` `{reason}` | follow up, appeal a moderation |
+//! | `GET /api/merchants/{id}/reviews` · `/score` | published reviews and the merchant score |
+//!
+//! Merchant routes (`X-Merchant-Key: <key>`):
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /api/merchant/aftersales` | cases, newest first |
+//! | `POST /api/merchant/aftersales/{id}/approve` · `/reject` `{reason}` · `/received` · `/refuse` `{reason}` · `/reship` `{company, number}` | answer a case |
+//! | `POST /api/merchant/reviews/{id}/reply` `{text}` | reply to a review (once) |
+//! | `GET /api/merchant/deposit` · `POST /api/merchant/deposit/exit` · `/refund` | deposit (保证金), exit, refund |
+//! | `POST /api/merchant/deposit/pay/simulate` `{amount}` | emulator mode: a confirmed WeChat Pay pay-in |
+//! | `GET /api/merchant/score` · `/penalties` · `/balances` · `/settlements` | score, penalty log, ledger, settlements |
+//! | `POST /api/merchant/penalties/{id}/appeal` `{reason}` | appeal a penalty |
+//! | `POST /api/merchant/settlements/{order_id}/payout` | withdraw a released settlement |
+//!
+//! Platform routes (`Authorization: Bearer <STOREFRONT_ADMIN_TOKEN>`):
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /admin/governance/config` · `PUT` `{…GovernanceConfig}` | every governance policy |
+//! | `PUT /admin/governance/commission-rules` `{…CommissionRule}` | add or change a commission rule |
+//! | `GET /admin/governance/merchants/{id}/disputes` | a merchant's disputes |
+//! | `POST /admin/governance/disputes/{id}/decide` `{outcome, refund?, payer?, note}` | decide a dispute |
+//! | `POST /admin/governance/violations` `{merchant_id, rule_code, detail, order_id?, product_ids?}` | file a manual violation |
+//! | `POST /admin/governance/penalties/{id}/confirm` · `/dismiss` `{note}` · `/appeal` `{upheld, note}` | review a penalty |
+//! | `POST /admin/governance/reviews/{id}/moderate` `{status, note}` · `/appeal` `{restore}` | moderate a review |
+//! | `GET /admin/governance/ledger/audit` | the ledger checked against itself |
+//! | `POST /admin/governance/timers/run` `{advance_hours}` | emulator mode: run the timers as if time had passed |
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use wxshop::market::governance::aftersale::{CaseKind, Decision, DisputeKind, Payer, Waybill};
+use wxshop::market::governance::commission::CommissionRule;
+use wxshop::market::governance::review::{Ratings, ReviewStatus, TextVerdict};
+use wxshop::market::governance::{GovError, GovernanceConfig};
+use wxshop::market::{CaseRequest, Money, ReviewRequest};
+
+use crate::AppState;
+use crate::api::{ApiError, Buyer};
+use crate::demo::Demo;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/aftersales", post(open_case))
+        .route("/api/aftersales/{id}", get(case))
+        .route("/api/aftersales/{id}/return", post(upload_return))
+        .route("/api/aftersales/{id}/cancel", post(cancel_case))
+        .route("/api/aftersales/{id}/escalate", post(escalate))
+        .route("/api/market/orders/{id}/lines/{line_no}/guarantee", post(guarantee))
+        .route("/api/market/orders/{id}/lines/{line_no}/review", post(review))
+        .route("/api/reviews/{id}/follow-up", post(follow_up))
+        .route("/api/reviews/{id}/appeal", post(appeal_review))
+        .route("/api/merchants/{id}/reviews", get(public_reviews))
+        .route("/api/merchants/{id}/score", get(public_score))
+        .route("/api/merchant/aftersales", get(merchant_cases))
+        .route("/api/merchant/aftersales/{id}/{action}", post(answer_case))
+        .route("/api/merchant/reviews/{id}/reply", post(reply))
+        .route("/api/merchant/deposit", get(deposit))
+        .route("/api/merchant/deposit/exit", post(deposit_exit))
+        .route("/api/merchant/deposit/refund", post(deposit_refund))
+        .route("/api/merchant/deposit/pay/simulate", post(deposit_pay))
+        .route("/api/merchant/score", get(score))
+        .route("/api/merchant/penalties", get(penalties))
+        .route("/api/merchant/penalties/{id}/appeal", post(appeal_penalty))
+        .route("/api/merchant/balances", get(balances))
+        .route("/api/merchant/settlements", get(settlements))
+        .route("/api/merchant/settlements/{order_id}/payout", post(payout))
+        .route("/admin/governance/config", get(get_config).put(put_config))
+        .route("/admin/governance/commission-rules", put(put_commission))
+        .route("/admin/governance/merchants/{id}/disputes", get(disputes))
+        .route("/admin/governance/disputes/{id}/decide", post(decide))
+        .route("/admin/governance/violations", post(file_violation))
+        .route("/admin/governance/penalties/{id}/{action}", post(review_penalty))
+        .route("/admin/governance/reviews/{id}/{action}", post(moderate))
+        .route("/admin/governance/ledger/audit", get(audit))
+        .route("/admin/governance/timers/run", post(run_timers))
+}
+
+/// A governance error as `{"error", "kind"}` with a fitting status.
+pub struct GovApiError(GovError);
+
+impl From<GovError> for GovApiError {
+    fn from(e: GovError) -> Self {
+        GovApiError(e)
+    }
+}
+
+impl From<wxshop::market::MarketError> for GovApiError {
+    fn from(e: wxshop::market::MarketError) -> Self {
+        GovApiError(GovError::Market(e))
+    }
+}
+
+impl IntoResponse for GovApiError {
+    fn into_response(self) -> Response {
+        use GovError as E;
+        let status = match &self.0 {
+            E::NotFound { .. } => StatusCode::NOT_FOUND,
+            E::Invalid(_) => StatusCode::BAD_REQUEST,
+            E::Forbidden(_) => StatusCode::FORBIDDEN,
+            E::Market(m) if m.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
+            E::Market(wxshop::market::MarketError::NotFound { .. }) => StatusCode::NOT_FOUND,
+            E::Market(wxshop::market::MarketError::Invalid(_)) => StatusCode::BAD_REQUEST,
+            E::Market(wxshop::market::MarketError::Store { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
+            E::Market(wxshop::market::MarketError::Gateway(_)) => StatusCode::BAD_GATEWAY,
+            _ => StatusCode::CONFLICT,
+        };
+        (status, Json(json!({ "error": self.0.to_string(), "kind": self.0.code() }))).into_response()
+    }
+}
+
+type Answer = Result<Json<Value>, GovApiError>;
+
+fn ok(v: impl serde::Serialize) -> Answer {
+    Ok(Json(serde_json::to_value(v).map_err(|e| GovError::Invalid(e.to_string()))?))
+}
+
+/// The merchant of `X-Merchant-Key`.
+pub struct MerchantKey(String);
+
+impl FromRequestParts<AppState> for MerchantKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let key = parts.headers.get("x-merchant-key").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        state
+            .market
+            .merchant_keys
+            .get(key)
+            .map(|id| MerchantKey(id.clone()))
+            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown X-Merchant-Key"))
+    }
+}
+
+/// The platform operator (`Authorization: Bearer <STOREFRONT_ADMIN_TOKEN>`), compared in constant time.
+pub struct Platform;
+
+impl FromRequestParts<AppState> for Platform {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let given = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if wxshop::crypto::sig::ct_eq(given.as_bytes(), state.admin_token.as_bytes()) {
+            Ok(Platform)
+        } else {
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "platform routes need Authorization: Bearer <STOREFRONT_ADMIN_TOKEN>",
+            ))
+        }
+    }
+}
+
+fn emulator_only(s: &AppState) -> Result<(), GovApiError> {
+    if s.emulator.is_none() {
+        return Err(GovError::Forbidden("only against the emulator".into()).into());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- buyer
+
+async fn open_case(State(s): State<AppState>, b: Buyer, Json(req): Json<CaseRequest>) -> Answer {
+    ok(s.market.market.open_case(&b.openid, &req).await?)
+}
+
+async fn case(State(s): State<AppState>, b: Buyer, Path(id): Path<String>) -> Answer {
+    let c = s.market.market.case(&id).await?;
+    if c.buyer_id != b.openid {
+        return Err(GovError::NotFound { entity: "case", id }.into());
+    }
+    ok(c)
+}
+
+async fn upload_return(State(s): State<AppState>, b: Buyer, Path(id): Path<String>, Json(w): Json<Waybill>) -> Answer {
+    ok(s.market.market.upload_return(&b.openid, &id, w).await?)
+}
+
+async fn cancel_case(State(s): State<AppState>, b: Buyer, Path(id): Path<String>) -> Answer {
+    ok(s.market.market.cancel_case(&b.openid, &id).await?)
+}
+
+async fn escalate(State(s): State<AppState>, b: Buyer, Path(id): Path<String>) -> Answer {
+    ok(s.market.market.escalate_case(&b.openid, &id).await?)
+}
+
+#[derive(Deserialize)]
+struct GuaranteeBody {
+    kind: DisputeKind,
+    claim: Money,
+    reason: String,
+}
+
+async fn guarantee(
+    State(s): State<AppState>,
+    b: Buyer,
+    Path((order_id, line_no)): Path<(String, i64)>,
+    Json(g): Json<GuaranteeBody>,
+) -> Answer {
+    ok(s.market.market.open_guarantee_claim(&b.openid, &order_id, line_no, g.kind, g.claim, &g.reason).await?)
+}
+
+#[derive(Deserialize)]
+struct ReviewBody {
+    ratings: Ratings,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    images: Vec<String>,
+}
+
+/// WeChat's content check (`msg_sec_check` v2, scene "comment") of review text: its `suggest` decides
+/// whether the review is published, held for moderation or rejected.
+async fn text_verdict(s: &AppState, openid: &str, text: &str) -> Result<TextVerdict, GovApiError> {
+    if text.trim().is_empty() {
+        return Ok(TextVerdict::Pass);
+    }
+    let r = s
+        .client
+        .security()
+        .msg_sec_check(openid, wxshop::mp::security::Scene::Comment, text)
+        .await
+        .map_err(wxshop::market::MarketError::from)?;
+    // An unknown suggestion is treated as "needs a person".
+    Ok(TextVerdict::parse(&r.result.suggest).unwrap_or(TextVerdict::Review))
+}
+
+async fn review(
+    State(s): State<AppState>,
+    b: Buyer,
+    Path((order_id, line_no)): Path<(String, i64)>,
+    Json(r): Json<ReviewBody>,
+) -> Answer {
+    let verdict = text_verdict(&s, &b.openid, &r.text).await?;
+    let req = ReviewRequest { order_id, line_no, ratings: r.ratings, text: r.text, images: r.images };
+    ok(s.market.market.submit_review(&b.openid, &req, verdict).await?)
+}
+
+#[derive(Deserialize)]
+struct FollowUpBody {
+    text: String,
+    #[serde(default)]
+    images: Vec<String>,
+}
+
+async fn follow_up(State(s): State<AppState>, b: Buyer, Path(id): Path<String>, Json(f): Json<FollowUpBody>) -> Answer {
+    let v = text_verdict(&s, &b.openid, &f.text).await?;
+    ok(s.market.market.follow_up_review(&b.openid, &id, &f.text, f.images, v).await?)
+}
+
+#[derive(Deserialize)]
+struct ReasonBody {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn appeal_review(
+    State(s): State<AppState>,
+    b: Buyer,
+    Path(id): Path<String>,
+    Json(r): Json<ReasonBody>,
+) -> Answer {
+    ok(s.market.market.appeal_review(&b.openid, &id, &r.reason).await?)
+}
+
+async fn public_reviews(State(s): State<AppState>, Path(id): Path<String>) -> Answer {
+    ok(s.market.market.merchant_reviews(&id, false, 50).await?)
+}
+
+async fn public_score(State(s): State<AppState>, Path(id): Path<String>) -> Answer {
+    ok(s.market.market.merchant_score(&id).await?)
+}
+
+// ---------------------------------------------------------------- merchant
+
+async fn merchant_cases(State(s): State<AppState>, me: MerchantKey) -> Answer {
+    ok(s.market.market.merchant_cases(&me.0, 100).await?)
+}
+
+#[derive(Deserialize, Default)]
+struct AnswerBody {
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    company: String,
+    #[serde(default)]
+    number: String,
+}
+
+async fn answer_case(
+    State(s): State<AppState>,
+    me: MerchantKey,
+    Path((id, action)): Path<(String, String)>,
+    body: Option<Json<AnswerBody>>,
+) -> Answer {
+    let m = &s.market.market;
+    let b = body.map(|Json(b)| b).unwrap_or_default();
+    let c = match action.as_str() {
+        "approve" => m.approve_case(&me.0, &id).await?,
+        "reject" => m.reject_case(&me.0, &id, &b.reason).await?,
+        "received" => m.confirm_return_received(&me.0, &id).await?,
+        "refuse" => m.refuse_returned_goods(&me.0, &id, &b.reason).await?,
+        "reship" => m.ship_replacement(&me.0, &id, Waybill { company: b.company, number: b.number }).await?,
+        other => return Err(GovError::Invalid(format!("unknown action {other}")).into()),
+    };
+    ok(c)
+}
+
+#[derive(Deserialize)]
+struct TextBody {
+    text: String,
+}
+
+async fn reply(State(s): State<AppState>, me: MerchantKey, Path(id): Path<String>, Json(t): Json<TextBody>) -> Answer {
+    ok(s.market.market.reply_review(&me.0, &id, &t.text).await?)
+}
+
+async fn deposit(State(s): State<AppState>, me: MerchantKey) -> Answer {
+    ok(s.market.market.refresh_deposit_requirement(&me.0).await?)
+}
+
+async fn deposit_exit(State(s): State<AppState>, me: MerchantKey) -> Answer {
+    ok(s.market.market.request_deposit_exit(&me.0).await?)
+}
+
+async fn deposit_refund(State(s): State<AppState>, me: MerchantKey) -> Answer {
+    ok(s.market.market.refund_deposit(&me.0).await?)
+}
+
+#[derive(Deserialize)]
+struct AmountBody {
+    amount: Money,
+}
+
+/// Emulator mode: plays WeChat Pay confirming the merchant's deposit payment.
+async fn deposit_pay(State(s): State<AppState>, me: MerchantKey, Json(a): Json<AmountBody>) -> Answer {
+    emulator_only(&s)?;
+    let txn = format!("4200dep{}", wxshop::market::new_id());
+    ok(s.market.market.deposit_paid_in(&me.0, &txn, a.amount).await?)
+}
+
+async fn score(State(s): State<AppState>, me: MerchantKey) -> Answer {
+    ok(s.market.market.merchant_score(&me.0).await?)
+}
+
+async fn penalties(State(s): State<AppState>, me: MerchantKey) -> Answer {
+    ok(s.market.market.penalty_log(&me.0).await?)
+}
+
+async fn appeal_penalty(
+    State(s): State<AppState>,
+    me: MerchantKey,
+    Path(id): Path<String>,
+    Json(r): Json<ReasonBody>,
+) -> Answer {
+    ok(s.market.market.appeal_penalty(&me.0, &id, &r.reason).await?)
+}
+
+async fn balances(State(s): State<AppState>, me: MerchantKey) -> Answer {
+    ok(s.market.market.merchant_balances(&me.0).await?)
+}
+
+async fn settlements(State(s): State<AppState>, me: MerchantKey) -> Answer {
+    ok(s.market.market.merchant_settlements(&me.0, 100).await?)
+}
+
+async fn payout(State(s): State<AppState>, me: MerchantKey, Path(order_id): Path<String>) -> Answer {
+    ok(s.market.market.payout_settlement(&me.0, &order_id).await?)
+}
+
+// ---------------------------------------------------------------- platform
+
+async fn get_config(State(s): State<AppState>, _: Platform) -> Answer {
+    ok(s.market.market.governance_config().await?)
+}
+
+async fn put_config(State(s): State<AppState>, _: Platform, Json(cfg): Json<GovernanceConfig>) -> Answer {
+    s.market.market.set_governance_config(&cfg).await?;
+    ok(cfg)
+}
+
+async fn put_commission(State(s): State<AppState>, _: Platform, Json(rule): Json<CommissionRule>) -> Answer {
+    ok(s.market.market.put_commission_rule(rule).await?)
+}
+
+async fn disputes(State(s): State<AppState>, _: Platform, Path(id): Path<String>) -> Answer {
+    ok(s.market.market.merchant_disputes(&id, 100).await?)
+}
+
+#[derive(Deserialize)]
+struct DecideBody {
+    outcome: String,
+    #[serde(default)]
+    refund: Money,
+    #[serde(default)]
+    payer: Option<Payer>,
+    #[serde(default)]
+    note: String,
+}
+
+async fn decide(State(s): State<AppState>, _: Platform, Path(id): Path<String>, Json(b): Json<DecideBody>) -> Answer {
+    let decision = match b.outcome.as_str() {
+        "buyer_wins" => Decision::BuyerWins { refund: b.refund, payer: b.payer.unwrap_or(Payer::Merchant) },
+        "merchant_wins" => Decision::MerchantWins,
+        other => return Err(GovError::Invalid(format!("outcome {other}: buyer_wins or merchant_wins")).into()),
+    };
+    ok(s.market.market.decide_dispute(&id, decision, &b.note).await?)
+}
+
+#[derive(Deserialize)]
+struct ViolationBody {
+    merchant_id: String,
+    rule_code: String,
+    detail: String,
+    #[serde(default)]
+    order_id: Option<String>,
+    #[serde(default)]
+    product_ids: Vec<String>,
+}
+
+async fn file_violation(State(s): State<AppState>, _: Platform, Json(v): Json<ViolationBody>) -> Answer {
+    let m = &s.market.market;
+    ok(m.file_violation(&v.merchant_id, &v.rule_code, &v.detail, v.order_id.as_deref(), v.product_ids).await?)
+}
+
+#[derive(Deserialize, Default)]
+struct DecisionBody {
+    #[serde(default)]
+    upheld: bool,
+    #[serde(default)]
+    restore: bool,
+    #[serde(default)]
+    note: String,
+    #[serde(default)]
+    status: Option<ReviewStatus>,
+}
+
+async fn review_penalty(
+    State(s): State<AppState>,
+    _: Platform,
+    Path((id, action)): Path<(String, String)>,
+    body: Option<Json<DecisionBody>>,
+) -> Answer {
+    let m = &s.market.market;
+    let b = body.map(|Json(b)| b).unwrap_or_default();
+    match action.as_str() {
+        "confirm" => ok(m.confirm_penalty(&id).await?),
+        "dismiss" => ok(m.dismiss_penalty(&id, &b.note).await?),
+        "appeal" => ok(m.decide_penalty_appeal(&id, b.upheld, &b.note).await?),
+        other => Err(GovError::Invalid(format!("unknown action {other}")).into()),
+    }
+}
+
+async fn moderate(
+    State(s): State<AppState>,
+    _: Platform,
+    Path((id, action)): Path<(String, String)>,
+    Json(b): Json<DecisionBody>,
+) -> Answer {
+    let m = &s.market.market;
+    match action.as_str() {
+        "moderate" => {
+            let to = b.status.ok_or_else(|| GovError::Invalid("status is required".into()))?;
+            ok(m.moderate_review(&id, to, &b.note).await?)
+        }
+        "appeal" => ok(m.decide_review_appeal(&id, b.restore).await?),
+        other => Err(GovError::Invalid(format!("unknown action {other}")).into()),
+    }
+}
+
+async fn audit(State(s): State<AppState>, _: Platform) -> Answer {
+    let a = s.market.market.ledger_audit().await?;
+    ok(json!({ "total": a.total, "mismatches": a.mismatches, "unbalanced": a.unbalanced,
+               "clean": a.total == 0 && a.mismatches.is_empty() && a.unbalanced.is_empty() }))
+}
+
+#[derive(Deserialize)]
+struct RunBody {
+    #[serde(default)]
+    advance_hours: i64,
+}
+
+/// Emulator mode: runs the marketplace's timers as if `advance_hours` had passed (deadlines due by then
+/// fire now), so the demo can show a 48-hour rule without waiting 48 hours.
+async fn run_timers(State(s): State<AppState>, _: Platform, Json(b): Json<RunBody>) -> Answer {
+    emulator_only(&s)?;
+    if !(0..=24 * 400).contains(&b.advance_hours) {
+        return Err(GovError::Invalid("advance_hours within 0..=9600".into()).into());
+    }
+    let m = &s.market.market;
+    let at = m.now() + chrono::Duration::hours(b.advance_hours);
+    let mut fired = 0;
+    for _ in 0..3 {
+        fired += m.run_due_timers(at).await?.fired;
+    }
+    ok(json!({ "fired": fired, "as_of": at }))
+}
+
+// ---------------------------------------------------------------- demo
+
+fn key_of(d: &Demo, name: &str) -> Result<(String, String), String> {
+    let id = d.state.market.seeded.iter().find(|(n, _)| n == name).map(|(_, id)| id.clone()).ok_or("not seeded")?;
+    let key = d
+        .state
+        .market
+        .merchant_keys
+        .iter()
+        .find(|(_, m)| **m == id)
+        .map(|(k, _)| k.clone())
+        .ok_or_else(|| format!("no key for {name}"))?;
+    Ok((id, key))
+}
+
+async fn as_merchant(
+    d: &Demo,
+    name: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value, String> {
+    let (_, key) = key_of(d, name)?;
+    d.call(method, path, body, &[("x-merchant-key", key)], false).await
+}
+
+async fn as_platform(d: &Demo, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+    let token = d.state.admin_token.to_string();
+    d.call(method, path, body, &[("authorization", format!("Bearer {token}"))], true).await
+}
+
+/// Demo: the platform asks ¥100 of deposit per merchant; Leaf & Co pays it in through WeChat Pay.
+pub async fn demo_deposit(d: &mut Demo) -> Result<String, String> {
+    let mut cfg = as_platform(d, reqwest::Method::GET, "/admin/governance/config", None).await?;
+    cfg["deposit"]["requirement"] = json!({ "kind": "fixed", "fen": 10_000 });
+    as_platform(d, reqwest::Method::PUT, "/admin/governance/config", Some(cfg)).await?;
+    let before = as_merchant(d, "Leaf & Co", reqwest::Method::GET, "/api/merchant/deposit", None).await?;
+    let paid = as_merchant(
+        d,
+        "Leaf & Co",
+        reqwest::Method::POST,
+        "/api/merchant/deposit/pay/simulate",
+        Some(json!({ "amount": 10_000 })),
+    )
+    .await?;
+    if before["account"]["status"] != "unfunded" || paid["account"]["status"] != "funded" {
+        return Err(format!("expected unfunded then funded: {before} / {paid}"));
+    }
+    Ok(format!("required {}, paid in, status funded", Money::fen(paid["account"]["required"].as_i64().unwrap_or(0))))
+}
+
+/// Demo: an order nobody ships; 49 hours later it is a late-shipment penalty and the buyer is
+/// compensated out of the deposit.
+pub async fn demo_late_shipment(d: &mut Demo) -> Result<String, String> {
+    let (leaf, _) = key_of(d, "Leaf & Co")?;
+    let page = d.get(&format!("/api/products?merchant={leaf}&limit=1")).await?;
+    let pid = page["items"][0]["id"].as_str().ok_or("no product")?.to_string();
+    let p = d.get(&format!("/api/products/{pid}")).await?;
+    let sku = p["skus"][0]["id"].as_str().ok_or("no sku")?.to_string();
+    let co = d
+        .post("/api/checkout", json!({ "idempotency_key": "demo-late-1", "lines": [{ "sku_id": sku, "qty": 1 }] }))
+        .await?;
+    let group = co["group"]["id"].as_str().ok_or("no group")?.to_string();
+    let first = co["orders"][0]["id"].as_str().ok_or("no order")?.to_string();
+    // The buyer pays in the emulator's cashier; the notification marks the order paid.
+    let emu = d.state.emulator.clone().ok_or("the demo pays in the emulator's cashier")?;
+    let mchid = d.state.pay.as_ref().ok_or("WeChat Pay is not configured")?.mchid().to_string();
+    // A one-merchant checkout is one JSAPI payment of the group; a combined one is paid by any sub-order.
+    let out_trade_no = if co["payment"]["mode"] == "Combine" { first } else { group.clone() };
+    emu.cashier_pay(&mchid, &out_trade_no).await.map_err(|e| e.to_string())?;
+    for _ in 0..100 {
+        if d.get(&format!("/api/checkout/{group}")).await?["group"]["status"] == "Paid" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let before = as_merchant(d, "Leaf & Co", reqwest::Method::GET, "/api/merchant/penalties", None).await?;
+    let run =
+        as_platform(d, reqwest::Method::POST, "/admin/governance/timers/run", Some(json!({ "advance_hours": 49 })))
+            .await?;
+    let log = as_merchant(d, "Leaf & Co", reqwest::Method::GET, "/api/merchant/penalties", None).await?;
+    let rec = log["records"].as_array().and_then(|r| r.iter().find(|r| r["rule_code"] == "late_shipment")).cloned();
+    let rec = rec.ok_or_else(|| format!("no late-shipment penalty (before {before}, run {run}): {log}"))?;
+    let dep = as_merchant(d, "Leaf & Co", reqwest::Method::GET, "/api/merchant/deposit", None).await?;
+    let balance = dep["balance"].as_i64().unwrap_or(0);
+    if balance >= 10_000 {
+        return Err(format!("the deposit was not deducted: {dep}"));
+    }
+    d.late_penalty = rec["id"].as_str().map(str::to_string);
+    Ok(format!(
+        "penalty {} (minusScore {}, status {}); deposit {} → {} ({}), {} compensation owed to the buyer",
+        rec["rule_code"].as_str().unwrap_or("?"),
+        rec["minusScore"],
+        rec["status"],
+        Money::fen(10_000),
+        Money::fen(balance),
+        dep["account"]["status"].as_str().unwrap_or("?"),
+        Money::fen(10_000 - balance)
+    ))
+}
+
+/// Demo: the merchant appeals; the platform upholds; deposit and score come back.
+pub async fn demo_appeal(d: &mut Demo) -> Result<String, String> {
+    let pid = d.late_penalty.clone().ok_or("no penalty")?;
+    as_merchant(
+        d,
+        "Leaf & Co",
+        reqwest::Method::POST,
+        &format!("/api/merchant/penalties/{pid}/appeal"),
+        Some(json!({ "reason": "快递停运，已报备" })),
+    )
+    .await?;
+    let p = as_platform(
+        d,
+        reqwest::Method::POST,
+        &format!("/admin/governance/penalties/{pid}/appeal"),
+        Some(json!({ "upheld": true, "note": "承运商原因" })),
+    )
+    .await?;
+    let dep = as_merchant(d, "Leaf & Co", reqwest::Method::GET, "/api/merchant/deposit", None).await?;
+    if p["status"] != "appeal_upheld" || dep["balance"] != 10_000 || dep["account"]["status"] != "funded" {
+        return Err(format!("not restored: {p} / {dep}"));
+    }
+    Ok(format!("appeal upheld; deposit back to {} and funded", Money::fen(10_000)))
+}
+
+/// Demo: the buyer returns part of a received order; the merchant approves and confirms the parcel;
+/// WeChat Pay refunds.
+pub async fn demo_return(d: &mut Demo) -> Result<String, String> {
+    let (leaf, _) = key_of(d, "Leaf & Co")?;
+    let mine = d.get("/api/market/orders").await?;
+    let order = mine["items"]
+        .as_array()
+        .and_then(|a| a.iter().find(|o| o["status"] == "Received" && o["merchant_id"] == leaf.as_str()))
+        .cloned()
+        .ok_or_else(|| format!("no received Leaf & Co order: {mine}"))?;
+    let oid = order["id"].as_str().ok_or("no id")?.to_string();
+    let c = d
+        .post(
+            "/api/aftersales",
+            json!({ "order_id": oid, "line_no": 1, "kind": CaseKind::ReturnRefund, "amount": 8_800, "reason": "包装破损" }),
+        )
+        .await?;
+    let cid = c["id"].as_str().ok_or("no case id")?.to_string();
+    as_merchant(d, "Leaf & Co", reqwest::Method::POST, &format!("/api/merchant/aftersales/{cid}/approve"), None)
+        .await?;
+    d.post(&format!("/api/aftersales/{cid}/return"), json!({ "company": "SF", "number": "SF1234567890" })).await?;
+    as_merchant(d, "Leaf & Co", reqwest::Method::POST, &format!("/api/merchant/aftersales/{cid}/received"), None)
+        .await?;
+    as_platform(d, reqwest::Method::POST, "/admin/governance/timers/run", Some(json!({ "advance_hours": 0 }))).await?;
+    let c = d.get(&format!("/api/aftersales/{cid}")).await?;
+    if c["state"] != "refunded" {
+        return Err(format!("the case is not refunded: {c}"));
+    }
+    let path: Vec<&str> =
+        c["history"].as_array().map_or(vec![], |h| h.iter().filter_map(|t| t["to"].as_str()).collect());
+    Ok(format!("{} refunded: {}", Money::fen(8_800), path.join(" → ")))
+}
+
+/// Demo: the buyer reviews the silk order; the merchant replies; the score shows its components; the
+/// ledger audit is clean.
+pub async fn demo_review_and_score(d: &mut Demo) -> Result<String, String> {
+    let (silk, _) = key_of(d, "Silk Road")?;
+    let mine = d.get("/api/market/orders").await?;
+    let oid = mine["items"]
+        .as_array()
+        .and_then(|a| a.iter().find(|o| o["status"] == "Received" && o["merchant_id"] == silk.as_str()))
+        .and_then(|o| o["id"].as_str())
+        .ok_or_else(|| format!("no received Silk Road order: {mine}"))?
+        .to_string();
+    let r = d
+        .post(
+            &format!("/api/market/orders/{oid}/lines/1/review"),
+            json!({ "ratings": { "item": 5, "logistics": 4, "service": 5 }, "text": "丝滑" }),
+        )
+        .await?;
+    let rid = r["id"].as_str().ok_or("no review id")?.to_string();
+    as_merchant(
+        d,
+        "Silk Road",
+        reqwest::Method::POST,
+        &format!("/api/merchant/reviews/{rid}/reply"),
+        Some(json!({ "text": "谢谢惠顾" })),
+    )
+    .await?;
+    let score = as_merchant(d, "Silk Road", reqwest::Method::GET, "/api/merchant/score", None).await?;
+    let audit = as_platform(d, reqwest::Method::GET, "/admin/governance/ledger/audit", None).await?;
+    if audit["clean"] != true {
+        return Err(format!("ledger audit: {audit}"));
+    }
+    let c = &score["components"];
+    Ok(format!(
+        "score {:.2} (ratings {:.2}, on-time {:.2}, response {:.2}, disputes {:.2}); ledger audit clean",
+        score["score"].as_i64().unwrap_or(0) as f64 / 100.0,
+        c["ratings"].as_i64().unwrap_or(0) as f64 / 100.0,
+        c["on_time"].as_i64().unwrap_or(0) as f64 / 100.0,
+        c["response"].as_i64().unwrap_or(0) as f64 / 100.0,
+        c["disputes"].as_i64().unwrap_or(0) as f64 / 100.0,
+    ))
+}

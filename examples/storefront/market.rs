@@ -1,0 +1,621 @@
+//! The marketplace: catalog, cart, checkout, payment, orders for buyers; products, stock and shipping
+//! for merchants.
+//!
+//! Buyer routes (`Authorization: Bearer <session_token>`; the cart also works for guests with
+//! `X-Cart-Token: <anonymous token>`):
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /api/products?category=&merchant=&min=&max=&q=&sort=newest\|price&limit=&cursor=` | browse |
+//! | `GET /api/products/{id}` | a product, its SKUs and their stock |
+//! | `GET /api/cart` | the cart, re-priced, grouped by merchant |
+//! | `POST /api/cart/items` `{sku_id, qty}` | add units |
+//! | `PUT /api/cart/items/{sku_id}` `{qty}` | set units (0 removes) |
+//! | `POST /api/cart/merge` `{guest_token}` | merge a guest cart at login |
+//! | `POST /api/checkout` `{idempotency_key, lines?}` | check out the cart (or the given lines) |
+//! | `GET /api/checkout/{group_id}` | a checkout: group, orders, payment (`pay_params` for `wx.requestPayment`) |
+//! | `POST /api/checkout/{group_id}/cancel` | cancel an unpaid checkout |
+//! | `GET /api/market/orders?after=` · `GET /api/market/orders/{id}` | order list and detail |
+//! | `POST /api/market/orders/{id}/receive` | confirm receipt |
+//!
+//! Payment goes through WeChat Pay (`pay.rs` builds the client: the emulator's merchant, or one from
+//! the environment): one combined payment for several merchants, and `/wx/pay/notify` hands the
+//! verified notification to the market.
+//!
+//! Merchant routes (`X-Merchant-Key: <key>`, printed at startup for the seeded merchants):
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /api/merchant/products` `{category_id, title, description, skus}` | create a product (Draft) |
+//! | `POST /api/merchant/products/{id}/list` · `/delist` | list or delist |
+//! | `PUT /api/merchant/skus/{sku_id}/stock` `{on_hand}` | set stock |
+//! | `GET /api/merchant/orders?status=Paid` | orders |
+//! | `POST /api/merchant/orders/{id}/ship` `{tracking_no, express_company, items?}` | ship a parcel |
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use wxshop::market::{
+    BrowseQuery, BrowseSort, CartOwner, CheckoutLine, CheckoutRequest, Market, MarketError, Money, MpShippingGateway,
+    NewMerchant, NewProduct, NewSku, OrderStatus, PaymentNotice, RecordingGateway, RuleSpec, ShipRequest,
+    WechatPayGateway, store,
+};
+
+use crate::AppState;
+use crate::api::{ApiError, Buyer};
+
+use crate::demo::Demo;
+
+/// The marketplace part of the state.
+#[derive(Clone)]
+pub struct MarketState {
+    /// The marketplace service.
+    pub market: Market,
+    /// Merchant API keys → merchant ids (a real server keeps these hashed in its database).
+    pub merchant_keys: Arc<HashMap<String, String>>,
+    /// The seeded merchants, by name.
+    pub seeded: Arc<Vec<(String, String)>>,
+    /// The WeChat Pay gateway, when WeChat Pay is configured (its notify URL follows the server).
+    pub pay_gateway: Option<Arc<WechatPayGateway>>,
+    /// The demo's throwaway PostgreSQL schema, dropped by [`MarketState::shutdown`].
+    #[cfg(feature = "postgres")]
+    demo_schema: Option<store::PgStore>,
+}
+
+impl MarketState {
+    /// Points WeChat Pay notifications at this server (unless `WXSHOP_NOTIFY_URL` says otherwise).
+    pub fn serving_at(&self, base: &str) {
+        if let Some(gw) = &self.pay_gateway
+            && std::env::var("WXSHOP_NOTIFY_URL").is_err()
+        {
+            gw.set_notify_url(format!("{base}/wx/pay/notify"));
+        }
+    }
+
+    /// Hands a verified WeChat Pay notification to the market. `Ok(false)`: not a market payment.
+    pub async fn on_pay_notification(&self, n: &wxshop::pay::Notification) -> wxshop::Result<bool> {
+        if let Some(notice) = PaymentNotice::from_notification(n) {
+            return match self.market.handle_payment_notice(&notice).await {
+                Ok(_) => Ok(true),
+                Err(MarketError::NotFound { entity: "payment", .. }) => Ok(false),
+                Err(e) => Err(e.into()),
+            };
+        }
+        if let wxshop::pay::NotificationResource::Refund(r) = &n.resource {
+            let ok = r.refund_status.as_str() == "SUCCESS";
+            return match self.market.refund_settled(&r.out_refund_no, ok).await {
+                Ok(_) => Ok(true),
+                Err(MarketError::NotFound { .. }) => Ok(false),
+                Err(e) => Err(e.into()),
+            };
+        }
+        Ok(false)
+    }
+
+    /// Drops what the demo created.
+    pub async fn shutdown(&self) {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.demo_schema.clone()
+            && let Err(e) = pg.drop_schema().await
+        {
+            eprintln!("market: could not drop the demo schema: {e}");
+        }
+    }
+}
+
+/// Opens the store (PostgreSQL when `DATABASE_URL` is set, SQLite otherwise), builds the market over
+/// WeChat Pay and shipping-info management, seeds two merchants, and starts the timer loop.
+pub async fn build(
+    demo_mode: bool,
+    client: &wxshop::Client,
+    pay: Option<wxshop::pay::PayClient>,
+) -> wxshop::Result<MarketState> {
+    let (store, demo_schema) = open_store(demo_mode).await?;
+    let notify_url =
+        std::env::var("WXSHOP_NOTIFY_URL").unwrap_or_else(|_| "http://127.0.0.1:3000/wx/pay/notify".to_string());
+    let pay_gateway = pay.map(|p| Arc::new(WechatPayGateway::new(p, client.appid(), notify_url)));
+    let builder = Market::builder(store).shipping(Arc::new(MpShippingGateway::new(client.clone())));
+    let market = match &pay_gateway {
+        Some(gw) => builder.payments(gw.clone()).build()?,
+        None => {
+            println!("market: WeChat Pay is off; prepay orders are only recorded");
+            builder.payments(Arc::new(RecordingGateway::default())).build()?
+        }
+    };
+    let (keys, seeded) = seed(&market).await?;
+    let timers = market.clone();
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = timers.run_due_timers(timers.now()).await {
+                tracing::warn!(error = %e, "market timers");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    #[cfg(not(feature = "postgres"))]
+    let () = demo_schema;
+    Ok(MarketState {
+        market,
+        merchant_keys: Arc::new(keys),
+        seeded: Arc::new(seeded),
+        pay_gateway,
+        #[cfg(feature = "postgres")]
+        demo_schema,
+    })
+}
+
+#[cfg(feature = "postgres")]
+type DemoSchema = Option<store::PgStore>;
+#[cfg(not(feature = "postgres"))]
+type DemoSchema = ();
+
+async fn open_store(demo_mode: bool) -> wxshop::Result<(Arc<dyn store::MarketStore>, DemoSchema)> {
+    if let Ok(url) = std::env::var("DATABASE_URL")
+        && !url.is_empty()
+    {
+        #[cfg(feature = "postgres")]
+        if demo_mode {
+            // The demo keeps to a schema of its own, so it never mixes with other data in the database.
+            let schema = format!("storefront_demo_{}", wxshop::market::new_id());
+            println!("market: PostgreSQL (schema {schema})");
+            let pg = store::PgStore::open_in_schema(&url, &schema).await?;
+            return Ok((Arc::new(pg.clone()), Some(pg)));
+        }
+        println!("market: PostgreSQL from DATABASE_URL");
+        return Ok((store::open(&url).await?, DemoSchema::default()));
+    }
+    let url = if demo_mode {
+        "sqlite::memory:".to_string()
+    } else {
+        std::env::var("MARKET_DB").unwrap_or_else(|_| "sqlite://storefront.db".into())
+    };
+    println!("market: SQLite at {url}");
+    Ok((store::open(&url).await?, DemoSchema::default()))
+}
+
+/// Two merchants (one paid directly, one a WeChat Pay sub-merchant) with listed, stocked products.
+async fn seed(m: &Market) -> wxshop::Result<(HashMap<String, String>, Vec<(String, String)>)> {
+    let mut keys = HashMap::new();
+    let mut seeded = Vec::new();
+    if m.merchants(1).await?.is_empty() {
+        let (tea, _) = m.create_category("Tea", None, RuleSpec { commission_bps: 300, ..RuleSpec::default() }).await?;
+        let (silk, _) =
+            m.create_category("Silk", None, RuleSpec { commission_bps: 500, ..RuleSpec::default() }).await?;
+        for (name, sub, cat, products) in [
+            ("Leaf & Co", None, &tea, vec![("West Lake Longjing", 8800, 20), ("Tieguanyin", 6600, 15)]),
+            ("Silk Road", Some("1900000109"), &silk, vec![("Silk scarf", 19900, 5), ("Silk pillowcase", 12900, 8)]),
+        ] {
+            let mut nm = NewMerchant::new(name);
+            nm.sub_mchid = sub.map(str::to_string);
+            let merchant = m.create_merchant(nm).await?;
+            m.approve_merchant(&merchant.id).await?;
+            m.grant_category(&merchant.id, &cat.id).await?;
+            for (title, price, stock) in products {
+                let p = m
+                    .create_product(
+                        &merchant.id,
+                        NewProduct {
+                            category_id: cat.id.clone(),
+                            title: title.into(),
+                            description: String::new(),
+                            skus: vec![NewSku { price: Money::fen(price), ..Default::default() }],
+                        },
+                    )
+                    .await?;
+                m.list_product(&merchant.id, &p.product.id).await?;
+                m.set_stock(&merchant.id, &p.skus[0].id, stock).await?;
+            }
+        }
+    }
+    for merchant in m.merchants(100).await? {
+        // Example keys; a real server issues random keys and stores their hashes.
+        let key = format!("mk_{}", &merchant.id[merchant.id.len() - 12..]);
+        println!("market: merchant {:?} key {key}", merchant.name);
+        keys.insert(key, merchant.id.clone());
+        seeded.push((merchant.name, merchant.id));
+    }
+    Ok((keys, seeded))
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/products", get(browse))
+        .route("/api/products/{id}", get(product))
+        .route("/api/cart", get(cart))
+        .route("/api/cart/items", post(cart_add))
+        .route("/api/cart/items/{sku_id}", put(cart_set))
+        .route("/api/cart/merge", post(cart_merge))
+        .route("/api/checkout", post(checkout))
+        .route("/api/checkout/{group_id}", get(checkout_view))
+        .route("/api/checkout/{group_id}/cancel", post(cancel))
+        .route("/api/market/orders", get(orders))
+        .route("/api/market/orders/{id}", get(order))
+        .route("/api/market/orders/{id}/receive", post(receive))
+        .route("/api/merchant/products", post(create_product))
+        .route("/api/merchant/products/{id}/list", post(list_product))
+        .route("/api/merchant/products/{id}/delist", post(delist_product))
+        .route("/api/merchant/skus/{sku_id}/stock", put(set_stock))
+        .route("/api/merchant/orders", get(merchant_orders))
+        .route("/api/merchant/orders/{id}/ship", post(ship))
+}
+
+/// A marketplace error as `{"error", "kind", "shortages"?}` with a fitting status.
+pub struct MarketApiError(MarketError);
+
+impl From<MarketError> for MarketApiError {
+    fn from(e: MarketError) -> Self {
+        MarketApiError(e)
+    }
+}
+
+impl IntoResponse for MarketApiError {
+    fn into_response(self) -> Response {
+        use MarketError as E;
+        let status = match &self.0 {
+            E::NotFound { .. } => StatusCode::NOT_FOUND,
+            E::Invalid(_) | E::Money(_) | E::PaymentMismatch { .. } => StatusCode::BAD_REQUEST,
+            E::MerchantBlocked { .. } | E::CategoryNotAllowed { .. } => StatusCode::FORBIDDEN,
+            E::PurchaseLimit { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            E::Gateway(_) => StatusCode::BAD_GATEWAY,
+            E::Conflict(_) => StatusCode::SERVICE_UNAVAILABLE,
+            E::Store { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::CONFLICT,
+        };
+        let mut body = json!({ "error": self.0.to_string(), "kind": self.0.code() });
+        if let E::OutOfStock { shortages } = &self.0 {
+            body["shortages"] = json!(shortages);
+        }
+        (status, Json(body)).into_response()
+    }
+}
+
+type Answer = Result<Json<Value>, MarketApiError>;
+
+fn ok(v: impl serde::Serialize) -> Answer {
+    Ok(Json(serde_json::to_value(v).map_err(|e| MarketError::Invalid(e.to_string()))?))
+}
+
+/// The cart owner: the signed-in buyer, or a guest by `X-Cart-Token`.
+pub struct Shopper(CartOwner);
+
+impl FromRequestParts<AppState> for Shopper {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if parts.headers.contains_key(axum::http::header::AUTHORIZATION) {
+            let b = Buyer::from_request_parts(parts, state).await?;
+            return Ok(Shopper(CartOwner::buyer(b.openid)));
+        }
+        let token =
+            parts.headers.get("x-cart-token").and_then(|v| v.to_str().ok()).ok_or_else(|| {
+                ApiError::new(StatusCode::UNAUTHORIZED, "sign in, or send X-Cart-Token for a guest cart")
+            })?;
+        Ok(Shopper(CartOwner::guest(token)))
+    }
+}
+
+/// A merchant, by `X-Merchant-Key`.
+pub struct MerchantAuth(String);
+
+impl FromRequestParts<AppState> for MerchantAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let key = parts.headers.get("x-merchant-key").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        state
+            .market
+            .merchant_keys
+            .get(key)
+            .map(|id| MerchantAuth(id.clone()))
+            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown X-Merchant-Key"))
+    }
+}
+
+#[derive(Deserialize)]
+struct BrowseParams {
+    category: Option<String>,
+    merchant: Option<String>,
+    min: Option<i64>,
+    max: Option<i64>,
+    q: Option<String>,
+    sort: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+async fn browse(State(s): State<AppState>, Query(p): Query<BrowseParams>) -> Answer {
+    let q = BrowseQuery {
+        category_id: p.category,
+        merchant_id: p.merchant,
+        min_price: p.min.map(Money::fen),
+        max_price: p.max.map(Money::fen),
+        text: p.q,
+        sort: if p.sort.as_deref() == Some("price") { BrowseSort::PriceAsc } else { BrowseSort::Newest },
+        limit: p.limit.unwrap_or(20),
+        cursor: p.cursor,
+    };
+    ok(s.market.market.browse(&q).await?)
+}
+
+async fn product(State(s): State<AppState>, Path(id): Path<String>) -> Answer {
+    let m = &s.market.market;
+    let d = m.product(&id).await?;
+    let mut stock = serde_json::Map::new();
+    for sku in &d.skus {
+        stock.insert(sku.id.clone(), json!(m.stock(&sku.id).await?.available()));
+    }
+    ok(json!({ "product": d.product, "skus": d.skus, "available": stock }))
+}
+
+#[derive(Deserialize)]
+struct QtyBody {
+    sku_id: Option<String>,
+    qty: i64,
+}
+
+async fn cart(State(s): State<AppState>, who: Shopper) -> Answer {
+    ok(s.market.market.cart(&who.0).await?)
+}
+
+async fn cart_add(State(s): State<AppState>, who: Shopper, Json(b): Json<QtyBody>) -> Answer {
+    let sku = b.sku_id.ok_or_else(|| MarketError::Invalid("sku_id is required".into()))?;
+    ok(s.market.market.cart_add(&who.0, &sku, b.qty).await?)
+}
+
+async fn cart_set(State(s): State<AppState>, who: Shopper, Path(sku): Path<String>, Json(b): Json<QtyBody>) -> Answer {
+    ok(s.market.market.cart_set(&who.0, &sku, b.qty).await?)
+}
+
+#[derive(Deserialize)]
+struct MergeBody {
+    guest_token: String,
+}
+
+async fn cart_merge(State(s): State<AppState>, buyer: Buyer, Json(b): Json<MergeBody>) -> Answer {
+    ok(s.market.market.merge_carts(&b.guest_token, &buyer.openid).await?)
+}
+
+#[derive(Deserialize)]
+struct CheckoutBody {
+    idempotency_key: String,
+    #[serde(default)]
+    lines: Option<Vec<CheckoutLine>>,
+    #[serde(default)]
+    expected_total: Option<Money>,
+}
+
+async fn checkout(State(s): State<AppState>, buyer: Buyer, Json(b): Json<CheckoutBody>) -> Answer {
+    let m = &s.market.market;
+    let co = match b.lines {
+        Some(lines) => {
+            let mut r = CheckoutRequest::new(&buyer.openid, &b.idempotency_key, lines);
+            r.expected_total = b.expected_total;
+            m.checkout(r).await?
+        }
+        None => m.checkout_cart(&buyer.openid, &b.idempotency_key).await?,
+    };
+    ok(co)
+}
+
+async fn cancel(State(s): State<AppState>, buyer: Buyer, Path(group_id): Path<String>) -> Answer {
+    ok(s.market.market.cancel_checkout(&buyer.openid, &group_id).await?)
+}
+
+async fn checkout_view(State(s): State<AppState>, buyer: Buyer, Path(group_id): Path<String>) -> Answer {
+    let co = s.market.market.checkout_view(&group_id).await?;
+    if co.group.buyer_openid != buyer.openid {
+        return Err(MarketError::NotFound { entity: "checkout", id: group_id }.into());
+    }
+    ok(co)
+}
+
+#[derive(Deserialize)]
+struct PageParams {
+    after: Option<String>,
+    status: Option<String>,
+}
+
+async fn orders(State(s): State<AppState>, buyer: Buyer, Query(p): Query<PageParams>) -> Answer {
+    ok(s.market.market.buyer_orders(&buyer.openid, p.after.as_deref(), 20).await?)
+}
+
+async fn order(State(s): State<AppState>, buyer: Buyer, Path(id): Path<String>) -> Answer {
+    let d = s.market.market.order(&id).await?;
+    if d.order.buyer_openid != buyer.openid {
+        return Err(MarketError::NotFound { entity: "order", id }.into());
+    }
+    ok(d)
+}
+
+async fn receive(State(s): State<AppState>, buyer: Buyer, Path(id): Path<String>) -> Answer {
+    ok(s.market.market.confirm_receipt(&buyer.openid, &id).await?)
+}
+
+async fn create_product(State(s): State<AppState>, me: MerchantAuth, Json(p): Json<NewProduct>) -> Answer {
+    ok(s.market.market.create_product(&me.0, p).await?)
+}
+
+async fn list_product(State(s): State<AppState>, me: MerchantAuth, Path(id): Path<String>) -> Answer {
+    ok(s.market.market.list_product(&me.0, &id).await?)
+}
+
+async fn delist_product(State(s): State<AppState>, me: MerchantAuth, Path(id): Path<String>) -> Answer {
+    ok(s.market.market.delist_product(&me.0, &id).await?)
+}
+
+#[derive(Deserialize)]
+struct StockBody {
+    on_hand: i64,
+}
+
+async fn set_stock(
+    State(s): State<AppState>,
+    me: MerchantAuth,
+    Path(sku): Path<String>,
+    Json(b): Json<StockBody>,
+) -> Answer {
+    ok(s.market.market.set_stock(&me.0, &sku, b.on_hand).await?)
+}
+
+async fn merchant_orders(State(s): State<AppState>, me: MerchantAuth, Query(p): Query<PageParams>) -> Answer {
+    let status = p.status.as_deref().map(str::parse::<OrderStatus>).transpose()?;
+    ok(s.market.market.merchant_orders(&me.0, status, p.after.as_deref(), 50).await?)
+}
+
+async fn ship(
+    State(s): State<AppState>,
+    me: MerchantAuth,
+    Path(id): Path<String>,
+    Json(r): Json<ShipRequest>,
+) -> Answer {
+    ok(s.market.market.ship(&me.0, &id, r).await?)
+}
+
+// ------------------------------------------------------------------ demo steps
+
+fn key_of(d: &Demo, name: &str) -> Result<String, String> {
+    let id = d.state.market.seeded.iter().find(|(n, _)| n == name).map(|(_, id)| id.clone()).ok_or("not seeded")?;
+    d.state
+        .market
+        .merchant_keys
+        .iter()
+        .find(|(_, v)| **v == id)
+        .map(|(k, _)| k.clone())
+        .ok_or_else(|| format!("no key for {name}"))
+}
+
+/// Demo: browse the catalog; both seeded merchants are on it.
+pub async fn demo_browse(d: &mut Demo) -> Result<String, String> {
+    let page = d.get("/api/products?limit=10").await?;
+    let items = page["items"].as_array().ok_or("no items")?;
+    let merchants: std::collections::BTreeSet<&str> = items.iter().filter_map(|p| p["merchant_id"].as_str()).collect();
+    if merchants.len() < 2 {
+        return Err(format!("expected products of two merchants, got {page}"));
+    }
+    let cheap = d.get("/api/products?sort=price&limit=1").await?;
+    Ok(format!(
+        "{} products from {} merchants; cheapest {}",
+        items.len(),
+        merchants.len(),
+        cheap["items"][0]["title"].as_str().unwrap_or("?")
+    ))
+}
+
+async fn first_sku_of(d: &Demo, merchant_name: &str) -> Result<String, String> {
+    let id =
+        d.state.market.seeded.iter().find(|(n, _)| n == merchant_name).map(|(_, id)| id.clone()).ok_or("not seeded")?;
+    let page = d.get(&format!("/api/products?merchant={id}&limit=1")).await?;
+    let pid = page["items"][0]["id"].as_str().ok_or("no product")?.to_string();
+    let p = d.get(&format!("/api/products/{pid}")).await?;
+    p["skus"][0]["id"].as_str().map(str::to_string).ok_or_else(|| "no sku".into())
+}
+
+/// Demo: a guest cart merged at login, then a second merchant's item: one cart, two merchants.
+pub async fn demo_cart(d: &mut Demo) -> Result<String, String> {
+    let tea = first_sku_of(d, "Leaf & Co").await?;
+    let silk = first_sku_of(d, "Silk Road").await?;
+    let guest = [("x-cart-token", "guest-demo-1".to_string())];
+    d.call(reqwest::Method::POST, "/api/cart/items", Some(json!({ "sku_id": tea, "qty": 2 })), &guest, true).await?;
+    let merged = d.post("/api/cart/merge", json!({ "guest_token": "guest-demo-1" })).await?;
+    if merged["merchants"].as_array().map(Vec::len) != Some(1) {
+        return Err(format!("the guest line did not move to the buyer cart: {merged}"));
+    }
+    let cart = d.post("/api/cart/items", json!({ "sku_id": silk, "qty": 1 })).await?;
+    let groups = cart["merchants"].as_array().ok_or("no groups")?;
+    if groups.len() != 2 {
+        return Err(format!("expected two merchants in the cart: {cart}"));
+    }
+    Ok(format!("2 merchants, total {}", Money::fen(cart["total"].as_i64().unwrap_or(0))))
+}
+
+/// Demo: one checkout, one combined payment, two merchant orders; the same key again is the same checkout.
+pub async fn demo_checkout(d: &mut Demo) -> Result<String, String> {
+    let co = d.post("/api/checkout", json!({ "idempotency_key": "demo-checkout-1" })).await?;
+    let again = d.post("/api/checkout", json!({ "idempotency_key": "demo-checkout-1" })).await?;
+    if co["group"]["id"] != again["group"]["id"] {
+        return Err("a repeated checkout created a second group".into());
+    }
+    if co["payment"]["mode"] != "Combine" || co["orders"].as_array().map(Vec::len) != Some(2) {
+        return Err(format!("expected a combined payment over two orders: {co}"));
+    }
+    let group = co["group"]["id"].as_str().ok_or("no group id")?.to_string();
+    d.group_id = Some(group.clone());
+    Ok(format!(
+        "group {group}: {} over 2 merchant orders, combined payment {}",
+        Money::fen(co["group"]["total"].as_i64().unwrap_or(0)),
+        co["payment"]["prepay_id"].as_str().unwrap_or("?")
+    ))
+}
+
+/// Demo: the buyer pays the combined payment in the emulator's cashier; WeChat Pay's notification
+/// marks both orders Paid, and redelivering it changes nothing.
+pub async fn demo_pay(d: &mut Demo) -> Result<String, String> {
+    let group = d.group_id.clone().ok_or("no checkout")?;
+    let emu = d.state.emulator.clone().ok_or("the demo pays in the emulator's cashier")?;
+    let mchid = d.state.pay.as_ref().ok_or("WeChat Pay is not configured")?.mchid().to_string();
+    let co = d.get(&format!("/api/checkout/{group}")).await?;
+    let first = co["orders"][0]["id"].as_str().ok_or("no order")?.to_string();
+    // The buyer taps Pay: one payment for the whole combination.
+    let txn = emu.cashier_pay(&mchid, &first).await.map_err(|e| e.to_string())?;
+    let mut paid = serde_json::Value::Null;
+    for _ in 0..100 {
+        paid = d.get(&format!("/api/checkout/{group}")).await?;
+        if paid["group"]["status"] == "Paid" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let statuses: Vec<&str> =
+        paid["orders"].as_array().ok_or("no orders")?.iter().filter_map(|o| o["status"].as_str()).collect();
+    if statuses != ["Paid", "Paid"] {
+        return Err(format!("orders not paid: {paid}"));
+    }
+    let delivery = emu
+        .notifications()
+        .into_iter()
+        .rev()
+        .find(|n| n.event_type == "TRANSACTION.SUCCESS" && (n.out_trade_no == group || n.out_trade_no == first))
+        .ok_or("no notification")?;
+    if !emu.redeliver(&delivery.id).await {
+        return Err("the redelivered notification was refused".into());
+    }
+    let again = d.get(&format!("/api/checkout/{group}")).await?;
+    if again["group"]["version"] != paid["group"]["version"] {
+        return Err("the redelivered notification changed the checkout".into());
+    }
+    Ok(format!("one combined payment ({txn}…), both orders Paid; a redelivered notification changed nothing"))
+}
+
+/// Demo: each merchant ships its order (shipping info uploaded), the buyer confirms receipt.
+pub async fn demo_ship_and_receive(d: &mut Demo) -> Result<String, String> {
+    for (name, carrier) in [("Leaf & Co", "SF"), ("Silk Road", "YTO")] {
+        let key = key_of(d, name)?;
+        let hdr = [("x-merchant-key", key)];
+        let list = d.call(reqwest::Method::GET, "/api/merchant/orders?status=Paid", None, &hdr, false).await?;
+        let oid =
+            list["items"][0]["id"].as_str().ok_or_else(|| format!("{name} has no paid order: {list}"))?.to_string();
+        let body = json!({ "tracking_no": format!("{carrier}{}", &oid[..10]), "express_company": carrier,
+                           "receiver_phone": "13800138000" });
+        let shipped =
+            d.call(reqwest::Method::POST, &format!("/api/merchant/orders/{oid}/ship"), Some(body), &hdr, false).await?;
+        if shipped["order"]["status"] != "Shipped" {
+            return Err(format!("{name}: not shipped: {shipped}"));
+        }
+        let got = d.post(&format!("/api/market/orders/{oid}/receive"), json!({})).await?;
+        if got["order"]["status"] != "Received" {
+            return Err(format!("receipt not confirmed: {got}"));
+        }
+    }
+    let mine = d.get("/api/market/orders").await?;
+    let n = mine["items"].as_array().map_or(0, |a| a.iter().filter(|o| o["status"] == "Received").count());
+    Ok(format!("2 parcels shipped (shipping info uploaded to WeChat's shipping management); {n} orders received"))
+}

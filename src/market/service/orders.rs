@@ -1,0 +1,715 @@
+//! Payment notifications, cancellation, shipping, receipt, and order queries.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::{Agg, Change, Checkout, Market, won};
+use crate::market::catalog::Page;
+use crate::market::checkout::{CheckoutGroup, GroupStatus};
+use crate::market::clock::{new_id, trunc_ms};
+use crate::market::error::{MarketError, Result};
+use crate::market::events::{Actor, Timer, TimerAction};
+use crate::market::gateway::{LogisticsType, ShippingParcel, ShippingUpload};
+use crate::market::inventory::{Movement, MovementKind, ReservationStatus};
+use crate::market::order::{MerchantOrder, OrderDetail, OrderStatus, ShipRequest, Shipment, Step, parcel_contents};
+use crate::market::payment::{NoticeOutcome, PayMode, Payment, PaymentNotice, PaymentStatus, Refund, RefundStatus};
+use crate::market::store::StoreTx;
+
+impl Market {
+    /// Applies a verified payment notification. Deduplicated by `notify_id` (a redelivery is
+    /// [`NoticeOutcome::Duplicate`]); the group moves to Paid exactly once (a notification racing a
+    /// query result is [`NoticeOutcome::AlreadyPaid`]); a payment for a group that already expired or
+    /// was cancelled is refunded automatically ([`NoticeOutcome::LateRefunded`]). The amount, and the
+    /// sub-orders of a combined payment, must match what was asked.
+    pub async fn handle_payment_notice(&self, n: &PaymentNotice) -> Result<NoticeOutcome> {
+        if n.notify_id.is_empty() || n.out_trade_no.is_empty() || n.transaction_id.is_empty() {
+            return Err(MarketError::invalid("notify_id, out_trade_no and transaction_id are required"));
+        }
+        let (outcome, timers) = self.retry(|| self.apply_notice(n)).await?;
+        self.fire_now(timers).await;
+        Ok(outcome)
+    }
+
+    async fn apply_notice(&self, n: &PaymentNotice) -> Result<(NoticeOutcome, Vec<Timer>)> {
+        let at = self.now();
+        let mut tx = self.begin().await?;
+        if !tx.insert_notice(&n.notify_id, &n.out_trade_no, &n.transaction_id, at).await? {
+            return Ok((NoticeOutcome::Duplicate, Vec::new()));
+        }
+        let pay =
+            tx.payment(&n.out_trade_no).await?.ok_or_else(|| MarketError::not_found("payment", &n.out_trade_no))?;
+        let mismatch = |reason: String| MarketError::PaymentMismatch { out_trade_no: n.out_trade_no.clone(), reason };
+        if n.amount != pay.amount {
+            return Err(mismatch(format!("paid {} fen, expected {} fen", n.amount.as_fen(), pay.amount.as_fen())));
+        }
+        let group = tx.group(&pay.group_id).await?.ok_or_else(|| MarketError::not_found("checkout", &pay.group_id))?;
+        let mut orders = tx.orders_of_group(&group.id).await?;
+        if pay.mode == PayMode::Combine {
+            for o in &orders {
+                let sub = n.sub_orders.iter().find(|s| s.out_trade_no == o.id);
+                if sub.is_none_or(|s| s.amount != o.total) {
+                    return Err(mismatch(format!("sub-order {} missing or with the wrong amount", o.id)));
+                }
+            }
+            if n.sub_orders.len() != orders.len() {
+                return Err(mismatch("unknown sub-orders".into()));
+            }
+        }
+        let sub_txn = |o: &MerchantOrder| {
+            n.sub_orders
+                .iter()
+                .find(|s| s.out_trade_no == o.id)
+                .map_or_else(|| n.transaction_id.clone(), |s| s.transaction_id.clone())
+        };
+        if !matches!(pay.status, PaymentStatus::Initiated | PaymentStatus::Closed) {
+            tx.commit().await?; // keep the notice id
+            return Ok((NoticeOutcome::AlreadyPaid, Vec::new()));
+        }
+        let mut paid = pay.clone();
+        paid.status = PaymentStatus::Paid;
+        paid.transaction_id = Some(n.transaction_id.clone());
+        paid.paid_at = Some(trunc_ms(n.paid_at));
+        paid.version = pay.version + 1;
+        paid.updated_at = at;
+        won(tx.update_payment(&paid, pay.version).await?, "payment")?;
+        let gagg = Agg::new("group", &group.id, None);
+        let notice_json = json!({ "group_id": group.id, "transaction_id": n.transaction_id, "amount": n.amount });
+
+        if group.status != GroupStatus::AwaitingPayment {
+            // Too late: the stock went back on sale. Refund rather than oversell.
+            gagg.record(
+                &mut *tx,
+                at,
+                &Actor::WechatPay,
+                Change::new("late_payment").states(pay.status, paid.status).event("payment.late", notice_json),
+            )
+            .await?;
+            let mut timers = Vec::new();
+            let mut refund_ids = Vec::new();
+            let targets: Vec<(Option<&MerchantOrder>, String, String, crate::market::Money)> =
+                if pay.mode == PayMode::Combine {
+                    orders.iter().map(|o| (Some(o), o.id.clone(), sub_txn(o), o.total)).collect()
+                } else {
+                    vec![(orders.first(), group.id.clone(), n.transaction_id.clone(), group.total)]
+                };
+            for (order, out_trade_no, txn, amount) in targets {
+                let (t, id) = request_refund(
+                    &mut *tx,
+                    at,
+                    &group,
+                    order,
+                    out_trade_no,
+                    Some(txn),
+                    amount,
+                    "payment arrived after the order closed",
+                    pay.mode,
+                )
+                .await?;
+                timers.push(t);
+                refund_ids.push(id);
+            }
+            tx.commit().await?;
+            return Ok((NoticeOutcome::LateRefunded { refund_ids }, timers));
+        }
+
+        let mut g = group.clone();
+        g.status = GroupStatus::Paid;
+        g.version = group.version + 1;
+        g.updated_at = at;
+        won(tx.update_group(&g, group.version).await?, "checkout")?;
+        for o in &mut orders {
+            if o.status.step(OrderStatus::Paid)? == Step::Noop {
+                continue;
+            }
+            let mut next = o.clone();
+            next.status = OrderStatus::Paid;
+            next.paid_at = Some(at);
+            next.ship_deadline = Some(at + chrono::Duration::hours(o.ship_sla_hours));
+            next.transaction_id = Some(sub_txn(o));
+            next.version = o.version + 1;
+            next.updated_at = at;
+            won(tx.update_order(&next, o.version).await?, "order")?;
+            let oagg = Agg::new("order", &o.id, Some(&o.merchant_id));
+            if let Some(deadline) = next.ship_deadline {
+                tx.insert_timer(&oagg.timer(at, TimerAction::ShipOverdue, deadline)).await?;
+            }
+            oagg.record(
+                &mut *tx,
+                at,
+                &Actor::WechatPay,
+                Change::new("paid").states(o.status, next.status).event(
+                    "order.paid",
+                    json!({ "order_id": o.id, "merchant_id": o.merchant_id, "total": o.total,
+                            "ship_deadline": next.ship_deadline }),
+                ),
+            )
+            .await?;
+            *o = next;
+        }
+        for r in tx.reservations_of_group(&group.id).await? {
+            if r.status != ReservationStatus::Active {
+                continue;
+            }
+            won(
+                tx.set_reservation_status(&r.merchant_id, &r.id, r.status, ReservationStatus::Committed, at).await?,
+                "reservation",
+            )?;
+            if !tx.commit_stock(&r.merchant_id, &r.sku_id, r.qty, at).await? {
+                return Err(MarketError::Store {
+                    message: format!("stock of {} lost its reservation", r.sku_id),
+                    retryable: false,
+                });
+            }
+            tx.insert_movement(&Movement {
+                id: new_id(),
+                merchant_id: r.merchant_id.clone(),
+                sku_id: r.sku_id.clone(),
+                kind: MovementKind::Commit,
+                on_hand_delta: -r.qty,
+                reserved_delta: -r.qty,
+                ref_id: Some(r.id.clone()),
+                at,
+            })
+            .await?;
+        }
+        tx.cancel_timers(&group.id, TimerAction::CloseUnpaid, at).await?;
+        gagg.record(
+            &mut *tx,
+            at,
+            &Actor::WechatPay,
+            Change::new("paid").states(group.status, g.status).event("payment.succeeded", notice_json),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((NoticeOutcome::Paid, Vec::new()))
+    }
+
+    /// The buyer cancels an unpaid checkout: orders cancelled, stock released, prepay order closed.
+    /// Cancelling twice is a no-op; cancelling a paid group is [`MarketError::IllegalTransition`].
+    pub async fn cancel_checkout(&self, buyer_openid: &str, group_id: &str) -> Result<Checkout> {
+        let timers = self
+            .retry(|| async {
+                let at = self.now();
+                let mut tx = self.begin().await?;
+                let g = tx
+                    .group(group_id)
+                    .await?
+                    .filter(|g| g.buyer_openid == buyer_openid)
+                    .ok_or_else(|| MarketError::not_found("checkout", group_id))?;
+                match g.status {
+                    GroupStatus::Cancelled => return Ok(Vec::new()),
+                    GroupStatus::AwaitingPayment => {}
+                    s => return Err(MarketError::illegal("checkout", s, GroupStatus::Cancelled)),
+                }
+                let t = self
+                    .close_group(
+                        &mut *tx,
+                        g,
+                        GroupStatus::Cancelled,
+                        &Actor::Buyer(buyer_openid.into()),
+                        "cancelled by buyer",
+                        at,
+                    )
+                    .await?;
+                tx.commit().await?;
+                Ok(t)
+            })
+            .await?;
+        self.fire_now(timers).await;
+        self.checkout_view(group_id).await
+    }
+
+    /// Closes an awaiting group inside `tx` (the caller checked the status): orders Cancelled,
+    /// reservations released (or expired), payment Closed, a ClosePrepay call scheduled.
+    pub(super) async fn close_group(
+        &self,
+        tx: &mut dyn StoreTx,
+        group: CheckoutGroup,
+        to: GroupStatus,
+        actor: &Actor,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Timer>> {
+        let mut g = group.clone();
+        g.status = to;
+        g.version = group.version + 1;
+        g.updated_at = at;
+        won(tx.update_group(&g, group.version).await?, "checkout")?;
+        for o in tx.orders_of_group(&group.id).await? {
+            if o.status.step(OrderStatus::Cancelled)? == Step::Noop {
+                continue;
+            }
+            let mut next = o.clone();
+            next.status = OrderStatus::Cancelled;
+            next.cancelled_at = Some(at);
+            next.cancel_reason = Some(reason.into());
+            next.version = o.version + 1;
+            next.updated_at = at;
+            won(tx.update_order(&next, o.version).await?, "order")?;
+            Agg::new("order", &o.id, Some(&o.merchant_id))
+                .record(
+                    tx,
+                    at,
+                    actor,
+                    Change::new("cancelled").states(o.status, next.status).reason(Some(reason)).event(
+                        "order.cancelled",
+                        json!({ "order_id": o.id, "merchant_id": o.merchant_id, "reason": reason }),
+                    ),
+                )
+                .await?;
+        }
+        let (rs, kind) = if to == GroupStatus::Expired {
+            (ReservationStatus::Expired, MovementKind::Expire)
+        } else {
+            (ReservationStatus::Released, MovementKind::Release)
+        };
+        for r in tx.reservations_of_group(&group.id).await? {
+            if r.status != ReservationStatus::Active {
+                continue;
+            }
+            won(tx.set_reservation_status(&r.merchant_id, &r.id, r.status, rs, at).await?, "reservation")?;
+            if !tx.release(&r.merchant_id, &r.sku_id, r.qty, at).await? {
+                return Err(MarketError::Store {
+                    message: format!("stock of {} lost its reservation", r.sku_id),
+                    retryable: false,
+                });
+            }
+            tx.insert_movement(&Movement {
+                id: new_id(),
+                merchant_id: r.merchant_id.clone(),
+                sku_id: r.sku_id.clone(),
+                kind,
+                on_hand_delta: 0,
+                reserved_delta: -r.qty,
+                ref_id: Some(r.id.clone()),
+                at,
+            })
+            .await?;
+        }
+        if let Some(p) = tx.payment(&group.id).await?
+            && p.status == PaymentStatus::Initiated
+        {
+            let mut next = p.clone();
+            next.status = PaymentStatus::Closed;
+            next.version = p.version + 1;
+            next.updated_at = at;
+            won(tx.update_payment(&next, p.version).await?, "payment")?;
+        }
+        tx.cancel_timers(&group.id, TimerAction::CloseUnpaid, at).await?;
+        let gagg = Agg::new("group", &group.id, None);
+        let close = gagg.timer(at, TimerAction::ClosePrepay, at);
+        tx.insert_timer(&close).await?;
+        let event_type = if to == GroupStatus::Expired { "checkout.expired" } else { "checkout.cancelled" };
+        gagg.record(
+            tx,
+            at,
+            actor,
+            Change::new(if to == GroupStatus::Expired { "expired" } else { "cancelled" })
+                .states(group.status, to)
+                .reason(Some(reason))
+                .event(event_type, json!({ "group_id": group.id, "reason": reason })),
+        )
+        .await?;
+        Ok(vec![close])
+    }
+
+    /// The merchant cancels a paid, unshipped order: units back in stock, the order's payment refunded.
+    pub async fn cancel_paid_order(&self, merchant_id: &str, order_id: &str, reason: &str) -> Result<OrderDetail> {
+        let timers = self
+            .retry(|| async {
+                let at = self.now();
+                let mut tx = self.begin().await?;
+                let o = owned_order(&mut *tx, order_id, |o| o.merchant_id == merchant_id).await?;
+                match o.status.step(OrderStatus::Cancelled)? {
+                    Step::Noop => return Ok(Vec::new()),
+                    Step::Move if o.status != OrderStatus::Paid => {
+                        return Err(MarketError::illegal("order", o.status, OrderStatus::Cancelled));
+                    }
+                    Step::Move => {}
+                }
+                let group = tx.group(&o.group_id).await?.ok_or_else(|| MarketError::not_found("checkout", &o.group_id))?;
+                let pay = tx.payment(&o.group_id).await?.ok_or_else(|| MarketError::not_found("payment", &o.group_id))?;
+                let mut next = o.clone();
+                next.status = OrderStatus::Cancelled;
+                next.cancelled_at = Some(at);
+                next.cancel_reason = Some(reason.into());
+                next.version = o.version + 1;
+                next.updated_at = at;
+                won(tx.update_order(&next, o.version).await?, "order")?;
+                for l in tx.order_lines(merchant_id, order_id).await? {
+                    tx.add_on_hand(merchant_id, &l.sku_id, l.qty, at).await?;
+                    tx.insert_movement(&Movement {
+                        id: new_id(),
+                        merchant_id: merchant_id.into(),
+                        sku_id: l.sku_id.clone(),
+                        kind: MovementKind::Restock,
+                        on_hand_delta: l.qty,
+                        reserved_delta: 0,
+                        ref_id: Some(order_id.into()),
+                        at,
+                    })
+                    .await?;
+                }
+                tx.cancel_timers(order_id, TimerAction::ShipOverdue, at).await?;
+                let out_trade_no = if pay.mode == PayMode::Combine { o.id.clone() } else { group.id.clone() };
+                let (t, _) =
+                    request_refund(&mut *tx, at, &group, Some(&o), out_trade_no, o.transaction_id.clone(), o.total, reason, pay.mode)
+                        .await?;
+                Agg::new("order", order_id, Some(merchant_id))
+                    .record(
+                        &mut *tx,
+                        at,
+                        &Actor::Merchant(merchant_id.into()),
+                        Change::new("cancelled").states(o.status, next.status).reason(Some(reason)).event(
+                            "order.cancelled",
+                            json!({ "order_id": order_id, "merchant_id": merchant_id, "reason": reason, "refund": o.total }),
+                        ),
+                    )
+                    .await?;
+                tx.commit().await?;
+                Ok(vec![t])
+            })
+            .await?;
+        self.fire_now(timers).await;
+        self.order(order_id).await
+    }
+
+    /// Ships a parcel of a paid order: uploads the shipping info to WeChat through the
+    /// [`ShippingGateway`](crate::market::ShippingGateway) first (if that fails nothing changes), then
+    /// records it; the order becomes PartiallyShipped or Shipped, and a fully shipped order starts its
+    /// auto-confirm timer. Shipping the same waybill again is a no-op.
+    pub async fn ship(&self, merchant_id: &str, order_id: &str, req: ShipRequest) -> Result<OrderDetail> {
+        if req.tracking_no.is_empty()
+            || req.tracking_no.len() > 128
+            || req.express_company.is_empty()
+            || req.express_company.len() > 32
+        {
+            return Err(MarketError::invalid("tracking_no (1..=128) and express_company (1..=32) are required"));
+        }
+        let detail = self.order(order_id).await?;
+        if detail.order.merchant_id != merchant_id {
+            return Err(MarketError::not_found("order", order_id));
+        }
+        if detail.shipments.iter().any(|s| s.tracking_no == req.tracking_no) {
+            return Ok(detail);
+        }
+        let o = &detail.order;
+        if !matches!(o.status, OrderStatus::Paid | OrderStatus::PartiallyShipped) {
+            return Err(MarketError::illegal("order", o.status, OrderStatus::Shipped));
+        }
+        let (items, all) = parcel_contents(&detail.lines, req.items.as_deref())?;
+        let (pay, merchant) = {
+            let mut tx = self.read().await?;
+            let pay = tx.payment(&o.group_id).await?.ok_or_else(|| MarketError::not_found("payment", &o.group_id))?;
+            let m = tx.merchant(merchant_id).await?.ok_or_else(|| MarketError::not_found("merchant", merchant_id))?;
+            (pay, m)
+        };
+        let item_desc: String = items
+            .iter()
+            .filter_map(|it| {
+                detail.lines.iter().find(|l| l.line_no == it.line_no).map(|l| format!("{}×{}", l.title, it.qty))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+            .chars()
+            .take(120)
+            .collect();
+        let upload = ShippingUpload {
+            out_trade_no: if pay.mode == PayMode::Combine { o.id.clone() } else { o.group_id.clone() },
+            transaction_id: o.transaction_id.clone(),
+            sub_mchid: merchant.sub_mchid.clone(),
+            logistics_type: LogisticsType::Express,
+            split: !(all && detail.shipments.is_empty()),
+            is_all_delivered: all,
+            parcels: vec![ShippingParcel {
+                tracking_no: req.tracking_no.clone(),
+                express_company: req.express_company.clone(),
+                item_desc,
+                receiver_phone: req.receiver_phone.clone(),
+            }],
+            payer_openid: o.buyer_openid.clone(),
+            upload_time: self.now(),
+        };
+        self.inner.ship.upload(&upload).await?;
+        self.retry(|| async {
+            let at = self.now();
+            let mut tx = self.begin().await?;
+            let o = owned_order(&mut *tx, order_id, |o| o.merchant_id == merchant_id).await?;
+            let lines = tx.order_lines(merchant_id, order_id).await?;
+            let (items, all) = parcel_contents(&lines, Some(&items))?;
+            let to = if all { OrderStatus::Shipped } else { OrderStatus::PartiallyShipped };
+            o.status.step(to)?;
+            let shipment = Shipment {
+                id: new_id(),
+                merchant_id: merchant_id.into(),
+                order_id: order_id.into(),
+                tracking_no: req.tracking_no.clone(),
+                express_company: req.express_company.clone(),
+                items: items.clone(),
+                shipped_at: at,
+            };
+            if !tx.insert_shipment(&shipment).await? {
+                return Ok(()); // this waybill was recorded by a concurrent call
+            }
+            for it in &items {
+                let l = lines
+                    .iter()
+                    .find(|l| l.line_no == it.line_no)
+                    .ok_or_else(|| MarketError::not_found("order line", it.line_no))?;
+                tx.set_line_shipped(merchant_id, order_id, it.line_no, l.shipped_qty + it.qty).await?;
+            }
+            let mut next = o.clone();
+            next.status = to;
+            next.version = o.version + 1;
+            next.updated_at = at;
+            let oagg = Agg::new("order", order_id, Some(merchant_id));
+            if all {
+                next.shipped_at = Some(at);
+                tx.cancel_timers(order_id, TimerAction::ShipOverdue, at).await?;
+                let due = at + chrono::Duration::days(o.auto_confirm_days);
+                tx.insert_timer(&oagg.timer(at, TimerAction::AutoConfirm, due)).await?;
+            }
+            won(tx.update_order(&next, o.version).await?, "order")?;
+            oagg.record(
+                &mut *tx,
+                at,
+                &Actor::Merchant(merchant_id.into()),
+                Change::new("shipped").states(o.status, to).event(
+                    if all { "order.shipped" } else { "order.partially_shipped" },
+                    json!({ "order_id": order_id, "merchant_id": merchant_id, "tracking_no": req.tracking_no,
+                            "express_company": req.express_company, "late": o.ship_deadline.is_some_and(|d| at > d) }),
+                ),
+            )
+            .await?;
+            tx.commit().await
+        })
+        .await?;
+        self.order(order_id).await
+    }
+
+    /// The buyer confirms receipt (Shipped → Received; again is a no-op); the after-sale window starts.
+    pub async fn confirm_receipt(&self, buyer_openid: &str, order_id: &str) -> Result<OrderDetail> {
+        self.retry(|| async {
+            let at = self.now();
+            let mut tx = self.begin().await?;
+            let o = owned_order(&mut *tx, order_id, |o| o.buyer_openid == buyer_openid).await?;
+            if o.status.step(OrderStatus::Received)? == Step::Noop {
+                return Ok(());
+            }
+            receive(&mut *tx, o, &Actor::Buyer(buyer_openid.into()), "buyer", at).await?;
+            tx.commit().await
+        })
+        .await?;
+        self.order(order_id).await
+    }
+
+    /// An order with its lines and parcels.
+    pub async fn order(&self, order_id: &str) -> Result<OrderDetail> {
+        let mut tx = self.snapshot().await?;
+        let order = tx.order(order_id).await?.ok_or_else(|| MarketError::not_found("order", order_id))?;
+        let lines = tx.order_lines(&order.merchant_id, order_id).await?;
+        let shipments = tx.shipments(&order.merchant_id, order_id).await?;
+        Ok(OrderDetail { order, lines, shipments })
+    }
+
+    /// A buyer's orders, newest first (`after` = the `next` of the previous page).
+    pub async fn buyer_orders(
+        &self,
+        buyer_openid: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Page<MerchantOrder>> {
+        let limit = limit.clamp(1, 100);
+        let mut items = self.read().await?.orders_of_buyer(buyer_openid, after, limit + 1).await?;
+        Ok(page(&mut items, limit))
+    }
+
+    /// A merchant's orders, newest first, optionally in one status.
+    pub async fn merchant_orders(
+        &self,
+        merchant_id: &str,
+        status: Option<OrderStatus>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Page<MerchantOrder>> {
+        let limit = limit.clamp(1, 100);
+        let mut items = self.read().await?.orders_of_merchant(merchant_id, status, after, limit + 1).await?;
+        Ok(page(&mut items, limit))
+    }
+
+    /// The refunds of a checkout group.
+    pub async fn refunds(&self, group_id: &str) -> Result<Vec<Refund>> {
+        self.read().await?.refunds_of_group(group_id).await
+    }
+
+    /// Applies a refund result WeChat Pay reported later (a refund notification or query) for a refund
+    /// that was Processing. Repeats are no-ops.
+    pub async fn refund_settled(&self, refund_id: &str, succeeded: bool) -> Result<Refund> {
+        self.retry(|| async {
+            let at = self.now();
+            let mut tx = self.begin().await?;
+            let r = tx.refund(refund_id).await?.ok_or_else(|| MarketError::not_found("refund", refund_id))?;
+            if r.status != RefundStatus::Processing && r.status != RefundStatus::Requested {
+                return Ok(r);
+            }
+            let r = conclude_refund(
+                &mut *tx,
+                r,
+                if succeeded { RefundStatus::Succeeded } else { RefundStatus::Failed },
+                None,
+                at,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(r)
+        })
+        .await
+    }
+}
+
+fn page(items: &mut Vec<MerchantOrder>, limit: i64) -> Page<MerchantOrder> {
+    let next = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(|o| o.id.clone())
+    } else {
+        None
+    };
+    Page { items: std::mem::take(items), next }
+}
+
+async fn owned_order(
+    tx: &mut dyn StoreTx,
+    order_id: &str,
+    owns: impl Fn(&MerchantOrder) -> bool,
+) -> Result<MerchantOrder> {
+    tx.order(order_id).await?.filter(|o| owns(o)).ok_or_else(|| MarketError::not_found("order", order_id))
+}
+
+/// Shipped → Received inside `tx`: cancels the auto-confirm timer and schedules completion at the end
+/// of the after-sale window.
+pub(super) async fn receive(
+    tx: &mut dyn StoreTx,
+    o: MerchantOrder,
+    actor: &Actor,
+    by: &str,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    let mut next = o.clone();
+    next.status = OrderStatus::Received;
+    next.received_at = Some(at);
+    next.received_by = Some(by.into());
+    next.version = o.version + 1;
+    next.updated_at = at;
+    won(tx.update_order(&next, o.version).await?, "order")?;
+    tx.cancel_timers(&o.id, TimerAction::AutoConfirm, at).await?;
+    let oagg = Agg::new("order", &o.id, Some(&o.merchant_id));
+    tx.insert_timer(&oagg.timer(at, TimerAction::Complete, at + chrono::Duration::days(o.after_sale_days))).await?;
+    oagg.record(
+        tx,
+        at,
+        actor,
+        Change::new("received")
+            .states(o.status, next.status)
+            .event("order.received", json!({ "order_id": o.id, "merchant_id": o.merchant_id, "by": by })),
+    )
+    .await
+}
+
+/// Records a refund to request and its timer (the gateway call happens after commit).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn request_refund(
+    tx: &mut dyn StoreTx,
+    at: DateTime<Utc>,
+    group: &CheckoutGroup,
+    order: Option<&MerchantOrder>,
+    out_trade_no: String,
+    transaction_id: Option<String>,
+    amount: crate::market::Money,
+    reason: &str,
+    mode: PayMode,
+) -> Result<(Timer, String)> {
+    // Only a partner-mode payment was taken by the sub-merchant; JSAPI and combined payments were
+    // taken by the platform's merchant id, which refunds them.
+    let sub_mchid = match order {
+        Some(o) if mode == PayMode::Partner => tx.merchant(&o.merchant_id).await?.and_then(|m| m.sub_mchid),
+        _ => None,
+    };
+    let total = if out_trade_no == group.id { group.total } else { order.map_or(amount, |o| o.total) };
+    let refund = Refund {
+        id: new_id(),
+        group_id: group.id.clone(),
+        order_id: order.map(|o| o.id.clone()),
+        merchant_id: order.map(|o| o.merchant_id.clone()),
+        out_trade_no,
+        transaction_id,
+        sub_mchid,
+        amount,
+        total,
+        reason: reason.into(),
+        status: RefundStatus::Requested,
+        wx_refund_id: None,
+        created_at: at,
+        updated_at: at,
+    };
+    tx.insert_refund(&refund).await?;
+    let ragg = Agg::new("refund", &refund.id, refund.merchant_id.as_deref());
+    let timer = ragg.timer(at, TimerAction::Refund, at);
+    tx.insert_timer(&timer).await?;
+    ragg.record(
+        tx,
+        at,
+        &Actor::Platform,
+        Change::new("requested").to(refund.status).reason(Some(reason)).event(
+            "refund.requested",
+            json!({ "refund_id": refund.id, "group_id": group.id, "order_id": refund.order_id, "amount": amount, "reason": reason }),
+        ),
+    )
+    .await?;
+    Ok((timer, refund.id))
+}
+
+/// Moves a refund to `to` and, on success, adds it to the payment's refunded amount.
+pub(super) async fn conclude_refund(
+    tx: &mut dyn StoreTx,
+    r: Refund,
+    to: RefundStatus,
+    wx_refund_id: Option<String>,
+    at: DateTime<Utc>,
+) -> Result<Refund> {
+    let mut next = r.clone();
+    next.status = to;
+    next.wx_refund_id = wx_refund_id.or(r.wx_refund_id.clone());
+    next.updated_at = at;
+    won(tx.update_refund(&next, r.status).await?, "refund")?;
+    if to == RefundStatus::Succeeded {
+        let p: Payment =
+            tx.payment(&r.group_id).await?.ok_or_else(|| MarketError::not_found("payment", &r.group_id))?;
+        let mut np = p.clone();
+        np.refunded = p.refunded.checked_add(r.amount)?;
+        if np.refunded > p.amount {
+            return Err(MarketError::Money(format!("refunds of {} exceed the payment", r.group_id)));
+        }
+        np.status = if np.refunded == p.amount { PaymentStatus::Refunded } else { PaymentStatus::PartiallyRefunded };
+        np.version = p.version + 1;
+        np.updated_at = at;
+        won(tx.update_payment(&np, p.version).await?, "payment")?;
+    }
+    let event_type = match to {
+        RefundStatus::Succeeded => "refund.succeeded",
+        RefundStatus::Failed => "refund.failed",
+        RefundStatus::Processing => "refund.processing",
+        RefundStatus::Requested => "refund.requested",
+    };
+    Agg::new("refund", &r.id, r.merchant_id.as_deref())
+        .record(
+            tx,
+            at,
+            &Actor::WechatPay,
+            Change::new("status").states(r.status, to).event(
+                event_type,
+                json!({ "refund_id": r.id, "group_id": r.group_id, "order_id": r.order_id, "amount": r.amount }),
+            ),
+        )
+        .await?;
+    Ok(next)
+}

@@ -1,0 +1,1319 @@
+//! Marketplace conformance suite: every rule, on SQLite always and on PostgreSQL when `DATABASE_URL` is
+//! set (each case in a fresh schema, dropped afterwards; CI sets it and WXSHOP_REQUIRE_SERVICES=1).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use wxshop::market::*;
+
+type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A fresh store per case, and how to throw it away.
+struct Fresh {
+    store: Arc<dyn MarketStore>,
+    cleanup: BoxFut<()>,
+}
+
+type Factory = Arc<dyn Fn() -> BoxFut<Fresh> + Send + Sync>;
+
+fn sqlite_factory() -> Factory {
+    Arc::new(|| {
+        Box::pin(async {
+            // A file database, so WAL, busy_timeout and several connections are exercised.
+            let path = std::env::temp_dir().join(format!("wxshop-market-{}.db", new_id()));
+            let store = store::SqliteStore::open(&format!("sqlite://{}", path.display())).await.expect("open sqlite");
+            let cleanup: BoxFut<()> = Box::pin(async move {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            });
+            Fresh { store: Arc::new(store), cleanup }
+        })
+    })
+}
+
+#[cfg(not(feature = "postgres"))]
+fn postgres_factory() -> Option<Factory> {
+    if std::env::var("WXSHOP_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        panic!("built without feature `postgres` but WXSHOP_REQUIRE_SERVICES=1: this suite must not be skipped");
+    }
+    eprintln!("skipped: DATABASE_URL (built without feature `postgres`)");
+    None
+}
+
+#[cfg(feature = "postgres")]
+fn postgres_factory() -> Option<Factory> {
+    let url = common::service_url("DATABASE_URL")?;
+    Some(Arc::new(move || {
+        let url = url.clone();
+        Box::pin(async move {
+            let schema = format!("wxshop_t_{}", new_id());
+            let store = store::PgStore::open_in_schema(&url, &schema).await.expect("open postgres schema");
+            let keep = store.clone();
+            let cleanup: BoxFut<()> = Box::pin(async move {
+                keep.drop_schema().await.expect("drop schema");
+            });
+            Fresh { store: Arc::new(store), cleanup }
+        })
+    }))
+}
+
+struct Env {
+    market: Market,
+    gw: Arc<RecordingGateway>,
+    clock: Arc<ManualClock>,
+}
+
+fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_750_000_000, 0).unwrap()
+}
+
+fn env(store: Arc<dyn MarketStore>) -> Env {
+    let gw = Arc::new(RecordingGateway::default());
+    let clock = Arc::new(ManualClock::new(t0()));
+    let market = Market::builder(store).payments(gw.clone()).shipping(gw.clone()).clock(clock.clone()).build().unwrap();
+    Env { market, gw, clock }
+}
+
+struct Shop {
+    merchant: Merchant,
+    category: Category,
+    product: String,
+    skus: Vec<String>,
+}
+
+/// An active merchant with one listed product whose SKUs cost `prices` and hold `stock` units each.
+async fn shop(m: &Market, name: &str, sub_mchid: Option<&str>, prices: &[i64], stock: i64) -> Shop {
+    let (category, _) = m.create_category(&format!("{name} goods"), None, RuleSpec::default()).await.unwrap();
+    shop_in(m, name, sub_mchid, &category, prices, stock).await
+}
+
+async fn shop_in(
+    m: &Market,
+    name: &str,
+    sub_mchid: Option<&str>,
+    category: &Category,
+    prices: &[i64],
+    stock: i64,
+) -> Shop {
+    let mut nm = NewMerchant::new(name);
+    nm.sub_mchid = sub_mchid.map(str::to_string);
+    let merchant = m.create_merchant(nm).await.unwrap();
+    let merchant = m.approve_merchant(&merchant.id).await.unwrap();
+    m.grant_category(&merchant.id, &category.id).await.unwrap();
+    let skus = prices
+        .iter()
+        .enumerate()
+        .map(|(i, p)| NewSku {
+            attrs: BTreeMap::from([("size".to_string(), format!("S{i}"))]),
+            price: Money::fen(*p),
+            purchase_limit: None,
+        })
+        .collect();
+    let p = m
+        .create_product(
+            &merchant.id,
+            NewProduct {
+                category_id: category.id.clone(),
+                title: format!("{name} tea"),
+                description: String::new(),
+                skus,
+            },
+        )
+        .await
+        .unwrap();
+    m.list_product(&merchant.id, &p.product.id).await.unwrap();
+    let skus: Vec<String> = p.skus.iter().map(|s| s.id.clone()).collect();
+    for s in &skus {
+        m.set_stock(&merchant.id, s, stock).await.unwrap();
+    }
+    Shop { merchant, category: category.clone(), product: p.product.id, skus }
+}
+
+fn req(buyer: &str, key: &str, lines: &[(&str, i64)]) -> CheckoutRequest {
+    CheckoutRequest::new(buyer, key, lines.iter().map(|(s, q)| CheckoutLine::new(*s, *q)).collect())
+}
+
+fn notice(co: &Checkout, notify_id: &str, at: DateTime<Utc>) -> PaymentNotice {
+    PaymentNotice {
+        notify_id: notify_id.into(),
+        out_trade_no: co.group.id.clone(),
+        transaction_id: format!("wx{}", co.group.id),
+        amount: co.group.total,
+        paid_at: at,
+        sub_orders: if co.orders.len() > 1 {
+            co.orders
+                .iter()
+                .map(|o| SubOrderPaid {
+                    out_trade_no: o.id.clone(),
+                    transaction_id: format!("wx{}", o.id),
+                    amount: o.total,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+async fn assert_consistent(m: &Market, merchant_id: &str, sku: &str) -> StockReconciliation {
+    let r = m.reconcile_sku(merchant_id, sku).await.unwrap();
+    assert!(r.is_consistent(), "inconsistent stock for {sku}: {r:?}");
+    r
+}
+
+fn count_calls(gw: &RecordingGateway, f: impl Fn(&GatewayCall) -> bool) -> usize {
+    gw.calls().iter().filter(|c| f(c)).count()
+}
+
+// ------------------------------------------------------------------ the cases
+
+async fn store_round_trips_and_rejects_bad_input(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Leaf", None, &[1200, 3400], 7).await;
+    let merchant = m.merchant(&s.merchant.id).await.unwrap();
+    assert_eq!(merchant, s.merchant);
+    let p = m.product(&s.product).await.unwrap();
+    assert_eq!(p.product.status, ProductStatus::Listed);
+    assert_eq!((p.product.min_price, p.product.max_price), (Money::fen(1200), Money::fen(3400)));
+    assert_eq!(p.skus.len(), 2);
+    assert_eq!(p.skus[0].attrs.get("size").map(String::as_str), Some("S0"));
+    assert_eq!(m.stock(&s.skus[0]).await.unwrap(), StockLevel { on_hand: 7, reserved: 0 });
+    assert!(matches!(m.merchant("nope").await, Err(MarketError::NotFound { entity: "merchant", .. })));
+    assert!(matches!(m.stock("nope").await, Err(MarketError::NotFound { .. })));
+    assert!(matches!(m.set_stock(&s.merchant.id, &s.skus[0], -1).await, Err(MarketError::Invalid(_))));
+    assert!(matches!(m.set_stock("other", &s.skus[0], 1).await, Err(MarketError::NotFound { .. })));
+    assert!(matches!(m.checkout(req("b", "k", &[(&s.skus[0], 0)])).await, Err(MarketError::Invalid(_))));
+    assert!(matches!(m.checkout(req("b", "k", &[("missing", 1)])).await, Err(MarketError::NotFound { .. })));
+    // Movements: two Adjust(+7).
+    let mv = m.movements(&s.merchant.id, &s.skus[0]).await.unwrap();
+    assert_eq!(mv.iter().map(|x| (x.kind, x.on_hand_delta)).collect::<Vec<_>>(), vec![(MovementKind::Adjust, 7)]);
+}
+
+async fn merchant_restrictions_block_what_they_name(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Rice", None, &[500], 10).await;
+    let id = &s.merchant.id;
+    // LISTING blocks listing but not selling.
+    m.restrict_merchant(id, Restrictions::LISTING, "rectify listings").await.unwrap();
+    m.delist_product(id, &s.product).await.unwrap();
+    let err = m.list_product(id, &s.product).await.unwrap_err();
+    assert!(matches!(err, MarketError::MerchantBlocked { action: "list", .. }), "{err}");
+    m.lift_restrictions(id, Restrictions::LISTING, "fixed").await.unwrap();
+    m.list_product(id, &s.product).await.unwrap();
+    // CHECKOUT blocks selling and hides the products; listing still works.
+    let r = m.restrict_merchant(id, Restrictions::CHECKOUT, "late shipping").await.unwrap();
+    assert_eq!((r.status, r.restrictions), (MerchantStatus::Restricted, Restrictions::CHECKOUT));
+    let err = m.checkout(req("b1", "k1", &[(&s.skus[0], 1)])).await.unwrap_err();
+    assert!(matches!(err, MarketError::MerchantBlocked { action: "sell", .. }), "{err}");
+    assert!(m.browse(&BrowseQuery::default().merchant(id)).await.unwrap().items.is_empty());
+    // Adding PAYOUT keeps CHECKOUT; lifting CHECKOUT leaves PAYOUT (still Restricted, selling again).
+    let r = m.restrict_merchant(id, Restrictions::PAYOUT, "dispute").await.unwrap();
+    assert_eq!(r.restrictions, Restrictions::CHECKOUT | Restrictions::PAYOUT);
+    let r = m.lift_restrictions(id, Restrictions::CHECKOUT, "ok").await.unwrap();
+    assert_eq!(
+        (r.status, r.restrictions, r.can_sell(), r.can_payout()),
+        (MerchantStatus::Restricted, Restrictions::PAYOUT, true, false)
+    );
+    let co = m.checkout(req("b1", "k2", &[(&s.skus[0], 1)])).await.unwrap();
+    // Suspended blocks everything; closing needs every order finished.
+    m.suspend_merchant(id, "fraud check").await.unwrap();
+    assert!(matches!(m.checkout(req("b2", "k", &[(&s.skus[0], 1)])).await, Err(MarketError::MerchantBlocked { .. })));
+    m.begin_closing(id, "leaving").await.unwrap();
+    let err = m.close_merchant(id, "bye").await.unwrap_err();
+    assert!(matches!(err, MarketError::IllegalTransition { entity: "merchant", .. }), "{err}");
+    m.cancel_checkout("b1", &co.group.id).await.unwrap();
+    let closed = m.close_merchant(id, "bye").await.unwrap();
+    assert_eq!(closed.status, MerchantStatus::Closed);
+    assert!(matches!(m.approve_merchant(id).await, Err(MarketError::IllegalTransition { .. })));
+    // Same-state moves are no-ops (no new version, no new audit row).
+    let before = m.audit_trail(id).await.unwrap().len();
+    assert_eq!(m.close_merchant(id, "again").await.unwrap().version, closed.version);
+    assert_eq!(m.audit_trail(id).await.unwrap().len(), before);
+}
+
+async fn order_lines_keep_the_rule_version_they_were_sold_under(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Silk", None, &[10_000], 10).await;
+    let co1 = m.checkout(req("b1", "k1", &[(&s.skus[0], 1)])).await.unwrap();
+    let v2 = m
+        .publish_rule(&s.category.id, RuleSpec { commission_bps: 500, ship_sla_hours: 24, ..RuleSpec::default() })
+        .await
+        .unwrap();
+    assert_eq!(v2.version, 2);
+    let co2 = m.checkout(req("b2", "k1", &[(&s.skus[0], 1)])).await.unwrap();
+    let l1 = &m.order(&co1.orders[0].id).await.unwrap().lines[0];
+    let l2 = &m.order(&co2.orders[0].id).await.unwrap().lines[0];
+    assert_eq!((l1.rule_version, l1.commission_bps, l1.commission), (1, 0, Money::ZERO));
+    assert_eq!((l2.rule_version, l2.commission_bps, l2.commission), (2, 500, Money::fen(500)));
+    assert_eq!((co1.orders[0].ship_sla_hours, co2.orders[0].ship_sla_hours), (48, 24));
+    assert_eq!(m.rule(&s.category.id, 1).await.unwrap().spec.commission_bps, 0);
+    assert!(matches!(
+        m.publish_rule(&s.category.id, RuleSpec { commission_bps: 3_001, ..RuleSpec::default() }).await,
+        Err(MarketError::Invalid(_))
+    ));
+}
+
+async fn listing_needs_an_active_merchant_and_an_allowed_category(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Jade", None, &[900], 1).await;
+    let (other, _) = m.create_category("Other", None, RuleSpec::default()).await.unwrap();
+    let np = |cat: &str| NewProduct {
+        category_id: cat.into(),
+        title: "x".into(),
+        description: String::new(),
+        skus: vec![NewSku { price: Money::fen(1), ..Default::default() }],
+    };
+    let err = m.create_product(&s.merchant.id, np(&other.id)).await.unwrap_err();
+    assert!(matches!(err, MarketError::CategoryNotAllowed { .. }), "{err}");
+    let applying = m.create_merchant(NewMerchant::new("New")).await.unwrap();
+    m.grant_category(&applying.id, &other.id).await.unwrap();
+    assert!(matches!(m.create_product(&applying.id, np(&other.id)).await, Err(MarketError::MerchantBlocked { .. })));
+    // Draft products are not browseable; the platform's force-delisting cannot be undone by the merchant.
+    let d = m.create_product(&s.merchant.id, np(&s.category.id)).await.unwrap();
+    assert_eq!(d.product.status, ProductStatus::Draft);
+    let page = m.browse(&BrowseQuery::default().merchant(&s.merchant.id)).await.unwrap();
+    assert_eq!(page.items.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), vec![s.product.as_str()]);
+    let f = m.force_delist(&s.product, "counterfeit").await.unwrap();
+    assert_eq!(f.status, ProductStatus::ForceDelisted);
+    assert!(matches!(m.list_product(&s.merchant.id, &s.product).await, Err(MarketError::IllegalTransition { .. })));
+    assert!(matches!(m.checkout(req("b", "k", &[(&s.skus[0], 1)])).await, Err(MarketError::Unavailable { .. })));
+    m.lift_force_delist(&s.product, "appeal upheld").await.unwrap();
+    m.list_product(&s.merchant.id, &s.product).await.unwrap();
+}
+
+async fn browse_filters_and_pages_stably(e: Env) {
+    let m = &e.market;
+    let (cat_a, _) = m.create_category("A", None, RuleSpec::default()).await.unwrap();
+    let (cat_b, _) = m.create_category("B", None, RuleSpec::default()).await.unwrap();
+    let m1 = shop_in(m, "North", None, &cat_a, &[100], 1).await;
+    let m2 = shop_in(m, "South", None, &cat_b, &[200], 1).await;
+    m.grant_category(&m1.merchant.id, &cat_b.id).await.unwrap();
+    let mut ids = vec![m1.product.clone(), m2.product.clone()];
+    for i in 0..23i64 {
+        let (merchant, cat) = if i % 2 == 0 { (&m1.merchant.id, &cat_a.id) } else { (&m1.merchant.id, &cat_b.id) };
+        let title = if i % 5 == 0 { format!("Green Tea 50%_{i}") } else { format!("Oolong {i}") };
+        let p = m
+            .create_product(
+                merchant,
+                NewProduct {
+                    category_id: cat.clone(),
+                    title,
+                    description: String::new(),
+                    skus: vec![NewSku { price: Money::fen(1000 + (i * 37) % 500), ..Default::default() }],
+                },
+            )
+            .await
+            .unwrap();
+        m.list_product(merchant, &p.product.id).await.unwrap();
+        ids.push(p.product.id);
+    }
+    // Newest first, 10 per page, a product added mid-way does not disturb the pages after the cursor.
+    let mut seen = Vec::new();
+    let mut q = BrowseQuery::default().limit(10);
+    let mut pages = 0;
+    loop {
+        let page = m.browse(&q).await.unwrap();
+        seen.extend(page.items.iter().map(|p| p.id.clone()));
+        pages += 1;
+        if pages == 1 {
+            let late = m
+                .create_product(
+                    &m2.merchant.id,
+                    NewProduct {
+                        category_id: cat_b.id.clone(),
+                        title: "late".into(),
+                        description: String::new(),
+                        skus: vec![NewSku { price: Money::fen(1), ..Default::default() }],
+                    },
+                )
+                .await
+                .unwrap();
+            m.list_product(&m2.merchant.id, &late.product.id).await.unwrap();
+        }
+        match page.next {
+            Some(c) => q = q.after(c),
+            None => break,
+        }
+    }
+    let mut expected = ids.clone();
+    expected.sort();
+    expected.reverse();
+    assert_eq!(seen, expected);
+    assert_eq!(pages, 3);
+    // Filters.
+    let by_cat = m.browse(&BrowseQuery::default().category(&cat_b.id).limit(100)).await.unwrap();
+    assert_eq!(by_cat.items.len(), 11 + 1 + 1);
+    assert!(by_cat.items.iter().all(|p| p.category_id == cat_b.id));
+    let text = m.browse(&BrowseQuery::default().text("green TEA 50%_").limit(100)).await.unwrap();
+    assert_eq!(text.items.len(), 5);
+    let none = m.browse(&BrowseQuery::default().text("50%x").limit(100)).await.unwrap();
+    assert!(none.items.is_empty());
+    let priced = m
+        .browse(&BrowseQuery::default().price(Some(Money::fen(1200)), Some(Money::fen(1300))).limit(100))
+        .await
+        .unwrap();
+    assert!(!priced.items.is_empty());
+    assert!(priced.items.iter().all(|p| p.min_price >= Money::fen(1200) && p.min_price <= Money::fen(1300)));
+    // Cheapest first, paged 7 at a time, is the full list in (price, id) order.
+    let mut all = Vec::new();
+    let mut q = BrowseQuery::default().sort(BrowseSort::PriceAsc).limit(7);
+    loop {
+        let page = m.browse(&q).await.unwrap();
+        all.extend(page.items.into_iter().map(|p| (p.min_price, p.id)));
+        match page.next {
+            Some(c) => q = q.after(c),
+            None => break,
+        }
+    }
+    let mut sorted = all.clone();
+    sorted.sort();
+    assert_eq!(all, sorted);
+    assert_eq!(all.len(), 26);
+    assert!(matches!(m.browse(&BrowseQuery::default().after("!!")).await, Err(MarketError::Invalid(_))));
+}
+
+async fn duplicate_lines_count_once_and_shortage_writes_nothing(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Salt", None, &[100], 3).await;
+    let sku = s.skus[0].as_str();
+    let err = m.checkout(req("b1", "k1", &[(sku, 2), (sku, 2)])).await.unwrap_err();
+    match err {
+        MarketError::OutOfStock { shortages } => {
+            assert_eq!(shortages, vec![Shortage { sku_id: sku.into(), requested: 4, available: 3 }]);
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(m.stock(sku).await.unwrap(), StockLevel { on_hand: 3, reserved: 0 });
+    assert!(m.buyer_orders("b1", None, 10).await.unwrap().items.is_empty());
+    assert!(e.gw.calls().is_empty());
+    let co = m.checkout(req("b1", "k1", &[(sku, 1), (sku, 2)])).await.unwrap();
+    assert_eq!(co.orders.len(), 1);
+    let d = m.order(&co.orders[0].id).await.unwrap();
+    assert_eq!(d.lines.iter().map(|l| (l.sku_id.as_str(), l.qty)).collect::<Vec<_>>(), vec![(sku, 3)]);
+    assert_eq!(m.stock(sku).await.unwrap(), StockLevel { on_hand: 3, reserved: 3 });
+    assert_consistent(m, &s.merchant.id, sku).await;
+    // The stock cannot be set below what is reserved.
+    assert!(matches!(m.set_stock(&s.merchant.id, sku, 2).await, Err(MarketError::Invalid(_))));
+}
+
+async fn no_oversell_under_200_concurrent_checkouts(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Flash", None, &[990], 50).await;
+    let sku = s.skus[0].clone();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let m = m.clone();
+        let sku = sku.clone();
+        tasks.push(tokio::spawn(async move { m.checkout(req(&format!("buyer{i}"), "flash", &[(&sku, 1)])).await }));
+    }
+    let mut ok = Vec::new();
+    let mut out = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(co) => ok.push(co),
+            Err(MarketError::OutOfStock { shortages }) => {
+                assert_eq!(shortages[0].requested, 1);
+                assert_eq!(shortages[0].available, 0);
+                out += 1;
+            }
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert_eq!((ok.len(), out), (50, 150));
+    assert_eq!(m.stock(&sku).await.unwrap(), StockLevel { on_hand: 50, reserved: 50 });
+    for (i, co) in ok.iter().enumerate() {
+        assert_eq!(m.handle_payment_notice(&notice(co, &format!("n{i}"), t0())).await.unwrap(), NoticeOutcome::Paid);
+    }
+    assert_eq!(m.stock(&sku).await.unwrap(), StockLevel { on_hand: 0, reserved: 0 });
+    let paid = m.merchant_orders(&s.merchant.id, Some(OrderStatus::Paid), None, 100).await.unwrap();
+    assert_eq!(paid.items.len(), 50);
+    let r = assert_consistent(m, &s.merchant.id, &sku).await;
+    assert_eq!(r.committed, 50);
+}
+
+async fn checkout_is_idempotent_by_key(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Idem", None, &[700, 300], 10).await;
+    let r1 = req("b1", "key-1", &[(&s.skus[0], 2), (&s.skus[1], 1)]);
+    let a = m.checkout(r1.clone()).await.unwrap();
+    // Same key, same request (lines split and reordered): the same result, no second prepay.
+    let b = m.checkout(req("b1", "key-1", &[(&s.skus[1], 1), (&s.skus[0], 1), (&s.skus[0], 1)])).await.unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.payment.prepay_id.as_deref(), Some(format!("prepay_{}", a.group.id).as_str()));
+    assert_eq!(count_calls(&e.gw, |c| matches!(c, GatewayCall::Prepay(_))), 1);
+    // Same key, different request: a conflict.
+    let err = m.checkout(req("b1", "key-1", &[(&s.skus[0], 1)])).await.unwrap_err();
+    assert!(matches!(err, MarketError::IdempotencyConflict { .. }), "{err}");
+    // The key is per buyer.
+    m.checkout(req("b2", "key-1", &[(&s.skus[0], 1)])).await.unwrap();
+    // Ten concurrent calls with one key: one group.
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let m = m.clone();
+        let sku = s.skus[1].clone();
+        tasks.push(tokio::spawn(async move { m.checkout(req("b3", "same", &[(&sku, 1)])).await.unwrap().group.id }));
+    }
+    let mut groups = Vec::new();
+    for t in tasks {
+        groups.push(t.await.unwrap());
+    }
+    groups.dedup();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(m.stock(&s.skus[1]).await.unwrap().reserved, 2);
+    // A prepay failure keeps the group; the same call again completes it.
+    e.gw.fail_next("prepay", true);
+    let err = m.checkout(req("b4", "k", &[(&s.skus[0], 1)])).await.unwrap_err();
+    assert!(matches!(err, MarketError::Gateway(_)), "{err}");
+    let again = m.checkout(req("b4", "k", &[(&s.skus[0], 1)])).await.unwrap();
+    assert!(again.payment.prepay_id.is_some());
+}
+
+async fn five_redeliveries_make_one_paid_transition(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Notify", None, &[1000], 5).await;
+    let co = m.checkout(req("b1", "k", &[(&s.skus[0], 2)])).await.unwrap();
+    let n = notice(&co, "notify-1", t0());
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        let m = m.clone();
+        let n = n.clone();
+        tasks.push(tokio::spawn(async move { m.handle_payment_notice(&n).await.unwrap() }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    assert_eq!(outcomes.iter().filter(|o| **o == NoticeOutcome::Paid).count(), 1);
+    assert_eq!(outcomes.iter().filter(|o| **o == NoticeOutcome::Duplicate).count(), 4);
+    // Another notification of the same payment (a reconciliation query, say) changes nothing.
+    assert_eq!(m.handle_payment_notice(&notice(&co, "notify-2", t0())).await.unwrap(), NoticeOutcome::AlreadyPaid);
+    let paid_rows = m.audit_trail(&co.orders[0].id).await.unwrap().into_iter().filter(|a| a.action == "paid").count();
+    assert_eq!(paid_rows, 1);
+    let events = m.poll_events("test", 1000).await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.event_type == "order.paid").count(), 1);
+    assert_eq!(events.iter().filter(|e| e.event_type == "payment.succeeded").count(), 1);
+    assert_eq!(m.stock(&s.skus[0]).await.unwrap(), StockLevel { on_hand: 3, reserved: 0 });
+    // A wrong amount is refused and changes nothing.
+    let co2 = m.checkout(req("b2", "k", &[(&s.skus[0], 1)])).await.unwrap();
+    let mut bad = notice(&co2, "notify-3", t0());
+    bad.amount = Money::fen(1);
+    assert!(matches!(m.handle_payment_notice(&bad).await, Err(MarketError::PaymentMismatch { .. })));
+    assert_eq!(m.checkout_view(&co2.group.id).await.unwrap().group.status, GroupStatus::AwaitingPayment);
+}
+
+async fn expiry_releases_stock_and_closes_the_prepay(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Expire", None, &[100], 5).await;
+    let co = m.checkout(req("b1", "k", &[(&s.skus[0], 2)])).await.unwrap();
+    assert_eq!(co.group.pay_deadline, t0() + chrono::Duration::minutes(15));
+    assert_eq!(m.run_due_timers(m.now()).await.unwrap(), TimerReport::default());
+    e.clock.advance(Duration::from_secs(15 * 60 + 1));
+    let report = m.run_due_timers(m.now()).await.unwrap();
+    assert_eq!(report, TimerReport { fired: 2, retried: 0, failed: 0 }); // CloseUnpaid, then ClosePrepay
+    let view = m.checkout_view(&co.group.id).await.unwrap();
+    assert_eq!(view.group.status, GroupStatus::Expired);
+    assert_eq!(view.orders[0].status, OrderStatus::Cancelled);
+    assert_eq!(view.payment.status, PaymentStatus::Closed);
+    assert_eq!(m.stock(&s.skus[0]).await.unwrap(), StockLevel { on_hand: 5, reserved: 0 });
+    assert_eq!(count_calls(&e.gw, |c| matches!(c, GatewayCall::Close(r) if r.out_trade_no == co.group.id)), 1);
+    let r = assert_consistent(m, &s.merchant.id, &s.skus[0]).await;
+    assert_eq!(r.active_reserved, 0);
+    let kinds: Vec<MovementKind> =
+        m.movements(&s.merchant.id, &s.skus[0]).await.unwrap().iter().map(|x| x.kind).collect();
+    assert_eq!(kinds, vec![MovementKind::Adjust, MovementKind::Reserve, MovementKind::Expire]);
+    // Firing again does nothing.
+    assert_eq!(m.run_due_timers(m.now()).await.unwrap(), TimerReport::default());
+    // Cancelling is not possible any more.
+    assert!(matches!(m.cancel_checkout("b1", &co.group.id).await, Err(MarketError::IllegalTransition { .. })));
+}
+
+async fn late_payment_is_refunded_not_oversold(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Late", None, &[2500], 1).await;
+    let co = m.checkout(req("b1", "k", &[(&s.skus[0], 1)])).await.unwrap();
+    e.clock.advance(Duration::from_secs(16 * 60));
+    m.run_due_timers(m.now()).await.unwrap();
+    // Someone else buys the last unit.
+    let other = m.checkout(req("b2", "k", &[(&s.skus[0], 1)])).await.unwrap();
+    let out = m.handle_payment_notice(&notice(&co, "late-1", m.now())).await.unwrap();
+    let NoticeOutcome::LateRefunded { refund_ids } = out else { panic!("{out:?}") };
+    assert_eq!(refund_ids.len(), 1);
+    let refunds = m.refunds(&co.group.id).await.unwrap();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(
+        (refunds[0].status, refunds[0].amount, refunds[0].total),
+        (RefundStatus::Succeeded, Money::fen(2500), Money::fen(2500))
+    );
+    assert_eq!(
+        count_calls(
+            &e.gw,
+            |c| matches!(c, GatewayCall::Refund(r) if r.out_trade_no == co.group.id && r.refund == Money::fen(2500))
+        ),
+        1
+    );
+    let view = m.checkout_view(&co.group.id).await.unwrap();
+    assert_eq!((view.group.status, view.payment.status), (GroupStatus::Expired, PaymentStatus::Refunded));
+    assert_eq!(view.orders[0].status, OrderStatus::Cancelled);
+    // The unit stays with the other buyer.
+    assert_eq!(m.handle_payment_notice(&notice(&other, "n2", m.now())).await.unwrap(), NoticeOutcome::Paid);
+    assert_eq!(m.stock(&s.skus[0]).await.unwrap(), StockLevel { on_hand: 0, reserved: 0 });
+    assert_consistent(m, &s.merchant.id, &s.skus[0]).await;
+    // A redelivery of the late notice changes nothing.
+    assert_eq!(m.handle_payment_notice(&notice(&co, "late-1", m.now())).await.unwrap(), NoticeOutcome::Duplicate);
+    assert_eq!(m.refunds(&co.group.id).await.unwrap().len(), 1);
+}
+
+async fn refund_calls_are_retried_until_they_succeed(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Retry", None, &[300], 2).await;
+    let co = m.checkout(req("b1", "k", &[(&s.skus[0], 1)])).await.unwrap();
+    e.clock.advance(Duration::from_secs(16 * 60));
+    m.run_due_timers(m.now()).await.unwrap();
+    e.gw.fail_next("refund", true);
+    let out = m.handle_payment_notice(&notice(&co, "late", m.now())).await.unwrap();
+    assert!(matches!(out, NoticeOutcome::LateRefunded { .. }));
+    let r = &m.refunds(&co.group.id).await.unwrap()[0];
+    assert_eq!(r.status, RefundStatus::Requested);
+    // Not before its backoff…
+    assert_eq!(m.run_due_timers(m.now()).await.unwrap(), TimerReport::default());
+    e.clock.advance(Duration::from_secs(31));
+    assert_eq!(m.run_due_timers(m.now()).await.unwrap().fired, 1);
+    let r = &m.refunds(&co.group.id).await.unwrap()[0];
+    assert_eq!(r.status, RefundStatus::Succeeded);
+    assert_eq!(count_calls(&e.gw, |c| matches!(c, GatewayCall::Refund(_))), 2);
+    // A final refusal marks the refund Failed and says so in the outbox.
+    let co = m.checkout(req("b2", "k", &[(&s.skus[0], 1)])).await.unwrap();
+    e.clock.advance(Duration::from_secs(16 * 60));
+    m.run_due_timers(m.now()).await.unwrap();
+    e.gw.fail_next("refund", false);
+    m.handle_payment_notice(&notice(&co, "late2", m.now())).await.unwrap();
+    assert_eq!(m.refunds(&co.group.id).await.unwrap()[0].status, RefundStatus::Failed);
+    let ev = m.poll_events("ops", 1000).await.unwrap();
+    assert!(ev.iter().any(|e| e.event_type == "effect.failed"));
+}
+
+async fn two_merchants_pay_once_with_combined_payment(e: Env) {
+    let m = &e.market;
+    let a = shop(m, "Alpha", None, &[1000], 5).await;
+    let b = shop(m, "Beta", Some("1900000109"), &[333], 5).await;
+    let mut r = req("b1", "k", &[(&a.skus[0], 1), (&b.skus[0], 2)]);
+    r.discount = Money::fen(100);
+    r.expected_total = Some(Money::fen(1000 + 666 - 100));
+    let co = m.checkout(r).await.unwrap();
+    assert_eq!(co.payment.mode, PayMode::Combine);
+    assert_eq!(
+        (co.group.subtotal, co.group.discount, co.group.total),
+        (Money::fen(1666), Money::fen(100), Money::fen(1566))
+    );
+    assert_eq!(co.orders.len(), 2);
+    // 100 fen split 1000:666 → 60.02 / 39.98 → 60 / 40.
+    let by_merchant: BTreeMap<_, _> =
+        co.orders.iter().map(|o| (o.merchant_id.clone(), (o.subtotal, o.discount, o.total))).collect();
+    assert_eq!(by_merchant[&a.merchant.id], (Money::fen(1000), Money::fen(60), Money::fen(940)));
+    assert_eq!(by_merchant[&b.merchant.id], (Money::fen(666), Money::fen(40), Money::fen(626)));
+    assert_eq!(Money::sum(co.orders.iter().map(|o| o.total)).unwrap(), co.group.total);
+    let prepay =
+        e.gw.calls().into_iter().find_map(|c| if let GatewayCall::Prepay(p) = c { Some(p) } else { None }).unwrap();
+    assert_eq!(prepay.mode, PayMode::Combine);
+    assert_eq!(prepay.out_trade_no, co.group.id);
+    assert_eq!(prepay.sub_orders.len(), 2);
+    assert_eq!(
+        prepay.sub_orders.iter().find(|s| s.merchant_id == b.merchant.id).unwrap().sub_mchid.as_deref(),
+        Some("1900000109")
+    );
+    // Expected total that moved: a typed error.
+    let mut r = req("b1", "k2", &[(&a.skus[0], 1)]);
+    r.expected_total = Some(Money::fen(999));
+    assert!(matches!(m.checkout(r).await, Err(MarketError::PriceChanged { expected: 999, actual: 1000 })));
+    // Pay: both orders move, each with its sub-order transaction.
+    assert_eq!(m.handle_payment_notice(&notice(&co, "n", t0())).await.unwrap(), NoticeOutcome::Paid);
+    for o in &co.orders {
+        let d = m.order(&o.id).await.unwrap();
+        assert_eq!(d.order.status, OrderStatus::Paid);
+        assert_eq!(d.order.transaction_id, Some(format!("wx{}", o.id)));
+        assert_eq!(d.order.ship_deadline, Some(t0() + chrono::Duration::hours(48)));
+    }
+    // A single sub-merchant is partner mode; a single direct merchant is JSAPI.
+    let co_b = m.checkout(req("b2", "k", &[(&b.skus[0], 1)])).await.unwrap();
+    assert_eq!(co_b.payment.mode, PayMode::Partner);
+    let co_a = m.checkout(req("b3", "k", &[(&a.skus[0], 1)])).await.unwrap();
+    assert_eq!(co_a.payment.mode, PayMode::Jsapi);
+    let partner =
+        e.gw.calls()
+            .into_iter()
+            .find_map(|c| {
+                if let GatewayCall::Prepay(p) = c { (p.out_trade_no == co_b.group.id).then_some(p) } else { None }
+            })
+            .unwrap();
+    assert_eq!(partner.sub_mchid.as_deref(), Some("1900000109"));
+}
+
+async fn orders_ship_partially_then_fully_and_complete(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Ship", None, &[100, 200], 10).await;
+    let co = m.checkout(req("b1", "k", &[(&s.skus[0], 2), (&s.skus[1], 1)])).await.unwrap();
+    let oid = co.orders[0].id.clone();
+    let mid = s.merchant.id.clone();
+    let ship = |no: &str, items: Option<Vec<ShipItem>>| ShipRequest {
+        tracking_no: no.into(),
+        express_company: "SF".into(),
+        items,
+        receiver_phone: Some("13812345678".into()),
+    };
+    // Not paid yet: shipping is illegal.
+    assert!(matches!(m.ship(&mid, &oid, ship("SF1", None)).await, Err(MarketError::IllegalTransition { .. })));
+    m.handle_payment_notice(&notice(&co, "n", t0())).await.unwrap();
+    // A failed upload changes nothing.
+    e.gw.fail_next("ship", false);
+    assert!(matches!(m.ship(&mid, &oid, ship("SF1", None)).await, Err(MarketError::Gateway(_))));
+    assert_eq!(m.order(&oid).await.unwrap().order.status, OrderStatus::Paid);
+    let d = m.ship(&mid, &oid, ship("SF1", Some(vec![ShipItem { line_no: 1, qty: 1 }]))).await.unwrap();
+    assert_eq!(d.order.status, OrderStatus::PartiallyShipped);
+    assert_eq!(d.lines.iter().map(|l| l.shipped_qty).collect::<Vec<_>>(), vec![1, 0]);
+    // The same waybill again is a no-op; shipping more than bought is refused.
+    assert_eq!(m.ship(&mid, &oid, ship("SF1", Some(vec![ShipItem { line_no: 1, qty: 1 }]))).await.unwrap(), d);
+    assert!(matches!(
+        m.ship(&mid, &oid, ship("SF2", Some(vec![ShipItem { line_no: 1, qty: 2 }]))).await,
+        Err(MarketError::Invalid(_))
+    ));
+    assert!(matches!(m.ship("someone", &oid, ship("SF9", None)).await, Err(MarketError::NotFound { .. })));
+    e.clock.advance(Duration::from_secs(3600));
+    let d = m.ship(&mid, &oid, ship("SF2", None)).await.unwrap();
+    assert_eq!(d.order.status, OrderStatus::Shipped);
+    assert_eq!(d.shipments.len(), 2);
+    let uploads: Vec<ShippingUpload> =
+        e.gw.calls().into_iter().filter_map(|c| if let GatewayCall::Ship(u) = c { Some(u) } else { None }).collect();
+    assert_eq!(uploads.len(), 3); // the failed one, then two parcels
+    assert_eq!((uploads[1].split, uploads[1].is_all_delivered), (true, false));
+    assert_eq!((uploads[2].split, uploads[2].is_all_delivered), (true, true));
+    assert_eq!(uploads[2].out_trade_no, co.group.id);
+    assert_eq!(uploads[2].transaction_id.as_deref(), Some(format!("wx{}", co.group.id).as_str()));
+    let timers = m.timers(&oid).await.unwrap();
+    let auto = timers.iter().find(|t| t.action == TimerAction::AutoConfirm).unwrap();
+    assert_eq!(auto.due_at, t0() + chrono::Duration::hours(1) + chrono::Duration::days(10));
+    assert_eq!(timers.iter().find(|t| t.action == TimerAction::ShipOverdue).unwrap().status, TimerStatus::Cancelled);
+    // Cancelling a shipped order is illegal; receipt by the buyer, twice, is one transition.
+    assert!(matches!(m.cancel_paid_order(&mid, &oid, "x").await, Err(MarketError::IllegalTransition { .. })));
+    assert!(matches!(m.confirm_receipt("b2", &oid).await, Err(MarketError::NotFound { .. })));
+    let d = m.confirm_receipt("b1", &oid).await.unwrap();
+    assert_eq!((d.order.status, d.order.received_by.as_deref()), (OrderStatus::Received, Some("buyer")));
+    assert_eq!(m.confirm_receipt("b1", &oid).await.unwrap().order.version, d.order.version);
+    // The after-sale window (7 days) closes: Completed; the auto-confirm timer was cancelled.
+    e.clock.advance(Duration::from_secs(7 * 86400));
+    let rep = m.run_due_timers(m.now()).await.unwrap();
+    assert_eq!(rep.fired, 1);
+    assert_eq!(m.order(&oid).await.unwrap().order.status, OrderStatus::Completed);
+    let transitions: Vec<(Option<String>, Option<String>)> = m
+        .audit_trail(&oid)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.from_state.is_some())
+        .map(|a| (a.from_state, a.to_state))
+        .collect();
+    let s = |x: &str| Some(x.to_string());
+    assert_eq!(
+        transitions,
+        vec![
+            (s("PendingPayment"), s("Paid")),
+            (s("Paid"), s("PartiallyShipped")),
+            (s("PartiallyShipped"), s("Shipped")),
+            (s("Shipped"), s("Received")),
+            (s("Received"), s("Completed")),
+        ]
+    );
+}
+
+async fn timers_confirm_receipt_and_report_late_shipping(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Timer", None, &[100], 10).await;
+    let co = m.checkout(req("b1", "k", &[(&s.skus[0], 1)])).await.unwrap();
+    let oid = co.orders[0].id.clone();
+    m.handle_payment_notice(&notice(&co, "n", t0())).await.unwrap();
+    e.clock.advance(Duration::from_secs(49 * 3600));
+    assert_eq!(m.run_due_timers(m.now()).await.unwrap().fired, 1);
+    let ev = m.poll_events("governance", 1000).await.unwrap();
+    let overdue: Vec<_> = ev.iter().filter(|e| e.event_type == "order.ship_overdue").collect();
+    assert_eq!(overdue.len(), 1);
+    assert_eq!(overdue[0].merchant_id.as_deref(), Some(s.merchant.id.as_str()));
+    let d = m
+        .ship(
+            &s.merchant.id,
+            &oid,
+            ShipRequest { tracking_no: "YT1".into(), express_company: "YTO".into(), items: None, receiver_phone: None },
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.order.status, OrderStatus::Shipped);
+    e.clock.advance(Duration::from_secs(10 * 86400));
+    m.run_due_timers(m.now()).await.unwrap();
+    let d = m.order(&oid).await.unwrap();
+    assert_eq!((d.order.status, d.order.received_by.as_deref()), (OrderStatus::Received, Some("timer")));
+    e.clock.advance(Duration::from_secs(7 * 86400));
+    m.run_due_timers(m.now()).await.unwrap();
+    assert_eq!(m.order(&oid).await.unwrap().order.status, OrderStatus::Completed);
+}
+
+async fn cancellations_release_or_restock_and_refund(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Cancel", None, &[400], 4).await;
+    let co = m.checkout(req("b1", "k", &[(&s.skus[0], 3)])).await.unwrap();
+    assert!(matches!(m.cancel_checkout("someone", &co.group.id).await, Err(MarketError::NotFound { .. })));
+    let v = m.cancel_checkout("b1", &co.group.id).await.unwrap();
+    assert_eq!((v.group.status, v.orders[0].status), (GroupStatus::Cancelled, OrderStatus::Cancelled));
+    assert_eq!(m.cancel_checkout("b1", &co.group.id).await.unwrap().group.status, GroupStatus::Cancelled);
+    assert_eq!(m.stock(&s.skus[0]).await.unwrap(), StockLevel { on_hand: 4, reserved: 0 });
+    assert_eq!(count_calls(&e.gw, |c| matches!(c, GatewayCall::Close(_))), 1);
+    // A paid order cancelled by the merchant: restocked and refunded.
+    let co = m.checkout(req("b1", "k2", &[(&s.skus[0], 2)])).await.unwrap();
+    m.handle_payment_notice(&notice(&co, "n", t0())).await.unwrap();
+    assert_eq!(m.stock(&s.skus[0]).await.unwrap(), StockLevel { on_hand: 2, reserved: 0 });
+    let d = m.cancel_paid_order(&s.merchant.id, &co.orders[0].id, "out of stock in warehouse").await.unwrap();
+    assert_eq!(d.order.status, OrderStatus::Cancelled);
+    assert_eq!(m.stock(&s.skus[0]).await.unwrap(), StockLevel { on_hand: 4, reserved: 0 });
+    let refunds = m.refunds(&co.group.id).await.unwrap();
+    assert_eq!((refunds.len(), refunds[0].amount, refunds[0].status), (1, Money::fen(800), RefundStatus::Succeeded));
+    assert_eq!(m.checkout_view(&co.group.id).await.unwrap().payment.status, PaymentStatus::Refunded);
+    assert_eq!(
+        m.cancel_paid_order(&s.merchant.id, &co.orders[0].id, "again").await.unwrap().order.version,
+        d.order.version
+    );
+    assert_consistent(m, &s.merchant.id, &s.skus[0]).await;
+}
+
+async fn carts_merge_at_login_and_report_price_changes(e: Env) {
+    let m = &e.market;
+    let a = shop(m, "CartA", None, &[100], 4).await;
+    let b = shop(m, "CartB", None, &[250], 10).await;
+    let guest = CartOwner::guest("anon-token-1");
+    let buyer = CartOwner::buyer("openid-9");
+    m.cart_add(&buyer, &a.skus[0], 2).await.unwrap();
+    m.cart_add(&guest, &a.skus[0], 3).await.unwrap();
+    m.cart_add(&guest, &b.skus[0], 1).await.unwrap();
+    let v = m.merge_carts("anon-token-1", "openid-9").await.unwrap();
+    assert_eq!(v.changes, vec![CartChange::QuantityCapped { sku_id: a.skus[0].clone(), requested: 5, capped_to: 4 }]);
+    assert_eq!(v.merchants.len(), 2);
+    let qty: BTreeMap<_, _> =
+        v.merchants.iter().flat_map(|g| g.items.iter().map(|i| (i.sku_id.clone(), i.qty))).collect();
+    assert_eq!(qty[&a.skus[0]], 4);
+    assert_eq!(qty[&b.skus[0]], 1);
+    assert_eq!(v.total, Money::fen(650));
+    assert!(m.cart(&guest).await.unwrap().merchants.is_empty());
+    // A price change is reported once.
+    m.set_sku_price(&b.merchant.id, &b.skus[0], Money::fen(300)).await.unwrap();
+    let v = m.cart(&buyer).await.unwrap();
+    assert_eq!(
+        v.changes,
+        vec![CartChange::PriceChanged { sku_id: b.skus[0].clone(), old: Money::fen(250), new: Money::fen(300) }]
+    );
+    assert_eq!(v.total, Money::fen(700));
+    assert!(m.cart(&buyer).await.unwrap().changes.is_empty());
+    assert_eq!(m.product(&b.product).await.unwrap().product.min_price, Money::fen(300));
+    // Delisted: reported, not counted, not checked out.
+    m.delist_product(&a.merchant.id, &a.product).await.unwrap();
+    let v = m.cart(&buyer).await.unwrap();
+    assert_eq!(v.changes, vec![CartChange::Unavailable { sku_id: a.skus[0].clone() }]);
+    assert_eq!(v.total, Money::fen(300));
+    let co = m.checkout_cart("openid-9", "cart-1").await.unwrap();
+    assert_eq!(co.group.total, Money::fen(300));
+    // A retried call with the same key finds the same checkout, though the cart no longer holds its lines.
+    assert_eq!(m.checkout_cart("openid-9", "cart-1").await.unwrap().group.id, co.group.id);
+    let left = m.cart(&buyer).await.unwrap();
+    assert_eq!(
+        left.merchants.iter().flat_map(|g| g.items.iter().map(|i| i.sku_id.clone())).collect::<Vec<_>>(),
+        vec![a.skus[0].clone()]
+    );
+    assert!(matches!(m.cart_add(&buyer, &a.skus[0], 1).await, Err(MarketError::Unavailable { .. })));
+    assert!(matches!(m.cart_add(&CartOwner::guest(""), &b.skus[0], 1).await, Err(MarketError::Invalid(_))));
+}
+
+async fn purchase_limits_cap_carts_and_refuse_checkouts(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Limit", None, &[100], 10).await;
+    let p = m
+        .create_product(
+            &s.merchant.id,
+            NewProduct {
+                category_id: s.category.id.clone(),
+                title: "Limited".into(),
+                description: String::new(),
+                skus: vec![NewSku { price: Money::fen(50), purchase_limit: Some(2), ..Default::default() }],
+            },
+        )
+        .await
+        .unwrap();
+    m.list_product(&s.merchant.id, &p.product.id).await.unwrap();
+    let sku = p.skus[0].id.clone();
+    m.set_stock(&s.merchant.id, &sku, 10).await.unwrap();
+    let err = m.checkout(req("b1", "k", &[(&sku, 1), (&sku, 2)])).await.unwrap_err();
+    assert!(matches!(err, MarketError::PurchaseLimit { limit: 2, requested: 3, .. }), "{err}");
+    let buyer = CartOwner::buyer("b1");
+    let v = m.cart_add(&buyer, &sku, 5).await.unwrap();
+    assert_eq!(v.changes, vec![CartChange::QuantityCapped { sku_id: sku.clone(), requested: 5, capped_to: 2 }]);
+    assert_eq!(v.total, Money::fen(100));
+    let co = m.checkout_cart("b1", "k").await.unwrap();
+    assert_eq!(co.group.total, Money::fen(100));
+}
+
+async fn outbox_delivers_at_least_once(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Outbox", None, &[100], 3).await;
+    m.checkout(req("b1", "k", &[(&s.skus[0], 1)])).await.unwrap();
+    let all = m.poll_events("c1", 1000).await.unwrap();
+    let types: Vec<&str> = all.iter().map(|e| e.event_type.as_str()).collect();
+    assert!(types.starts_with(&["category.rule_published", "merchant.created", "merchant.activated"]), "{types:?}");
+    assert_eq!(types.iter().filter(|t| **t == "checkout.created").count(), 1);
+    // A handler that fails on the 3rd event: two are acked, the 3rd comes again.
+    let mut n = 0;
+    let err = m
+        .consume_events("c1", 1000, |_| {
+            n += 1;
+            let fail = n == 3;
+            async move { if fail { Err(MarketError::Invalid("boom".into())) } else { Ok(()) } }
+        })
+        .await;
+    assert!(err.is_err());
+    let again = m.poll_events("c1", 1000).await.unwrap();
+    assert_eq!(again.len(), all.len() - 2);
+    assert_eq!(again[0].id, all[2].id);
+    // Acks are per consumer and idempotent.
+    let ids: Vec<String> = again.iter().map(|e| e.id.clone()).collect();
+    m.ack_events("c1", &ids).await.unwrap();
+    m.ack_events("c1", &ids).await.unwrap();
+    assert!(m.poll_events("c1", 1000).await.unwrap().is_empty());
+    assert_eq!(m.poll_events("c2", 1000).await.unwrap().len(), all.len());
+    assert_eq!(m.consume_events("c2", 1000, |_| async { Ok(()) }).await.unwrap(), all.len());
+}
+
+// ------------------------------------------------------------------ the suite
+
+type Case = (&'static str, fn(Env) -> BoxFut<()>);
+
+macro_rules! cases {
+    ($($f:ident),* $(,)?) => { vec![$((stringify!($f), (|e| Box::pin($f(e)) as BoxFut<()>) as fn(Env) -> BoxFut<()>)),*] };
+}
+
+fn cases() -> Vec<Case> {
+    cases![
+        store_round_trips_and_rejects_bad_input,
+        merchant_restrictions_block_what_they_name,
+        order_lines_keep_the_rule_version_they_were_sold_under,
+        listing_needs_an_active_merchant_and_an_allowed_category,
+        browse_filters_and_pages_stably,
+        duplicate_lines_count_once_and_shortage_writes_nothing,
+        no_oversell_under_200_concurrent_checkouts,
+        checkout_is_idempotent_by_key,
+        five_redeliveries_make_one_paid_transition,
+        expiry_releases_stock_and_closes_the_prepay,
+        late_payment_is_refunded_not_oversold,
+        refund_calls_are_retried_until_they_succeed,
+        two_merchants_pay_once_with_combined_payment,
+        orders_ship_partially_then_fully_and_complete,
+        timers_confirm_receipt_and_report_late_shipping,
+        cancellations_release_or_restock_and_refund,
+        carts_merge_at_login_and_report_price_changes,
+        purchase_limits_cap_carts_and_refuse_checkouts,
+        outbox_delivers_at_least_once,
+    ]
+}
+
+/// Runs every case against fresh stores from `factory`.
+async fn suite(backend: &str, factory: Factory) {
+    let only = std::env::var("MARKET_CASE").ok();
+    for (name, case) in cases() {
+        if only.as_deref().is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
+        eprintln!("[{backend}] {name}");
+        let fresh = factory().await;
+        case(env(fresh.store)).await;
+        fresh.cleanup.await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_conformance() {
+    suite("sqlite", sqlite_factory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_conformance() {
+    let Some(factory) = postgres_factory() else { return };
+    suite("postgres", factory).await;
+}
+
+#[tokio::test]
+async fn sqlite_memory_store_works() {
+    let e = env(store::open("sqlite::memory:").await.unwrap());
+    let s = shop(&e.market, "Mem", None, &[100], 2).await;
+    let co = e.market.checkout(req("b", "k", &[(&s.skus[0], 2)])).await.unwrap();
+    assert_eq!(e.market.handle_payment_notice(&notice(&co, "n", t0())).await.unwrap(), NoticeOutcome::Paid);
+    assert_eq!(e.market.store().backend(), Backend::Sqlite);
+    assert!(matches!(store::open("mysql://x").await, Err(MarketError::Invalid(_))));
+}
+
+// ------------------------------------------------------------------ random operation sequences
+
+mod random_ops {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    pub enum Op {
+        Checkout { buyer: u8, lines: Vec<(usize, i64)>, discount: i64 },
+        Pay { pick: usize, redeliveries: u8 },
+        Cancel { pick: usize },
+        Advance { minutes: u32 },
+        Ship { pick: usize, partial: bool },
+        Receive { pick: usize },
+        MerchantCancel { pick: usize },
+        SetStock { sku: usize, on_hand: i64 },
+    }
+
+    pub fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u8..4, prop::collection::vec((0usize..3, 1i64..4), 1..4), prop_oneof![Just(0i64), 1i64..50])
+                .prop_map(|(buyer, lines, discount)| Op::Checkout { buyer, lines, discount }),
+            3 => (any::<usize>(), 1u8..4).prop_map(|(pick, redeliveries)| Op::Pay { pick, redeliveries }),
+            1 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
+            2 => prop_oneof![Just(5u32), Just(16), Just(49 * 60), Just(10 * 24 * 60)].prop_map(|minutes| Op::Advance { minutes }),
+            2 => (any::<usize>(), any::<bool>()).prop_map(|(pick, partial)| Op::Ship { pick, partial }),
+            1 => any::<usize>().prop_map(|pick| Op::Receive { pick }),
+            1 => any::<usize>().prop_map(|pick| Op::MerchantCancel { pick }),
+            1 => (0usize..3, 0i64..8).prop_map(|(sku, on_hand)| Op::SetStock { sku, on_hand }),
+        ]
+    }
+
+    struct World {
+        e: Env,
+        skus: Vec<(String, String)>,   // (merchant, sku)
+        groups: Vec<(String, String)>, // (group, buyer)
+        notices: usize,
+    }
+
+    fn allowed(r: Result<()>) {
+        match r {
+            Ok(())
+            | Err(MarketError::OutOfStock { .. })
+            | Err(MarketError::IllegalTransition { .. })
+            | Err(MarketError::Invalid(_)) => {}
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+
+    async fn apply(w: &mut World, op: &Op) {
+        let m = w.e.market.clone();
+        let pick = |p: usize, w: &World| (!w.groups.is_empty()).then(|| w.groups[p % w.groups.len()].clone());
+        match op {
+            Op::Checkout { buyer, lines, discount } => {
+                let lines: Vec<(&str, i64)> = lines.iter().map(|(i, q)| (w.skus[*i].1.as_str(), *q)).collect();
+                let buyer = format!("buyer{buyer}");
+                let mut r = req(&buyer, &new_id(), &lines);
+                r.discount = Money::fen(*discount);
+                match m.checkout(r).await {
+                    Ok(co) => w.groups.push((co.group.id, buyer)),
+                    Err(e) => allowed(Err(e)),
+                }
+            }
+            Op::Pay { pick: p, redeliveries } => {
+                let Some((g, _)) = pick(*p, w) else { return };
+                let co = m.checkout_view(&g).await.unwrap();
+                w.notices += 1;
+                let n = notice(&co, &format!("n{}", w.notices), m.now());
+                let mut paid = 0;
+                for _ in 0..*redeliveries {
+                    let out = m.handle_payment_notice(&n).await.unwrap();
+                    if out != NoticeOutcome::Duplicate {
+                        paid += 1;
+                    }
+                }
+                assert_eq!(paid, 1, "exactly one delivery of a notice takes effect");
+            }
+            Op::Cancel { pick: p } => {
+                let Some((g, b)) = pick(*p, w) else { return };
+                allowed(m.cancel_checkout(&b, &g).await.map(|_| ()));
+            }
+            Op::Advance { minutes } => {
+                w.e.clock.advance(Duration::from_secs(*minutes as u64 * 60));
+                let rep = m.run_due_timers(m.now()).await.unwrap();
+                assert_eq!(rep.failed, 0);
+            }
+            Op::Ship { pick: p, partial } => {
+                let Some((g, _)) = pick(*p, w) else { return };
+                for o in m.checkout_view(&g).await.unwrap().orders {
+                    let items = partial.then(|| vec![ShipItem { line_no: 1, qty: 1 }]);
+                    let r = ShipRequest {
+                        tracking_no: new_id(),
+                        express_company: "ZTO".into(),
+                        items,
+                        receiver_phone: None,
+                    };
+                    allowed(m.ship(&o.merchant_id, &o.id, r).await.map(|_| ()));
+                }
+            }
+            Op::Receive { pick: p } => {
+                let Some((g, b)) = pick(*p, w) else { return };
+                for o in m.checkout_view(&g).await.unwrap().orders {
+                    allowed(m.confirm_receipt(&b, &o.id).await.map(|_| ()));
+                }
+            }
+            Op::MerchantCancel { pick: p } => {
+                let Some((g, _)) = pick(*p, w) else { return };
+                for o in m.checkout_view(&g).await.unwrap().orders {
+                    allowed(m.cancel_paid_order(&o.merchant_id, &o.id, "random").await.map(|_| ()));
+                }
+            }
+            Op::SetStock { sku, on_hand } => {
+                let (mid, sid) = &w.skus[*sku];
+                allowed(m.set_stock(mid, sid, *on_hand).await.map(|_| ()));
+            }
+        }
+    }
+
+    async fn check(w: &World) {
+        let m = &w.e.market;
+        let mut paid_units: BTreeMap<String, i64> = BTreeMap::new();
+        for (g, _) in &w.groups {
+            let co = m.checkout_view(g).await.unwrap();
+            assert_eq!(co.group.total, co.group.subtotal.checked_sub(co.group.discount).unwrap());
+            assert_eq!(Money::sum(co.orders.iter().map(|o| o.total)).unwrap(), co.group.total);
+            assert_eq!(co.payment.amount, co.group.total);
+            assert!(co.payment.refunded <= co.payment.amount);
+            for o in &co.orders {
+                let d = m.order(&o.id).await.unwrap();
+                assert_eq!(Money::sum(d.lines.iter().map(|l| l.line_total)).unwrap(), o.subtotal);
+                assert_eq!(Money::sum(d.lines.iter().map(|l| l.discount)).unwrap(), o.discount);
+                assert!(d.lines.iter().all(|l| 0 <= l.shipped_qty && l.shipped_qty <= l.qty));
+                let expected_group_state = match co.group.status {
+                    GroupStatus::AwaitingPayment => o.status == OrderStatus::PendingPayment,
+                    GroupStatus::Expired | GroupStatus::Cancelled => o.status == OrderStatus::Cancelled,
+                    GroupStatus::Paid => o.status != OrderStatus::PendingPayment,
+                };
+                assert!(expected_group_state, "group {:?} with order {:?}", co.group.status, o.status);
+                if o.paid_at.is_some() {
+                    for l in &d.lines {
+                        *paid_units.entry(l.sku_id.clone()).or_default() += l.qty;
+                    }
+                }
+                let trail = m.audit_trail(&o.id).await.unwrap();
+                assert!(trail.iter().filter(|a| a.action == "paid").count() <= 1);
+                for a in trail.iter().filter(|a| a.from_state.is_some()) {
+                    let from: OrderStatus = a.from_state.as_deref().unwrap().parse().unwrap();
+                    let to: OrderStatus = a.to_state.as_deref().unwrap().parse().unwrap();
+                    assert!(from.can_become(to), "illegal recorded transition {from} -> {to}");
+                }
+            }
+        }
+        for (mid, sid) in &w.skus {
+            let r = assert_consistent(m, mid, sid).await;
+            assert_eq!(r.committed, paid_units.get(sid).copied().unwrap_or(0), "sold units of {sid}");
+        }
+    }
+
+    pub async fn run(store: Arc<dyn MarketStore>, ops: Vec<Op>) {
+        let e = env(store);
+        let a = shop(&e.market, "PA", None, &[100, 250], 3).await;
+        let b = shop(&e.market, "PB", Some("1900000109"), &[999], 2).await;
+        let skus = vec![
+            (a.merchant.id.clone(), a.skus[0].clone()),
+            (a.merchant.id.clone(), a.skus[1].clone()),
+            (b.merchant.id.clone(), b.skus[0].clone()),
+        ];
+        let mut w = World { e, skus, groups: Vec::new(), notices: 0 };
+        for op in &ops {
+            apply(&mut w, op).await;
+            check(&w).await;
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+    #[test]
+    fn sqlite_random_operations_keep_every_invariant(ops in proptest::collection::vec(random_ops::op(), 1..30)) {
+        runtime().block_on(async {
+            let fresh = sqlite_factory()().await;
+            random_ops::run(fresh.store, ops).await;
+            fresh.cleanup.await;
+        });
+    }
+}
+
+#[test]
+fn postgres_random_operations_keep_every_invariant() {
+    use proptest::strategy::{Strategy, ValueTree};
+    let Some(factory) = postgres_factory() else { return };
+    let rt = runtime();
+    let mut runner =
+        proptest::test_runner::TestRunner::new(proptest::test_runner::Config { cases: 6, ..Default::default() });
+    let strategy = proptest::collection::vec(random_ops::op(), 1..30);
+    for _ in 0..6 {
+        let ops = strategy.new_tree(&mut runner).unwrap().current();
+        eprintln!("ops: {ops:?}"); // shown if the case fails
+        rt.block_on(async {
+            let fresh = factory().await;
+            random_ops::run(fresh.store, ops).await;
+            fresh.cleanup.await;
+        });
+    }
+}
+
+/// The shipping gateway over the mini-program client, against the emulator's shipping-info
+/// management: a split shipment of a paid order ends Shipped at WeChat too.
+#[tokio::test]
+async fn ships_through_wechat_shipping_info_management() {
+    use wxshop::emulator::Emulator;
+    use wxshop::emulator::shipping::{PaidTransaction, register_paid_transaction};
+    use wxshop::mp::shipping::{OrderRef, OrderState};
+
+    let emu = Emulator::start_default().await.unwrap();
+    let client = emu.client().unwrap();
+    let gw = Arc::new(RecordingGateway::default());
+    let market = Market::builder(store::open("sqlite::memory:").await.unwrap())
+        .payments(gw)
+        .shipping(Arc::new(MpShippingGateway::new(client.clone())))
+        .build()
+        .unwrap();
+    let s = shop(&market, "Emu", None, &[500, 700], 5).await;
+    let co = market.checkout(req("o-buyer", "k", &[(&s.skus[0], 1), (&s.skus[1], 2)])).await.unwrap();
+    let n = notice(&co, "n1", Utc::now());
+    let txn = register_paid_transaction(
+        emu.state(),
+        PaidTransaction::new("1230000109", &co.group.id, "o-buyer", co.group.total.as_fen())
+            .transaction_id(&n.transaction_id),
+    )
+    .unwrap();
+    assert_eq!(txn, n.transaction_id);
+    market.handle_payment_notice(&n).await.unwrap();
+    let oid = &co.orders[0].id;
+    let first = ShipRequest {
+        tracking_no: "SF100".into(),
+        express_company: "SF".into(),
+        items: Some(vec![ShipItem { line_no: 1, qty: 1 }]),
+        receiver_phone: Some("13812345678".into()),
+    };
+    // SF Express without a contact is refused before anything is sent, and nothing changes.
+    let no_contact = ShipRequest { receiver_phone: None, ..first.clone() };
+    assert!(matches!(market.ship(&s.merchant.id, oid, no_contact).await, Err(MarketError::Gateway(_))));
+    assert_eq!(market.order(oid).await.unwrap().order.status, OrderStatus::Paid);
+    assert_eq!(market.ship(&s.merchant.id, oid, first).await.unwrap().order.status, OrderStatus::PartiallyShipped);
+    let wx = client.shipping().get_order(&OrderRef::transaction_id(&txn)).await.unwrap();
+    assert_eq!(wx.order_state, OrderState::Unshipped);
+    let rest =
+        ShipRequest { tracking_no: "YT200".into(), express_company: "YTO".into(), items: None, receiver_phone: None };
+    assert_eq!(market.ship(&s.merchant.id, oid, rest).await.unwrap().order.status, OrderStatus::Shipped);
+    let wx = client.shipping().get_order(&OrderRef::transaction_id(&txn)).await.unwrap();
+    assert_eq!(wx.order_state, OrderState::Shipped);
+}
+
+/// The whole WeChat path against the emulator: a combined payment over two merchants prepaid through
+/// `PayClient`, paid in the cashier, its notification verified and applied (redeliveries are no-ops),
+/// shipping uploaded to shipping-info management, then a merchant cancellation refunded through
+/// WeChat Pay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pays_through_wechat_pay_and_refunds() {
+    use wxshop::emulator::Emulator;
+    use wxshop::mp::shipping::{OrderRef, OrderState};
+    use wxshop::pay::NotificationResource;
+    use wxshop::pay::notify::NotifyService;
+
+    let emu = Emulator::start_default().await.unwrap();
+    let client = emu.client().unwrap();
+    let pay = emu.pay_client().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let notify_url = format!("http://{}/wx/pay/notify", listener.local_addr().unwrap());
+    let market = Market::builder(store::open("sqlite::memory:").await.unwrap())
+        .payments(Arc::new(WechatPayGateway::new(pay.clone(), client.appid(), notify_url)))
+        .shipping(Arc::new(MpShippingGateway::new(client.clone())))
+        .build()
+        .unwrap();
+    let outcomes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (m2, seen) = (market.clone(), outcomes.clone());
+    let svc = NotifyService::new(pay.clone(), move |n| {
+        let (m, seen) = (m2.clone(), seen.clone());
+        async move {
+            if let Some(notice) = PaymentNotice::from_notification(&n) {
+                let out = m.handle_payment_notice(&notice).await?;
+                seen.lock().unwrap().push(out);
+            } else if let NotificationResource::Refund(r) = &n.resource {
+                m.refund_settled(&r.out_refund_no, r.refund_status.as_str() == "SUCCESS").await?;
+            }
+            Ok(())
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, svc.router("/wx/pay/notify")).await });
+
+    let a = shop(&market, "Tea", None, &[1200], 5).await;
+    let b = shop(&market, "Silk", Some("1900000109"), &[3300], 5).await;
+    let co = market.checkout(req("o-buyer", "k1", &[(&a.skus[0], 1), (&b.skus[0], 1)])).await.unwrap();
+    assert_eq!(co.payment.mode, PayMode::Combine);
+    let params = co.payment.pay_params.clone().unwrap();
+    assert_eq!(params["signType"], "RSA");
+    assert!(params["package"].as_str().unwrap().starts_with("prepay_id="));
+    // The buyer pays in the cashier; WeChat Pay notifies.
+    let a_order = co.orders.iter().find(|o| o.merchant_id == a.merchant.id).unwrap();
+    emu.cashier_pay(pay.mchid(), &a_order.id).await.unwrap();
+    let mut paid = false;
+    for _ in 0..200 {
+        if market.checkout_view(&co.group.id).await.unwrap().group.status == GroupStatus::Paid {
+            paid = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(paid, "the notification did not mark the group paid");
+    // Five redeliveries of the same notification: still one Paid transition.
+    let delivery = emu.notifications().into_iter().find(|d| d.event_type == "TRANSACTION.SUCCESS").unwrap();
+    for _ in 0..5 {
+        assert!(emu.redeliver(&delivery.id).await);
+    }
+    assert_eq!(outcomes.lock().unwrap().iter().filter(|o| **o == NoticeOutcome::Paid).count(), 1);
+    let paid_rows: usize = {
+        let mut n = 0;
+        for o in &co.orders {
+            n += market.audit_trail(&o.id).await.unwrap().iter().filter(|e| e.action == "paid").count();
+        }
+        n
+    };
+    assert_eq!(paid_rows, 2);
+    // Each sub-order ships under its own transaction.
+    let a_paid = market.order(&a_order.id).await.unwrap().order;
+    let txn = a_paid.transaction_id.clone().unwrap();
+    let ship =
+        ShipRequest { tracking_no: "YT1".into(), express_company: "YTO".into(), items: None, receiver_phone: None };
+    market.ship(&a.merchant.id, &a_order.id, ship).await.unwrap();
+    let wx = client.shipping().get_order(&OrderRef::transaction_id(&txn)).await.unwrap();
+    assert_eq!(wx.order_state, OrderState::Shipped);
+    // The other merchant cannot ship and cancels: refunded through WeChat Pay.
+    let b_order = co.orders.iter().find(|o| o.merchant_id == b.merchant.id).unwrap();
+    market.cancel_paid_order(&b.merchant.id, &b_order.id, "out of stock").await.unwrap();
+    let mut refunded = false;
+    for _ in 0..200 {
+        let r = market.refunds(&co.group.id).await.unwrap();
+        if r.len() == 1 && r[0].status == RefundStatus::Succeeded {
+            assert_eq!((r[0].amount, r[0].sub_mchid.as_deref()), (Money::fen(3300), None));
+            refunded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refunded, "refund not settled: {:?}", market.refunds(&co.group.id).await.unwrap());
+    assert_eq!(market.checkout_view(&co.group.id).await.unwrap().payment.status, PaymentStatus::PartiallyRefunded);
+    // An unpaid single-merchant checkout closes at its deadline; the prepay order is closed at WeChat Pay.
+    let co2 = market.checkout(req("o-buyer", "k2", &[(&a.skus[0], 1)])).await.unwrap();
+    assert_eq!(co2.payment.mode, PayMode::Jsapi);
+    market.run_due_timers(market.now() + chrono::Duration::minutes(16)).await.unwrap();
+    assert_eq!(market.checkout_view(&co2.group.id).await.unwrap().group.status, GroupStatus::Expired);
+    assert_eq!(emu.pay_order_state(pay.mchid(), &co2.group.id).as_deref(), Some("CLOSED"));
+}
