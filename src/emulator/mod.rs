@@ -265,10 +265,10 @@ async fn count_and_inject(State(state): State<Shared>, req: Request, next: Next)
         Request::from_parts(parts, Body::from(bytes))
     };
     let fault = state.take_fault(&path);
-    if let Some(f) = fault.as_ref().filter(|f| !f.after) {
-        if let Some(faulted) = strike(f).await {
-            return faulted;
-        }
+    if let Some(f) = fault.as_ref().filter(|f| !f.after)
+        && let Some(faulted) = strike(f).await
+    {
+        return faulted;
     }
     let response = next.run(req).await;
     // Shipping timers fire lazily during requests; their trade_manage events go out through the push sender.
