@@ -198,6 +198,7 @@ async fn a_json_error_is_a_typed_error_not_an_image() {
         status: None,
         reset: false,
         delay_ms: None,
+        after: false,
     });
     let err = client.wxacode().get(&GetWxaCode::new("pages/index/index")).await.unwrap_err();
     assert!(matches!(err, Error::Api { errcode: ErrCode::InvalidArgs, .. }), "{err:?}");

@@ -910,6 +910,7 @@ async fn transient_failures_are_retried_for_keyed_calls() {
         status: Some(500),
         reset: false,
         delay_ms: None,
+        after: false,
     });
     pay.transactions()
         .jsapi(JsapiPrepay::new(DEFAULT_APPID, "Tea", "ORDER_RETRY_2", "http://127.0.0.1:1/n", 100, "o1"))

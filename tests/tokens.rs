@@ -8,7 +8,7 @@ use wxshop::http::{HttpConfig, Request, RetryPolicy};
 use wxshop::{AppConfig, Client, ErrCode, Error, TokenMode};
 
 fn fault(path: &str, count: u32) -> Fault {
-    Fault { path: path.into(), count, errcode: None, status: None, reset: false, delay_ms: None }
+    Fault { path: path.into(), count, errcode: None, status: None, reset: false, delay_ms: None, after: false }
 }
 
 fn fast_retries() -> HttpConfig {

@@ -25,7 +25,7 @@
 //! | `POST /__emulator/apps` | `{"appid","secret"}` | registers a mini-program |
 //! | `POST /__emulator/login` | `{"appid","user"}` | mints a `wx.login` code for a user (single use, 5 min) → `{"code","openid"}` |
 //! | `POST /__emulator/phone_code` | `{"appid","phone"}` | mints a getPhoneNumber code → `{"code"}` |
-//! | `POST /__emulator/faults` | `{"path","count","errcode"?,"status"?,"reset"?,"delay_ms"?}` | the next `count` calls to `path` answer the fault |
+//! | `POST /__emulator/faults` | `{"path","count","errcode"?,"status"?,"reset"?,"delay_ms"?,"after"?}` | the next `count` calls to `path` answer the fault (with `after`, once the call has taken effect) |
 //! | `DELETE /__emulator/faults` | — | clears faults |
 //! | `GET /__emulator/calls` | — | `{path: count}` of every call served |
 //! | `GET /__emulator/counters` | — | named counters (`token.issued`, …) |
@@ -113,6 +113,10 @@ pub struct Fault {
     /// Delay before answering (then serve normally unless another fault field is set).
     #[serde(default)]
     pub delay_ms: Option<u64>,
+    /// Strike after the call was served: it takes effect, and its answer is delayed, replaced or
+    /// lost (what a retry after a lost answer must not duplicate).
+    #[serde(default)]
+    pub after: bool,
 }
 
 fn one() -> u32 {
@@ -260,33 +264,43 @@ async fn count_and_inject(State(state): State<Shared>, req: Request, next: Next)
         lock(&state.last_bodies).insert(path.clone(), bytes.clone());
         Request::from_parts(parts, Body::from(bytes))
     };
-    if let Some(fault) = state.take_fault(&path) {
-        if let Some(ms) = fault.delay_ms {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-        }
-        if fault.reset {
-            // A body that fails mid-stream makes hyper drop the connection: the client sees a reset.
-            let stream = futures_util::stream::once(async {
-                Err::<bytes::Bytes, std::io::Error>(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionReset,
-                    "injected reset",
-                ))
-            });
-            return Response::builder().status(200).body(Body::from_stream(stream)).unwrap_or_default();
-        }
-        if let Some(code) = fault.errcode {
-            return wx_error(code, "injected fault");
-        }
-        if let Some(status) = fault.status {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let body = serde_json::json!({ "code": "SYSTEM_ERROR", "message": "injected fault" });
-            return (status, axum::Json(body)).into_response();
-        }
+    let fault = state.take_fault(&path);
+    if let Some(f) = fault.as_ref().filter(|f| !f.after)
+        && let Some(faulted) = strike(f).await
+    {
+        return faulted;
     }
     let response = next.run(req).await;
     // Shipping timers fire lazily during requests; their trade_manage events go out through the push sender.
     shipping::flush_events(&state);
-    response
+    match fault.filter(|f| f.after) {
+        Some(f) => strike(&f).await.unwrap_or(response),
+        None => response,
+    }
+}
+
+/// Waits out a fault's delay and builds its answer (`None` when it only delays).
+async fn strike(fault: &Fault) -> Option<Response> {
+    if let Some(ms) = fault.delay_ms {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if fault.reset {
+        // A body that fails mid-stream makes hyper drop the connection: the client sees a reset.
+        let stream = futures_util::stream::once(async {
+            Err::<bytes::Bytes, std::io::Error>(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "injected reset",
+            ))
+        });
+        return Some(Response::builder().status(200).body(Body::from_stream(stream)).unwrap_or_default());
+    }
+    if let Some(code) = fault.errcode {
+        return Some(wx_error(code, "injected fault"));
+    }
+    let status = fault.status?;
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = serde_json::json!({ "code": "SYSTEM_ERROR", "message": "injected fault" });
+    Some((status, axum::Json(body)).into_response())
 }
 
 /// Builds and runs emulators.

@@ -8,7 +8,7 @@
 //! then answers 404), and either one, alternating, in `migration` mode. Payments and refunds are
 //! notified to `notify_url`, signed the same way, and redelivered on failure with the same id on
 //! WeChat's schedule (15 s, 15 s, 30 s, 3 m, 10 m, 20 m, 30 m, 30 m, 30 m, 60 m, 3 h, 3 h, 3 h, 6 h,
-//! 6 h) divided by a time factor.
+//! 6 h) divided by a time factor; an answer slower than [`NOTIFY_TIMEOUT`] (adjustable) is a failure.
 //!
 //! The default merchant ([`DEFAULT_MCHID`]) is registered with a fixed test key
 //! ([`DEFAULT_MERCHANT_KEY_PEM`] — public, never use it for real money), bound to the default app.
@@ -38,7 +38,7 @@
 //! | `POST /__emulator/pay/mode` | `{"mode":"certificate"\|"public_key"\|"migration"}` | which key signs answers and notifications |
 //! | `POST /__emulator/pay/rotate` | — | issues a new platform certificate that signs from now on → `{"serial_no"}` |
 //! | `GET /__emulator/pay/keys` | — | `{"public_key_id","public_key" (PEM),"certificates":[{"serial_no","pem","not_after"}],"mode"}` |
-//! | `POST /__emulator/pay/config` | `{"time_factor"?,"timestamp_skew_secs"?,"signtest_probes"?}` | compresses the redelivery schedule; skews answer timestamps; signs the next N answers as `WECHATPAY/SIGNTEST/` probes |
+//! | `POST /__emulator/pay/config` | `{"time_factor"?,"timestamp_skew_secs"?,"signtest_probes"?,"notify_timeout_ms"?}` | compresses the redelivery schedule; skews answer timestamps; signs the next N answers as `WECHATPAY/SIGNTEST/` probes; how long a notification waits for the merchant (5 s) |
 //! | `GET /__emulator/pay/orders` | — | every order, newest first |
 //! | `POST /__emulator/pay/orders/{mchid}/{out_trade_no}/pay` | — | the user pays (a combined sub-order pays the whole combination) → TRANSACTION.SUCCESS |
 //! | `POST /__emulator/pay/orders/{mchid}/{out_trade_no}/fail` | — | the payment fails (`PAYERROR`; WeChat sends no notification) |
@@ -87,6 +87,9 @@ const PLATFORM_PUBLIC_KEY_KEY_PEM: &str = include_str!("pay_keys/platform_public
 /// WeChat Pay's redelivery intervals, in seconds (24 h 4 m in all).
 pub const NOTIFY_SCHEDULE_SECS: [u64; 15] =
     [15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600];
+
+/// How long WeChat Pay waits for the merchant's answer to a notification.
+pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const CASHIER_HTML: &str = include_str!("cashier.html");
 
@@ -248,6 +251,7 @@ pub struct PayState {
     skew_secs: i64,
     probes: u32,
     time_factor: f64,
+    notify_timeout: Duration,
     orders: HashMap<(String, String), Order>,
     order_seq: Vec<(String, String)>,
     by_txn: HashMap<String, (String, String)>,
@@ -329,6 +333,7 @@ impl PayState {
             skew_secs: 0,
             probes: 0,
             time_factor: 1.0,
+            notify_timeout: NOTIFY_TIMEOUT,
             orders: HashMap::new(),
             order_seq: Vec::new(),
             by_txn: HashMap::new(),
@@ -387,10 +392,16 @@ impl PayState {
 
     fn http(&mut self) -> Result<Http> {
         if self.http.is_none() {
-            let config = HttpConfig { timeout: Duration::from_secs(5), retry: RetryPolicy::none(), client: None };
+            let config = HttpConfig { timeout: self.notify_timeout, retry: RetryPolicy::none(), client: None };
             self.http = Some(Http::new(crate::config::Endpoints::default(), config)?);
         }
         Ok(self.http.clone().expect("just set"))
+    }
+
+    /// A new wait for the merchant's answer; the client is rebuilt with it.
+    fn set_notify_timeout(&mut self, timeout: Duration) {
+        self.notify_timeout = timeout;
+        self.http = None;
     }
 
     /// The payer openid of a paid order, for `/wxa/getpaidunionid`.
@@ -2337,6 +2348,7 @@ struct ConfigBody {
     time_factor: Option<f64>,
     timestamp_skew_secs: Option<i64>,
     signtest_probes: Option<u32>,
+    notify_timeout_ms: Option<u64>,
 }
 
 async fn ctl_config(State(s): State<Shared>, axum::Json(b): axum::Json<ConfigBody>) -> Response {
@@ -2350,8 +2362,16 @@ async fn ctl_config(State(s): State<Shared>, axum::Json(b): axum::Json<ConfigBod
     if let Some(n) = b.signtest_probes {
         p.probes = n;
     }
-    axum::Json(json!({ "time_factor": p.time_factor, "timestamp_skew_secs": p.skew_secs, "signtest_probes": p.probes }))
-        .into_response()
+    if let Some(ms) = b.notify_timeout_ms.filter(|ms| *ms > 0) {
+        p.set_notify_timeout(Duration::from_millis(ms));
+    }
+    axum::Json(json!({
+        "time_factor": p.time_factor,
+        "timestamp_skew_secs": p.skew_secs,
+        "signtest_probes": p.probes,
+        "notify_timeout_ms": p.notify_timeout.as_millis() as u64,
+    }))
+    .into_response()
 }
 
 fn orders_json(p: &PayState) -> Value {
@@ -2500,6 +2520,14 @@ impl EmulatorHandle {
     pub fn set_notify_time_factor(&self, factor: f64) {
         if factor > 0.0 {
             lock(&self.state().pay).time_factor = factor;
+        }
+    }
+
+    /// How long notifications wait for the merchant's answer before the attempt counts as failed
+    /// (WeChat: [`NOTIFY_TIMEOUT`], 5 s).
+    pub fn set_notify_timeout(&self, timeout: Duration) {
+        if !timeout.is_zero() {
+            lock(&self.state().pay).set_notify_timeout(timeout);
         }
     }
 

@@ -388,6 +388,20 @@ impl NotifyService {
                 return Outcome::fail(status, e.to_string(), None);
             }
         };
+        // WeChat Pay drops the connection after 5 s and the server then drops this future: the
+        // claimed part runs in its own task so a slow callback finishes (and completes or
+        // releases its claim) instead of being cut mid-way and leaving the id claimed forever.
+        let svc = self.clone();
+        let id = n.id.clone();
+        match tokio::spawn(async move { svc.dispatch(n).await }).await {
+            Ok(out) => out,
+            Err(e) => Outcome::fail(500, format!("notification task failed: {e}"), Some(id)),
+        }
+    }
+
+    /// Claims, calls back, and completes or releases (a panicking callback releases too).
+    async fn dispatch(&self, n: Notification) -> Outcome {
+        use futures_util::FutureExt;
         let id = n.id.clone();
         match self.store.claim(&id).await {
             Ok(Claim::Done) => return Outcome { status: 204, body: None, processed: false, id: Some(id) },
@@ -397,7 +411,11 @@ impl NotifyService {
             Ok(Claim::Fresh) => {}
             Err(e) => return Outcome::fail(500, format!("dedupe store: {e}"), Some(id)),
         }
-        match (self.callback)(n).await {
+        let result = match std::panic::AssertUnwindSafe((self.callback)(n)).catch_unwind().await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Store("the notification callback panicked".into())),
+        };
+        match result {
             Ok(()) => match self.store.complete(&id).await {
                 Ok(()) => Outcome { status: 204, body: None, processed: true, id: Some(id) },
                 Err(e) => Outcome::fail(500, format!("dedupe store: {e}"), Some(id)),

@@ -182,6 +182,19 @@ impl PushEndpoint {
             Ok(p) => p,
             Err(e) => return PushRejection(e).into_response(),
         };
+        // WeChat gives up after 5 s and the server then drops this future; the claimed part runs
+        // in its own task so a slow handler finishes (or releases its claim) instead of being cut
+        // mid-way with its key claimed, which would acknowledge WeChat's retries unprocessed.
+        let ep = self.clone();
+        match tokio::spawn(async move { ep.dispatch(push).await }).await {
+            Ok(response) => response,
+            Err(e) => PushRejection(Error::Store(format!("push task failed: {e}"))).into_response(),
+        }
+    }
+
+    /// Claims the push's key, runs the handler (releasing the key when it fails or panics), replies.
+    async fn dispatch(&self, push: Incoming) -> Response {
+        use futures_util::FutureExt;
         let key = push.dedupe_key();
         match self.dedupe.claim(&key, self.dedupe_ttl).await {
             Ok(true) => {}
@@ -191,7 +204,11 @@ impl PushEndpoint {
             }
             Err(e) => return PushRejection(e).into_response(),
         }
-        let reply = match self.handler.handle(push.clone()).await {
+        let handled = match std::panic::AssertUnwindSafe(self.handler.handle(push.clone())).catch_unwind().await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Store("the push handler panicked".into())),
+        };
+        let reply = match handled {
             Ok(r) => r,
             Err(e) => {
                 if let Err(re) = self.dedupe.release(&key).await {
