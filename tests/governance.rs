@@ -767,6 +767,33 @@ async fn the_sql_ledger_matches_the_reference_ledger_step_by_step(e: Env) {
     drop(tx);
 }
 
+async fn cancelling_after_a_partial_refund_refunds_only_the_rest(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Cancel", 0, &[5_000]).await;
+    let order = buy(&e, &s, "b1", &[(0, 2)]).await;
+    let req = CaseRequest {
+        order_id: order.clone(),
+        line_no: 1,
+        kind: CaseKind::RefundOnly,
+        amount: Money::fen(3_000),
+        reason: "少发一件".into(),
+        evidence: vec![],
+    };
+    let c = m.open_case("b1", &req).await.unwrap();
+    m.approve_case(&s.merchant, &c.id).await.unwrap();
+    e.run().await;
+    assert_eq!(m.case(&c.id).await.unwrap().state, CaseState::Refunded);
+    m.cancel_paid_order(&s.merchant, &order, "out of stock").await.unwrap();
+    e.run().await;
+    let refunds: Vec<Money> = calls(&e.gw)
+        .into_iter()
+        .filter_map(|c| if let GatewayCall::Refund(r) = c { Some(r.refund) } else { None })
+        .collect();
+    // 3 000 by the case, then only the 7 000 left — never the whole 10 000 again.
+    assert_eq!(refunds, [Money::fen(3_000), Money::fen(7_000)]);
+    e.audit().await;
+}
+
 // ------------------------------------------------------------------ the runner
 
 type Case = (&'static str, fn(Env) -> BoxFut<()>);
@@ -780,6 +807,7 @@ fn cases() -> Vec<Case> {
         late_shipment_becomes_a_penalty_and_a_deposit_deduction_and_an_upheld_appeal_restores_it,
         an_unrefilled_deposit_restricts_the_merchant_after_the_grace_period,
         merchant_answers_within_48_hours_or_the_refund_is_approved,
+        cancelling_after_a_partial_refund_refunds_only_the_rest,
         a_return_becomes_a_refund_and_the_settlement_splits_to_the_fen,
         return_and_receipt_timers_at_their_boundaries,
         a_rejection_escalates_within_7_days_and_the_platform_decides_from_the_deposit,

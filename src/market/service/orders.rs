@@ -11,6 +11,7 @@ use crate::market::error::{MarketError, Result};
 use crate::market::events::{Actor, Timer, TimerAction};
 use crate::market::gateway::{LogisticsType, ShippingParcel, ShippingUpload};
 use crate::market::inventory::{Movement, MovementKind, ReservationStatus};
+use crate::market::money::Money;
 use crate::market::order::{MerchantOrder, OrderDetail, OrderStatus, ShipRequest, Shipment, Step, parcel_contents};
 use crate::market::payment::{NoticeOutcome, PayMode, Payment, PaymentNotice, PaymentStatus, Refund, RefundStatus};
 use crate::market::store::StoreTx;
@@ -352,9 +353,30 @@ impl Market {
                 }
                 tx.cancel_timers(order_id, TimerAction::ShipOverdue, at).await?;
                 let out_trade_no = if pay.mode == PayMode::Combine { o.id.clone() } else { group.id.clone() };
-                let (t, _) =
-                    request_refund(&mut *tx, at, &group, Some(&o), out_trade_no, o.transaction_id.clone(), o.total, reason, pay.mode)
-                        .await?;
+                // Only what was not already refunded (after-sales may have refunded part of the order).
+                let mut already = Money::ZERO;
+                for r in tx.refunds_of_group(&o.group_id).await? {
+                    if r.order_id.as_deref() == Some(order_id) && r.status != RefundStatus::Failed {
+                        already = already.checked_add(r.amount)?;
+                    }
+                }
+                let remaining = o.total.checked_sub(already)?;
+                let mut timers = Vec::new();
+                if remaining > Money::ZERO {
+                    let (t, _) = request_refund(
+                        &mut *tx,
+                        at,
+                        &group,
+                        Some(&o),
+                        out_trade_no,
+                        o.transaction_id.clone(),
+                        remaining,
+                        reason,
+                        pay.mode,
+                    )
+                    .await?;
+                    timers.push(t);
+                }
                 Agg::new("order", order_id, Some(merchant_id))
                     .record(
                         &mut *tx,
@@ -362,12 +384,12 @@ impl Market {
                         &Actor::Merchant(merchant_id.into()),
                         Change::new("cancelled").states(o.status, next.status).reason(Some(reason)).event(
                             "order.cancelled",
-                            json!({ "order_id": order_id, "merchant_id": merchant_id, "reason": reason, "refund": o.total }),
+                            json!({ "order_id": order_id, "merchant_id": merchant_id, "reason": reason, "refund": remaining }),
                         ),
                     )
                     .await?;
                 tx.commit().await?;
-                Ok(vec![t])
+                Ok(timers)
             })
             .await?;
         self.fire_now(timers).await;
