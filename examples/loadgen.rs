@@ -71,7 +71,13 @@ struct Tally {
     payment_errors: AtomicU64,
 }
 
-async fn call(http: &Http, method: Method, url: &str, body: Option<Value>, bearer: Option<&str>) -> Result<(u16, Value), String> {
+async fn call(
+    http: &Http,
+    method: Method,
+    url: &str,
+    body: Option<Value>,
+    bearer: Option<&str>,
+) -> Result<(u16, Value), String> {
     let mut req = Request::new(method, Host::Absolute, url.to_string());
     if let Some(b) = body {
         req = req.body(Body::json(&b).map_err(|e| e.to_string())?);
@@ -84,14 +90,29 @@ async fn call(http: &Http, method: Method, url: &str, body: Option<Value>, beare
     Ok((r.status, serde_json::from_slice(&r.body).unwrap_or(Value::Null)))
 }
 
-async fn buyer(http: Http, a: Arc<Args>, n: usize, skus: Arc<Vec<String>>, t: Arc<Tally>, deadline: Instant) -> Vec<String> {
+async fn buyer(
+    http: Http,
+    a: Arc<Args>,
+    n: usize,
+    skus: Arc<Vec<String>>,
+    t: Arc<Tally>,
+    deadline: Instant,
+) -> Vec<String> {
     let mut paid = Vec::new();
     let inst = |k: usize| a.instances[(n + k) % a.instances.len()].clone();
     let user = format!("{}-{n}", a.user_prefix);
     let login = async {
-        let (_, c) = call(&http, Method::POST, &format!("{}/__emulator/login", a.emulator), Some(json!({"appid": wxshop::emulator::DEFAULT_APPID, "user": user})), None).await?;
+        let (_, c) = call(
+            &http,
+            Method::POST,
+            &format!("{}/__emulator/login", a.emulator),
+            Some(json!({"appid": wxshop::emulator::DEFAULT_APPID, "user": user})),
+            None,
+        )
+        .await?;
         let code = c["code"].as_str().ok_or(format!("no code: {c}"))?.to_string();
-        let (s, r) = call(&http, Method::POST, &format!("{}/api/login", inst(0)), Some(json!({ "code": code })), None).await?;
+        let (s, r) =
+            call(&http, Method::POST, &format!("{}/api/login", inst(0)), Some(json!({ "code": code })), None).await?;
         r["session_token"].as_str().map(str::to_string).ok_or(format!("login {s}: {r}"))
     };
     let token = match login.await {
@@ -117,14 +138,15 @@ async fn buyer(http: Http, a: Arc<Args>, n: usize, skus: Arc<Vec<String>>, t: Ar
         }
         let sku = &skus[(n + k) % skus.len()];
         let body = json!({ "idempotency_key": format!("{user}-{k}"), "lines": [{ "sku_id": sku, "qty": 1 }] });
-        let (s, co) = match call(&http, Method::POST, &format!("{}/api/checkout", inst(k + 1)), Some(body), Some(&token)).await {
-            Ok(x) => x,
-            Err(e) => {
-                eprintln!("loadgen: checkout: {e}");
-                t.checkout_errors.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-        };
+        let (s, co) =
+            match call(&http, Method::POST, &format!("{}/api/checkout", inst(k + 1)), Some(body), Some(&token)).await {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("loadgen: checkout: {e}");
+                    t.checkout_errors.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            };
         let Some(group) = co["group"]["id"].as_str().map(str::to_string) else {
             if co.to_string().to_lowercase().contains("stock") {
                 t.out_of_stock.fetch_add(1, Ordering::Relaxed);

@@ -76,7 +76,8 @@ impl Shared {
         #[cfg(not(feature = "redis"))]
         if url.is_some() {
             return Err(wxshop::Error::Config(
-                "REDIS_URL is set but the storefront was built without the `redis` feature: add --features redis".into(),
+                "REDIS_URL is set but the storefront was built without the `redis` feature: add --features redis"
+                    .into(),
             ));
         }
         Ok(Shared {
