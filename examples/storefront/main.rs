@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use wxshop::emulator::{Emulator, EmulatorHandle};
-use wxshop::mp::session::{MemorySessionStore, Sessions};
+use wxshop::mp::session::{MemorySessionStore, SessionStore, Sessions};
 use wxshop::{AppConfig, Client};
 
 /// Everything the handlers share. Add your capability's clients and stores here.
@@ -51,6 +51,53 @@ pub struct AppState {
     pub inbox: Arc<push::Inbox>,
 }
 
+/// What several instances share: access tokens and login sessions in Redis when `REDIS_URL` is set
+/// (keys under `REDIS_PREFIX`, default `wxshop:`), this process's memory otherwise.
+struct Shared {
+    sessions: Arc<dyn SessionStore>,
+    #[cfg(feature = "redis")]
+    tokens: Option<(Arc<wxshop::token::RedisTokenStore>, String)>,
+}
+
+impl Shared {
+    async fn from_env() -> wxshop::Result<Self> {
+        let url = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty());
+        #[cfg(feature = "redis")]
+        if let Some(url) = url {
+            let prefix = std::env::var("REDIS_PREFIX").unwrap_or_else(|_| "wxshop:".into());
+            println!("sharing access tokens and sessions through Redis (prefix {prefix})");
+            let sessions = wxshop::mp::session::RedisSessionStore::connect(&url, &format!("{prefix}session:")).await?;
+            let tokens = wxshop::token::RedisTokenStore::connect(&url).await?;
+            return Ok(Shared {
+                sessions: Arc::new(sessions),
+                tokens: Some((Arc::new(tokens), format!("{prefix}access_token:"))),
+            });
+        }
+        #[cfg(not(feature = "redis"))]
+        if url.is_some() {
+            return Err(wxshop::Error::Config(
+                "REDIS_URL is set but the storefront was built without the `redis` feature: add --features redis"
+                    .into(),
+            ));
+        }
+        Ok(Shared {
+            sessions: Arc::new(MemorySessionStore::default()),
+            #[cfg(feature = "redis")]
+            tokens: None,
+        })
+    }
+
+    /// Puts the shared token store (if any) on a client builder.
+    fn client(&self, b: wxshop::mp::ClientBuilder) -> wxshop::mp::ClientBuilder {
+        #[cfg(feature = "redis")]
+        if let Some((store, prefix)) = &self.tokens {
+            let config = wxshop::token::TokenManagerConfig { key_prefix: prefix.clone(), ..Default::default() };
+            return b.token_store(store.clone()).token_config(config);
+        }
+        b
+    }
+}
+
 /// The whole router: one `routes()` per capability module.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -65,19 +112,35 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn build_state(demo_mode: bool) -> wxshop::Result<AppState> {
-    let (client, emulator) = match AppConfig::from_env() {
+    let shared = Shared::from_env().await?;
+    let (client, emulator, pay) = match AppConfig::from_env() {
         Some(app) => {
             println!("using real WeChat for appid {}", app.appid);
-            (Client::builder(app).build()?, None)
+            (shared.client(Client::builder(app)).build()?, None, pay::pay_client(None)?)
         }
-        None => {
-            let emu = Emulator::start_default().await?;
-            println!("no WXSHOP_APPID/WXSHOP_SECRET: using the in-process emulator at {}", emu.base_url());
-            (emu.client()?, Some(Arc::new(emu)))
-        }
+        None => match std::env::var("WXSHOP_EMULATOR_URL") {
+            // Several instances share one emulator (and so one WeChat): the script in scripts/ does this.
+            Ok(url) if !url.is_empty() => {
+                println!("using the emulator at {url}");
+                let endpoints = wxshop::config::Endpoints::emulator(&url)?;
+                let app = AppConfig::new(wxshop::emulator::DEFAULT_APPID, wxshop::emulator::DEFAULT_SECRET);
+                let client = shared.client(Client::builder(app).endpoints(endpoints.clone())).build()?;
+                let pay = wxshop::pay::PayClient::builder(wxshop::emulator::pay::default_pay_config()?)
+                    .endpoints(endpoints)
+                    .build()?;
+                (client, None, Some(pay))
+            }
+            _ => {
+                let emu = Emulator::start_default().await?;
+                println!("no WXSHOP_APPID/WXSHOP_SECRET: using the in-process emulator at {}", emu.base_url());
+                let app = AppConfig::new(wxshop::emulator::DEFAULT_APPID, wxshop::emulator::DEFAULT_SECRET);
+                let client = shared.client(Client::builder(app).endpoints(emu.endpoints())).build()?;
+                let pay = pay::pay_client(Some(&emu))?;
+                (client, Some(Arc::new(emu)), pay)
+            }
+        },
     };
-    let sessions = Sessions::new(client.clone(), Arc::new(MemorySessionStore::default()));
-    let pay = pay::pay_client(emulator.as_deref())?;
+    let sessions = Sessions::new(client.clone(), shared.sessions.clone());
     let market = market::build(demo_mode, &client, pay.clone()).await?;
 
     let admin_token: Arc<str> = match std::env::var("STOREFRONT_ADMIN_TOKEN") {

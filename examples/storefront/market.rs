@@ -170,6 +170,15 @@ async fn open_store(demo_mode: bool) -> wxshop::Result<(Arc<dyn store::MarketSto
             let pg = store::PgStore::open_in_schema(&url, &schema).await?;
             return Ok((Arc::new(pg.clone()), Some(pg)));
         }
+        // Several instances share one schema: MARKET_PG_SCHEMA names it (created if missing, never dropped).
+        #[cfg(feature = "postgres")]
+        if let Ok(schema) = std::env::var("MARKET_PG_SCHEMA")
+            && !schema.is_empty()
+        {
+            println!("market: PostgreSQL (shared schema {schema})");
+            let pg = store::PgStore::open_in_schema(&url, &schema).await?;
+            return Ok((Arc::new(pg), DemoSchema::default()));
+        }
         println!("market: PostgreSQL from DATABASE_URL");
         return Ok((store::open(&url).await?, DemoSchema::default()));
     }

@@ -177,3 +177,129 @@ impl Sessions {
         self.store.remove(&SessionToken::store_key(token)).await
     }
 }
+
+/// Sessions in Redis, shared by every instance of the server. Each session is one key, the token's
+/// hash under a prefix, that Redis expires with the session.
+///
+/// ```no_run
+/// # async fn demo(client: wxshop::Client) -> wxshop::Result<()> {
+/// use std::sync::Arc;
+/// use wxshop::mp::session::{RedisSessionStore, Sessions};
+/// let store = RedisSessionStore::connect("redis://127.0.0.1:6379", "shop:session:").await?;
+/// let sessions = Sessions::new(client, Arc::new(store));
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "redis")]
+#[derive(Clone)]
+pub struct RedisSessionStore {
+    conn: redis::aio::ConnectionManager,
+    prefix: String,
+}
+
+#[cfg(feature = "redis")]
+impl fmt::Debug for RedisSessionStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisSessionStore").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+/// The stored form of a session.
+#[cfg(feature = "redis")]
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredSession {
+    openid: String,
+    unionid: Option<String>,
+    session_key: String,
+    expires_at_ms: i64,
+}
+
+#[cfg(feature = "redis")]
+fn redis_err(e: redis::RedisError) -> crate::error::Error {
+    crate::error::Error::Store(format!("redis: {e}"))
+}
+
+#[cfg(feature = "redis")]
+impl RedisSessionStore {
+    /// Connects to `url` (`redis://127.0.0.1:6379`); keys are `prefix` + the token's hash.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
+        let client = redis::Client::open(url).map_err(redis_err)?;
+        let conn = redis::aio::ConnectionManager::new(client).await.map_err(redis_err)?;
+        Ok(RedisSessionStore { conn, prefix: prefix.to_string() })
+    }
+}
+
+#[cfg(feature = "redis")]
+#[async_trait]
+impl SessionStore for RedisSessionStore {
+    async fn put(&self, key: &str, session: &LoginSession) -> Result<()> {
+        use redis::AsyncCommands;
+        let ttl_ms = (session.expires_at - Utc::now()).num_milliseconds();
+        if ttl_ms <= 0 {
+            return Ok(());
+        }
+        let raw = serde_json::to_string(&StoredSession {
+            openid: session.openid.clone(),
+            unionid: session.unionid.clone(),
+            session_key: session.session_key.expose_secret().to_string(),
+            expires_at_ms: session.expires_at.timestamp_millis(),
+        })
+        .map_err(|e| crate::error::Error::Store(format!("session: {e}")))?;
+        let mut c = self.conn.clone();
+        let () = c.pset_ex(format!("{}{key}", self.prefix), raw, ttl_ms as u64).await.map_err(redis_err)?;
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<LoginSession>> {
+        use redis::AsyncCommands;
+        let mut c = self.conn.clone();
+        let raw: Option<String> = c.get(format!("{}{key}", self.prefix)).await.map_err(redis_err)?;
+        let Some(raw) = raw else { return Ok(None) };
+        let s: StoredSession = serde_json::from_str(&raw)
+            .map_err(|e| crate::error::Error::Store(format!("stored session is corrupt: {e}")))?;
+        let expires_at = DateTime::<Utc>::from_timestamp_millis(s.expires_at_ms)
+            .ok_or_else(|| crate::error::Error::Store("stored session has a bad expiry".into()))?;
+        Ok(Some(LoginSession {
+            openid: s.openid,
+            unionid: s.unionid,
+            session_key: SecretString::from(s.session_key),
+            expires_at,
+        }))
+    }
+
+    async fn remove(&self, key: &str) -> Result<()> {
+        use redis::AsyncCommands;
+        let mut c = self.conn.clone();
+        let _: i64 = c.del(format!("{}{key}", self.prefix)).await.map_err(redis_err)?;
+        Ok(())
+    }
+}
+
+#[cfg(all(test, feature = "redis"))]
+mod redis_tests {
+    use super::*;
+
+    /// Needs a Redis at `REDIS_URL` (skipped when unset).
+    #[tokio::test]
+    async fn redis_store_round_trips_and_expires() {
+        let Ok(url) = std::env::var("REDIS_URL") else { return };
+        let prefix = format!("wxshop-test:{}:", hex::encode(rand::random::<[u8; 6]>()));
+        let store = RedisSessionStore::connect(&url, &prefix).await.unwrap();
+        let s = LoginSession {
+            openid: "o1".into(),
+            unionid: Some("u1".into()),
+            session_key: SecretString::from("sk=="),
+            expires_at: Utc::now() + chrono::Duration::milliseconds(300),
+        };
+        store.put("k1", &s).await.unwrap();
+        let back = store.get("k1").await.unwrap().unwrap();
+        assert_eq!(back.openid, "o1");
+        assert_eq!(back.unionid.as_deref(), Some("u1"));
+        assert_eq!(back.session_key.expose_secret(), "sk==");
+        assert_eq!(back.expires_at.timestamp_millis(), s.expires_at.timestamp_millis());
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(store.get("k1").await.unwrap().is_none(), "Redis expires the key with the session");
+        store.put("k2", &LoginSession { expires_at: Utc::now() + chrono::Duration::minutes(1), ..s }).await.unwrap();
+        store.remove("k2").await.unwrap();
+        assert!(store.get("k2").await.unwrap().is_none());
+    }
+}
