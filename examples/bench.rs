@@ -316,15 +316,15 @@ fn main() {
         }
         println!("{}", Value::Object(obj));
     } else {
-        println!("{:<34} {:>16}  {:<30} {:>16} {:>7}", "figure", "value", "baseline", "", "ratio");
+        println!("{:<34} {:>19}  {:<26} {:>19} {:>7}", "figure", "value", "baseline", "", "ratio");
         for f in &figures {
             println!(
-                "{:<34} {:>10.0} {:<5}  {:<30} {:>10.0} {:<5} {:>7.2}",
+                "{:<34} {:>10.0} {:<8}  {:<26} {:>10.0} {:<8} {:>7.2}",
                 f.name, f.value, f.unit, f.baseline_name, f.baseline, f.unit, f.ratio
             );
             if let Some((p99, baseline_p99)) = f.p99 {
                 println!(
-                    "{:<34} {:>10.0} {:<5}  {:<30} {:>10.0} {:<5}",
+                    "{:<34} {:>10.0} {:<8}  {:<26} {:>10.0} {:<8}",
                     "  p99", p99, f.unit, "", baseline_p99, f.unit
                 );
             }
