@@ -1318,3 +1318,25 @@ async fn pays_through_wechat_pay_and_refunds() {
     assert_eq!(market.checkout_view(&co2.group.id).await.unwrap().group.status, GroupStatus::Expired);
     assert_eq!(emu.pay_order_state(pay.mchid(), &co2.group.id).as_deref(), Some("CLOSED"));
 }
+
+/// A marketplace that shares at settlement marks its prepay orders for profit sharing, as WeChat
+/// Pay requires before any share; by default the flag is not sent.
+#[tokio::test]
+async fn profit_sharing_gateways_mark_prepay_orders() {
+    use wxshop::emulator::Emulator;
+    let emu = Emulator::start_default().await.unwrap();
+    let pay = emu.pay_client().unwrap();
+    for (sharing, expected) in [(false, serde_json::Value::Null), (true, serde_json::Value::Bool(true))] {
+        let gateway = WechatPayGateway::new(pay.clone(), "wx_emulator_app", "http://127.0.0.1:9/wx/pay/notify")
+            .with_profit_sharing(sharing);
+        let market = Market::builder(store::open("sqlite::memory:").await.unwrap())
+            .payments(Arc::new(gateway))
+            .shipping(Arc::new(RecordingGateway::default()))
+            .build()
+            .unwrap();
+        let a = shop(&market, "Tea", None, &[1200], 5).await;
+        market.checkout(req("o-buyer", "k1", &[(&a.skus[0], 1)])).await.unwrap();
+        let body = emu.last_json("/v3/pay/transactions/jsapi").unwrap();
+        assert_eq!(body["settle_info"]["profit_sharing"], expected, "{body}");
+    }
+}

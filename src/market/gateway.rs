@@ -430,6 +430,7 @@ pub struct WechatPayGateway {
     client: crate::pay::PayClient,
     appid: String,
     notify_url: std::sync::Arc<std::sync::RwLock<String>>,
+    profit_sharing: bool,
 }
 
 impl WechatPayGateway {
@@ -439,7 +440,16 @@ impl WechatPayGateway {
             client,
             appid: appid.into(),
             notify_url: std::sync::Arc::new(std::sync::RwLock::new(notify_url.into())),
+            profit_sharing: false,
         }
+    }
+
+    /// Marks every prepay order for profit sharing (`settle_info.profit_sharing`), which WeChat Pay
+    /// requires before [`PaymentGateway::profit_share`] can split a payment at settlement. Such
+    /// funds stay frozen until shared or unfrozen, so enable it only when settlement shares.
+    pub fn with_profit_sharing(mut self, yes: bool) -> Self {
+        self.profit_sharing = yes;
+        self
     }
 
     /// Changes where notifications go (for a server that learns its address after binding).
@@ -469,7 +479,7 @@ impl PaymentGateway for WechatPayGateway {
         let total = req.total.as_fen();
         let prepay_id = match req.mode {
             PayMode::Jsapi => {
-                let r = JsapiPrepay::new(
+                let mut r = JsapiPrepay::new(
                     &self.appid,
                     &req.description,
                     &req.out_trade_no,
@@ -478,6 +488,9 @@ impl PaymentGateway for WechatPayGateway {
                     &req.payer_openid,
                 )
                 .time_expire(req.time_expire);
+                if self.profit_sharing {
+                    r = r.profit_sharing(true);
+                }
                 self.client.transactions().jsapi(r).await?.prepay_id
             }
             PayMode::Partner => {
@@ -485,7 +498,7 @@ impl PaymentGateway for WechatPayGateway {
                     .sub_mchid
                     .as_deref()
                     .ok_or_else(|| crate::Error::InvalidRequest("partner mode needs sub_mchid".into()))?;
-                let r = PartnerJsapiPrepay::new(
+                let mut r = PartnerJsapiPrepay::new(
                     &self.appid,
                     sub,
                     &req.description,
@@ -495,6 +508,9 @@ impl PaymentGateway for WechatPayGateway {
                 )
                 .sp_openid(&req.payer_openid)
                 .time_expire(req.time_expire);
+                if self.profit_sharing {
+                    r = r.profit_sharing(true);
+                }
                 self.client.partner().jsapi(r).await?.prepay_id
             }
             PayMode::Combine => {
