@@ -40,6 +40,8 @@ struct Figure {
     /// For rates: value / baseline (1.0 = as fast as the raw operation). For latencies: baseline / value.
     ratio: f64,
     note: String,
+    /// Latency figures: the p99 of value and of baseline, in `unit`.
+    p99: Option<(f64, f64)>,
 }
 
 struct Bench {
@@ -78,7 +80,16 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn rate_figure(name: &'static str, baseline_name: &'static str, (value, baseline): (f64, f64), note: &str) -> Figure {
-    Figure { name, unit: "ops/s", value, baseline_name, baseline, ratio: value / baseline, note: note.into() }
+    Figure {
+        name,
+        unit: "ops/s",
+        value,
+        baseline_name,
+        baseline,
+        ratio: value / baseline,
+        note: note.into(),
+        p99: None,
+    }
 }
 
 fn sha1_sorted_raw(parts: &mut [&str]) -> [u8; 20] {
@@ -296,25 +307,159 @@ fn main() {
     if json_out {
         let mut obj = serde_json::Map::new();
         for f in &figures {
-            obj.insert(
-                f.name.to_string(),
-                json!({ "value": f.value, "unit": f.unit, "baseline_name": f.baseline_name, "baseline": f.baseline, "ratio": f.ratio, "note": f.note }),
-            );
+            let mut fig = json!({ "value": f.value, "unit": f.unit, "baseline_name": f.baseline_name, "baseline": f.baseline, "ratio": f.ratio, "note": f.note });
+            if let Some((p99, baseline_p99)) = f.p99 {
+                fig["p99"] = json!(p99);
+                fig["baseline_p99"] = json!(baseline_p99);
+            }
+            obj.insert(f.name.to_string(), fig);
         }
         println!("{}", Value::Object(obj));
     } else {
-        println!("{:<34} {:>16}  {:<30} {:>16} {:>7}", "figure", "value", "baseline", "", "ratio");
+        println!("{:<34} {:>19}  {:<26} {:>19} {:>7}", "figure", "value", "baseline", "", "ratio");
         for f in &figures {
             println!(
-                "{:<34} {:>10.0} {:<5}  {:<30} {:>10.0} {:<5} {:>7.2}",
+                "{:<34} {:>10.0} {:<8}  {:<26} {:>10.0} {:<8} {:>7.2}",
                 f.name, f.value, f.unit, f.baseline_name, f.baseline, f.unit, f.ratio
             );
+            if let Some((p99, baseline_p99)) = f.p99 {
+                println!(
+                    "{:<34} {:>10.0} {:<8}  {:<26} {:>10.0} {:<8}",
+                    "  p99", p99, f.unit, "", baseline_p99, f.unit
+                );
+            }
         }
     }
 }
 
+#[cfg(feature = "sqlite")]
+#[path = "../benches/common/market_fixture.rs"]
+mod market_fixture;
+
+#[cfg(feature = "sqlite")]
 mod market {
-    //! Marketplace figures (filled in when the market lands).
+    //! Marketplace figures: checkout orders/s (spread and hot SKU) and the catalog page query's p50/p99, each
+    //! beside the raw SQL of the same statements, on SQLite and, with `DATABASE_URL` and the feature
+    //! `postgres`, on PostgreSQL in a throwaway schema.
+    use std::sync::Arc;
+
+    use super::market_fixture::{Fixture, Raw, concurrent_rate, fixture, page_percentiles, sku_count};
+    use super::{Bench, Figure, median};
+    use wxshop::market::{new_id, store};
+
+    /// Concurrent clients per checkout run.
+    const CLIENTS: usize = 8;
+
+    pub fn figures(_b: &Bench, rt: &tokio::runtime::Runtime, quick: bool, out: &mut Vec<Figure>) {
+        let skus = sku_count(if quick { 10_000 } else { 100_000 });
+        let path = std::env::temp_dir().join(format!("wxshop-report-{}.db", new_id()));
+        let f = rt.block_on(async {
+            let s = store::SqliteStore::open(&format!("sqlite://{}", path.display())).await.expect("sqlite");
+            let raw = Raw::Sqlite(s.pool().clone());
+            fixture("sqlite", Arc::new(s), raw, skus).await
+        });
+        backend_figures(rt, quick, &f, out);
+        drop(f);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        postgres(rt, quick, skus, out);
+    }
+
+    #[cfg(feature = "postgres")]
+    fn postgres(rt: &tokio::runtime::Runtime, quick: bool, skus: usize, out: &mut Vec<Figure>) {
+        let Ok(url) = std::env::var("DATABASE_URL") else {
+            eprintln!("postgres: DATABASE_URL not set; skipped");
+            return;
+        };
+        let schema = format!("wxshop_report_{}", new_id());
+        let (f, s) = rt.block_on(async {
+            let s = store::PgStore::open_in_schema(&url, &schema).await.expect("postgres");
+            let raw = Raw::Pg(s.pool().clone());
+            (fixture("postgres", Arc::new(s.clone()), raw, skus).await, s)
+        });
+        backend_figures(rt, quick, &f, out);
+        drop(f);
+        rt.block_on(s.drop_schema()).expect("drop schema");
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    fn postgres(_: &tokio::runtime::Runtime, _: bool, _: usize, _: &mut Vec<Figure>) {
+        eprintln!("postgres: built without feature `postgres`; skipped");
+    }
+
+    fn backend_figures(rt: &tokio::runtime::Runtime, quick: bool, f: &Fixture, out: &mut Vec<Figure>) {
+        let (rounds, secs, samples) = if quick { (3, 0.5, 300) } else { (5, 1.0, 2000) };
+        let sqlite = f.name == "sqlite";
+        for hot in [false, true] {
+            // Alternate raw and wxshop rounds, each first in turn, so the growing database and a noisy
+            // neighbour slow both; keep each side's median round.
+            let (mut wx, mut raw) = (Vec::new(), Vec::new());
+            rt.block_on(async {
+                for round in 0..rounds {
+                    let raw_first = round % 2 == 0;
+                    let a = concurrent_rate(f, CLIENTS, secs, hot, raw_first).await;
+                    let b = concurrent_rate(f, CLIENTS, secs, hot, !raw_first).await;
+                    let (r, w) = if raw_first { (a, b) } else { (b, a) };
+                    raw.push(r);
+                    wx.push(w);
+                }
+            });
+            let (value, baseline) = (median(&mut wx), median(&mut raw));
+            out.push(Figure {
+                name: match (sqlite, hot) {
+                    (true, false) => "checkout_sqlite_spread",
+                    (true, true) => "checkout_sqlite_hot_sku",
+                    (false, false) => "checkout_postgres_spread",
+                    (false, true) => "checkout_postgres_hot_sku",
+                },
+                unit: "orders/s",
+                value,
+                baseline_name: "raw_sql_same_transaction",
+                baseline,
+                ratio: value / baseline,
+                note: format!(
+                    "{CLIENTS} concurrent clients, {} over {} SKUs; goal ≥ 0.70 of raw",
+                    if hot { "one hot SKU" } else { "spread" },
+                    f.skus.len()
+                ),
+                p99: None,
+            });
+        }
+        for deep in [false, true] {
+            let ((rp50, rp99), (wp50, wp99)) = rt.block_on(async {
+                let raw = page_percentiles(f, deep, true, samples).await;
+                (raw, page_percentiles(f, deep, false, samples).await)
+            });
+            let us = |d: std::time::Duration| d.as_secs_f64() * 1e6;
+            out.push(Figure {
+                name: match (sqlite, deep) {
+                    (true, false) => "catalog_page_sqlite_first",
+                    (true, true) => "catalog_page_sqlite_deep",
+                    (false, false) => "catalog_page_postgres_first",
+                    (false, true) => "catalog_page_postgres_deep",
+                },
+                unit: "µs",
+                value: us(wp50),
+                baseline_name: "raw_sql_page_query",
+                baseline: us(rp50),
+                ratio: us(rp50) / us(wp50),
+                note: format!(
+                    "p50 (p99 beside it) of {samples} sequential {} page queries, 20 per page, {} SKUs",
+                    if deep { "mid-category" } else { "first" },
+                    f.skus.len()
+                ),
+                p99: Some((us(wp99), us(rp99))),
+            });
+        }
+    }
+}
+
+#[cfg(not(feature = "sqlite"))]
+mod market {
+    //! Built without the feature `sqlite`: no marketplace figures.
     use super::{Bench, Figure};
-    pub fn figures(_b: &Bench, _rt: &tokio::runtime::Runtime, _quick: bool, _out: &mut Vec<Figure>) {}
+    pub fn figures(_b: &Bench, _rt: &tokio::runtime::Runtime, _quick: bool, _out: &mut Vec<Figure>) {
+        eprintln!("market: built without feature `sqlite`; skipped");
+    }
 }
