@@ -3,10 +3,10 @@
 //! case in a fresh schema), with the injectable clock. Every case ends with a clean ledger audit.
 
 mod common;
+#[path = "common/stores.rs"]
+mod stores;
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -20,56 +20,7 @@ use wxshop::market::governance::settlement::{AttributionState, SettlementState};
 use wxshop::market::governance::{GovError, GovernanceConfig};
 use wxshop::market::*;
 
-type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-struct Fresh {
-    store: Arc<dyn MarketStore>,
-    cleanup: BoxFut<()>,
-}
-
-type Factory = Arc<dyn Fn() -> BoxFut<Fresh> + Send + Sync>;
-
-fn sqlite_factory() -> Factory {
-    Arc::new(|| {
-        Box::pin(async {
-            let path = std::env::temp_dir().join(format!("wxshop-gov-{}.db", new_id()));
-            let store = store::SqliteStore::open(&format!("sqlite://{}", path.display())).await.expect("open sqlite");
-            let cleanup: BoxFut<()> = Box::pin(async move {
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-                }
-            });
-            Fresh { store: Arc::new(store), cleanup }
-        })
-    })
-}
-
-#[cfg(not(feature = "postgres"))]
-fn postgres_factory() -> Option<Factory> {
-    if std::env::var("WXSHOP_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("built without feature `postgres` but WXSHOP_REQUIRE_SERVICES=1: this suite must not be skipped");
-    }
-    eprintln!("skipped: DATABASE_URL (built without feature `postgres`)");
-    None
-}
-
-#[cfg(feature = "postgres")]
-fn postgres_factory() -> Option<Factory> {
-    // Fails instead of skipping when WXSHOP_REQUIRE_SERVICES=1 (CI).
-    let url = common::service_url("DATABASE_URL")?;
-    Some(Arc::new(move || {
-        let url = url.clone();
-        Box::pin(async move {
-            let schema = format!("wxshop_g_{}", new_id());
-            let store = store::PgStore::open_in_schema(&url, &schema).await.expect("open postgres schema");
-            let keep = store.clone();
-            let cleanup: BoxFut<()> = Box::pin(async move {
-                keep.drop_schema().await.expect("drop schema");
-            });
-            Fresh { store: Arc::new(store), cleanup }
-        })
-    }))
-}
+use stores::{BoxFut, Factory};
 
 struct Env {
     market: Market,
@@ -835,11 +786,11 @@ async fn suite(backend: &str, factory: Factory) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_governance() {
-    suite("sqlite", sqlite_factory()).await;
+    suite("sqlite", stores::sqlite_factory("wxshop-gov")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_governance() {
-    let Some(factory) = postgres_factory() else { return };
+    let Some(factory) = stores::postgres_factory("wxshop_g") else { return };
     suite("postgres", factory).await;
 }

@@ -3,67 +3,17 @@
 #![cfg(all(feature = "sqlite", feature = "emulator"))]
 
 mod common;
+#[path = "common/stores.rs"]
+mod stores;
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use wxshop::market::*;
 
-type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-/// A fresh store per case, and how to throw it away.
-struct Fresh {
-    store: Arc<dyn MarketStore>,
-    cleanup: BoxFut<()>,
-}
-
-type Factory = Arc<dyn Fn() -> BoxFut<Fresh> + Send + Sync>;
-
-fn sqlite_factory() -> Factory {
-    Arc::new(|| {
-        Box::pin(async {
-            // A file database, so WAL, busy_timeout and several connections are exercised.
-            let path = std::env::temp_dir().join(format!("wxshop-market-{}.db", new_id()));
-            let store = store::SqliteStore::open(&format!("sqlite://{}", path.display())).await.expect("open sqlite");
-            let cleanup: BoxFut<()> = Box::pin(async move {
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-                }
-            });
-            Fresh { store: Arc::new(store), cleanup }
-        })
-    })
-}
-
-#[cfg(not(feature = "postgres"))]
-fn postgres_factory() -> Option<Factory> {
-    if std::env::var("WXSHOP_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("built without feature `postgres` but WXSHOP_REQUIRE_SERVICES=1: this suite must not be skipped");
-    }
-    eprintln!("skipped: DATABASE_URL (built without feature `postgres`)");
-    None
-}
-
-#[cfg(feature = "postgres")]
-fn postgres_factory() -> Option<Factory> {
-    let url = common::service_url("DATABASE_URL")?;
-    Some(Arc::new(move || {
-        let url = url.clone();
-        Box::pin(async move {
-            let schema = format!("wxshop_t_{}", new_id());
-            let store = store::PgStore::open_in_schema(&url, &schema).await.expect("open postgres schema");
-            let keep = store.clone();
-            let cleanup: BoxFut<()> = Box::pin(async move {
-                keep.drop_schema().await.expect("drop schema");
-            });
-            Fresh { store: Arc::new(store), cleanup }
-        })
-    }))
-}
+use stores::{BoxFut, Factory};
 
 struct Env {
     market: Market,
@@ -941,12 +891,12 @@ async fn suite(backend: &str, factory: Factory) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_conformance() {
-    suite("sqlite", sqlite_factory()).await;
+    suite("sqlite", stores::sqlite_factory("wxshop-market")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_conformance() {
-    let Some(factory) = postgres_factory() else { return };
+    let Some(factory) = stores::postgres_factory("wxshop_t") else { return };
     suite("postgres", factory).await;
 }
 
@@ -1144,7 +1094,7 @@ proptest::proptest! {
     #[test]
     fn sqlite_random_operations_keep_every_invariant(ops in proptest::collection::vec(random_ops::op(), 1..30)) {
         runtime().block_on(async {
-            let fresh = sqlite_factory()().await;
+            let fresh = stores::sqlite_factory("wxshop-market")().await;
             random_ops::run(fresh.store, ops).await;
             fresh.cleanup.await;
         });
@@ -1154,7 +1104,7 @@ proptest::proptest! {
 #[test]
 fn postgres_random_operations_keep_every_invariant() {
     use proptest::strategy::{Strategy, ValueTree};
-    let Some(factory) = postgres_factory() else { return };
+    let Some(factory) = stores::postgres_factory("wxshop_t") else { return };
     let rt = runtime();
     let mut runner =
         proptest::test_runner::TestRunner::new(proptest::test_runner::Config { cases: 6, ..Default::default() });
