@@ -8,8 +8,8 @@
 #
 #   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test REDIS_URL=redis://127.0.0.1:6379 scripts/crash-safety.sh
 #
-# Knobs: INSTANCES (2), KILLS (6), BUYERS (16), ATTEMPTS (3), SECS (60), BASE_PORT (3800),
-# PROFILE (release|debug), SEED (random).
+# Knobs: INSTANCES (2), KILLS (6), BUYERS (16), ATTEMPTS (3) per round of load, SECS (60) in all,
+# RESTOCK (400 units per SKU), BASE_PORT (3800), PROFILE (release|debug), SEED (random).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +23,7 @@ SECS=${SECS:-60}
 BASE_PORT=${BASE_PORT:-3800}
 PROFILE=${PROFILE:-release}
 SEED=${SEED:-$$}
+RESTOCK=${RESTOCK:-400}
 RANDOM=$SEED
 RUN=$(date +%s)_$$
 SCHEMA=crash_$RUN
@@ -72,15 +73,30 @@ done
 INSTANCE_LIST=$(IFS=,; echo "${URLS[*]}")
 
 q() { PGOPTIONS="-c search_path=$SCHEMA" psql -qtA "$DATABASE_URL" -c "$1"; }
+# Restock through the merchant API, so the load lasts long enough to be killed in the middle of it.
+q "SELECT merchant_id, sku_id FROM inventory ORDER BY sku_id" | while IFS='|' read -r mid sku; do
+  curl -sf -XPUT "${URLS[0]}/api/merchant/skus/$sku/stock" -H "x-merchant-key: mk_${mid: -12}" \
+    -H 'content-type: application/json' -d "{\"on_hand\":$RESTOCK}" >/dev/null
+done
 q "SELECT sku_id, on_hand FROM inventory ORDER BY sku_id" >"$WORK/stock0"
 
-echo "== load: $BUYERS buyers x $ATTEMPTS checkouts (max ${SECS}s), $KILLS SIGKILLs at random moments"
-"$BIN/examples/loadgen" --emulator "$EMU" --instances "$INSTANCE_LIST" --buyers "$BUYERS" \
-  --attempts "$ATTEMPTS" --secs "$SECS" --paid "$WORK/paid" >"$WORK/summary.json" &
+echo "== load: rounds of $BUYERS buyers x $ATTEMPTS checkouts until $KILLS SIGKILLs are done (max ${SECS}s)"
+# Rounds of load (new buyers each round) in the background, until the kills are done or time is up.
+touch "$WORK/kills-done"; rm -f "$WORK/kills-done"
+(
+  deadline=$((SECONDS + SECS)); r=0
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    r=$((r + 1))
+    "$BIN/examples/loadgen" --emulator "$EMU" --instances "$INSTANCE_LIST" --buyers "$BUYERS" \
+      --attempts "$ATTEMPTS" --secs "$((deadline - SECONDS + 1))" --user-prefix "r$r" --paid "$WORK/paid.$r" \
+      >"$WORK/summary.$r.json" 2>>"$WORK/loadgen.log" || { rm -f "$WORK/summary.$r.json"; sleep 0.2; } # hit a dead instance at start
+    [ -e "$WORK/kills-done" ] && break
+  done
+) &
 LOAD_PID=$!
 kills=0
 while [ "$kills" -lt "$KILLS" ] && kill -0 "$LOAD_PID" 2>/dev/null; do
-  sleep "$((RANDOM % 3)).$((RANDOM % 10))" # 0.0–2.9 s
+  sleep "$((RANDOM % 2)).$((RANDOM % 10))" # 0.0–1.9 s
   kill -0 "$LOAD_PID" 2>/dev/null || break
   i=$((RANDOM % INSTANCES))
   kill -9 "${INST[$i]}" 2>/dev/null || true
@@ -91,9 +107,14 @@ while [ "$kills" -lt "$KILLS" ] && kill -0 "$LOAD_PID" 2>/dev/null; do
   start_instance "$i"
   wait_http "${URLS[$i]}/api/products"
 done
+touch "$WORK/kills-done"
 wait "$LOAD_PID" || { echo "load generator failed" >&2; exit 1; }
 LOAD_PID=""
-cat "$WORK/summary.json"
+cat "$WORK"/paid.* >"$WORK/paid" 2>/dev/null || : >"$WORK/paid"
+jq -sc '{rounds: length, checkouts: (map(.checkouts) | add), payments: (map(.payments) | add),
+         checkout_errors: (map(.checkout_errors) | add), payment_errors: (map(.payment_errors) | add),
+         out_of_stock: (map(.out_of_stock) | add)}' "$WORK"/summary.*.json | tee "$WORK/summary.json"
+[ "$kills" -ge "$KILLS" ] || { echo "FAIL only $kills of $KILLS kills happened during the load" >&2; exit 1; }
 
 # One more restart: a storefront reconciles pending payments at startup, so notifications lost to
 # the kills are recovered by querying WeChat Pay (the emulator).
