@@ -897,6 +897,34 @@ async fn outbox_delivers_at_least_once(e: Env) {
 
 type Case = (&'static str, fn(Env) -> BoxFut<()>);
 
+/// Reconciliation asks only about groups awaiting payment, leaves a failed query to the next run,
+/// applies a paid answer once, and two reconcilers of the same payment deduplicate.
+async fn reconciliation_applies_queried_payments_once(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Tea", None, &[500], 10).await;
+    let co = m.checkout(req("o-a", "k1", &[(&s.skus[0], 2)])).await.unwrap();
+    let other = m.checkout(req("o-b", "k2", &[(&s.skus[0], 1)])).await.unwrap();
+    m.cancel_checkout("o-b", &other.group.id).await.unwrap();
+    let r = m.reconcile_pending_payments(m.now()).await.unwrap();
+    assert_eq!(r, ReconcileReport { checked: 1, applied: 0, failed: 0 });
+    e.gw.set_paid(notice(&co, "lost", t0()));
+    e.gw.fail_next("query", true);
+    let r = m.reconcile_pending_payments(m.now()).await.unwrap();
+    assert_eq!(r, ReconcileReport { checked: 1, applied: 0, failed: 1 });
+    let (a, b) = tokio::join!(m.reconcile_pending_payments(m.now()), m.reconcile_pending_payments(m.now()));
+    assert_eq!(a.unwrap().applied + b.unwrap().applied, 1);
+    let v = m.checkout_view(&co.group.id).await.unwrap();
+    assert_eq!(
+        (v.group.status, v.payment.transaction_id.as_deref()),
+        (GroupStatus::Paid, Some(&*format!("wx{}", co.group.id)))
+    );
+    assert_eq!(m.audit_trail(&co.orders[0].id).await.unwrap().iter().filter(|a| a.action == "paid").count(), 1);
+    assert_eq!(m.reconcile_pending_payments(m.now()).await.unwrap(), ReconcileReport::default());
+    // The real notification afterwards: nothing changes.
+    assert_eq!(m.handle_payment_notice(&notice(&co, "lost", t0())).await.unwrap(), NoticeOutcome::AlreadyPaid);
+    assert_eq!(assert_consistent(m, &s.merchant.id, &s.skus[0]).await.level.on_hand, 8);
+}
+
 macro_rules! cases {
     ($($f:ident),* $(,)?) => { vec![$((stringify!($f), (|e| Box::pin($f(e)) as BoxFut<()>) as fn(Env) -> BoxFut<()>)),*] };
 }
@@ -922,6 +950,7 @@ fn cases() -> Vec<Case> {
         carts_merge_at_login_and_report_price_changes,
         purchase_limits_cap_carts_and_refuse_checkouts,
         outbox_delivers_at_least_once,
+        reconciliation_applies_queried_payments_once,
     ]
 }
 
