@@ -847,6 +847,34 @@ async fn outbox_delivers_at_least_once(e: Env) {
 
 type Case = (&'static str, fn(Env) -> BoxFut<()>);
 
+/// Reconciliation asks only about groups awaiting payment, leaves a failed query to the next run,
+/// applies a paid answer once, and two reconcilers of the same payment deduplicate.
+async fn reconciliation_applies_queried_payments_once(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Tea", None, &[500], 10).await;
+    let co = m.checkout(req("o-a", "k1", &[(&s.skus[0], 2)])).await.unwrap();
+    let other = m.checkout(req("o-b", "k2", &[(&s.skus[0], 1)])).await.unwrap();
+    m.cancel_checkout("o-b", &other.group.id).await.unwrap();
+    let r = m.reconcile_pending_payments(m.now()).await.unwrap();
+    assert_eq!(r, ReconcileReport { checked: 1, applied: 0, failed: 0 });
+    e.gw.set_paid(notice(&co, "lost", t0()));
+    e.gw.fail_next("query", true);
+    let r = m.reconcile_pending_payments(m.now()).await.unwrap();
+    assert_eq!(r, ReconcileReport { checked: 1, applied: 0, failed: 1 });
+    let (a, b) = tokio::join!(m.reconcile_pending_payments(m.now()), m.reconcile_pending_payments(m.now()));
+    assert_eq!(a.unwrap().applied + b.unwrap().applied, 1);
+    let v = m.checkout_view(&co.group.id).await.unwrap();
+    assert_eq!(
+        (v.group.status, v.payment.transaction_id.as_deref()),
+        (GroupStatus::Paid, Some(&*format!("wx{}", co.group.id)))
+    );
+    assert_eq!(m.audit_trail(&co.orders[0].id).await.unwrap().iter().filter(|a| a.action == "paid").count(), 1);
+    assert_eq!(m.reconcile_pending_payments(m.now()).await.unwrap(), ReconcileReport::default());
+    // The real notification afterwards: nothing changes.
+    assert_eq!(m.handle_payment_notice(&notice(&co, "lost", t0())).await.unwrap(), NoticeOutcome::AlreadyPaid);
+    assert_eq!(assert_consistent(m, &s.merchant.id, &s.skus[0]).await.level.on_hand, 8);
+}
+
 macro_rules! cases {
     ($($f:ident),* $(,)?) => { vec![$((stringify!($f), (|e| Box::pin($f(e)) as BoxFut<()>) as fn(Env) -> BoxFut<()>)),*] };
 }
@@ -872,6 +900,7 @@ fn cases() -> Vec<Case> {
         carts_merge_at_login_and_report_price_changes,
         purchase_limits_cap_carts_and_refuse_checkouts,
         outbox_delivers_at_least_once,
+        reconciliation_applies_queried_payments_once,
     ]
 }
 
@@ -1288,5 +1317,96 @@ async fn profit_sharing_gateways_mark_prepay_orders() {
         market.checkout(req("o-buyer", "k1", &[(&a.skus[0], 1)])).await.unwrap();
         let body = emu.last_json("/v3/pay/transactions/jsapi").unwrap();
         assert_eq!(body["settle_info"]["profit_sharing"], expected, "{body}");
+    }
+}
+
+/// A payment whose notification is lost (the notify URL answers nothing) is found by reconciliation,
+/// which queries WeChat Pay and applies it once; the notification arriving afterwards changes nothing.
+/// Both a JSAPI payment and a combined payment (queried through the combine query).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciliation_recovers_a_lost_payment_notification() {
+    use wxshop::emulator::Emulator;
+    let emu = Emulator::start_default().await.unwrap();
+    let pay = emu.pay_client().unwrap();
+    // Port 9 (discard) on loopback: nothing answers, every notification is lost.
+    let gateway = WechatPayGateway::new(pay.clone(), "wx_emulator_app", "http://127.0.0.1:9/wx/pay/notify");
+    let market = Market::builder(store::open("sqlite::memory:").await.unwrap())
+        .payments(Arc::new(gateway))
+        .shipping(Arc::new(RecordingGateway::default()))
+        .build()
+        .unwrap();
+    let a = shop(&market, "Tea", None, &[1200], 5).await;
+    let b = shop(&market, "Silk", None, &[3300], 5).await;
+    let single = market.checkout(req("o-buyer", "k1", &[(&a.skus[0], 1)])).await.unwrap();
+    let combined = market.checkout(req("o-buyer", "k2", &[(&a.skus[0], 1), (&b.skus[0], 2)])).await.unwrap();
+    let unpaid = market.checkout(req("o-buyer", "k3", &[(&b.skus[0], 1)])).await.unwrap();
+    assert_eq!((single.payment.mode, combined.payment.mode), (PayMode::Jsapi, PayMode::Combine));
+
+    // Nothing paid yet: reconciliation asks about all three and changes nothing.
+    let r = market.reconcile_pending_payments(market.now()).await.unwrap();
+    assert_eq!(r, ReconcileReport { checked: 3, applied: 0, failed: 0 });
+
+    emu.cashier_pay(pay.mchid(), &single.group.id).await.unwrap();
+    emu.cashier_pay(pay.mchid(), &combined.orders[0].id).await.unwrap();
+    assert_eq!(market.checkout_view(&single.group.id).await.unwrap().group.status, GroupStatus::AwaitingPayment);
+
+    let r = market.reconcile_pending_payments(market.now()).await.unwrap();
+    assert_eq!(r, ReconcileReport { checked: 3, applied: 2, failed: 0 });
+    for co in [&single, &combined] {
+        let v = market.checkout_view(&co.group.id).await.unwrap();
+        assert_eq!(v.group.status, GroupStatus::Paid);
+        assert_eq!(v.payment.status, PaymentStatus::Paid);
+        assert!(v.orders.iter().all(|o| o.status == OrderStatus::Paid && o.transaction_id.is_some()), "{v:?}");
+    }
+    // Each combined sub-order keeps its own transaction id.
+    let v = market.checkout_view(&combined.group.id).await.unwrap();
+    assert_ne!(v.orders[0].transaction_id, v.orders[1].transaction_id);
+    assert_eq!(market.checkout_view(&unpaid.group.id).await.unwrap().group.status, GroupStatus::AwaitingPayment);
+    // Stock committed once: 5 - 1 - 1 of Tea, 5 - 2 (paid) - 1 (still reserved) of Silk.
+    let tea = assert_consistent(&market, &a.merchant.id, &a.skus[0]).await;
+    assert_eq!(tea.level.on_hand, 3);
+
+    // Running again (or from another process) finds only the unpaid one.
+    let r = market.reconcile_pending_payments(market.now()).await.unwrap();
+    assert_eq!(r, ReconcileReport { checked: 1, applied: 0, failed: 0 });
+
+    // The lost notification arrives after all (its own id): nothing changes.
+    for co in [&single, &combined] {
+        let v = market.checkout_view(&co.group.id).await.unwrap();
+        let delivery = emu
+            .notifications()
+            .into_iter()
+            .find(|d| {
+                d.event_type == "TRANSACTION.SUCCESS"
+                    && (d.out_trade_no == co.group.id || co.orders.iter().any(|o| o.id == d.out_trade_no))
+            })
+            .unwrap();
+        assert!(!delivery.delivered);
+        let late = PaymentNotice {
+            notify_id: delivery.id.clone(),
+            out_trade_no: co.group.id.clone(),
+            transaction_id: v.orders[0].transaction_id.clone().unwrap(),
+            amount: v.payment.amount,
+            paid_at: market.now(),
+            sub_orders: if co.payment.mode == PayMode::Combine {
+                v.orders
+                    .iter()
+                    .map(|o| SubOrderPaid {
+                        out_trade_no: o.id.clone(),
+                        transaction_id: o.transaction_id.clone().unwrap(),
+                        amount: o.total,
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        };
+        assert_eq!(market.handle_payment_notice(&late).await.unwrap(), NoticeOutcome::AlreadyPaid);
+        assert_eq!(market.handle_payment_notice(&late).await.unwrap(), NoticeOutcome::Duplicate);
+        let mut paid_rows = 0;
+        for o in &co.orders {
+            paid_rows += market.audit_trail(&o.id).await.unwrap().iter().filter(|e| e.action == "paid").count();
+        }
+        assert_eq!(paid_rows, co.orders.len());
     }
 }

@@ -134,7 +134,19 @@ pub async fn build(
     let (keys, seeded) = seed(&market).await?;
     let timers = market.clone();
     tokio::spawn(async move {
-        loop {
+        // Lost payment notifications are reconciled by querying WeChat Pay: once at startup (a crash
+        // may have eaten one), then every RECONCILE_EVERY ticks.
+        for tick in 0u64.. {
+            if tick % RECONCILE_EVERY == 0 {
+                match timers.reconcile_pending_payments(timers.now()).await {
+                    Ok(r) if tick == 0 => println!(
+                        "market: reconciled at startup: {} checked, {} applied, {} failed",
+                        r.checked, r.applied, r.failed
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "payment reconciliation"),
+                }
+            }
             if let Err(e) = timers.run_due_timers(timers.now()).await {
                 tracing::warn!(error = %e, "market timers");
             }
@@ -152,6 +164,9 @@ pub async fn build(
         demo_schema,
     })
 }
+
+/// Timer ticks (seconds) between payment reconciliations.
+const RECONCILE_EVERY: u64 = 10;
 
 #[cfg(feature = "postgres")]
 type DemoSchema = Option<store::PgStore>;

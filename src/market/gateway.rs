@@ -30,7 +30,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::money::Money;
-use super::payment::PayMode;
+use super::payment::{PayMode, PaymentNotice};
 
 /// One sub-order of a combined payment (or the single order of a partner payment).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +88,26 @@ pub struct CloseRequest {
     pub sub_mchid: Option<String>,
     /// Sub-orders, in combined mode.
     pub sub_orders: Vec<SubOrder>,
+}
+
+/// Query a payment's state: a payment is found by the same reference that closes it.
+pub type QueryRequest = CloseRequest;
+
+/// What WeChat Pay says about a payment when asked (to reconcile a lost notification).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PaymentQuery {
+    /// The gateway cannot tell (it has no query).
+    Unknown,
+    /// Not paid (yet): unpaid, closed, or unknown to WeChat Pay.
+    Unpaid,
+    /// Paid: the notice to apply, exactly like a notification's. Its `notify_id` is derived from the
+    /// transaction id, so two reconcilers of the same payment deduplicate.
+    Paid(PaymentNotice),
+}
+
+/// The notification id a reconciled payment is applied under.
+pub fn query_notify_id(transaction_id: &str) -> String {
+    format!("query:{transaction_id}")
 }
 
 /// Refund (part of) a transaction.
@@ -260,6 +280,11 @@ pub trait PaymentGateway: Send + Sync + fmt::Debug {
     async fn compensate(&self, req: &CompensationRequest) -> crate::Result<CompensationTicket> {
         Err(crate::Error::Config(format!("this payment gateway cannot pay compensation {}", req.out_no)))
     }
+    /// Asks for a payment's state. Gateways without a query answer [`PaymentQuery::Unknown`].
+    async fn query(&self, req: &QueryRequest) -> crate::Result<PaymentQuery> {
+        let _ = req;
+        Ok(PaymentQuery::Unknown)
+    }
 }
 
 /// WeChat shipping-info management, as the marketplace needs it.
@@ -284,6 +309,8 @@ pub enum GatewayCall {
     ProfitShare(ProfitShareRequest),
     /// `compensate`.
     Compensate(CompensationRequest),
+    /// `query`.
+    Query(QueryRequest),
 }
 
 /// An in-memory gateway that succeeds (unless told to fail) and records every call.
@@ -291,6 +318,7 @@ pub enum GatewayCall {
 pub struct RecordingGateway {
     calls: Mutex<Vec<GatewayCall>>,
     failures: Mutex<Vec<(&'static str, bool)>>,
+    paid: Mutex<Vec<PaymentNotice>>,
 }
 
 impl RecordingGateway {
@@ -299,8 +327,14 @@ impl RecordingGateway {
         self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Makes `query` answer that `notice.out_trade_no` is paid (as if the buyer paid and the
+    /// notification was lost); its `notify_id` is replaced by [`query_notify_id`].
+    pub fn set_paid(&self, notice: PaymentNotice) {
+        self.paid.lock().unwrap_or_else(|p| p.into_inner()).push(notice);
+    }
+
     /// Makes the next call of `op` (`"prepay"`, `"close"`, `"refund"`, `"ship"`,
-    /// `"profit_share"`, `"compensate"`) fail; a `transient`
+    /// `"profit_share"`, `"compensate"`, `"query"`) fail; a `transient`
     /// failure is retryable (WeChat Pay's `SYSTEM_ERROR`), otherwise it is final (`PARAM_ERROR`).
     pub fn fail_next(&self, op: &'static str, transient: bool) {
         self.failures.lock().unwrap_or_else(|p| p.into_inner()).push((op, transient));
@@ -357,6 +391,15 @@ impl PaymentGateway for RecordingGateway {
     async fn compensate(&self, req: &CompensationRequest) -> crate::Result<CompensationTicket> {
         self.record("compensate", GatewayCall::Compensate(req.clone()))?;
         Ok(CompensationTicket { id: format!("wxcomp_{}", req.out_no), succeeded: true })
+    }
+
+    async fn query(&self, req: &QueryRequest) -> crate::Result<PaymentQuery> {
+        self.record("query", GatewayCall::Query(req.clone()))?;
+        let paid = self.paid.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(match paid.iter().find(|n| n.out_trade_no == req.out_trade_no) {
+            Some(n) => PaymentQuery::Paid(PaymentNotice { notify_id: query_notify_id(&n.transaction_id), ..n.clone() }),
+            None => PaymentQuery::Unpaid,
+        })
     }
 }
 
@@ -596,5 +639,35 @@ impl PaymentGateway for WechatPayGateway {
             ps.create_order(o).await?
         };
         Ok(ProfitShareTicket { order_id: order.order_id, finished: order.state == OrderState::Finished })
+    }
+
+    /// `GET /v3/pay/transactions/out-trade-no/{..}` (JSAPI), its partner form, or
+    /// `GET /v3/combine-transactions/out-trade-no/{..}` (combined). An order WeChat Pay does not know
+    /// is unpaid.
+    async fn query(&self, req: &QueryRequest) -> crate::Result<PaymentQuery> {
+        let notice = match req.mode {
+            PayMode::Jsapi => self.client.transactions().query_by_out_trade_no(&req.out_trade_no).await.map(|t| {
+                t.transaction_id.clone().and_then(|id| PaymentNotice::from_transaction(&query_notify_id(&id), &t))
+            }),
+            PayMode::Partner => {
+                let sub = req
+                    .sub_mchid
+                    .as_deref()
+                    .ok_or_else(|| crate::Error::InvalidRequest("partner mode needs sub_mchid".into()))?;
+                self.client.partner().query_by_out_trade_no(&req.out_trade_no, sub).await.map(|t| {
+                    t.transaction_id.clone().and_then(|id| PaymentNotice::from_transaction(&query_notify_id(&id), &t))
+                })
+            }
+            PayMode::Combine => self.client.combine().query(&req.out_trade_no).await.map(|c| {
+                let first = c.sub_orders.first().and_then(|s| s.transaction_id.clone())?;
+                PaymentNotice::from_combine(&query_notify_id(&first), &c)
+            }),
+        };
+        match notice {
+            Ok(Some(n)) => Ok(PaymentQuery::Paid(n)),
+            Ok(None) => Ok(PaymentQuery::Unpaid),
+            Err(e) if matches!(e.pay_code(), Some("ORDER_NOT_EXIST" | "ORDERNOTEXIST")) => Ok(PaymentQuery::Unpaid),
+            Err(e) => Err(e),
+        }
     }
 }

@@ -120,9 +120,9 @@ pub use error::{MarketError, Result, Shortage};
 pub use events::{Actor, AuditEntry, OutboxEvent, Timer, TimerAction, TimerReport, TimerStatus};
 pub use gateway::{
     CloseRequest, CompensationRequest, CompensationTicket, GatewayCall, LogisticsType, MpShippingGateway,
-    PaymentGateway, PrepayRequest, PrepayTicket, ProfitShareReceiver, ProfitShareRequest, ProfitShareTicket,
-    RecordingGateway, RefundRequest, RefundTicket, ShippingGateway, ShippingParcel, ShippingUpload, SubOrder,
-    WechatPayGateway,
+    PaymentGateway, PaymentQuery, PrepayRequest, PrepayTicket, ProfitShareReceiver, ProfitShareRequest,
+    ProfitShareTicket, QueryRequest, RecordingGateway, RefundRequest, RefundTicket, ShippingGateway, ShippingParcel,
+    ShippingUpload, SubOrder, WechatPayGateway, query_notify_id,
 };
 pub use inventory::{Demand, Movement, MovementKind, Reservation, ReservationStatus, StockLevel, aggregate_demand};
 pub use merchant::{Merchant, MerchantStatus, Restrictions};
@@ -131,6 +131,6 @@ pub use order::{MerchantOrder, OrderDetail, OrderLine, OrderStatus, ShipItem, Sh
 pub use payment::{NoticeOutcome, PayMode, Payment, PaymentNotice, PaymentStatus, Refund, RefundStatus, SubOrderPaid};
 pub use service::{
     CaseRequest, Checkout, DepositView, GOVERNANCE_CONSUMER, Market, MarketBuilder, MarketConfig, MerchantBalances,
-    NewMerchant, PenaltyLog, ReviewRequest, StockReconciliation,
+    NewMerchant, PenaltyLog, ReconcileReport, ReviewRequest, StockReconciliation,
 };
 pub use store::{Backend, MarketStore, StoreTx};

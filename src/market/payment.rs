@@ -112,46 +112,59 @@ impl PaymentNotice {
     /// combined payment. `None` for anything else (refunds, unpaid states, other events).
     pub fn from_notification(n: &crate::pay::Notification) -> Option<PaymentNotice> {
         use crate::pay::NotificationResource as R;
-        use crate::pay::transactions::TradeState;
-        let time = |s: Option<&str>| {
-            s.and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc)).unwrap_or_else(Utc::now)
-        };
         match &n.resource {
-            R::Transaction(t) if t.is_paid() => Some(PaymentNotice {
-                notify_id: n.id.clone(),
-                out_trade_no: t.out_trade_no.clone(),
-                transaction_id: t.transaction_id.clone()?,
-                amount: Money::fen(t.total()?),
-                paid_at: time(t.success_time.as_deref()),
-                sub_orders: Vec::new(),
-            }),
-            R::CombineTransaction(c) => {
-                let paid: Vec<_> = c.sub_orders.iter().filter(|s| s.trade_state == TradeState::Success).collect();
-                if paid.is_empty() || paid.len() != c.sub_orders.len() {
-                    return None;
-                }
-                let sub_orders: Vec<SubOrderPaid> = paid
-                    .iter()
-                    .map(|s| {
-                        Some(SubOrderPaid {
-                            out_trade_no: s.out_trade_no.clone(),
-                            transaction_id: s.transaction_id.clone()?,
-                            amount: Money::fen(s.amount.total_amount),
-                        })
-                    })
-                    .collect::<Option<_>>()?;
-                Some(PaymentNotice {
-                    notify_id: n.id.clone(),
-                    out_trade_no: c.combine_out_trade_no.clone(),
-                    transaction_id: sub_orders[0].transaction_id.clone(),
-                    amount: Money::sum(sub_orders.iter().map(|s| s.amount)).ok()?,
-                    paid_at: time(paid[0].success_time.as_deref()),
-                    sub_orders,
-                })
-            }
+            R::Transaction(t) => PaymentNotice::from_transaction(&n.id, t),
+            R::CombineTransaction(c) => PaymentNotice::from_combine(&n.id, c),
             _ => None,
         }
     }
+
+    /// The notice of a paid JSAPI or partner transaction (a notification's resource or a query's
+    /// answer), under `notify_id`. `None` unless it is `SUCCESS` with a transaction id and a total.
+    pub fn from_transaction(notify_id: &str, t: &crate::pay::transactions::Transaction) -> Option<PaymentNotice> {
+        if !t.is_paid() {
+            return None;
+        }
+        Some(PaymentNotice {
+            notify_id: notify_id.into(),
+            out_trade_no: t.out_trade_no.clone(),
+            transaction_id: t.transaction_id.clone()?,
+            amount: Money::fen(t.total()?),
+            paid_at: paid_time(t.success_time.as_deref()),
+            sub_orders: Vec::new(),
+        })
+    }
+
+    /// The notice of a combined payment whose sub-orders are all `SUCCESS`, under `notify_id`.
+    pub fn from_combine(notify_id: &str, c: &crate::pay::combine::CombineTransaction) -> Option<PaymentNotice> {
+        use crate::pay::transactions::TradeState;
+        let paid: Vec<_> = c.sub_orders.iter().filter(|s| s.trade_state == TradeState::Success).collect();
+        if paid.is_empty() || paid.len() != c.sub_orders.len() {
+            return None;
+        }
+        let sub_orders: Vec<SubOrderPaid> = paid
+            .iter()
+            .map(|s| {
+                Some(SubOrderPaid {
+                    out_trade_no: s.out_trade_no.clone(),
+                    transaction_id: s.transaction_id.clone()?,
+                    amount: Money::fen(s.amount.total_amount),
+                })
+            })
+            .collect::<Option<_>>()?;
+        Some(PaymentNotice {
+            notify_id: notify_id.into(),
+            out_trade_no: c.combine_out_trade_no.clone(),
+            transaction_id: sub_orders[0].transaction_id.clone(),
+            amount: Money::sum(sub_orders.iter().map(|s| s.amount)).ok()?,
+            paid_at: paid_time(paid[0].success_time.as_deref()),
+            sub_orders,
+        })
+    }
+}
+
+fn paid_time(s: Option<&str>) -> DateTime<Utc> {
+    s.and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc)).unwrap_or_else(Utc::now)
 }
 
 /// One paid sub-order of a combined payment.

@@ -29,6 +29,7 @@ pub use governance::{
     CONSUMER as GOVERNANCE_CONSUMER, CaseRequest, DepositView, MerchantBalances, PenaltyLog, ReviewRequest,
 };
 pub use merchants::NewMerchant;
+pub use timers::ReconcileReport;
 
 /// Tunables of a [`Market`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,14 +10,28 @@ use super::{Agg, Change, Market, chrono_dur};
 use crate::market::checkout::GroupStatus;
 use crate::market::error::{MarketError, Result};
 use crate::market::events::{Actor, OutboxEvent, Timer, TimerAction, TimerReport, TimerStatus};
-use crate::market::gateway::{CloseRequest, RefundRequest, SubOrder};
+use crate::market::gateway::{CloseRequest, PaymentQuery, RefundRequest, SubOrder};
 use crate::market::order::OrderStatus;
+use crate::market::payment::NoticeOutcome;
 use crate::market::payment::RefundStatus;
 
 /// Timers read per batch.
 const BATCH: i64 = 100;
 /// Batches per call, so one call cannot run forever.
 const MAX_BATCHES: usize = 100;
+/// Payments queried per reconciliation run.
+const RECONCILE_LIMIT: i64 = 500;
+
+/// What [`Market::reconcile_pending_payments`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReconcileReport {
+    /// Payments asked about.
+    pub checked: usize,
+    /// Payments found paid and applied by this run.
+    pub applied: usize,
+    /// Queries or applications that failed (left to the next run).
+    pub failed: usize,
+}
 
 enum Fired {
     Done,
@@ -257,6 +271,13 @@ impl Market {
     }
 
     async fn call_close(&self, group_id: &str) -> Result<Option<(String, String, bool)>> {
+        let req = self.payment_ref(group_id).await?;
+        self.inner.pay.close(&req).await?;
+        Ok(None)
+    }
+
+    /// How WeChat Pay knows a group's payment (to close or query it).
+    async fn payment_ref(&self, group_id: &str) -> Result<CloseRequest> {
         let co = self.checkout_view(group_id).await?;
         let mut subs = Vec::new();
         {
@@ -273,7 +294,7 @@ impl Market {
             }
         }
         let mode = co.payment.mode;
-        let req = CloseRequest {
+        Ok(CloseRequest {
             mode,
             out_trade_no: group_id.into(),
             sub_mchid: if mode == crate::market::PayMode::Partner {
@@ -282,9 +303,40 @@ impl Market {
                 None
             },
             sub_orders: if mode == crate::market::PayMode::Combine { subs } else { Vec::new() },
-        };
-        self.inner.pay.close(&req).await?;
-        Ok(None)
+        })
+    }
+
+    /// Reconciles lost payment notifications: asks the payment gateway about every checkout still
+    /// awaiting payment whose prepay order exists (created before `now`), and applies each payment it
+    /// reports as paid exactly like a notification ([`handle_payment_notice`](Market::handle_payment_notice)),
+    /// so a notification arriving later changes nothing. Safe to run from several processes at once.
+    /// A failing query is logged and left to the next run.
+    pub async fn reconcile_pending_payments(&self, now: DateTime<Utc>) -> Result<ReconcileReport> {
+        let mut report = ReconcileReport::default();
+        let pending = self.read().await?.awaiting_payments(RECONCILE_LIMIT).await?;
+        for p in pending.into_iter().filter(|p| p.created_at <= now) {
+            report.checked += 1;
+            let answer = match self.payment_ref(&p.group_id).await {
+                Ok(req) => self.inner.pay.query(&req).await.map_err(MarketError::from),
+                Err(e) => Err(e),
+            };
+            match answer {
+                Ok(PaymentQuery::Paid(n)) => match self.handle_payment_notice(&n).await {
+                    Ok(NoticeOutcome::Paid | NoticeOutcome::LateRefunded { .. }) => report.applied += 1,
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(group = %p.group_id, error = %e, "reconciled payment not applied");
+                        report.failed += 1;
+                    }
+                },
+                Ok(PaymentQuery::Unpaid | PaymentQuery::Unknown) => {}
+                Err(e) => {
+                    tracing::warn!(group = %p.group_id, error = %e, "payment query failed; will retry");
+                    report.failed += 1;
+                }
+            }
+        }
+        Ok(report)
     }
 
     async fn call_refund(&self, refund_id: &str) -> Result<Option<(String, String, bool)>> {

@@ -284,6 +284,8 @@ pub trait StoreTx: GovTx + Send {
     async fn insert_payment(&mut self, p: &Payment) -> Result<()>;
     /// The payment of a group.
     async fn payment(&mut self, group_id: &str) -> Result<Option<Payment>>;
+    /// Initiated payments with a prepay order whose group still awaits payment, oldest first.
+    async fn awaiting_payments(&mut self, limit: i64) -> Result<Vec<Payment>>;
     /// Writes every mutable field of `p` if the stored version is `expected_version`.
     async fn update_payment(&mut self, p: &Payment, expected_version: i64) -> Result<bool>;
     /// Records a payment notification id; `false` if seen before.
@@ -1964,6 +1966,22 @@ macro_rules! sql_store_tx {
                 .fetch_optional(&mut *self.0)
                 .await?;
                 row.map(Payment::try_from).transpose()
+            }
+
+            async fn awaiting_payments(&mut self, limit: i64) -> Result<Vec<Payment>> {
+                let rows = sqlx::query_as::<_, PaymentRow>(
+                    "SELECT p.group_id, p.buyer_openid, p.mode, p.amount_fen, p.status, p.prepay_id, p.pay_params, \
+                     p.transaction_id, p.paid_at, p.refunded_fen, p.version, p.created_at, p.updated_at \
+                     FROM payments p JOIN checkout_groups g ON g.group_id = p.group_id \
+                     WHERE p.status = $1 AND p.prepay_id IS NOT NULL AND g.status = $2 \
+                     ORDER BY p.created_at, p.group_id LIMIT $3",
+                )
+                .bind($crate::market::PaymentStatus::Initiated.as_str())
+                .bind($crate::market::GroupStatus::AwaitingPayment.as_str())
+                .bind(limit)
+                .fetch_all(&mut *self.0)
+                .await?;
+                rows.into_iter().map(Payment::try_from).collect()
             }
 
             async fn update_payment(&mut self, p: &Payment, expected_version: i64) -> Result<bool> {
