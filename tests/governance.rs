@@ -749,6 +749,57 @@ async fn cancelling_after_a_partial_refund_refunds_only_the_rest(e: Env) {
 
 type Case = (&'static str, fn(Env) -> BoxFut<()>);
 
+async fn a_deposit_prepaid_through_wechat_pay_is_credited_once_by_its_notification(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Dep", 30_000, &[1_000]).await;
+    let p = m.deposit_prepay(&s.merchant, Money::fen(30_000), "o-boss", "top-1").await.unwrap();
+    assert_eq!((p.out_trade_no.len(), &p.out_trade_no[..3]), (32, "dep"));
+    assert!(p.out_trade_no.bytes().all(|b| b.is_ascii_alphanumeric()), "{}", p.out_trade_no);
+    assert_eq!(p.pay_params["package"], format!("prepay_id=prepay_{}", p.out_trade_no));
+    // The same key is the same payment; another amount under it is refused, and nothing is pending twice.
+    let again = m.deposit_prepay(&s.merchant, Money::fen(30_000), "o-boss", "top-1").await.unwrap();
+    assert_eq!(again.out_trade_no, p.out_trade_no);
+    let err = m.deposit_prepay(&s.merchant, Money::fen(1), "o-boss", "top-1").await.unwrap_err();
+    assert!(matches!(err, GovError::Invalid(_)), "{err:?}");
+    let prepays: Vec<PrepayRequest> =
+        calls(&e.gw).into_iter().filter_map(|c| if let GatewayCall::Prepay(r) = c { Some(r) } else { None }).collect();
+    assert_eq!(prepays.len(), 2);
+    assert!(prepays.iter().all(|r| r.out_trade_no == p.out_trade_no
+        && r.total == Money::fen(30_000)
+        && r.mode == PayMode::Jsapi
+        && r.payer_openid == "o-boss"));
+    let notice = |id: &str, fen: i64| PaymentNotice {
+        notify_id: id.into(),
+        out_trade_no: p.out_trade_no.clone(),
+        transaction_id: "4200000001".into(),
+        amount: Money::fen(fen),
+        paid_at: t0(),
+        sub_orders: Vec::new(),
+    };
+    // A wrong amount changes nothing (and leaves the notification id unused).
+    let err = m.handle_payment_notice(&notice("n1", 29_999)).await.unwrap_err();
+    assert!(matches!(err, MarketError::PaymentMismatch { .. }), "{err:?}");
+    let d = m.deposit(&s.merchant).await.unwrap();
+    assert_eq!((d.account.status, d.balance), (DepositStatus::Unfunded, Money::ZERO));
+    assert_eq!(m.handle_payment_notice(&notice("n1", 30_000)).await.unwrap(), NoticeOutcome::Paid);
+    assert_eq!(m.handle_payment_notice(&notice("n1", 30_000)).await.unwrap(), NoticeOutcome::Duplicate);
+    assert_eq!(m.handle_payment_notice(&notice("n2", 30_000)).await.unwrap(), NoticeOutcome::AlreadyPaid);
+    let d = m.deposit(&s.merchant).await.unwrap();
+    assert_eq!((d.account.status, d.balance), (DepositStatus::Funded, Money::fen(30_000)));
+    assert_eq!(e.balance(Account::MerchantDeposit(s.merchant.clone())).await, 30_000);
+    e.audit().await;
+    // A paid key cannot be prepaid again; a new key tops up.
+    let err = m.deposit_prepay(&s.merchant, Money::fen(30_000), "o-boss", "top-1").await.unwrap_err();
+    assert!(matches!(err, GovError::AlreadyDone(_)), "{err:?}");
+    let p2 = m.deposit_prepay(&s.merchant, Money::fen(500), "o-boss", "top-2").await.unwrap();
+    assert_ne!(p2.out_trade_no, p.out_trade_no);
+    // An unknown deposit out_trade_no is refused, not applied.
+    let mut stray = notice("n3", 500);
+    stray.out_trade_no = "dep0000000000000000000000000000x".into();
+    assert!(m.handle_payment_notice(&stray).await.is_err());
+    assert_eq!(m.deposit(&s.merchant).await.unwrap().balance, Money::fen(30_000));
+}
+
 macro_rules! cases {
     ($($f:ident),* $(,)?) => { vec![$((stringify!($f), (|e| Box::pin($f(e)) as BoxFut<()>) as fn(Env) -> BoxFut<()>)),*] };
 }
@@ -768,6 +819,7 @@ fn cases() -> Vec<Case> {
         the_deposit_is_refunded_on_exit_only_after_the_windows_close,
         ledger_stays_balanced_through_a_random_run,
         the_sql_ledger_matches_the_reference_ledger_step_by_step,
+        a_deposit_prepaid_through_wechat_pay_is_credited_once_by_its_notification,
     ]
 }
 

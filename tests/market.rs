@@ -1410,3 +1410,76 @@ async fn reconciliation_recovers_a_lost_payment_notification() {
         assert_eq!(paid_rows, co.orders.len());
     }
 }
+
+/// A merchant's deposit paid through WeChat Pay (emulator): prepay, the cashier pays, the notification
+/// (redelivered) credits the deposit once with the exact amount, and the ledger stays balanced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deposit_is_paid_in_through_wechat_pay() {
+    use wxshop::emulator::Emulator;
+    use wxshop::market::governance::deposit::DepositStatus;
+    use wxshop::pay::notify::NotifyService;
+
+    let emu = Emulator::start_default().await.unwrap();
+    let client = emu.client().unwrap();
+    let pay = emu.pay_client().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let notify_url = format!("http://{}/wx/pay/notify", listener.local_addr().unwrap());
+    let market = Market::builder(store::open("sqlite::memory:").await.unwrap())
+        .payments(Arc::new(WechatPayGateway::new(pay.clone(), client.appid(), notify_url)))
+        .shipping(Arc::new(MpShippingGateway::new(client.clone())))
+        .build()
+        .unwrap();
+    let outcomes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (m2, seen) = (market.clone(), outcomes.clone());
+    let svc = NotifyService::new(pay.clone(), move |n| {
+        let (m, seen) = (m2.clone(), seen.clone());
+        async move {
+            if let Some(notice) = PaymentNotice::from_notification(&n) {
+                let out = m.handle_payment_notice(&notice).await?;
+                seen.lock().unwrap().push((notice, out));
+            }
+            Ok(())
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, svc.router("/wx/pay/notify")).await });
+
+    let spec = RuleSpec { deposit_required: Money::fen(20_000), ..RuleSpec::default() };
+    let (category, _) = market.create_category("Tea goods", None, spec).await.unwrap();
+    let merchant = market.create_merchant(NewMerchant::new("Tea")).await.unwrap();
+    market.approve_merchant(&merchant.id).await.unwrap();
+    market.grant_category(&merchant.id, &category.id).await.unwrap();
+    let p = market.deposit_prepay(&merchant.id, Money::fen(20_000), "o-boss", "dep-1").await.unwrap();
+    assert_eq!(p.pay_params["signType"], "RSA");
+    assert_eq!(p.pay_params["package"], format!("prepay_id={}", p.prepay_id));
+    // The merchant pays in the cashier; WeChat Pay notifies.
+    emu.cashier_pay(pay.mchid(), &p.out_trade_no).await.unwrap();
+    let mut funded = false;
+    for _ in 0..200 {
+        if market.deposit(&merchant.id).await.unwrap().account.status == DepositStatus::Funded {
+            funded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(funded, "the notification did not fund the deposit");
+    // Redeliveries change nothing.
+    let delivery = emu.notifications().into_iter().find(|d| d.event_type == "TRANSACTION.SUCCESS").unwrap();
+    for _ in 0..3 {
+        assert!(emu.redeliver(&delivery.id).await);
+    }
+    // NotifyService drops repeated notification ids; the market reached once:
+    let seen = outcomes.lock().unwrap().clone();
+    assert_eq!(seen.iter().map(|(_, o)| o.clone()).collect::<Vec<_>>(), vec![NoticeOutcome::Paid]);
+    let (notice, _) = seen[0].clone();
+    assert_eq!((notice.out_trade_no.as_str(), notice.amount), (p.out_trade_no.as_str(), Money::fen(20_000)));
+    // The same notice again, and under another notification id, changes nothing either.
+    assert_eq!(market.handle_payment_notice(&notice).await.unwrap(), NoticeOutcome::Duplicate);
+    let other = PaymentNotice { notify_id: format!("{}-again", notice.notify_id), ..notice.clone() };
+    assert_eq!(market.handle_payment_notice(&other).await.unwrap(), NoticeOutcome::AlreadyPaid);
+    let d = market.deposit(&merchant.id).await.unwrap();
+    assert_eq!((d.account.status, d.balance), (DepositStatus::Funded, Money::fen(20_000)));
+    let audit = market.ledger_audit().await.unwrap();
+    assert_eq!((audit.total, audit.mismatches.len(), audit.unbalanced.len()), (0, 0, 0), "{audit:?}");
+    let paid_in = market.audit_trail(&format!("deposit:{}", merchant.id)).await.unwrap();
+    assert_eq!(paid_in.iter().filter(|e| e.action == "paid_in").count(), 1);
+}

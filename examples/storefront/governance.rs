@@ -22,7 +22,7 @@
 //! | `POST /api/merchant/aftersales/{id}/approve` · `/reject` `{reason}` · `/received` · `/refuse` `{reason}` · `/reship` `{company, number}` | answer a case |
 //! | `POST /api/merchant/reviews/{id}/reply` `{text}` | reply to a review (once) |
 //! | `GET /api/merchant/deposit` · `POST /api/merchant/deposit/exit` · `/refund` | deposit (保证金), exit, refund |
-//! | `POST /api/merchant/deposit/pay/simulate` `{amount}` | emulator mode: a confirmed WeChat Pay pay-in |
+//! | `POST /api/merchant/deposit/pay` `{amount, idempotency_key, payer_openid}` | pay in or top up through WeChat Pay: pay params for `wx.requestPayment` |
 //! | `GET /api/merchant/score` · `/penalties` · `/balances` · `/settlements` | score, penalty log, ledger, settlements |
 //! | `POST /api/merchant/penalties/{id}/appeal` `{reason}` | appeal a penalty |
 //! | `POST /api/merchant/settlements/{order_id}/payout` | withdraw a released settlement |
@@ -78,7 +78,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/merchant/deposit", get(deposit))
         .route("/api/merchant/deposit/exit", post(deposit_exit))
         .route("/api/merchant/deposit/refund", post(deposit_refund))
-        .route("/api/merchant/deposit/pay/simulate", post(deposit_pay))
+        .route("/api/merchant/deposit/pay", post(deposit_pay))
         .route("/api/merchant/score", get(score))
         .route("/api/merchant/penalties", get(penalties))
         .route("/api/merchant/penalties/{id}/appeal", post(appeal_penalty))
@@ -353,15 +353,15 @@ async fn deposit_refund(State(s): State<AppState>, me: MerchantKey) -> Answer {
 }
 
 #[derive(Deserialize)]
-struct AmountBody {
+struct DepositPayBody {
     amount: Money,
+    idempotency_key: String,
+    payer_openid: String,
 }
 
-/// Emulator mode: plays WeChat Pay confirming the merchant's deposit payment.
-async fn deposit_pay(State(s): State<AppState>, me: MerchantKey, Json(a): Json<AmountBody>) -> Answer {
-    emulator_only(&s)?;
-    let txn = format!("4200dep{}", wxshop::market::new_id());
-    ok(s.market.market.deposit_paid_in(&me.0, &txn, a.amount).await?)
+/// Pays in (or tops up) the deposit through WeChat Pay: the payment notification credits it.
+async fn deposit_pay(State(s): State<AppState>, me: MerchantKey, Json(b): Json<DepositPayBody>) -> Answer {
+    ok(s.market.market.deposit_prepay(&me.0, b.amount, &b.payer_openid, &b.idempotency_key).await?)
 }
 
 async fn score(State(s): State<AppState>, me: MerchantKey) -> Answer {
@@ -558,18 +558,34 @@ pub async fn demo_deposit(d: &mut Demo) -> Result<String, String> {
     cfg["deposit"]["requirement"] = json!({ "kind": "fixed", "fen": 10_000 });
     as_platform(d, reqwest::Method::PUT, "/admin/governance/config", Some(cfg)).await?;
     let before = as_merchant(d, "Leaf & Co", reqwest::Method::GET, "/api/merchant/deposit", None).await?;
-    let paid = as_merchant(
+    let prepay = as_merchant(
         d,
         "Leaf & Co",
         reqwest::Method::POST,
-        "/api/merchant/deposit/pay/simulate",
-        Some(json!({ "amount": 10_000 })),
+        "/api/merchant/deposit/pay",
+        Some(json!({ "amount": 10_000, "idempotency_key": "demo-deposit-1", "payer_openid": "o-leaf-owner" })),
     )
     .await?;
+    // The merchant pays in the emulator's cashier; the payment notification credits the deposit.
+    let out_trade_no = prepay["out_trade_no"].as_str().ok_or_else(|| format!("no out_trade_no: {prepay}"))?;
+    let emu = d.state.emulator.clone().ok_or("the demo pays in the emulator's cashier")?;
+    let mchid = d.state.pay.as_ref().ok_or("WeChat Pay is not configured")?.mchid().to_string();
+    emu.cashier_pay(&mchid, out_trade_no).await.map_err(|e| e.to_string())?;
+    let mut paid = Value::Null;
+    for _ in 0..100 {
+        paid = as_merchant(d, "Leaf & Co", reqwest::Method::GET, "/api/merchant/deposit", None).await?;
+        if paid["account"]["status"] == "funded" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     if before["account"]["status"] != "unfunded" || paid["account"]["status"] != "funded" {
         return Err(format!("expected unfunded then funded: {before} / {paid}"));
     }
-    Ok(format!("required {}, paid in, status funded", Money::fen(paid["account"]["required"].as_i64().unwrap_or(0))))
+    Ok(format!(
+        "required {}, paid in through WeChat Pay ({out_trade_no}), status funded",
+        Money::fen(paid["account"]["required"].as_i64().unwrap_or(0))
+    ))
 }
 
 /// Demo: an order nobody ships; 49 hours later it is a late-shipment penalty and the buyer is

@@ -130,7 +130,7 @@ pub use money::Money;
 pub use order::{MerchantOrder, OrderDetail, OrderLine, OrderStatus, ShipItem, ShipRequest, Shipment, Step};
 pub use payment::{NoticeOutcome, PayMode, Payment, PaymentNotice, PaymentStatus, Refund, RefundStatus, SubOrderPaid};
 pub use service::{
-    CaseRequest, Checkout, DepositView, GOVERNANCE_CONSUMER, Market, MarketBuilder, MarketConfig, MerchantBalances,
-    NewMerchant, PenaltyLog, ReconcileReport, ReviewRequest, StockReconciliation,
+    CaseRequest, Checkout, DepositPrepay, DepositView, GOVERNANCE_CONSUMER, Market, MarketBuilder, MarketConfig,
+    MerchantBalances, NewMerchant, PenaltyLog, ReconcileReport, ReviewRequest, StockReconciliation,
 };
 pub use store::{Backend, MarketStore, StoreTx};

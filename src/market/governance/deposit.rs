@@ -512,3 +512,42 @@ mod tests {
         }
     }
 }
+
+/// The `out_trade_no` prefix of deposit payments: payment notifications carrying it are deposits, not
+/// checkouts (checkout ids are 32 hex digits, so they never start with `dep`).
+pub const DEPOSIT_TRADE_PREFIX: &str = "dep";
+
+/// A deposit pay-in (or top-up) asked of WeChat Pay: pending until its payment notification arrives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepositPayment {
+    /// The `out_trade_no`: [`DEPOSIT_TRADE_PREFIX`] and 29 hex digits (32 characters, WeChat's limit).
+    pub id: String,
+    /// The merchant paying.
+    pub merchant_id: String,
+    /// The merchant's idempotency key (one payment per key).
+    pub idempotency_key: String,
+    /// Amount asked.
+    pub amount: Money,
+    /// The payer (JSAPI needs an openid).
+    pub payer_openid: String,
+    /// WeChat Pay's transaction id, once paid.
+    pub transaction_id: Option<String>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Paid (from the notification).
+    pub paid_at: Option<DateTime<Utc>>,
+}
+
+impl DepositPayment {
+    /// Whether the notification arrived.
+    pub fn is_paid(&self) -> bool {
+        self.transaction_id.is_some()
+    }
+}
+
+/// A fresh deposit `out_trade_no` (32 characters of `[0-9a-z]`, time-ordered).
+pub fn new_deposit_trade_no() -> String {
+    let u = crate::market::clock::new_id();
+    // Drop the UUID's constant version digit to stay within 32 characters.
+    format!("{DEPOSIT_TRADE_PREFIX}{}{}", &u[..12], &u[13..30])
+}

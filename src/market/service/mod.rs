@@ -26,7 +26,8 @@ mod timers;
 
 pub use catalog::StockReconciliation;
 pub use governance::{
-    CONSUMER as GOVERNANCE_CONSUMER, CaseRequest, DepositView, MerchantBalances, PenaltyLog, ReviewRequest,
+    CONSUMER as GOVERNANCE_CONSUMER, CaseRequest, DepositPrepay, DepositView, MerchantBalances, PenaltyLog,
+    ReviewRequest,
 };
 pub use merchants::NewMerchant;
 pub use timers::ReconcileReport;

@@ -10,6 +10,7 @@ use crate::market::clock::{new_id, trunc_ms};
 use crate::market::error::{MarketError, Result};
 use crate::market::events::{Actor, Timer, TimerAction};
 use crate::market::gateway::{LogisticsType, ShippingParcel, ShippingUpload};
+use crate::market::governance::deposit::DEPOSIT_TRADE_PREFIX;
 use crate::market::inventory::{Movement, MovementKind, ReservationStatus};
 use crate::market::money::Money;
 use crate::market::order::{MerchantOrder, OrderDetail, OrderStatus, ShipRequest, Shipment, Step, parcel_contents};
@@ -21,7 +22,8 @@ impl Market {
     /// [`NoticeOutcome::Duplicate`]); the group moves to Paid exactly once (a notification racing a
     /// query result is [`NoticeOutcome::AlreadyPaid`]); a payment for a group that already expired or
     /// was cancelled is refunded automatically ([`NoticeOutcome::LateRefunded`]). The amount, and the
-    /// sub-orders of a combined payment, must match what was asked.
+    /// sub-orders of a combined payment, must match what was asked. A deposit `out_trade_no` (`dep…`, from
+    /// [`Market::deposit_prepay`]) credits the merchant's deposit instead, once.
     pub async fn handle_payment_notice(&self, n: &PaymentNotice) -> Result<NoticeOutcome> {
         if n.notify_id.is_empty() || n.out_trade_no.is_empty() || n.transaction_id.is_empty() {
             return Err(MarketError::invalid("notify_id, out_trade_no and transaction_id are required"));
@@ -36,6 +38,12 @@ impl Market {
         let mut tx = self.begin().await?;
         if !tx.insert_notice(&n.notify_id, &n.out_trade_no, &n.transaction_id, at).await? {
             return Ok((NoticeOutcome::Duplicate, Vec::new()));
+        }
+        if n.out_trade_no.starts_with(DEPOSIT_TRADE_PREFIX) {
+            // A merchant's deposit pay-in, not a checkout.
+            let applied = super::governance::apply_deposit_notice(&mut *tx, n, at).await?;
+            tx.commit().await?;
+            return Ok((if applied { NoticeOutcome::Paid } else { NoticeOutcome::AlreadyPaid }, Vec::new()));
         }
         let pay =
             tx.payment(&n.out_trade_no).await?.ok_or_else(|| MarketError::not_found("payment", &n.out_trade_no))?;

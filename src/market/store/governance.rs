@@ -32,7 +32,7 @@ use super::StoreTx;
 use crate::market::error::{MarketError, Result};
 use crate::market::governance::aftersale::{Case, Dispute};
 use crate::market::governance::commission::CommissionRule;
-use crate::market::governance::deposit::DepositAccount;
+use crate::market::governance::deposit::{DepositAccount, DepositPayment};
 use crate::market::governance::ledger::{NegativePolicy, Txn};
 use crate::market::governance::penalty::{Penalty, Restriction};
 use crate::market::governance::review::Review;
@@ -120,6 +120,14 @@ pub trait GovTx: Send {
     async fn update_deposit(&mut self, d: &DepositAccount, expected: i64) -> Result<bool>;
     /// Deposit accounts in Insufficient whose grace ended by `now` (for repair sweeps).
     async fn deposits_in(&mut self, status: &str, limit: i64) -> Result<Vec<DepositAccount>>;
+    /// Inserts a pending deposit payment; `false` if its id or `(merchant, key)` exists.
+    async fn insert_deposit_payment(&mut self, p: &DepositPayment) -> Result<bool>;
+    /// A deposit payment by `out_trade_no`.
+    async fn deposit_payment(&mut self, id: &str) -> Result<Option<DepositPayment>>;
+    /// A merchant's deposit payment by idempotency key.
+    async fn deposit_payment_by_key(&mut self, merchant_id: &str, key: &str) -> Result<Option<DepositPayment>>;
+    /// Marks a pending deposit payment paid; `false` if it was not pending.
+    async fn mark_deposit_payment_paid(&mut self, p: &DepositPayment) -> Result<bool>;
 
     // ---- reviews
     /// Inserts a review of line `line_no`; `false` if the line already has one.
@@ -371,7 +379,7 @@ macro_rules! gov_store_tx {
         use $crate::market::error::{MarketError, Result};
         use $crate::market::governance::aftersale::{Case, Dispute, Payer};
         use $crate::market::governance::commission::CommissionRule;
-        use $crate::market::governance::deposit::DepositAccount;
+        use $crate::market::governance::deposit::{DepositAccount, DepositPayment};
         use $crate::market::governance::ledger::Txn as GovTxn;
         use $crate::market::governance::penalty::{Penalty, Restriction, RestrictionKind};
         use $crate::market::governance::review::Review;
@@ -584,6 +592,56 @@ macro_rules! gov_store_tx {
                 .bind(doc(d)?)
                 .bind(&d.merchant_id)
                 .bind(expected)
+                .execute(&mut *self.0)
+                .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn insert_deposit_payment(&mut self, p: &DepositPayment) -> Result<bool> {
+                let r = sqlx::query(
+                    "INSERT INTO gov_deposit_payments (id, merchant_id, idem_key, amount_fen, status, created_at, doc) \
+                     VALUES ($1, $2, $3, $4, 'pending', $5, $6) ON CONFLICT DO NOTHING",
+                )
+                .bind(&p.id)
+                .bind(&p.merchant_id)
+                .bind(&p.idempotency_key)
+                .bind(p.amount.as_fen())
+                .bind(gms(p.created_at))
+                .bind(doc(p)?)
+                .execute(&mut *self.0)
+                .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn deposit_payment(&mut self, id: &str) -> Result<Option<DepositPayment>> {
+                let row: Option<(String,)> = sqlx::query_as("SELECT doc FROM gov_deposit_payments WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *self.0)
+                    .await?;
+                Ok(docs("deposit payment", row.into_iter().collect())?.pop())
+            }
+
+            async fn deposit_payment_by_key(
+                &mut self,
+                merchant_id: &str,
+                key: &str,
+            ) -> Result<Option<DepositPayment>> {
+                let row: Option<(String,)> = sqlx::query_as(
+                    "SELECT doc FROM gov_deposit_payments WHERE merchant_id = $1 AND idem_key = $2",
+                )
+                .bind(merchant_id)
+                .bind(key)
+                .fetch_optional(&mut *self.0)
+                .await?;
+                Ok(docs("deposit payment", row.into_iter().collect())?.pop())
+            }
+
+            async fn mark_deposit_payment_paid(&mut self, p: &DepositPayment) -> Result<bool> {
+                let r = sqlx::query(
+                    "UPDATE gov_deposit_payments SET status = 'paid', doc = $1 WHERE id = $2 AND status = 'pending'",
+                )
+                .bind(doc(p)?)
+                .bind(&p.id)
                 .execute(&mut *self.0)
                 .await?;
                 Ok(r.rows_affected() == 1)

@@ -6,14 +6,32 @@ use serde_json::json;
 
 use super::penalties::sync_merchant_status;
 use super::{balance, config, post, record, schedule, won};
+use crate::market::error::MarketError;
 use crate::market::events::Actor;
-use crate::market::governance::deposit::{DepositAccount, DepositStatus, ExitCheck, pay_in_txn, required_amount};
+use crate::market::gateway::PrepayRequest;
+use crate::market::governance::deposit::{
+    DepositAccount, DepositPayment, DepositStatus, ExitCheck, new_deposit_trade_no, pay_in_txn, required_amount,
+};
 use crate::market::governance::ledger::Account;
 use crate::market::governance::{GovError, GovResult, GovernanceConfig, Transition};
 use crate::market::money::Money;
+use crate::market::payment::PayMode;
 use crate::market::service::Market;
 use crate::market::store::StoreTx;
 use crate::market::store::governance::Versioned;
+
+/// A deposit pay-in started through WeChat Pay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepositPrepay {
+    /// The `out_trade_no` (the [`DepositPayment`] id).
+    pub out_trade_no: String,
+    /// Amount.
+    pub amount: Money,
+    /// The prepay id.
+    pub prepay_id: String,
+    /// What `wx.requestPayment` needs.
+    pub pay_params: serde_json::Value,
+}
 
 /// A deposit account with its balance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,38 +85,85 @@ impl Market {
         transaction_id: &str,
         amount: Money,
     ) -> GovResult<DepositView> {
-        if !amount.is_positive() || transaction_id.is_empty() || transaction_id.len() > 64 {
-            return Err(GovError::invalid("a pay-in needs a positive amount and a transaction id (1..=64)"));
-        }
+        check_pay_in(transaction_id, amount)?;
         self.gov(|| async {
             let at = self.now();
             let mut tx = self.begin().await?;
-            let cfg = config(&mut *tx).await?;
-            let v = ensure_deposit(&mut *tx, merchant_id, &cfg, at).await?;
-            let t = pay_in_txn(merchant_id, amount, format!("deposit:{merchant_id}"))
-                .build(format!("payin:{transaction_id}"), at)?;
-            post(&mut *tx, &t, &cfg).await?;
-            after_balance_change(&mut *tx, v, &cfg, &Actor::Merchant(merchant_id.into()), at).await?;
-            crate::market::service::Agg::new("deposit", &deposit_key(merchant_id), Some(merchant_id))
-                .record(
-                    &mut *tx,
-                    at,
-                    &Actor::WechatPay,
-                    crate::market::service::Change::new("paid_in").event(
-                        "deposit.paid_in",
-                        json!({ "merchant_id": merchant_id, "transaction_id": transaction_id, "amount": amount }),
-                    ),
-                )
-                .await?;
-            let v = tx
-                .deposit(merchant_id)
-                .await?
-                .ok_or_else(|| GovError::NotFound { entity: "deposit", id: merchant_id.into() })?;
-            let view = DepositView { balance: deposit_balance(&mut *tx, merchant_id).await?, account: v.value };
+            let view = pay_in(&mut *tx, merchant_id, transaction_id, amount, at).await?;
             tx.commit().await?;
             Ok(view)
         })
         .await
+    }
+
+    /// Starts a deposit pay-in (or top-up) through WeChat Pay (JSAPI): records a pending
+    /// [`DepositPayment`] whose id is the `out_trade_no` (`dep…`), then asks for a prepay order. The
+    /// payment notification applies it (see [`Market::handle_payment_notice`]).
+    ///
+    /// Idempotent by `(merchant, idempotency_key)`: the same request returns the same payment (and asks
+    /// WeChat Pay again, which returns the same prepay order); another amount or payer under the same key
+    /// is [`GovError::Invalid`].
+    pub async fn deposit_prepay(
+        &self,
+        merchant_id: &str,
+        amount: Money,
+        payer_openid: &str,
+        idempotency_key: &str,
+    ) -> GovResult<DepositPrepay> {
+        if !amount.is_positive() || payer_openid.is_empty() || idempotency_key.is_empty() || idempotency_key.len() > 64
+        {
+            return Err(GovError::invalid("a deposit prepay needs a positive amount, a payer and a key (1..=64)"));
+        }
+        let payment = self
+            .gov(|| async {
+                let at = self.now();
+                let mut tx = self.begin().await?;
+                if let Some(p) = tx.deposit_payment_by_key(merchant_id, idempotency_key).await? {
+                    if p.amount != amount || p.payer_openid != payer_openid {
+                        return Err(GovError::invalid("this idempotency key was used for another deposit payment"));
+                    }
+                    return Ok(p);
+                }
+                let cfg = config(&mut *tx).await?;
+                ensure_deposit(&mut *tx, merchant_id, &cfg, at).await?;
+                let p = DepositPayment {
+                    id: new_deposit_trade_no(),
+                    merchant_id: merchant_id.into(),
+                    idempotency_key: idempotency_key.into(),
+                    amount,
+                    payer_openid: payer_openid.into(),
+                    transaction_id: None,
+                    created_at: crate::market::clock::trunc_ms(at),
+                    paid_at: None,
+                };
+                if !tx.insert_deposit_payment(&p).await? {
+                    // A concurrent prepay with this key committed first: retry and find it.
+                    return Err(MarketError::Conflict("deposit idempotency key".into()).into());
+                }
+                tx.commit().await?;
+                Ok(p)
+            })
+            .await?;
+        if payment.is_paid() {
+            return Err(GovError::AlreadyDone("deposit payment"));
+        }
+        let req = PrepayRequest {
+            mode: PayMode::Jsapi,
+            out_trade_no: payment.id.clone(),
+            description: format!("保证金 {merchant_id}"),
+            payer_openid: payment.payer_openid.clone(),
+            total: payment.amount,
+            time_expire: self.now() + crate::market::service::chrono_dur(self.config().pay_window),
+            sub_mchid: None,
+            sub_orders: Vec::new(),
+        };
+        let ticket = self.inner.pay.prepay(&req).await.map_err(MarketError::from)?;
+        Ok(DepositPrepay {
+            out_trade_no: payment.id,
+            amount: payment.amount,
+            prepay_id: ticket.prepay_id,
+            pay_params: ticket.pay_params,
+        })
     }
 
     /// The merchant leaves: the deposit waits until every window has closed with nothing open.
@@ -159,6 +224,76 @@ impl Market {
         }
         Ok(())
     }
+}
+
+fn check_pay_in(transaction_id: &str, amount: Money) -> GovResult<()> {
+    if !amount.is_positive() || transaction_id.is_empty() || transaction_id.len() > 64 {
+        return Err(GovError::invalid("a pay-in needs a positive amount and a transaction id (1..=64)"));
+    }
+    Ok(())
+}
+
+/// Applies a confirmed pay-in inside `tx` (idempotent by `transaction_id`: the ledger id is derived from it).
+async fn pay_in(
+    tx: &mut dyn StoreTx,
+    merchant_id: &str,
+    transaction_id: &str,
+    amount: Money,
+    at: DateTime<Utc>,
+) -> GovResult<DepositView> {
+    let cfg = config(tx).await?;
+    let v = ensure_deposit(tx, merchant_id, &cfg, at).await?;
+    let t = pay_in_txn(merchant_id, amount, format!("deposit:{merchant_id}"))
+        .build(format!("payin:{transaction_id}"), at)?;
+    post(tx, &t, &cfg).await?;
+    after_balance_change(tx, v, &cfg, &Actor::Merchant(merchant_id.into()), at).await?;
+    crate::market::service::Agg::new("deposit", &deposit_key(merchant_id), Some(merchant_id))
+        .record(
+            tx,
+            at,
+            &Actor::WechatPay,
+            crate::market::service::Change::new("paid_in").event(
+                "deposit.paid_in",
+                json!({ "merchant_id": merchant_id, "transaction_id": transaction_id, "amount": amount }),
+            ),
+        )
+        .await?;
+    let v = tx
+        .deposit(merchant_id)
+        .await?
+        .ok_or_else(|| GovError::NotFound { entity: "deposit", id: merchant_id.into() })?;
+    Ok(DepositView { balance: deposit_balance(tx, merchant_id).await?, account: v.value })
+}
+
+/// Applies a deposit payment notification inside the notice's transaction: marks the pending payment
+/// paid and credits the deposit, once. `Ok(false)`: it was already paid. A wrong amount is
+/// [`MarketError::PaymentMismatch`] (the caller rolls back).
+pub(in crate::market::service) async fn apply_deposit_notice(
+    tx: &mut dyn StoreTx,
+    n: &crate::market::payment::PaymentNotice,
+    at: DateTime<Utc>,
+) -> GovResult<bool> {
+    let p = tx
+        .deposit_payment(&n.out_trade_no)
+        .await?
+        .ok_or_else(|| GovError::NotFound { entity: "deposit payment", id: n.out_trade_no.clone() })?;
+    if p.is_paid() {
+        return Ok(false);
+    }
+    if n.amount != p.amount {
+        return Err(MarketError::PaymentMismatch {
+            out_trade_no: n.out_trade_no.clone(),
+            reason: format!("paid {} fen, expected {} fen", n.amount.as_fen(), p.amount.as_fen()),
+        }
+        .into());
+    }
+    check_pay_in(&n.transaction_id, n.amount)?;
+    let mut paid = p.clone();
+    paid.transaction_id = Some(n.transaction_id.clone());
+    paid.paid_at = Some(crate::market::clock::trunc_ms(n.paid_at));
+    won(tx.mark_deposit_payment_paid(&paid).await?, "deposit payment")?;
+    pay_in(tx, &p.merchant_id, &n.transaction_id, p.amount, at).await?;
+    Ok(true)
 }
 
 /// The deposit's aggregate id in audit rows and timers (not the merchant id: the merchant's own

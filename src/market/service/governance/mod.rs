@@ -32,7 +32,8 @@ mod reviews;
 mod settlements;
 
 pub use aftersales::CaseRequest;
-pub use deposits::DepositView;
+pub(super) use deposits::apply_deposit_notice;
+pub use deposits::{DepositPrepay, DepositView};
 pub use penalties::PenaltyLog;
 pub use reviews::ReviewRequest;
 
