@@ -18,7 +18,6 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chrono::{DateTime, Duration, Utc};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
-use sha1::{Digest, Sha1};
 
 use super::{EmulatorState, Shared, lock, wx_error, wx_ok};
 use crate::config::AppConfig;
@@ -69,13 +68,13 @@ pub struct MpState {
 
 /// The openid the emulator gives `user` in `appid`: stable, 28 characters like WeChat's.
 pub fn openid_for(appid: &str, user: &str) -> String {
-    let h = Sha1::digest(format!("openid:{appid}:{user}").as_bytes());
+    let h = sig::sha1(format!("openid:{appid}:{user}").as_bytes());
     format!("o{}", &URL_SAFE_NO_PAD.encode(h)[..27])
 }
 
 /// The unionid the emulator gives `user` (the same across apps, like an open-platform account).
 pub fn unionid_for(user: &str) -> String {
-    let h = Sha1::digest(format!("unionid:{user}").as_bytes());
+    let h = sig::sha1(format!("unionid:{user}").as_bytes());
     format!("u{}", &URL_SAFE_NO_PAD.encode(h)[..27])
 }
 

@@ -49,7 +49,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
-use sha1::{Digest, Sha1};
 
 use super::mp_auth::authorize;
 use super::{DEFAULT_APPID, EmulatorHandle, EmulatorState, Shared, json_body, lock, wx_error, wx_ok};
@@ -239,7 +238,7 @@ pub struct ShippingState {
 
 /// The original id (`gh_…`) the emulator gives an app: the `ToUserName` of its pushes.
 pub fn original_id(appid: &str) -> String {
-    format!("gh_{}", &hex::encode(Sha1::digest(appid.as_bytes()))[..12])
+    format!("gh_{}", &crate::crypto::sig::sha1_hex(appid.as_bytes())[..12])
 }
 
 fn envelope(appid: &str, openid: &str, event: &str, create_time: i64, body: impl Serialize) -> serde_json::Value {

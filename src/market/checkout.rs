@@ -16,7 +16,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::catalog::{Sku, SkuOffer};
 use super::category::CategoryRule;
@@ -118,17 +117,16 @@ impl CheckoutRequest {
     /// discount. Line order and line splitting do not change it.
     pub fn request_hash(&self) -> String {
         let agg = self.aggregated().unwrap_or_default();
-        let mut h = Sha256::new();
-        h.update(self.buyer_openid.as_bytes());
+        let mut canonical = self.buyer_openid.clone();
         for (sku, q) in agg {
-            h.update(format!("\n{sku}\t{q}"));
+            canonical.push_str(&format!("\n{sku}\t{q}"));
         }
-        h.update(format!(
+        canonical.push_str(&format!(
             "\nexpected={:?}\ndiscount={}",
             self.expected_total.map(Money::as_fen),
             self.discount.as_fen()
         ));
-        hex::encode(h.finalize())
+        crate::crypto::sig::sha256_hex(&[canonical.as_bytes()])
     }
 }
 
