@@ -686,8 +686,18 @@ pub async fn demo_return(d: &mut Demo) -> Result<String, String> {
     d.post(&format!("/api/aftersales/{cid}/return"), json!({ "company": "SF", "number": "SF1234567890" })).await?;
     as_merchant(d, "Leaf & Co", reqwest::Method::POST, &format!("/api/merchant/aftersales/{cid}/received"), None)
         .await?;
-    as_platform(d, reqwest::Method::POST, "/admin/governance/timers/run", Some(json!({ "advance_hours": 0 }))).await?;
-    let c = d.get(&format!("/api/aftersales/{cid}")).await?;
+    // The refund is requested by the outbox consumer and concluded by WeChat Pay's REFUND.SUCCESS
+    // notification; both are asynchronous, so wait for the case to settle (up to 10 s).
+    let mut c = Value::Null;
+    for _ in 0..200 {
+        as_platform(d, reqwest::Method::POST, "/admin/governance/timers/run", Some(json!({ "advance_hours": 0 })))
+            .await?;
+        c = d.get(&format!("/api/aftersales/{cid}")).await?;
+        if c["state"] == "refunded" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     if c["state"] != "refunded" {
         return Err(format!("the case is not refunded: {c}"));
     }
