@@ -56,7 +56,13 @@ impl PgStore {
         check_schema(schema)?;
         let opts = PgConnectOptions::from_str(url)?;
         let mut conn = sqlx::PgConnection::connect_with(&opts).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}"))).execute(&mut conn).await?;
+        // `CREATE SCHEMA IF NOT EXISTS` is not safe against itself: two instances starting at once both
+        // see no schema and one fails on pg_namespace's unique index. Serialise them on an advisory lock
+        // held until commit (the migrator then takes its own lock).
+        let mut tx = sqlx::Connection::begin(&mut conn).await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('wxshop.create_schema'))").execute(&mut *tx).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}"))).execute(&mut *tx).await?;
+        tx.commit().await?;
         conn.close().await?;
         let opts = opts.options([("search_path", schema)]);
         Self::with_options(opts, DEFAULT_MAX_CONNECTIONS, Some(schema.to_string())).await
