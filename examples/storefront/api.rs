@@ -30,7 +30,9 @@ impl From<wxshop::Error> for ApiError {
             E::Api { .. } | E::PayApi { .. } | E::Transport { .. } | E::HttpStatus { .. } => StatusCode::BAD_GATEWAY,
             E::InvalidRequest(_) | E::Crypto { .. } | E::Decode { .. } => StatusCode::BAD_REQUEST,
             E::Signature(_) | E::StaleTimestamp { .. } | E::UnknownSerial { .. } => StatusCode::UNAUTHORIZED,
-            E::Market(_) => StatusCode::CONFLICT,
+            E::Market { code: "not_found", .. } => StatusCode::NOT_FOUND,
+            E::Market { code: "invalid", .. } => StatusCode::BAD_REQUEST,
+            E::Market { .. } => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError { status, code: e.errcode().map(|c| c.code()), message: e.to_string() }

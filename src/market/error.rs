@@ -8,6 +8,9 @@
 //! let e = MarketError::OutOfStock { shortages: vec![Shortage { sku_id: "s1".into(), requested: 3, available: 1 }] };
 //! assert_eq!(e.code(), "out_of_stock");
 //! assert!(!e.is_retryable());
+//! // Through the crate-wide error, the code survives.
+//! let msg = e.to_string();
+//! assert!(matches!(wxshop::Error::from(e), wxshop::Error::Market { code: "out_of_stock", message } if message == msg));
 //! ```
 
 use std::fmt;
@@ -191,7 +194,7 @@ impl From<MarketError> for crate::Error {
         match e {
             MarketError::Gateway(inner) => *inner,
             MarketError::Store { message, .. } => crate::Error::Store(message),
-            other => crate::Error::Market(other.to_string()),
+            other => crate::Error::Market { code: other.code(), message: other.to_string() },
         }
     }
 }

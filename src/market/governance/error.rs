@@ -156,7 +156,7 @@ impl From<GovError> for crate::Error {
     fn from(e: GovError) -> Self {
         match e {
             GovError::Market(m) => m.into(),
-            other => crate::Error::Market(other.to_string()),
+            other => crate::Error::Market { code: other.code(), message: other.to_string() },
         }
     }
 }
@@ -168,6 +168,24 @@ impl From<GovError> for MarketError {
             GovError::NotFound { entity, id } => MarketError::NotFound { entity, id },
             GovError::IllegalTransition { entity, from, to } => MarketError::IllegalTransition { entity, from, to },
             other => MarketError::Invalid(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_crate_error_keeps_the_governance_code() {
+        let e = GovError::RefundExceeds { requested: 500, refundable: 300 };
+        let message = e.to_string();
+        match crate::Error::from(e) {
+            crate::Error::Market { code, message: m } => {
+                assert_eq!(code, "refund_exceeds");
+                assert_eq!(m, message);
+            }
+            other => panic!("expected Error::Market, got {other:?}"),
         }
     }
 }
