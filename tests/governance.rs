@@ -12,12 +12,12 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use wxshop::market::governance::aftersale::{CaseKind, CaseState, CloseReason, Decision, Payer, Waybill};
 use wxshop::market::governance::commission::{CommissionRule, Rate, Scope};
-use wxshop::market::governance::deposit::DepositStatus;
+use wxshop::market::governance::deposit::{DepositRefund, DepositRefundStatus, DepositStatus};
 use wxshop::market::governance::ledger::Account;
 use wxshop::market::governance::penalty::PenaltyStatus;
 use wxshop::market::governance::review::{Ratings, ReviewStatus, TextVerdict};
 use wxshop::market::governance::settlement::{AttributionState, SettlementState};
-use wxshop::market::governance::{GovError, GovernanceConfig};
+use wxshop::market::governance::{GovError, GovResult, GovernanceConfig};
 use wxshop::market::*;
 
 use stores::{BoxFut, Factory};
@@ -157,6 +157,34 @@ async fn ship_and_receive(e: &Env, s: &Shop, buyer: &str, order: &str) {
 
 fn calls(gw: &RecordingGateway) -> Vec<GatewayCall> {
     gw.calls()
+}
+
+fn deposit_refund_calls(gw: &RecordingGateway) -> Vec<RefundRequest> {
+    gw.calls()
+        .into_iter()
+        .filter_map(|c| if let GatewayCall::Refund(r) = c { Some(r) } else { None })
+        .filter(|r| r.out_refund_no.starts_with("dpr"))
+        .collect()
+}
+
+/// Pays a deposit in through WeChat Pay (prepay, then its notification); returns the out_trade_no.
+async fn pay_deposit(e: &Env, merchant: &str, fen: i64, key: &str) -> String {
+    let m = &e.market;
+    let p = m.deposit_prepay(merchant, Money::fen(fen), "o-boss", key).await.unwrap();
+    let n = PaymentNotice {
+        notify_id: format!("n-{key}"),
+        out_trade_no: p.out_trade_no.clone(),
+        transaction_id: format!("42{key}"),
+        amount: Money::fen(fen),
+        paid_at: m.now(),
+        sub_orders: Vec::new(),
+    };
+    assert_eq!(m.handle_payment_notice(&n).await.unwrap(), NoticeOutcome::Paid);
+    p.out_trade_no
+}
+
+fn refund_of<'a>(refunds: &'a [DepositRefund], payment: &str) -> &'a DepositRefund {
+    refunds.iter().find(|r| r.payment_id.as_deref() == Some(payment)).unwrap()
 }
 
 // ------------------------------------------------------------------ the cases
@@ -604,8 +632,20 @@ async fn the_deposit_is_refunded_on_exit_only_after_the_windows_close(e: Env) {
     // Released, but a late rejection could still be escalated for 7 more days.
     assert!(matches!(m.refund_deposit(&s.merchant).await, Err(GovError::Window { .. })));
     e.advance(days(7));
+    // Paid in outside a DepositPayment (deposit_paid_in): no WeChat Pay payment to refund, so it is
+    // owed to the merchant as a manual payout until the platform confirms it.
     let d = m.refund_deposit(&s.merchant).await.unwrap();
-    assert_eq!((d.account.status, d.balance), (DepositStatus::Closed, Money::ZERO));
+    assert_eq!((d.account.status, d.balance, d.refunding), (DepositStatus::Refunding, Money::ZERO, Money::fen(5_000)));
+    assert_eq!(d.refunds.len(), 1);
+    let r = &d.refunds[0];
+    assert_eq!((r.status, r.amount, r.payment_id.as_deref()), (DepositRefundStatus::Manual, Money::fen(5_000), None));
+    assert_eq!(deposit_refund_calls(&e.gw).len(), 0);
+    e.audit().await;
+    let paid = m.deposit_refund_paid_manually(&r.id, "BANK-0001").await.unwrap();
+    assert_eq!((paid.status, paid.note.as_deref()), (DepositRefundStatus::Succeeded, Some("paid manually: BANK-0001")));
+    let d = m.deposit_refunds(&s.merchant).await.unwrap();
+    assert_eq!((d.account.status, d.balance, d.refunding), (DepositStatus::Closed, Money::ZERO, Money::ZERO));
+    assert_eq!(e.balance(Account::DepositRefundPayable(s.merchant.clone())).await, 0);
     e.audit().await;
 }
 
@@ -800,6 +840,260 @@ async fn a_deposit_prepaid_through_wechat_pay_is_credited_once_by_its_notificati
     assert_eq!(m.deposit(&s.merchant).await.unwrap().balance, Money::fen(30_000));
 }
 
+async fn the_exit_refund_is_split_over_the_pay_ins_newest_first_through_wechat_pay(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Split", 30_000, &[1_000]).await;
+    let older = pay_deposit(&e, &s.merchant, 20_000, "k1").await;
+    e.advance(days(1));
+    let newer = pay_deposit(&e, &s.merchant, 15_001, "k2").await;
+    m.request_deposit_exit(&s.merchant).await.unwrap();
+    e.gw.hold_refunds(true); // WeChat Pay answers PROCESSING; notifications conclude
+    let d = m.refund_deposit(&s.merchant).await.unwrap();
+    assert_eq!((d.account.status, d.balance, d.refunding), (DepositStatus::Refunding, Money::ZERO, Money::fen(35_001)));
+    assert_eq!(d.awaiting_retry, Money::ZERO);
+    assert_eq!(d.refunds.len(), 2);
+    let (rn, ro) = (refund_of(&d.refunds, &newer).clone(), refund_of(&d.refunds, &older).clone());
+    assert_eq!(
+        (rn.amount, rn.total, rn.status),
+        (Money::fen(15_001), Money::fen(15_001), DepositRefundStatus::Processing)
+    );
+    assert_eq!(
+        (ro.amount, ro.total, ro.status),
+        (Money::fen(20_000), Money::fen(20_000), DepositRefundStatus::Processing)
+    );
+    assert_eq!((rn.id.len(), &rn.id[..3]), (32, "dpr"));
+    assert_eq!(rn.wx_refund_id, Some(format!("wxrefund_{}", rn.id)));
+    let asked = deposit_refund_calls(&e.gw);
+    assert_eq!(asked.len(), 2);
+    assert_eq!(
+        (asked[0].out_trade_no.as_str(), asked[0].transaction_id.as_deref(), asked[0].refund, asked[0].total),
+        (newer.as_str(), Some("42k2"), Money::fen(15_001), Money::fen(15_001)),
+        "the newest pay-in first"
+    );
+    assert_eq!(
+        (asked[1].out_trade_no.as_str(), asked[1].transaction_id.as_deref(), asked[1].refund, asked[1].total),
+        (older.as_str(), Some("42k1"), Money::fen(20_000), Money::fen(20_000))
+    );
+    assert_eq!(e.balance(Account::DepositRefundPayable(s.merchant.clone())).await, 35_001);
+    e.audit().await;
+    // A repeated call asks nothing again; so do the timers.
+    let again = m.refund_deposit(&s.merchant).await.unwrap();
+    assert_eq!(again.refunds, d.refunds);
+    e.run().await;
+    assert_eq!(deposit_refund_calls(&e.gw).len(), 2);
+    // The newer refund's notification arrives, twice.
+    let RefundSettled::Deposit(r) = m.handle_refund_notice(&rn.id, true, Some("50300001")).await.unwrap() else {
+        panic!("not a deposit refund")
+    };
+    assert_eq!((r.status, r.wx_refund_id.as_deref()), (DepositRefundStatus::Succeeded, Some("50300001")));
+    let RefundSettled::Deposit(r2) = m.handle_refund_notice(&rn.id, true, Some("50300001")).await.unwrap() else {
+        panic!("not a deposit refund")
+    };
+    assert_eq!(r2, r, "a redelivered notice changes nothing");
+    assert!(m.handle_refund_notice(&rn.id, false, None).await.is_ok());
+    assert_eq!(m.deposit_refunds(&s.merchant).await.unwrap().refunds[0].status, DepositRefundStatus::Succeeded);
+    assert_eq!(e.balance(Account::DepositRefundPayable(s.merchant.clone())).await, 20_000);
+    assert_eq!(m.deposit(&s.merchant).await.unwrap().account.status, DepositStatus::Refunding);
+    // The older refund's notification is lost: reconciliation queries it a minute later.
+    e.gw.settle_refund(&ro.id, RefundQuery::Succeeded { refund_id: "50300002".into() });
+    let r = m.reconcile_pending_payments(m.now()).await.unwrap();
+    assert_eq!(r, ReconcileReport::default(), "not before a minute");
+    e.advance(minutes(1));
+    let r = m.reconcile_pending_payments(m.now()).await.unwrap();
+    assert_eq!(r, ReconcileReport { checked: 1, applied: 1, failed: 0 });
+    let d = m.deposit_refunds(&s.merchant).await.unwrap();
+    assert_eq!((d.account.status, d.balance, d.refunding), (DepositStatus::Closed, Money::ZERO, Money::ZERO));
+    assert!(d.refunds.iter().all(|r| r.status == DepositRefundStatus::Succeeded));
+    // The late notification is a no-op, and so is another refund request.
+    m.handle_refund_notice(&ro.id, true, Some("50300002")).await.unwrap();
+    let after = m.refund_deposit(&s.merchant).await.unwrap();
+    assert_eq!(after.refunds, d.refunds);
+    assert_eq!(deposit_refund_calls(&e.gw).len(), 2);
+    assert_eq!(e.balance(Account::MerchantDeposit(s.merchant.clone())).await, 0);
+    assert_eq!(e.balance(Account::DepositRefundPayable(s.merchant.clone())).await, 0);
+    let mut kinds: Vec<(String, i64)> = m
+        .ledger_txns(&format!("deposit:{}", s.merchant))
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| (t.kind.to_string(), t.entries.iter().map(|e| e.amount.as_fen()).filter(|f| *f > 0).sum()))
+        .collect();
+    kinds.sort();
+    let k = |kind: &str, fen: i64| (kind.to_string(), fen);
+    assert_eq!(
+        kinds,
+        [
+            k("deposit_pay_in", 15_001),
+            k("deposit_pay_in", 20_000),
+            k("deposit_refund", 35_001),
+            k("deposit_refund_paid", 15_001),
+            k("deposit_refund_paid", 20_000)
+        ]
+    );
+    e.audit().await;
+}
+
+async fn a_failed_deposit_refund_stays_visible_until_the_platform_retries_it(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Retry", 30_000, &[1_000]).await;
+    let pay = pay_deposit(&e, &s.merchant, 30_000, "k1").await;
+    m.request_deposit_exit(&s.merchant).await.unwrap();
+    // WeChat Pay refuses the call for good: the refund fails, the money stays owed and visible.
+    e.gw.fail_next("refund", false);
+    let d = m.refund_deposit(&s.merchant).await.unwrap();
+    assert_eq!(d.account.status, DepositStatus::Refunding);
+    assert_eq!((d.refunding, d.awaiting_retry), (Money::fen(30_000), Money::fen(30_000)));
+    let first = d.refunds[0].clone();
+    assert_eq!((first.status, first.amount), (DepositRefundStatus::Failed, Money::fen(30_000)));
+    assert!(first.note.as_deref().unwrap().contains("PARAM_ERROR"), "{:?}", first.note);
+    e.audit().await;
+    // The platform retries: a new refund of the same payment; WeChat Pay accepts it (PROCESSING) but
+    // then reports it abnormal.
+    e.gw.hold_refunds(true);
+    let d = m.refund_deposit(&s.merchant).await.unwrap();
+    assert_eq!(d.refunds.len(), 2);
+    let second = d.refunds[1].clone();
+    assert_eq!(
+        (second.status, second.amount, second.payment_id.as_deref(), second.retry_of.as_deref()),
+        (DepositRefundStatus::Processing, Money::fen(30_000), Some(pay.as_str()), Some(first.id.as_str()))
+    );
+    assert_eq!(d.awaiting_retry, Money::ZERO);
+    m.handle_refund_notice(&second.id, false, Some("50300009")).await.unwrap();
+    let d = m.deposit_refunds(&s.merchant).await.unwrap();
+    assert_eq!((d.account.status, d.awaiting_retry), (DepositStatus::Refunding, Money::fen(30_000)));
+    assert_eq!(d.refunds[1].status, DepositRefundStatus::Failed);
+    // Again: this time a transient error first, then the timers retry the same out_refund_no.
+    e.gw.hold_refunds(false);
+    e.gw.fail_next("refund", true);
+    let d = m.refund_deposit(&s.merchant).await.unwrap();
+    let third = d.refunds[2].clone();
+    assert_eq!((third.status, third.retry_of.as_deref()), (DepositRefundStatus::Requested, Some(second.id.as_str())));
+    e.advance(minutes(10));
+    e.run().await;
+    let asked: Vec<String> = deposit_refund_calls(&e.gw).into_iter().map(|r| r.out_refund_no).collect();
+    assert_eq!(asked, [first.id.clone(), second.id.clone(), third.id.clone(), third.id.clone()]);
+    let d = m.deposit_refunds(&s.merchant).await.unwrap();
+    assert_eq!(
+        d.refunds.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [DepositRefundStatus::Failed, DepositRefundStatus::Failed, DepositRefundStatus::Succeeded]
+    );
+    assert_eq!((d.account.status, d.balance, d.refunding), (DepositStatus::Closed, Money::ZERO, Money::ZERO));
+    e.audit().await;
+}
+
+async fn the_exit_refund_is_refused_while_an_order_case_dispute_or_settlement_is_open(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Busy", 10_000, &[8_000]).await;
+    pay_deposit(&e, &s.merchant, 10_000, "k1").await;
+    let order = buy(&e, &s, "b1", &[(0, 1)]).await;
+    m.request_deposit_exit(&s.merchant).await.unwrap();
+    let refused = |r: GovResult<DepositRefundView>| match r {
+        Err(GovError::OpenItems(what)) => what,
+        other => panic!("not refused: {other:?}"),
+    };
+    assert_eq!(refused(m.refund_deposit(&s.merchant).await), "1 orders, 1 settlements");
+    ship_and_receive(&e, &s, "b1", &order).await;
+    let req = CaseRequest {
+        order_id: order.clone(),
+        line_no: 1,
+        kind: CaseKind::RefundOnly,
+        amount: Money::fen(8_000),
+        reason: "假货".into(),
+        evidence: vec!["img".into()],
+    };
+    let c = m.open_case("b1", &req).await.unwrap();
+    assert_eq!(refused(m.refund_deposit(&s.merchant).await), "1 orders, 1 cases, 1 settlements");
+    m.reject_case(&s.merchant, &c.id, "正品").await.unwrap();
+    m.escalate_case("b1", &c.id).await.unwrap();
+    assert_eq!(refused(m.refund_deposit(&s.merchant).await), "1 orders, 1 cases, 1 disputes, 1 settlements");
+    let disputes = m.merchant_disputes(&s.merchant, 10).await.unwrap();
+    m.decide_dispute(&disputes[0].id, Decision::MerchantWins, "正品").await.unwrap();
+    e.advance(days(7) + minutes(1));
+    e.run().await;
+    assert!(matches!(m.refund_deposit(&s.merchant).await, Err(GovError::Window { .. })));
+    assert_eq!(deposit_refund_calls(&e.gw).len(), 0);
+    assert_eq!(m.deposit(&s.merchant).await.unwrap().account.status, DepositStatus::Exiting);
+    e.advance(days(7));
+    let d = m.refund_deposit(&s.merchant).await.unwrap();
+    assert_eq!((d.account.status, d.balance, d.refunding), (DepositStatus::Closed, Money::ZERO, Money::ZERO));
+    assert_eq!(deposit_refund_calls(&e.gw).len(), 1);
+    e.audit().await;
+}
+
+async fn a_pay_in_older_than_a_year_is_paid_back_manually(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Old", 10_000, &[1_000]).await;
+    let old = pay_deposit(&e, &s.merchant, 10_000, "k1").await;
+    e.advance(days(300));
+    let new = pay_deposit(&e, &s.merchant, 2_500, "k2").await;
+    e.advance(days(65)); // the first pay-in is exactly a year old: WeChat Pay no longer refunds it
+    m.request_deposit_exit(&s.merchant).await.unwrap();
+    let d = m.refund_deposit(&s.merchant).await.unwrap();
+    assert_eq!(d.refunds.len(), 2);
+    let r = refund_of(&d.refunds, &new);
+    assert_eq!((r.amount, r.status), (Money::fen(2_500), DepositRefundStatus::Succeeded));
+    let manual = d.refunds.iter().find(|r| r.payment_id.is_none()).unwrap();
+    assert_eq!((manual.amount, manual.status), (Money::fen(10_000), DepositRefundStatus::Manual));
+    assert!(deposit_refund_calls(&e.gw).iter().all(|r| r.out_trade_no != old));
+    assert_eq!((d.account.status, d.refunding), (DepositStatus::Refunding, Money::fen(10_000)));
+    let err = m.deposit_refund_paid_manually(&r.id, "BANK-1").await.unwrap_err();
+    assert!(matches!(err, GovError::IllegalTransition { .. }), "a WeChat Pay refund is not paid manually: {err:?}");
+    m.deposit_refund_paid_manually(&manual.id, "BANK-2").await.unwrap();
+    m.deposit_refund_paid_manually(&manual.id, "BANK-2").await.unwrap();
+    let d = m.deposit_refunds(&s.merchant).await.unwrap();
+    assert_eq!((d.account.status, d.balance, d.refunding), (DepositStatus::Closed, Money::ZERO, Money::ZERO));
+    e.audit().await;
+}
+
+async fn a_lost_deposit_payment_notice_is_credited_once_by_reconciliation(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Lost", 30_000, &[1_000]).await;
+    let p = m.deposit_prepay(&s.merchant, Money::fen(30_000), "o-boss", "k1").await.unwrap();
+    let unpaid = m.deposit_prepay(&s.merchant, Money::fen(700), "o-boss", "k2").await.unwrap();
+    let notice = PaymentNotice {
+        notify_id: "real-notice".into(),
+        out_trade_no: p.out_trade_no.clone(),
+        transaction_id: "4200000077".into(),
+        amount: Money::fen(30_000),
+        paid_at: m.now(),
+        sub_orders: Vec::new(),
+    };
+    e.gw.set_paid(notice.clone()); // the buyer paid; the notification is lost
+    assert_eq!(m.reconcile_pending_payments(m.now()).await.unwrap(), ReconcileReport::default());
+    e.advance(minutes(1));
+    let r = m.reconcile_pending_payments(m.now()).await.unwrap();
+    assert_eq!(r, ReconcileReport { checked: 2, applied: 1, failed: 0 });
+    let d = m.deposit(&s.merchant).await.unwrap();
+    assert_eq!((d.account.status, d.balance), (DepositStatus::Funded, Money::fen(30_000)));
+    // Again: the paid one is no longer pending; the late notification changes nothing.
+    let r = m.reconcile_pending_payments(m.now()).await.unwrap();
+    assert_eq!(r, ReconcileReport { checked: 1, applied: 0, failed: 0 });
+    assert_eq!(m.handle_payment_notice(&notice).await.unwrap(), NoticeOutcome::AlreadyPaid);
+    assert_eq!(m.deposit(&s.merchant).await.unwrap().balance, Money::fen(30_000));
+    let pay_ins = m.ledger_txns(&format!("deposit:{}", s.merchant)).await.unwrap();
+    assert_eq!(pay_ins.len(), 1);
+    assert_eq!(pay_ins[0].id, "payin:4200000077");
+    // The unpaid one expires with its prepay order (15 minutes): closed at WeChat Pay and here.
+    e.advance(minutes(13));
+    let closes = |gw: &RecordingGateway| {
+        gw.calls()
+            .into_iter()
+            .filter(|c| matches!(c, GatewayCall::Close(r) if r.out_trade_no == unpaid.out_trade_no))
+            .count()
+    };
+    m.reconcile_pending_payments(m.now()).await.unwrap();
+    assert_eq!(closes(&e.gw), 0);
+    e.advance(minutes(1));
+    let r = m.reconcile_pending_payments(m.now()).await.unwrap();
+    assert_eq!(r, ReconcileReport { checked: 1, applied: 0, failed: 0 });
+    assert_eq!(closes(&e.gw), 1);
+    assert_eq!(m.reconcile_pending_payments(m.now()).await.unwrap(), ReconcileReport::default());
+    let err = m.deposit_prepay(&s.merchant, Money::fen(700), "o-boss", "k2").await.unwrap_err();
+    assert!(matches!(err, GovError::Window { .. }), "{err:?}");
+    assert_eq!(m.deposit(&s.merchant).await.unwrap().balance, Money::fen(30_000));
+    e.audit().await;
+}
+
 macro_rules! cases {
     ($($f:ident),* $(,)?) => { vec![$((stringify!($f), (|e| Box::pin($f(e)) as BoxFut<()>) as fn(Env) -> BoxFut<()>)),*] };
 }
@@ -820,6 +1114,11 @@ fn cases() -> Vec<Case> {
         ledger_stays_balanced_through_a_random_run,
         the_sql_ledger_matches_the_reference_ledger_step_by_step,
         a_deposit_prepaid_through_wechat_pay_is_credited_once_by_its_notification,
+        the_exit_refund_is_split_over_the_pay_ins_newest_first_through_wechat_pay,
+        a_failed_deposit_refund_stays_visible_until_the_platform_retries_it,
+        the_exit_refund_is_refused_while_an_order_case_dispute_or_settlement_is_open,
+        a_pay_in_older_than_a_year_is_paid_back_manually,
+        a_lost_deposit_payment_notice_is_credited_once_by_reconciliation,
     ]
 }
 

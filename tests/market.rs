@@ -1483,3 +1483,94 @@ async fn deposit_is_paid_in_through_wechat_pay() {
     let paid_in = market.audit_trail(&format!("deposit:{}", merchant.id)).await.unwrap();
     assert_eq!(paid_in.iter().filter(|e| e.action == "paid_in").count(), 1);
 }
+
+/// A deposit paid in and refunded on exit through the emulator's WeChat Pay: two pay-ins paid in the
+/// cashier and credited by their notifications, the exit refund split over them newest first, each refund
+/// accepted (PROCESSING) then concluded by its REFUND.SUCCESS notification, the deposit Closed and the
+/// ledger clean; the refund call and the refund query are idempotent by `out_refund_no`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deposit_exit_refund_through_wechat_pay() {
+    use wxshop::emulator::Emulator;
+    use wxshop::market::governance::deposit::{DepositRefundStatus, DepositStatus};
+    use wxshop::pay::NotificationResource;
+    use wxshop::pay::notify::NotifyService;
+
+    let emu = Emulator::start_default().await.unwrap();
+    let client = emu.client().unwrap();
+    let pay = emu.pay_client().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let notify_url = format!("http://{}/wx/pay/notify", listener.local_addr().unwrap());
+    let gw = Arc::new(WechatPayGateway::new(pay.clone(), client.appid(), notify_url));
+    let market = Market::builder(store::open("sqlite::memory:").await.unwrap())
+        .payments(gw.clone())
+        .shipping(Arc::new(MpShippingGateway::new(client.clone())))
+        .build()
+        .unwrap();
+    let m2 = market.clone();
+    let svc = NotifyService::new(pay.clone(), move |n| {
+        let m = m2.clone();
+        async move {
+            if let Some(notice) = PaymentNotice::from_notification(&n) {
+                m.handle_payment_notice(&notice).await?;
+            } else if let NotificationResource::Refund(r) = &n.resource {
+                m.handle_refund_notice(&r.out_refund_no, r.refund_status.as_str() == "SUCCESS", Some(&r.refund_id))
+                    .await?;
+            }
+            Ok(())
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, svc.router("/wx/pay/notify")).await });
+
+    let s = shop(&market, "Leaving", None, &[1_000], 5).await;
+    let merchant = s.merchant.id.clone();
+    let mut pay_ins = Vec::new();
+    for (key, fen, total) in [("k1", 20_000, 20_000), ("k2", 4_321, 24_321)] {
+        let p = market.deposit_prepay(&merchant, Money::fen(fen), "o-boss", key).await.unwrap();
+        emu.cashier_pay(pay.mchid(), &p.out_trade_no).await.unwrap();
+        let mut credited = false;
+        for _ in 0..200 {
+            if market.deposit(&merchant).await.unwrap().balance == Money::fen(total) {
+                credited = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(credited, "the notification did not credit {key}");
+        pay_ins.push(p.out_trade_no);
+    }
+    market.request_deposit_exit(&merchant).await.unwrap();
+    let d = market.refund_deposit(&merchant).await.unwrap();
+    let split: Vec<(Option<&str>, i64)> =
+        d.refunds.iter().map(|r| (r.payment_id.as_deref(), r.amount.as_fen())).collect();
+    assert_eq!(split, [(Some(pay_ins[1].as_str()), 4_321), (Some(pay_ins[0].as_str()), 20_000)]);
+    let mut closed = None;
+    for _ in 0..200 {
+        let v = market.deposit_refunds(&merchant).await.unwrap();
+        if v.account.status == DepositStatus::Closed {
+            closed = Some(v);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let v = closed.expect("the refund notifications did not close the deposit");
+    assert_eq!((v.balance, v.refunding), (Money::ZERO, Money::ZERO));
+    assert!(v.refunds.iter().all(|r| r.status == DepositRefundStatus::Succeeded && r.wx_refund_id.is_some()));
+    let a = market.ledger_audit().await.unwrap();
+    assert_eq!((a.total, a.mismatches.len(), a.unbalanced.len()), (0, 0, 0));
+    // WeChat Pay knows each refund: asked again it answers the same refund; queried, it succeeded.
+    let r = &v.refunds[0];
+    let again = RefundRequest {
+        out_refund_no: r.id.clone(),
+        out_trade_no: pay_ins[1].clone(),
+        transaction_id: r.transaction_id.clone(),
+        sub_mchid: None,
+        refund: r.amount,
+        total: r.total,
+        reason: "保证金退还".into(),
+    };
+    assert_eq!(gw.refund(&again).await.unwrap().refund_id, r.wx_refund_id.clone().unwrap());
+    let q = gw.query_refund(&RefundQueryRequest { out_refund_no: r.id.clone(), sub_mchid: None }).await.unwrap();
+    assert_eq!(q, RefundQuery::Succeeded { refund_id: r.wx_refund_id.clone().unwrap() });
+    let unknown = RefundQueryRequest { out_refund_no: "dpr-unknown".into(), sub_mchid: None };
+    assert_eq!(gw.query_refund(&unknown).await.unwrap(), RefundQuery::NotFound);
+}

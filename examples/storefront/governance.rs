@@ -21,7 +21,8 @@
 //! | `GET /api/merchant/aftersales` | cases, newest first |
 //! | `POST /api/merchant/aftersales/{id}/approve` · `/reject` `{reason}` · `/received` · `/refuse` `{reason}` · `/reship` `{company, number}` | answer a case |
 //! | `POST /api/merchant/reviews/{id}/reply` `{text}` | reply to a review (once) |
-//! | `GET /api/merchant/deposit` · `POST /api/merchant/deposit/exit` · `/refund` | deposit (保证金), exit, refund |
+//! | `GET /api/merchant/deposit` · `POST /api/merchant/deposit/exit` · `/refund` | deposit (保证金), exit, exit refund (as the platform's route) |
+//! | `GET /api/merchant/deposit/refunds` | the exit refunds: WeChat Pay refunds per pay-in, manual payouts |
 //! | `POST /api/merchant/deposit/pay` `{amount, idempotency_key, payer_openid}` | pay in or top up through WeChat Pay: pay params for `wx.requestPayment` |
 //! | `GET /api/merchant/score` · `/penalties` · `/balances` · `/settlements` | score, penalty log, ledger, settlements |
 //! | `POST /api/merchant/penalties/{id}/appeal` `{reason}` | appeal a penalty |
@@ -38,6 +39,9 @@
 //! | `POST /admin/governance/violations` `{merchant_id, rule_code, detail, order_id?, product_ids?}` | file a manual violation |
 //! | `POST /admin/governance/penalties/{id}/confirm` · `/dismiss` `{note}` · `/appeal` `{upheld, note}` | review a penalty |
 //! | `POST /admin/governance/reviews/{id}/moderate` `{status, note}` · `/appeal` `{restore}` | moderate a review |
+//! | `POST /admin/governance/deposits/{merchant_id}/refund` | refund a leaving merchant's deposit through WeChat Pay (again: retry what failed); the refund rows |
+//! | `GET /admin/governance/deposits/{merchant_id}/refunds` | a deposit's exit refunds |
+//! | `POST /admin/governance/deposit-refunds/{id}/paid` `{reference}` | confirm a manual payout (a part WeChat Pay cannot refund) |
 //! | `GET /admin/governance/ledger/audit` | the ledger checked against itself |
 //! | `POST /admin/governance/timers/run` `{advance_hours}` | emulator mode: run the timers as if time had passed |
 
@@ -79,6 +83,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/merchant/deposit/exit", post(deposit_exit))
         .route("/api/merchant/deposit/refund", post(deposit_refund))
         .route("/api/merchant/deposit/pay", post(deposit_pay))
+        .route("/api/merchant/deposit/refunds", get(deposit_refunds))
         .route("/api/merchant/score", get(score))
         .route("/api/merchant/penalties", get(penalties))
         .route("/api/merchant/penalties/{id}/appeal", post(appeal_penalty))
@@ -92,6 +97,9 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/governance/violations", post(file_violation))
         .route("/admin/governance/penalties/{id}/{action}", post(review_penalty))
         .route("/admin/governance/reviews/{id}/{action}", post(moderate))
+        .route("/admin/governance/deposits/{id}/refund", post(admin_deposit_refund))
+        .route("/admin/governance/deposits/{id}/refunds", get(admin_deposit_refunds))
+        .route("/admin/governance/deposit-refunds/{id}/paid", post(admin_deposit_refund_paid))
         .route("/admin/governance/ledger/audit", get(audit))
         .route("/admin/governance/timers/run", post(run_timers))
 }
@@ -352,6 +360,10 @@ async fn deposit_refund(State(s): State<AppState>, me: MerchantKey) -> Answer {
     ok(s.market.market.refund_deposit(&me.0).await?)
 }
 
+async fn deposit_refunds(State(s): State<AppState>, me: MerchantKey) -> Answer {
+    ok(s.market.market.deposit_refunds(&me.0).await?)
+}
+
 #[derive(Deserialize)]
 struct DepositPayBody {
     amount: Money,
@@ -491,6 +503,31 @@ async fn moderate(
         "appeal" => ok(m.decide_review_appeal(&id, b.restore).await?),
         other => Err(GovError::Invalid(format!("unknown action {other}")).into()),
     }
+}
+
+/// Refunds a leaving merchant's deposit through WeChat Pay (after the exit check); called again, it
+/// retries what failed. Answers the deposit with its refund rows.
+async fn admin_deposit_refund(State(s): State<AppState>, _: Platform, Path(id): Path<String>) -> Answer {
+    ok(s.market.market.refund_deposit(&id).await?)
+}
+
+async fn admin_deposit_refunds(State(s): State<AppState>, _: Platform, Path(id): Path<String>) -> Answer {
+    ok(s.market.market.deposit_refunds(&id).await?)
+}
+
+#[derive(Deserialize)]
+struct PaidBody {
+    reference: String,
+}
+
+/// The platform paid a manual deposit refund (a part no WeChat Pay payment can carry).
+async fn admin_deposit_refund_paid(
+    State(s): State<AppState>,
+    _: Platform,
+    Path(id): Path<String>,
+    Json(b): Json<PaidBody>,
+) -> Answer {
+    ok(s.market.market.deposit_refund_paid_manually(&id, &b.reference).await?)
 }
 
 async fn audit(State(s): State<AppState>, _: Platform) -> Answer {

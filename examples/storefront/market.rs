@@ -92,7 +92,8 @@ impl MarketState {
         }
         if let wxshop::pay::NotificationResource::Refund(r) = &n.resource {
             let ok = r.refund_status.as_str() == "SUCCESS";
-            return match self.market.refund_settled(&r.out_refund_no, ok).await {
+            // Order refunds and deposit exit refunds (`dpr…`) alike.
+            return match self.market.handle_refund_notice(&r.out_refund_no, ok, Some(&r.refund_id)).await {
                 Ok(_) => Ok(true),
                 Err(MarketError::NotFound { .. }) => Ok(false),
                 Err(e) => Err(e.into()),

@@ -285,6 +285,43 @@ pub trait PaymentGateway: Send + Sync + fmt::Debug {
         let _ = req;
         Ok(PaymentQuery::Unknown)
     }
+    /// Asks for a refund's state. Gateways without a refund query answer [`RefundQuery::Unknown`].
+    async fn query_refund(&self, req: &RefundQueryRequest) -> crate::Result<RefundQuery> {
+        let _ = req;
+        Ok(RefundQuery::Unknown)
+    }
+}
+
+/// Ask WeChat Pay about a refund (to reconcile a lost refund notification).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundQueryRequest {
+    /// The `out_refund_no`.
+    pub out_refund_no: String,
+    /// The sub-merchant, in partner mode.
+    pub sub_mchid: Option<String>,
+}
+
+/// What WeChat Pay says about a refund when asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefundQuery {
+    /// The gateway cannot tell (it has no refund query).
+    Unknown,
+    /// WeChat Pay does not know this refund.
+    NotFound,
+    /// Accepted, not settled yet.
+    Processing,
+    /// The money reached the payer.
+    Succeeded {
+        /// WeChat Pay's refund id.
+        refund_id: String,
+    },
+    /// Closed or abnormal: the money did not arrive.
+    Failed {
+        /// WeChat Pay's refund id.
+        refund_id: String,
+        /// WeChat Pay's status (`CLOSED`, `ABNORMAL`).
+        status: String,
+    },
 }
 
 /// WeChat shipping-info management, as the marketplace needs it.
@@ -311,6 +348,8 @@ pub enum GatewayCall {
     Compensate(CompensationRequest),
     /// `query`.
     Query(QueryRequest),
+    /// `query_refund`.
+    QueryRefund(RefundQueryRequest),
 }
 
 /// An in-memory gateway that succeeds (unless told to fail) and records every call.
@@ -319,6 +358,8 @@ pub struct RecordingGateway {
     calls: Mutex<Vec<GatewayCall>>,
     failures: Mutex<Vec<(&'static str, bool)>>,
     paid: Mutex<Vec<PaymentNotice>>,
+    hold_refunds: Mutex<bool>,
+    refunds: Mutex<Vec<(String, RefundQuery)>>,
 }
 
 impl RecordingGateway {
@@ -333,8 +374,21 @@ impl RecordingGateway {
         self.paid.lock().unwrap_or_else(|p| p.into_inner()).push(notice);
     }
 
+    /// While `hold` is true, `refund` answers processing (WeChat Pay's usual answer) instead of
+    /// succeeded: a notification or [`settle_refund`](Self::settle_refund) then concludes it.
+    pub fn hold_refunds(&self, hold: bool) {
+        *self.hold_refunds.lock().unwrap_or_else(|p| p.into_inner()) = hold;
+    }
+
+    /// Makes `query_refund` answer `state` for `out_refund_no` (unset: [`RefundQuery::Unknown`]).
+    pub fn settle_refund(&self, out_refund_no: &str, state: RefundQuery) {
+        let mut r = self.refunds.lock().unwrap_or_else(|p| p.into_inner());
+        r.retain(|(no, _)| no != out_refund_no);
+        r.push((out_refund_no.to_string(), state));
+    }
+
     /// Makes the next call of `op` (`"prepay"`, `"close"`, `"refund"`, `"ship"`,
-    /// `"profit_share"`, `"compensate"`, `"query"`) fail; a `transient`
+    /// `"profit_share"`, `"compensate"`, `"query"`, `"query_refund"`) fail; a `transient`
     /// failure is retryable (WeChat Pay's `SYSTEM_ERROR`), otherwise it is final (`PARAM_ERROR`).
     pub fn fail_next(&self, op: &'static str, transient: bool) {
         self.failures.lock().unwrap_or_else(|p| p.into_inner()).push((op, transient));
@@ -380,7 +434,14 @@ impl PaymentGateway for RecordingGateway {
 
     async fn refund(&self, req: &RefundRequest) -> crate::Result<RefundTicket> {
         self.record("refund", GatewayCall::Refund(req.clone()))?;
-        Ok(RefundTicket { refund_id: format!("wxrefund_{}", req.out_refund_no), succeeded: true })
+        let held = *self.hold_refunds.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(RefundTicket { refund_id: format!("wxrefund_{}", req.out_refund_no), succeeded: !held })
+    }
+
+    async fn query_refund(&self, req: &RefundQueryRequest) -> crate::Result<RefundQuery> {
+        self.record("query_refund", GatewayCall::QueryRefund(req.clone()))?;
+        let r = self.refunds.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(r.iter().find(|(no, _)| *no == req.out_refund_no).map_or(RefundQuery::Unknown, |(_, q)| q.clone()))
     }
 
     async fn profit_share(&self, req: &ProfitShareRequest) -> crate::Result<ProfitShareTicket> {
@@ -613,6 +674,26 @@ impl PaymentGateway for WechatPayGateway {
             refund_id: out.refund_id,
             succeeded: out.status == crate::pay::refunds::RefundStatus::Success,
         })
+    }
+
+    /// `GET /v3/refund/domestic/refunds/{out_refund_no}`: a refund WeChat Pay does not know is
+    /// [`RefundQuery::NotFound`].
+    async fn query_refund(&self, req: &RefundQueryRequest) -> crate::Result<RefundQuery> {
+        use crate::pay::refunds::RefundStatus;
+        let refunds = self.client.refunds();
+        let r = match &req.sub_mchid {
+            Some(sub) => refunds.query_for_sub_merchant(&req.out_refund_no, sub).await,
+            None => refunds.query(&req.out_refund_no).await,
+        };
+        match r {
+            Ok(r) => Ok(match r.status {
+                RefundStatus::Success => RefundQuery::Succeeded { refund_id: r.refund_id },
+                RefundStatus::Processing => RefundQuery::Processing,
+                other => RefundQuery::Failed { refund_id: r.refund_id, status: other.as_str().to_string() },
+            }),
+            Err(e) if matches!(e.pay_code(), Some("RESOURCE_NOT_EXISTS")) => Ok(RefundQuery::NotFound),
+            Err(e) => Err(e),
+        }
     }
 
     /// `POST /v3/profitsharing/orders` (the receivers must have been added with `add_receiver`), or

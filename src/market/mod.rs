@@ -121,8 +121,8 @@ pub use events::{Actor, AuditEntry, OutboxEvent, Timer, TimerAction, TimerReport
 pub use gateway::{
     CloseRequest, CompensationRequest, CompensationTicket, GatewayCall, LogisticsType, MpShippingGateway,
     PaymentGateway, PaymentQuery, PrepayRequest, PrepayTicket, ProfitShareReceiver, ProfitShareRequest,
-    ProfitShareTicket, QueryRequest, RecordingGateway, RefundRequest, RefundTicket, ShippingGateway, ShippingParcel,
-    ShippingUpload, SubOrder, WechatPayGateway, query_notify_id,
+    ProfitShareTicket, QueryRequest, RecordingGateway, RefundQuery, RefundQueryRequest, RefundRequest, RefundTicket,
+    ShippingGateway, ShippingParcel, ShippingUpload, SubOrder, WechatPayGateway, query_notify_id,
 };
 pub use inventory::{Demand, Movement, MovementKind, Reservation, ReservationStatus, StockLevel, aggregate_demand};
 pub use merchant::{Merchant, MerchantStatus, Restrictions};
@@ -130,7 +130,8 @@ pub use money::Money;
 pub use order::{MerchantOrder, OrderDetail, OrderLine, OrderStatus, ShipItem, ShipRequest, Shipment, Step};
 pub use payment::{NoticeOutcome, PayMode, Payment, PaymentNotice, PaymentStatus, Refund, RefundStatus, SubOrderPaid};
 pub use service::{
-    CaseRequest, Checkout, DepositPrepay, DepositView, GOVERNANCE_CONSUMER, Market, MarketBuilder, MarketConfig,
-    MerchantBalances, NewMerchant, PenaltyLog, ReconcileReport, ReviewRequest, StockReconciliation,
+    CaseRequest, Checkout, DepositPrepay, DepositRefundView, DepositView, GOVERNANCE_CONSUMER, Market, MarketBuilder,
+    MarketConfig, MerchantBalances, NewMerchant, PenaltyLog, ReconcileReport, RefundSettled, ReviewRequest,
+    StockReconciliation,
 };
 pub use store::{Backend, MarketStore, StoreTx};

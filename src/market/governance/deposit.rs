@@ -9,8 +9,17 @@
 //!                                   ▲                                          │ grace period ends
 //!                                   └────────────top-up ≥ required─────────────┤ (timer)
 //!                                   └────────────top-up ≥ required──── Restricted ◀┘
-//! any but Closed ──exit──▶ Exiting ──windows closed, nothing open, refund──▶ Closed
+//! any but Closed ──exit──▶ Exiting ──windows closed, nothing open, refund──▶ Refunding ──all refunds paid──▶ Closed
+//!                               └──────────────────(nothing to refund)───────────────────────────────▶ Closed
 //! ```
+//!
+//! The exit refund goes back through WeChat Pay refunds of the deposit's own pay-ins
+//! ([`DepositPayment`]s): [`split_refund`] spreads the balance over them **newest first** (WeChat Pay
+//! refunds a payment only within [`REFUND_WINDOW_DAYS`] of it, so the newest are the most likely
+//! still refundable), each giving at most what is left of it after earlier refunds. What no payment
+//! can carry (payments older than a year, pay-ins booked with `deposit_paid_in` that have no
+//! [`DepositPayment`]) becomes a [`DepositRefundStatus::Manual`] row: the platform pays it outside
+//! WeChat Pay refunds and confirms it. The deposit stays Refunding until every row has succeeded.
 //!
 //! A deduction needs a [`DeductionBasis`], which only a confirmed penalty, a dispute decided against the
 //! merchant or a decided guarantee claim can produce, and may pay compensation to a buyer.
@@ -49,6 +58,9 @@ code_enum! {
         Restricted => "restricted",
         /// The merchant is leaving; the deposit waits for the windows to close.
         Exiting => "exiting",
+        /// The exit refund is asked of WeChat Pay (or awaits a manual payout); a failed part waits for
+        /// the platform to retry it.
+        Refunding => "refunding",
         /// Refunded and closed.
         Closed => "closed",
     }
@@ -252,7 +264,7 @@ impl DepositAccount {
     pub fn reevaluate(&mut self, balance: Money, now: DateTime<Utc>, policy: &DepositPolicy) -> Option<Transition> {
         use DepositStatus::*;
         match self.status {
-            Exiting | Closed => None,
+            Exiting | Refunding | Closed => None,
             _ if balance >= self.required => {
                 if self.status == Funded {
                     return None;
@@ -295,7 +307,7 @@ impl DepositAccount {
 
     /// The merchant asks to leave: no new orders; the deposit waits for the windows.
     pub fn request_exit(&mut self, now: DateTime<Utc>) -> GovResult<Transition> {
-        if matches!(self.status, DepositStatus::Exiting | DepositStatus::Closed) {
+        if matches!(self.status, DepositStatus::Exiting | DepositStatus::Refunding | DepositStatus::Closed) {
             return Err(GovError::illegal("deposit", self.status, DepositStatus::Exiting));
         }
         self.exit_requested_at = Some(now);
@@ -304,7 +316,8 @@ impl DepositAccount {
     }
 
     /// The exit refund: only while Exiting, once every window has closed and nothing is open. Returns the
-    /// ledger transaction for the whole balance (none if zero) and the transition to Closed.
+    /// ledger transaction moving the whole balance to [`Account::DepositRefundPayable`] (none if zero)
+    /// and the transition: to Refunding, or straight to Closed when there is nothing to refund.
     pub fn exit_refund(
         &mut self,
         balance: Money,
@@ -312,12 +325,7 @@ impl DepositAccount {
         now: DateTime<Utc>,
     ) -> GovResult<(Option<TxnBuilder>, Transition)> {
         if self.status != DepositStatus::Exiting {
-            return Err(GovError::illegal("deposit", self.status, DepositStatus::Closed));
-        }
-        if let Some(at) = check.windows_close_at
-            && now < at
-        {
-            return Err(GovError::Window { what: "after-sale and dispute", at });
+            return Err(GovError::illegal("deposit", self.status, DepositStatus::Refunding));
         }
         let open = [
             ("orders", check.open_orders),
@@ -329,18 +337,49 @@ impl DepositAccount {
         if !open.is_empty() {
             return Err(GovError::OpenItems(open.join(", ")));
         }
+        // Open items first (they say what to do), then the windows that follow them.
+        if let Some(at) = check.windows_close_at
+            && now < at
+        {
+            return Err(GovError::Window { what: "after-sale and dispute", at });
+        }
         if balance.is_negative() {
             return Err(GovError::OpenItems(format!("the merchant owes {}", Money::fen(-balance.as_fen()))));
         }
-        let txn = balance.is_positive().then(|| {
-            TxnBuilder::new(TxnKind::DepositRefund, format!("deposit:{}", self.merchant_id)).transfer(
-                Account::MerchantDeposit(self.merchant_id.clone()),
-                Account::Clearing,
-                balance,
-            )
-        });
-        Ok((txn, self.go(DepositStatus::Closed, Actor::Platform, now, "deposit_refunded")))
+        if !balance.is_positive() {
+            return Ok((None, self.go(DepositStatus::Closed, Actor::Platform, now, "deposit_refunded")));
+        }
+        let txn = refund_payable_txn(&self.merchant_id, balance);
+        Ok((Some(txn), self.go(DepositStatus::Refunding, Actor::Platform, now, "deposit_refunding")))
     }
+
+    /// Every exit refund succeeded: Refunding → Closed.
+    pub fn refunds_done(&mut self, now: DateTime<Utc>) -> GovResult<Transition> {
+        if self.status != DepositStatus::Refunding {
+            return Err(GovError::illegal("deposit", self.status, DepositStatus::Closed));
+        }
+        Ok(self.go(DepositStatus::Closed, Actor::Gateway, now, "deposit_refunded"))
+    }
+}
+
+/// Moves `amount` of a leaving merchant's deposit to [`Account::DepositRefundPayable`] (the refund is
+/// asked for; the money is owed to the merchant until WeChat Pay confirms it).
+pub fn refund_payable_txn(merchant_id: &str, amount: Money) -> TxnBuilder {
+    TxnBuilder::new(TxnKind::DepositRefund, format!("deposit:{merchant_id}")).transfer(
+        Account::MerchantDeposit(merchant_id.to_string()),
+        Account::DepositRefundPayable(merchant_id.to_string()),
+        amount,
+    )
+}
+
+/// A deposit refund arrived (WeChat Pay confirmed it, or the platform paid it manually):
+/// [`Account::DepositRefundPayable`] → [`Account::Clearing`].
+pub fn refund_paid_txn(merchant_id: &str, amount: Money) -> TxnBuilder {
+    TxnBuilder::new(TxnKind::DepositRefundPaid, format!("deposit:{merchant_id}")).transfer(
+        Account::DepositRefundPayable(merchant_id.to_string()),
+        Account::Clearing,
+        amount,
+    )
 }
 
 #[cfg(test)]
@@ -449,9 +488,18 @@ mod tests {
         assert_eq!(e.to_string(), "blocked by open items: 1 cases, 2 disputes");
         let (txn, tr) = a.exit_refund(Money::fen(100), &check, close).unwrap();
         let txn = txn.unwrap().build("t", close).unwrap();
-        assert_eq!(txn.deltas()[&Account::Clearing], 100);
-        assert_eq!(tr.to, "closed");
+        assert_eq!(txn.deltas()[&Account::DepositRefundPayable("m1".into())], 100);
+        assert_eq!(txn.deltas()[&Account::MerchantDeposit("m1".into())], -100);
+        assert_eq!(tr.to, "refunding");
         assert_eq!(a.reevaluate(Money::fen(0), close, &p), None);
+        assert!(a.request_exit(close).is_err());
+        assert_eq!(a.refunds_done(close).unwrap().to, "closed");
+        // Nothing to refund: straight to Closed.
+        let mut b = DepositAccount::new("m2", Money::fen(100), t0());
+        b.request_exit(t0()).unwrap();
+        let (txn, tr) = b.exit_refund(Money::ZERO, &ExitCheck::default(), t0()).unwrap();
+        assert!(txn.is_none());
+        assert_eq!(tr.to, "closed");
     }
 
     #[derive(Debug, Clone)]
@@ -536,12 +584,25 @@ pub struct DepositPayment {
     pub created_at: DateTime<Utc>,
     /// Paid (from the notification).
     pub paid_at: Option<DateTime<Utc>>,
+    /// Closed unpaid: WeChat Pay still reported it unpaid once its prepay order had expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<DateTime<Utc>>,
 }
 
 impl DepositPayment {
     /// Whether the notification arrived.
     pub fn is_paid(&self) -> bool {
         self.transaction_id.is_some()
+    }
+
+    /// Whether it was closed unpaid.
+    pub fn is_closed(&self) -> bool {
+        self.closed_at.is_some() && !self.is_paid()
+    }
+
+    /// Whether WeChat Pay still refunds it at `now` (within [`REFUND_WINDOW_DAYS`] of payment).
+    pub fn refundable_at(&self, now: DateTime<Utc>) -> bool {
+        self.paid_at.is_some_and(|p| now < p + Duration::days(REFUND_WINDOW_DAYS))
     }
 }
 
@@ -550,4 +611,207 @@ pub fn new_deposit_trade_no() -> String {
     let u = crate::market::clock::new_id();
     // Drop the UUID's constant version digit to stay within 32 characters.
     format!("{DEPOSIT_TRADE_PREFIX}{}{}", &u[..12], &u[13..30])
+}
+
+/// The `out_refund_no` prefix of deposit exit refunds: refund notifications carrying it are deposits'
+/// (market refund ids are 32 hex digits, so they never start with `dpr`).
+pub const DEPOSIT_REFUND_PREFIX: &str = "dpr";
+
+/// WeChat Pay refunds a payment only within this many days of it (交易时间超过一年的订单无法退款).
+pub const REFUND_WINDOW_DAYS: i64 = 365;
+
+/// A fresh deposit refund id, the `out_refund_no` (32 characters of `[0-9a-z]`, time-ordered).
+pub fn new_deposit_refund_no() -> String {
+    let u = crate::market::clock::new_id();
+    format!("{DEPOSIT_REFUND_PREFIX}{}{}", &u[..12], &u[13..30])
+}
+
+code_enum! {
+    /// The state of one deposit refund.
+    pub enum DepositRefundStatus {
+        /// Recorded; the WeChat Pay refund call is scheduled (or being retried).
+        Requested => "requested",
+        /// WeChat Pay accepted it; its notification (or a query) concludes it.
+        Processing => "processing",
+        /// The money reached the merchant.
+        Succeeded => "succeeded",
+        /// WeChat Pay refused or closed it: the amount waits for the platform to retry (a new refund).
+        Failed => "failed",
+        /// No WeChat Pay payment can carry it (older than a year, or paid in outside WeChat Pay): the
+        /// platform pays it by other means and confirms it.
+        Manual => "manual",
+    }
+}
+
+/// One part of a leaving merchant's deposit refund: a WeChat Pay refund of one deposit payment, or a
+/// manual payout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepositRefund {
+    /// The `out_refund_no` ([`DEPOSIT_REFUND_PREFIX`] and 29 digits).
+    pub id: String,
+    /// The leaving merchant.
+    pub merchant_id: String,
+    /// The deposit payment refunded (its `out_trade_no`); `None` for a manual payout.
+    pub payment_id: Option<String>,
+    /// Its WeChat Pay transaction id.
+    pub transaction_id: Option<String>,
+    /// The payment's amount (WeChat Pay's `amount.total`); the amount itself for a manual payout.
+    pub total: Money,
+    /// Refunded by this row.
+    pub amount: Money,
+    /// Status.
+    pub status: DepositRefundStatus,
+    /// WeChat Pay's refund id, once known.
+    pub wx_refund_id: Option<String>,
+    /// Why it is manual, or why it failed.
+    pub note: Option<String>,
+    /// The failed refund this one retries.
+    pub retry_of: Option<String>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl DepositRefund {
+    /// Whether it still counts against its payment (everything but a failure does).
+    pub fn holds_payment(&self) -> bool {
+        self.status != DepositRefundStatus::Failed
+    }
+
+    /// Whether the money is still on its way (requested, processing or awaiting a manual payout).
+    pub fn is_open(&self) -> bool {
+        matches!(
+            self.status,
+            DepositRefundStatus::Requested | DepositRefundStatus::Processing | DepositRefundStatus::Manual
+        )
+    }
+}
+
+/// How an exit refund is spread: `(deposit payment id, amount)` per WeChat Pay refund, newest payment
+/// first, and what no payment can carry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundSplit {
+    /// WeChat Pay refunds, newest payment first.
+    pub parts: Vec<(String, Money)>,
+    /// The rest: a manual payout.
+    pub manual: Money,
+}
+
+/// Spreads `amount` over a merchant's paid deposit `payments`, newest first: each gives at most its
+/// amount less what its earlier refunds (all but failed ones) hold; payments WeChat Pay no longer
+/// refunds at `now` give nothing. The rest is [`RefundSplit::manual`].
+///
+/// ```
+/// use wxshop::market::Money;
+/// use wxshop::market::governance::deposit::{DepositPayment, split_refund};
+/// let t0 = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+/// let paid = |id: &str, fen: i64, days: i64| DepositPayment {
+///     id: id.into(), merchant_id: "m1".into(), idempotency_key: id.into(), amount: Money::fen(fen),
+///     payer_openid: "o".into(), transaction_id: Some(format!("wx{id}")),
+///     created_at: t0, paid_at: Some(t0 + chrono::Duration::days(days)), closed_at: None,
+/// };
+/// let split = split_refund(Money::fen(25_000), &[paid("a", 20_000, 0), paid("b", 10_000, 3)], &[], t0);
+/// assert_eq!(split.parts, vec![("b".to_string(), Money::fen(10_000)), ("a".to_string(), Money::fen(15_000))]);
+/// assert_eq!(split.manual, Money::ZERO);
+/// ```
+pub fn split_refund(
+    amount: Money,
+    payments: &[DepositPayment],
+    refunds: &[DepositRefund],
+    now: DateTime<Utc>,
+) -> RefundSplit {
+    let mut paid: Vec<&DepositPayment> = payments.iter().filter(|p| p.is_paid()).collect();
+    paid.sort_by(|a, b| (b.paid_at, &b.id).cmp(&(a.paid_at, &a.id)));
+    let mut left = amount.as_fen().max(0);
+    let mut parts = Vec::new();
+    for p in paid {
+        if left == 0 {
+            break;
+        }
+        if !p.refundable_at(now) {
+            continue;
+        }
+        let held: i64 = refunds
+            .iter()
+            .filter(|r| r.payment_id.as_deref() == Some(p.id.as_str()) && r.holds_payment())
+            .map(|r| r.amount.as_fen())
+            .sum();
+        let take = (p.amount.as_fen() - held).max(0).min(left);
+        if take > 0 {
+            parts.push((p.id.clone(), Money::fen(take)));
+            left -= take;
+        }
+    }
+    RefundSplit { parts, manual: Money::fen(left) }
+}
+
+#[cfg(test)]
+mod refund_tests {
+    use super::*;
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000, 0).unwrap()
+    }
+
+    fn paid(id: &str, fen: i64, at: DateTime<Utc>) -> DepositPayment {
+        DepositPayment {
+            id: id.into(),
+            merchant_id: "m1".into(),
+            idempotency_key: id.into(),
+            amount: Money::fen(fen),
+            payer_openid: "o".into(),
+            transaction_id: Some(format!("wx{id}")),
+            created_at: at,
+            paid_at: Some(at),
+            closed_at: None,
+        }
+    }
+
+    fn refund(id: &str, payment: &str, fen: i64, status: DepositRefundStatus) -> DepositRefund {
+        DepositRefund {
+            id: id.into(),
+            merchant_id: "m1".into(),
+            payment_id: Some(payment.into()),
+            transaction_id: None,
+            total: Money::fen(fen),
+            amount: Money::fen(fen),
+            status,
+            wx_refund_id: None,
+            note: None,
+            retry_of: None,
+            created_at: t0(),
+            updated_at: t0(),
+        }
+    }
+
+    #[test]
+    fn the_split_takes_the_newest_payment_first_and_only_its_remainder() {
+        let ps = [paid("old", 30_000, t0()), paid("new", 12_345, t0() + Duration::days(10))];
+        let now = t0() + Duration::days(20);
+        let s = split_refund(Money::fen(40_000), &ps, &[], now);
+        assert_eq!(s.parts, vec![("new".into(), Money::fen(12_345)), ("old".into(), Money::fen(27_655))]);
+        assert_eq!(s.manual, Money::ZERO);
+        // 2 345 of "new" already refunded (succeeded), 100 of "old" failed (so it counts again).
+        let rs = [
+            refund("r1", "new", 2_345, DepositRefundStatus::Succeeded),
+            refund("r2", "old", 100, DepositRefundStatus::Failed),
+        ];
+        let s = split_refund(Money::fen(40_001), &ps, &rs, now);
+        assert_eq!(s.parts, vec![("new".into(), Money::fen(10_000)), ("old".into(), Money::fen(30_000))]);
+        assert_eq!(s.manual, Money::fen(1));
+    }
+
+    #[test]
+    fn a_payment_older_than_a_year_is_left_to_a_manual_payout() {
+        let ps = [paid("old", 30_000, t0()), paid("new", 5_000, t0() + Duration::days(100))];
+        let edge = t0() + Duration::days(REFUND_WINDOW_DAYS);
+        let s = split_refund(Money::fen(35_000), &ps, &[], edge - Duration::seconds(1));
+        assert_eq!((s.parts.len(), s.manual), (2, Money::ZERO));
+        let s = split_refund(Money::fen(35_000), &ps, &[], edge);
+        assert_eq!(s.parts, vec![("new".into(), Money::fen(5_000))]);
+        assert_eq!(s.manual, Money::fen(30_000));
+        let unpaid = DepositPayment { transaction_id: None, paid_at: None, ..paid("x", 9, t0()) };
+        assert_eq!(split_refund(Money::fen(9), &[unpaid], &[], t0()).manual, Money::fen(9));
+    }
 }

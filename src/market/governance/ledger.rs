@@ -42,6 +42,9 @@ pub enum Account {
     MerchantFrozen(String),
     /// The merchant's deposit (保证金).
     MerchantDeposit(String),
+    /// A leaving merchant's deposit on its way back: owed to the merchant until WeChat Pay confirms
+    /// the refund (or the platform pays it manually).
+    DepositRefundPayable(String),
     /// The platform's commission income.
     PlatformCommission,
     /// The platform's penalty income; also funds reimbursements when an upheld appeal must restore a
@@ -62,7 +65,8 @@ impl Account {
             Account::MerchantPending(m)
             | Account::MerchantAvailable(m)
             | Account::MerchantFrozen(m)
-            | Account::MerchantDeposit(m) => Some(m),
+            | Account::MerchantDeposit(m)
+            | Account::DepositRefundPayable(m) => Some(m),
             _ => None,
         }
     }
@@ -76,6 +80,7 @@ impl Account {
             Account::MerchantPending(_)
             | Account::MerchantFrozen(_)
             | Account::BuyerRefundPayable(_)
+            | Account::DepositRefundPayable(_)
             | Account::PromoterCommission(_) => false,
         }
     }
@@ -88,6 +93,7 @@ impl fmt::Display for Account {
             Account::MerchantAvailable(m) => write!(f, "merchant:{m}:available"),
             Account::MerchantFrozen(m) => write!(f, "merchant:{m}:frozen"),
             Account::MerchantDeposit(m) => write!(f, "merchant:{m}:deposit"),
+            Account::DepositRefundPayable(m) => write!(f, "merchant:{m}:deposit_refund_payable"),
             Account::PlatformCommission => f.write_str("platform:commission"),
             Account::PlatformPenalty => f.write_str("platform:penalty"),
             Account::BuyerRefundPayable(b) => write!(f, "buyer:{b}:refund_payable"),
@@ -119,6 +125,7 @@ impl FromStr for Account {
             ("merchant", "available") => Account::MerchantAvailable(id),
             ("merchant", "frozen") => Account::MerchantFrozen(id),
             ("merchant", "deposit") => Account::MerchantDeposit(id),
+            ("merchant", "deposit_refund_payable") => Account::DepositRefundPayable(id),
             ("buyer", "refund_payable") => Account::BuyerRefundPayable(id),
             ("promoter", "commission") => Account::PromoterCommission(id),
             _ => return Err(bad()),
@@ -165,8 +172,11 @@ code_enum! {
         DepositPayIn => "deposit_pay_in",
         /// Deposit deducted for a confirmed penalty, dispute or guarantee claim.
         DepositDeduction => "deposit_deduction",
-        /// Deposit returned on exit: deposit → clearing.
+        /// Deposit returned on exit, once the refund is asked for: deposit → deposit refund payable.
         DepositRefund => "deposit_refund",
+        /// WeChat Pay confirmed a deposit refund (or the platform paid it manually): deposit refund
+        /// payable → clearing.
+        DepositRefundPaid => "deposit_refund_paid",
         /// Promoter commission paid out: promoter → clearing.
         PromoterPayout => "promoter_payout",
         /// Funds held: available → frozen.

@@ -26,10 +26,11 @@ mod timers;
 
 pub use catalog::StockReconciliation;
 pub use governance::{
-    CONSUMER as GOVERNANCE_CONSUMER, CaseRequest, DepositPrepay, DepositView, MerchantBalances, PenaltyLog,
-    ReviewRequest,
+    CONSUMER as GOVERNANCE_CONSUMER, CaseRequest, DepositPrepay, DepositRefundView, DepositView, MerchantBalances,
+    PenaltyLog, ReviewRequest,
 };
 pub use merchants::NewMerchant;
+pub use orders::RefundSettled;
 pub use timers::ReconcileReport;
 
 /// Tunables of a [`Market`].

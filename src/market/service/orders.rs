@@ -572,6 +572,32 @@ impl Market {
         self.read().await?.refunds_of_group(group_id).await
     }
 
+    /// Applies a refund notification (or a refund query result): a deposit exit refund (its
+    /// `out_refund_no` starts with [`DEPOSIT_REFUND_PREFIX`](crate::market::governance::deposit::DEPOSIT_REFUND_PREFIX))
+    /// concludes on the deposit ([`Market::deposit_refund_settled`]), any other refund through
+    /// [`refund_settled`](Market::refund_settled). A redelivered notification changes nothing.
+    ///
+    /// ```no_run
+    /// # async fn demo(market: wxshop::market::Market, n: wxshop::pay::Notification) -> wxshop::market::Result<()> {
+    /// if let wxshop::pay::NotificationResource::Refund(r) = &n.resource {
+    ///     let ok = r.refund_status.as_str() == "SUCCESS";
+    ///     market.handle_refund_notice(&r.out_refund_no, ok, Some(&r.refund_id)).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn handle_refund_notice(
+        &self,
+        out_refund_no: &str,
+        succeeded: bool,
+        wx_refund_id: Option<&str>,
+    ) -> Result<RefundSettled> {
+        if out_refund_no.starts_with(crate::market::governance::deposit::DEPOSIT_REFUND_PREFIX) {
+            let r = self.deposit_refund_settled(out_refund_no, succeeded, wx_refund_id).await?;
+            return Ok(RefundSettled::Deposit(r));
+        }
+        Ok(RefundSettled::Order(self.refund_settled(out_refund_no, succeeded).await?))
+    }
+
     /// Applies a refund result WeChat Pay reported later (a refund notification or query) for a refund
     /// that was Processing. Repeats are no-ops.
     pub async fn refund_settled(&self, refund_id: &str, succeeded: bool) -> Result<Refund> {
@@ -595,6 +621,16 @@ impl Market {
         })
         .await
     }
+}
+
+/// A refund notification applied by [`Market::handle_refund_notice`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", content = "refund", rename_all = "snake_case")]
+pub enum RefundSettled {
+    /// A refund of a checkout payment.
+    Order(Refund),
+    /// A deposit exit refund.
+    Deposit(crate::market::governance::deposit::DepositRefund),
 }
 
 fn page(items: &mut Vec<MerchantOrder>, limit: i64) -> Page<MerchantOrder> {

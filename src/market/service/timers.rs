@@ -254,6 +254,9 @@ impl Market {
             {
                 conclude_refund(&mut *tx, r, RefundStatus::Failed, None, at).await?;
             }
+            if t.action == TimerAction::GovernanceCall {
+                self.governance_call_failed(&mut *tx, t, error, at).await?;
+            }
             Agg::new(&t.aggregate_type, &t.aggregate_id, t.merchant_id.as_deref())
                 .record(
                     &mut *tx,
@@ -311,6 +314,12 @@ impl Market {
     /// reports as paid exactly like a notification ([`handle_payment_notice`](Market::handle_payment_notice)),
     /// so a notification arriving later changes nothing. Safe to run from several processes at once.
     /// A failing query is logged and left to the next run.
+    ///
+    /// Deposits too: pending deposit payments ([`Market::deposit_prepay`]) created at least a minute
+    /// before `now` are queried and a paid one applied the same way; one WeChat Pay still reports
+    /// unpaid after its prepay order expired (`pay_window` after it was created) is closed there and
+    /// here. Deposit exit refunds still processing a minute after their last change are queried and a
+    /// settled one concluded like its refund notification. They count in the same report.
     pub async fn reconcile_pending_payments(&self, now: DateTime<Utc>) -> Result<ReconcileReport> {
         let mut report = ReconcileReport::default();
         let pending = self.read().await?.awaiting_payments(RECONCILE_LIMIT).await?;
@@ -336,6 +345,7 @@ impl Market {
                 }
             }
         }
+        self.reconcile_deposits(now, RECONCILE_LIMIT, &mut report).await?;
         Ok(report)
     }
 

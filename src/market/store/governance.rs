@@ -32,7 +32,7 @@ use super::StoreTx;
 use crate::market::error::{MarketError, Result};
 use crate::market::governance::aftersale::{Case, Dispute};
 use crate::market::governance::commission::CommissionRule;
-use crate::market::governance::deposit::{DepositAccount, DepositPayment};
+use crate::market::governance::deposit::{DepositAccount, DepositPayment, DepositRefund, DepositRefundStatus};
 use crate::market::governance::ledger::{NegativePolicy, Txn};
 use crate::market::governance::penalty::{Penalty, Restriction};
 use crate::market::governance::review::Review;
@@ -126,8 +126,30 @@ pub trait GovTx: Send {
     async fn deposit_payment(&mut self, id: &str) -> Result<Option<DepositPayment>>;
     /// A merchant's deposit payment by idempotency key.
     async fn deposit_payment_by_key(&mut self, merchant_id: &str, key: &str) -> Result<Option<DepositPayment>>;
-    /// Marks a pending deposit payment paid; `false` if it was not pending.
+    /// Marks a pending (or closed: the money arrived anyway) deposit payment paid; `false` if it was
+    /// already paid.
     async fn mark_deposit_payment_paid(&mut self, p: &DepositPayment) -> Result<bool>;
+    /// Marks a pending deposit payment closed (unpaid); `false` if it was not pending.
+    async fn close_deposit_payment(&mut self, p: &DepositPayment) -> Result<bool>;
+    /// A merchant's deposit payments (every status), oldest first.
+    async fn deposit_payments_of(&mut self, merchant_id: &str) -> Result<Vec<DepositPayment>>;
+    /// Pending deposit payments created at or before `before`, oldest first, at most `limit`.
+    async fn pending_deposit_payments(&mut self, before: DateTime<Utc>, limit: i64) -> Result<Vec<DepositPayment>>;
+    /// Inserts a deposit refund; `false` if its id exists.
+    async fn insert_deposit_refund(&mut self, r: &DepositRefund) -> Result<bool>;
+    /// A deposit refund by `out_refund_no`.
+    async fn deposit_refund(&mut self, id: &str) -> Result<Option<DepositRefund>>;
+    /// Writes a deposit refund if its status is still `expected`.
+    async fn update_deposit_refund(&mut self, r: &DepositRefund, expected: DepositRefundStatus) -> Result<bool>;
+    /// A merchant's deposit refunds, oldest first.
+    async fn deposit_refunds_of(&mut self, merchant_id: &str) -> Result<Vec<DepositRefund>>;
+    /// Deposit refunds in `status` last changed at or before `before`, oldest first, at most `limit`.
+    async fn deposit_refunds_in(
+        &mut self,
+        status: DepositRefundStatus,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<DepositRefund>>;
 
     // ---- reviews
     /// Inserts a review of line `line_no`; `false` if the line already has one.
@@ -379,7 +401,9 @@ macro_rules! gov_store_tx {
         use $crate::market::error::{MarketError, Result};
         use $crate::market::governance::aftersale::{Case, Dispute, Payer};
         use $crate::market::governance::commission::CommissionRule;
-        use $crate::market::governance::deposit::{DepositAccount, DepositPayment};
+        use $crate::market::governance::deposit::{
+            DepositAccount, DepositPayment, DepositRefund, DepositRefundStatus,
+        };
         use $crate::market::governance::ledger::Txn as GovTxn;
         use $crate::market::governance::penalty::{Penalty, Restriction, RestrictionKind};
         use $crate::market::governance::review::Review;
@@ -638,13 +662,123 @@ macro_rules! gov_store_tx {
 
             async fn mark_deposit_payment_paid(&mut self, p: &DepositPayment) -> Result<bool> {
                 let r = sqlx::query(
-                    "UPDATE gov_deposit_payments SET status = 'paid', doc = $1 WHERE id = $2 AND status = 'pending'",
+                    "UPDATE gov_deposit_payments SET status = 'paid', doc = $1 WHERE id = $2 AND status <> 'paid'",
                 )
                 .bind(doc(p)?)
                 .bind(&p.id)
                 .execute(&mut *self.0)
                 .await?;
                 Ok(r.rows_affected() == 1)
+            }
+
+            async fn close_deposit_payment(&mut self, p: &DepositPayment) -> Result<bool> {
+                let r = sqlx::query(
+                    "UPDATE gov_deposit_payments SET status = 'closed', doc = $1 WHERE id = $2 AND status = 'pending'",
+                )
+                .bind(doc(p)?)
+                .bind(&p.id)
+                .execute(&mut *self.0)
+                .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn deposit_payments_of(&mut self, merchant_id: &str) -> Result<Vec<DepositPayment>> {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "SELECT doc FROM gov_deposit_payments WHERE merchant_id = $1 ORDER BY created_at, id",
+                )
+                .bind(merchant_id)
+                .fetch_all(&mut *self.0)
+                .await?;
+                docs("deposit payment", rows)
+            }
+
+            async fn pending_deposit_payments(
+                &mut self,
+                before: DateTime<Utc>,
+                limit: i64,
+            ) -> Result<Vec<DepositPayment>> {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "SELECT doc FROM gov_deposit_payments WHERE status = 'pending' AND created_at <= $1 \
+                     ORDER BY created_at, id LIMIT $2",
+                )
+                .bind(gms(before))
+                .bind(limit)
+                .fetch_all(&mut *self.0)
+                .await?;
+                docs("deposit payment", rows)
+            }
+
+            async fn insert_deposit_refund(&mut self, r: &DepositRefund) -> Result<bool> {
+                let res = sqlx::query(
+                    "INSERT INTO gov_deposit_refunds (id, merchant_id, payment_id, amount_fen, status, created_at, \
+                     updated_at, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                )
+                .bind(&r.id)
+                .bind(&r.merchant_id)
+                .bind(r.payment_id.as_deref())
+                .bind(r.amount.as_fen())
+                .bind(r.status.as_str())
+                .bind(gms(r.created_at))
+                .bind(gms(r.updated_at))
+                .bind(doc(r)?)
+                .execute(&mut *self.0)
+                .await?;
+                Ok(res.rows_affected() == 1)
+            }
+
+            async fn deposit_refund(&mut self, id: &str) -> Result<Option<DepositRefund>> {
+                let row: Option<(String,)> = sqlx::query_as("SELECT doc FROM gov_deposit_refunds WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *self.0)
+                    .await?;
+                Ok(docs("deposit refund", row.into_iter().collect())?.pop())
+            }
+
+            async fn update_deposit_refund(
+                &mut self,
+                r: &DepositRefund,
+                expected: DepositRefundStatus,
+            ) -> Result<bool> {
+                let res = sqlx::query(
+                    "UPDATE gov_deposit_refunds SET status = $1, updated_at = $2, doc = $3 \
+                     WHERE id = $4 AND status = $5",
+                )
+                .bind(r.status.as_str())
+                .bind(gms(r.updated_at))
+                .bind(doc(r)?)
+                .bind(&r.id)
+                .bind(expected.as_str())
+                .execute(&mut *self.0)
+                .await?;
+                Ok(res.rows_affected() == 1)
+            }
+
+            async fn deposit_refunds_of(&mut self, merchant_id: &str) -> Result<Vec<DepositRefund>> {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "SELECT doc FROM gov_deposit_refunds WHERE merchant_id = $1 ORDER BY created_at, id",
+                )
+                .bind(merchant_id)
+                .fetch_all(&mut *self.0)
+                .await?;
+                docs("deposit refund", rows)
+            }
+
+            async fn deposit_refunds_in(
+                &mut self,
+                status: DepositRefundStatus,
+                before: DateTime<Utc>,
+                limit: i64,
+            ) -> Result<Vec<DepositRefund>> {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "SELECT doc FROM gov_deposit_refunds WHERE status = $1 AND updated_at <= $2 \
+                     ORDER BY updated_at, id LIMIT $3",
+                )
+                .bind(status.as_str())
+                .bind(gms(before))
+                .bind(limit)
+                .fetch_all(&mut *self.0)
+                .await?;
+                docs("deposit refund", rows)
             }
 
             async fn deposits_in(&mut self, status: &str, limit: i64) -> Result<Vec<DepositAccount>> {

@@ -5,12 +5,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::penalties::sync_merchant_status;
-use super::{balance, config, post, record, schedule, won};
+use super::{balance, config, post, record, schedule, schedule_call, won};
 use crate::market::error::MarketError;
 use crate::market::events::Actor;
-use crate::market::gateway::PrepayRequest;
+use crate::market::gateway::{
+    PaymentQuery, PrepayRequest, QueryRequest, RefundQuery, RefundQueryRequest, RefundRequest,
+};
 use crate::market::governance::deposit::{
-    DepositAccount, DepositPayment, DepositStatus, ExitCheck, new_deposit_trade_no, pay_in_txn, required_amount,
+    DepositAccount, DepositPayment, DepositRefund, DepositRefundStatus, DepositStatus, ExitCheck,
+    new_deposit_refund_no, new_deposit_trade_no, pay_in_txn, refund_paid_txn, refund_payable_txn, required_amount,
+    split_refund,
 };
 use crate::market::governance::ledger::Account;
 use crate::market::governance::{GovError, GovResult, GovernanceConfig, Transition};
@@ -31,6 +35,22 @@ pub struct DepositPrepay {
     pub prepay_id: String,
     /// What `wx.requestPayment` needs.
     pub pay_params: serde_json::Value,
+}
+
+/// A leaving merchant's deposit with its exit refunds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepositRefundView {
+    /// The account (Refunding while refunds are in flight, Closed once all succeeded).
+    pub account: DepositAccount,
+    /// What the deposit still holds (zero once the refund was asked for, unless paid in since).
+    pub balance: Money,
+    /// Owed to the merchant and not yet confirmed paid (the ledger's deposit refund payable).
+    pub refunding: Money,
+    /// Of which no refund is open: failed parts waiting for the platform to retry
+    /// ([`Market::refund_deposit`] again).
+    pub awaiting_retry: Money,
+    /// Every refund row, oldest first: WeChat Pay refunds per deposit payment and manual payouts.
+    pub refunds: Vec<DepositRefund>,
 }
 
 /// A deposit account with its balance.
@@ -135,6 +155,7 @@ impl Market {
                     transaction_id: None,
                     created_at: crate::market::clock::trunc_ms(at),
                     paid_at: None,
+                    closed_at: None,
                 };
                 if !tx.insert_deposit_payment(&p).await? {
                     // A concurrent prepay with this key committed first: retry and find it.
@@ -147,13 +168,20 @@ impl Market {
         if payment.is_paid() {
             return Err(GovError::AlreadyDone("deposit payment"));
         }
+        // The prepay order expires a pay window after the payment was created, whatever the retries:
+        // the same request stays the same (WeChat Pay returns the same prepay order), and reconciliation
+        // knows when an unpaid one can be closed.
+        let expires = payment.created_at + crate::market::service::chrono_dur(self.config().pay_window);
+        if payment.is_closed() || self.now() >= expires {
+            return Err(GovError::Window { what: "deposit payment (use a new idempotency key)", at: expires });
+        }
         let req = PrepayRequest {
             mode: PayMode::Jsapi,
             out_trade_no: payment.id.clone(),
             description: format!("保证金 {merchant_id}"),
             payer_openid: payment.payer_openid.clone(),
             total: payment.amount,
-            time_expire: self.now() + crate::market::service::chrono_dur(self.config().pay_window),
+            time_expire: expires,
             sub_mchid: None,
             sub_orders: Vec::new(),
         };
@@ -184,25 +212,289 @@ impl Market {
         .await
     }
 
-    /// Refunds a leaving merchant's deposit, once the after-sale and dispute windows have closed and no
-    /// order, case, dispute or settlement is open.
-    pub async fn refund_deposit(&self, merchant_id: &str) -> GovResult<DepositView> {
+    /// Refunds a leaving merchant's deposit through WeChat Pay, once the after-sale and dispute windows
+    /// have closed and no order, case, dispute or settlement is open.
+    ///
+    /// In one transaction: the balance moves from the deposit to the ledger's deposit refund payable,
+    /// the deposit goes Exiting → Refunding (Closed at once if there is nothing to refund), and one
+    /// [`DepositRefund`] row per WeChat Pay refund is written, spread over the merchant's paid
+    /// [`DepositPayment`]s newest first ([`split_refund`]); what no payment refundable within a year can
+    /// carry becomes a [`DepositRefundStatus::Manual`] row (pay it, then
+    /// [`deposit_refund_paid_manually`](Market::deposit_refund_paid_manually)). After commit each refund
+    /// is asked of WeChat Pay (idempotent by its `out_refund_no`, retried by the timers); a success
+    /// (answer, notification or query) moves its amount payable → clearing, and the last one closes the
+    /// deposit.
+    ///
+    /// Calling it again is safe: while Refunding it only re-asks what failed (new refunds, linked by
+    /// `retry_of`) and refunds anything paid in since; once Closed it changes nothing.
+    ///
+    /// ```no_run
+    /// # async fn demo(market: wxshop::market::Market) -> wxshop::market::governance::GovResult<()> {
+    /// market.request_deposit_exit("m1").await?;
+    /// // … after the after-sale and dispute windows:
+    /// let view = market.refund_deposit("m1").await?;
+    /// for r in &view.refunds {
+    ///     println!("{} {} of {:?}: {}", r.id, r.amount, r.payment_id, r.status);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn refund_deposit(&self, merchant_id: &str) -> GovResult<DepositRefundView> {
+        let timers = self
+            .gov(|| async {
+                let at = self.now();
+                let mut tx = self.begin().await?;
+                let cfg = config(&mut *tx).await?;
+                let mut v = ensure_deposit(&mut *tx, merchant_id, &cfg, at).await?;
+                let bal = deposit_balance(&mut *tx, merchant_id).await?;
+                match v.value.status {
+                    DepositStatus::Closed => return Ok(Vec::new()),
+                    DepositStatus::Refunding => {
+                        // A retry; anything paid in since the exit refund goes back too.
+                        if bal.is_negative() {
+                            return Err(GovError::OpenItems(format!(
+                                "the merchant owes {}",
+                                Money::fen(-bal.as_fen())
+                            )));
+                        }
+                        if bal.is_positive() {
+                            let id = format!("deposit_refund:{merchant_id}:{}", crate::market::clock::new_id());
+                            post(&mut *tx, &refund_payable_txn(merchant_id, bal).build(id, at)?, &cfg).await?;
+                        }
+                    }
+                    _ => {
+                        let check = exit_check(&mut *tx, merchant_id, &cfg).await?;
+                        let (txn, tr) = v.value.exit_refund(bal, &check, at)?;
+                        if let Some(t) = txn {
+                            post(&mut *tx, &t.build(format!("deposit_refund:{merchant_id}"), at)?, &cfg).await?;
+                        }
+                        won(tx.update_deposit(&v.value, v.version).await?, "deposit")?;
+                        v.version += 1;
+                        record_deposit(&mut *tx, merchant_id, &Actor::Platform, &tr).await?;
+                    }
+                }
+                let timers = plan_refunds(&mut *tx, merchant_id, at).await?;
+                tx.commit().await?;
+                Ok(timers)
+            })
+            .await?;
+        self.fire_now(timers).await;
+        self.deposit_refunds(merchant_id).await
+    }
+
+    /// A merchant's deposit with its exit refunds.
+    pub async fn deposit_refunds(&self, merchant_id: &str) -> GovResult<DepositRefundView> {
+        let mut tx = self.read().await?;
+        let v = tx
+            .deposit(merchant_id)
+            .await?
+            .ok_or_else(|| GovError::NotFound { entity: "deposit", id: merchant_id.into() })?;
+        let refunds = tx.deposit_refunds_of(merchant_id).await?;
+        let refunding = balance(&mut *tx, &Account::DepositRefundPayable(merchant_id.into())).await?;
+        let open: i64 = refunds.iter().filter(|r| r.is_open()).map(|r| r.amount.as_fen()).sum();
+        Ok(DepositRefundView {
+            account: v.value,
+            balance: deposit_balance(&mut *tx, merchant_id).await?,
+            refunding,
+            awaiting_retry: Money::fen((refunding.as_fen() - open).max(0)),
+            refunds,
+        })
+    }
+
+    /// Applies what WeChat Pay reported about a deposit refund (its notification or a query): success
+    /// moves the amount payable → clearing (closing the deposit after the last one), failure leaves it
+    /// owed and visible for a retry. Anything but a Requested or Processing refund is left as it is, so
+    /// a redelivered notification changes nothing.
+    pub async fn deposit_refund_settled(
+        &self,
+        out_refund_no: &str,
+        succeeded: bool,
+        wx_refund_id: Option<&str>,
+    ) -> GovResult<DepositRefund> {
         self.gov(|| async {
             let at = self.now();
             let mut tx = self.begin().await?;
-            let cfg = config(&mut *tx).await?;
-            let mut v = ensure_deposit(&mut *tx, merchant_id, &cfg, at).await?;
-            let check = exit_check(&mut *tx, merchant_id, &cfg).await?;
-            let bal = deposit_balance(&mut *tx, merchant_id).await?;
-            let (txn, tr) = v.value.exit_refund(bal, &check, at)?;
-            if let Some(t) = txn {
-                post(&mut *tx, &t.build(format!("deposit_refund:{merchant_id}"), at)?, &cfg).await?;
+            let r = tx
+                .deposit_refund(out_refund_no)
+                .await?
+                .ok_or_else(|| GovError::NotFound { entity: "deposit refund", id: out_refund_no.into() })?;
+            if !matches!(r.status, DepositRefundStatus::Requested | DepositRefundStatus::Processing) {
+                return Ok(r);
             }
-            won(tx.update_deposit(&v.value, v.version).await?, "deposit")?;
-            record_deposit(&mut *tx, merchant_id, &Actor::Platform, &tr).await?;
-            let view = DepositView { balance: deposit_balance(&mut *tx, merchant_id).await?, account: v.value };
+            let (to, note) = if succeeded {
+                (DepositRefundStatus::Succeeded, None)
+            } else {
+                (DepositRefundStatus::Failed, Some("WeChat Pay closed the refund or reported it abnormal".to_string()))
+            };
+            let wx = wx_refund_id.map(str::to_string);
+            let next = conclude_deposit_refund(&mut *tx, r, to, wx, note, &Actor::WechatPay, at).await?;
             tx.commit().await?;
-            Ok(view)
+            Ok(next)
+        })
+        .await
+    }
+
+    /// The platform paid a [`DepositRefundStatus::Manual`] refund outside WeChat Pay refunds (a bank
+    /// transfer, a merchant transfer): it succeeds, its amount moves payable → clearing, and the last
+    /// one closes the deposit. `reference` (the transfer's id) is kept in its note. Repeats change
+    /// nothing.
+    pub async fn deposit_refund_paid_manually(&self, refund_id: &str, reference: &str) -> GovResult<DepositRefund> {
+        if reference.is_empty() || reference.len() > 128 {
+            return Err(GovError::invalid("a manual payout needs its reference (1..=128 characters)"));
+        }
+        self.gov(|| async {
+            let at = self.now();
+            let mut tx = self.begin().await?;
+            let r = tx
+                .deposit_refund(refund_id)
+                .await?
+                .ok_or_else(|| GovError::NotFound { entity: "deposit refund", id: refund_id.into() })?;
+            match (r.status, r.payment_id.is_none()) {
+                (DepositRefundStatus::Manual, _) => {}
+                (DepositRefundStatus::Succeeded, true) => return Ok(r),
+                (other, _) => return Err(GovError::illegal("deposit refund", other, DepositRefundStatus::Succeeded)),
+            }
+            let note = Some(format!("paid manually: {reference}"));
+            let next =
+                conclude_deposit_refund(&mut *tx, r, DepositRefundStatus::Succeeded, None, note, &Actor::Platform, at)
+                    .await?;
+            tx.commit().await?;
+            Ok(next)
+        })
+        .await
+    }
+
+    /// The WeChat Pay call of a deposit refund (after commit; retried by the timers).
+    pub(super) async fn call_deposit_refund(&self, id: &str) -> GovResult<()> {
+        let Some(r) = self.read().await?.deposit_refund(id).await? else { return Ok(()) };
+        let Some(payment_id) = r.payment_id.clone().filter(|_| r.status == DepositRefundStatus::Requested) else {
+            return Ok(());
+        };
+        let req = RefundRequest {
+            out_refund_no: r.id.clone(),
+            out_trade_no: payment_id,
+            transaction_id: r.transaction_id.clone(),
+            sub_mchid: None,
+            refund: r.amount,
+            total: r.total,
+            reason: "保证金退还".into(),
+        };
+        let ticket = self.inner.pay.refund(&req).await.map_err(MarketError::from)?;
+        self.gov(|| async {
+            let at = self.now();
+            let mut tx = self.begin().await?;
+            let Some(cur) = tx.deposit_refund(id).await? else { return Ok(()) };
+            if cur.status != DepositRefundStatus::Requested {
+                return Ok(()); // its notification got here first
+            }
+            let to = if ticket.succeeded { DepositRefundStatus::Succeeded } else { DepositRefundStatus::Processing };
+            let wx = Some(ticket.refund_id.clone());
+            conclude_deposit_refund(&mut *tx, cur, to, wx, None, &Actor::WechatPay, at).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Reconciles deposit payments and refunds whose notifications were lost (see
+    /// [`Market::reconcile_pending_payments`]).
+    pub(in crate::market::service) async fn reconcile_deposits(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        report: &mut crate::market::service::ReconcileReport,
+    ) -> crate::market::error::Result<()> {
+        let settled = now - Duration::minutes(1);
+        let window = crate::market::service::chrono_dur(self.config().pay_window);
+        let pending = self.read().await?.pending_deposit_payments(settled, limit).await?;
+        for p in pending {
+            report.checked += 1;
+            let req = QueryRequest {
+                mode: PayMode::Jsapi,
+                out_trade_no: p.id.clone(),
+                sub_mchid: None,
+                sub_orders: Vec::new(),
+            };
+            match self.inner.pay.query(&req).await {
+                Ok(PaymentQuery::Paid(n)) => match self.handle_payment_notice(&n).await {
+                    Ok(crate::market::NoticeOutcome::Paid) => report.applied += 1,
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(payment = %p.id, error = %e, "reconciled deposit payment not applied");
+                        report.failed += 1;
+                    }
+                },
+                Ok(PaymentQuery::Unpaid) if now >= p.created_at + window => {
+                    // Expired unpaid: close it at WeChat Pay (so it can never be paid), then here.
+                    let closed = match self.inner.pay.close(&req).await {
+                        Ok(()) => self.close_deposit_payment(&p.id).await.map_err(MarketError::from),
+                        Err(e) => Err(MarketError::from(e)),
+                    };
+                    if let Err(e) = closed {
+                        tracing::warn!(payment = %p.id, error = %e, "expired deposit payment not closed; will retry");
+                        report.failed += 1;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(payment = %p.id, error = %e, "deposit payment query failed; will retry");
+                    report.failed += 1;
+                }
+            }
+        }
+        let processing = self.read().await?.deposit_refunds_in(DepositRefundStatus::Processing, settled, limit).await?;
+        for r in processing {
+            report.checked += 1;
+            let req = RefundQueryRequest { out_refund_no: r.id.clone(), sub_mchid: None };
+            let outcome = match self.inner.pay.query_refund(&req).await {
+                Ok(RefundQuery::Succeeded { refund_id }) => Some((true, refund_id)),
+                Ok(RefundQuery::Failed { refund_id, .. }) => Some((false, refund_id)),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(refund = %r.id, error = %e, "deposit refund query failed; will retry");
+                    report.failed += 1;
+                    None
+                }
+            };
+            if let Some((ok, wx)) = outcome {
+                match self.deposit_refund_settled(&r.id, ok, Some(&wx)).await {
+                    Ok(_) => report.applied += 1,
+                    Err(e) => {
+                        tracing::warn!(refund = %r.id, error = %e, "reconciled deposit refund not applied");
+                        report.failed += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks a pending deposit payment closed (unpaid), once.
+    async fn close_deposit_payment(&self, id: &str) -> GovResult<()> {
+        self.gov(|| async {
+            let at = self.now();
+            let mut tx = self.begin().await?;
+            let Some(p) = tx.deposit_payment(id).await? else { return Ok(()) };
+            if p.is_paid() || p.is_closed() {
+                return Ok(());
+            }
+            let mut closed = p.clone();
+            closed.closed_at = Some(crate::market::clock::trunc_ms(at));
+            if !tx.close_deposit_payment(&closed).await? {
+                return Ok(()); // paid (or closed) meanwhile
+            }
+            crate::market::service::Agg::new("deposit", &deposit_key(&p.merchant_id), Some(&p.merchant_id))
+                .record(
+                    &mut *tx,
+                    at,
+                    &Actor::WechatPay,
+                    crate::market::service::Change::new("payment_closed").event(
+                        "deposit.payment_closed",
+                        json!({ "merchant_id": p.merchant_id, "out_trade_no": p.id, "amount": p.amount }),
+                    ),
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(())
         })
         .await
     }
@@ -224,6 +516,169 @@ impl Market {
         }
         Ok(())
     }
+}
+
+/// Writes refund rows for whatever the deposit refund payable holds beyond the open refunds (the
+/// whole of it after the exit, the failed parts on a retry), and schedules their WeChat Pay calls.
+async fn plan_refunds(
+    tx: &mut dyn StoreTx,
+    merchant_id: &str,
+    at: DateTime<Utc>,
+) -> GovResult<Vec<crate::market::events::Timer>> {
+    let refunds = tx.deposit_refunds_of(merchant_id).await?;
+    let payable = balance(tx, &Account::DepositRefundPayable(merchant_id.into())).await?;
+    let open: i64 = refunds.iter().filter(|r| r.is_open()).map(|r| r.amount.as_fen()).sum();
+    let to_plan = Money::fen(payable.as_fen() - open);
+    if !to_plan.is_positive() {
+        return Ok(Vec::new());
+    }
+    let payments = tx.deposit_payments_of(merchant_id).await?;
+    let split = split_refund(to_plan, &payments, &refunds, at);
+    let retry_of = |payment: Option<&str>| {
+        refunds
+            .iter()
+            .rev()
+            .find(|r| r.status == DepositRefundStatus::Failed && r.payment_id.as_deref() == payment)
+            .map(|r| r.id.clone())
+    };
+    let at = crate::market::clock::trunc_ms(at);
+    let mut timers = Vec::new();
+    for (payment_id, amount) in &split.parts {
+        let p = payments
+            .iter()
+            .find(|p| &p.id == payment_id)
+            .ok_or_else(|| GovError::NotFound { entity: "deposit payment", id: payment_id.clone() })?;
+        let r = DepositRefund {
+            id: new_deposit_refund_no(),
+            merchant_id: merchant_id.into(),
+            payment_id: Some(p.id.clone()),
+            transaction_id: p.transaction_id.clone(),
+            total: p.amount,
+            amount: *amount,
+            status: DepositRefundStatus::Requested,
+            wx_refund_id: None,
+            note: None,
+            retry_of: retry_of(Some(&p.id)),
+            created_at: at,
+            updated_at: at,
+        };
+        won(tx.insert_deposit_refund(&r).await?, "deposit refund")?;
+        record_refund(tx, &r, None, &Actor::Platform, at).await?;
+        timers.push(schedule_call(tx, "deposit_refund", &r.id, merchant_id, at).await?);
+    }
+    if split.manual.is_positive() {
+        let r = DepositRefund {
+            id: new_deposit_refund_no(),
+            merchant_id: merchant_id.into(),
+            payment_id: None,
+            transaction_id: None,
+            total: split.manual,
+            amount: split.manual,
+            status: DepositRefundStatus::Manual,
+            wx_refund_id: None,
+            note: Some(
+                "no deposit payment WeChat Pay still refunds (within a year) can carry it: pay it manually".into(),
+            ),
+            retry_of: retry_of(None),
+            created_at: at,
+            updated_at: at,
+        };
+        won(tx.insert_deposit_refund(&r).await?, "deposit refund")?;
+        record_refund(tx, &r, None, &Actor::Platform, at).await?;
+    }
+    Ok(timers)
+}
+
+/// Moves a deposit refund to `to` in `tx`: a success posts payable → clearing and closes the deposit
+/// after the last one.
+async fn conclude_deposit_refund(
+    tx: &mut dyn StoreTx,
+    cur: DepositRefund,
+    to: DepositRefundStatus,
+    wx_refund_id: Option<String>,
+    note: Option<String>,
+    actor: &Actor,
+    at: DateTime<Utc>,
+) -> GovResult<DepositRefund> {
+    let mut next = cur.clone();
+    next.status = to;
+    next.wx_refund_id = wx_refund_id.or(cur.wx_refund_id.clone());
+    if note.is_some() {
+        next.note = note;
+    }
+    next.updated_at = crate::market::clock::trunc_ms(at);
+    won(tx.update_deposit_refund(&next, cur.status).await?, "deposit refund")?;
+    record_refund(tx, &next, Some(cur.status), actor, at).await?;
+    if to == DepositRefundStatus::Succeeded {
+        let cfg = config(tx).await?;
+        let t = refund_paid_txn(&cur.merchant_id, cur.amount).build(format!("deposit_refund_paid:{}", cur.id), at)?;
+        post(tx, &t, &cfg).await?;
+        close_if_refunded(tx, &cur.merchant_id, actor, at).await?;
+    }
+    Ok(next)
+}
+
+/// Refunding → Closed once nothing is owed, held or on its way.
+async fn close_if_refunded(tx: &mut dyn StoreTx, merchant_id: &str, actor: &Actor, at: DateTime<Utc>) -> GovResult<()> {
+    let Some(mut v) = tx.deposit(merchant_id).await? else { return Ok(()) };
+    if v.value.status != DepositStatus::Refunding {
+        return Ok(());
+    }
+    let payable = balance(tx, &Account::DepositRefundPayable(merchant_id.into())).await?;
+    let held = deposit_balance(tx, merchant_id).await?;
+    let open = tx.deposit_refunds_of(merchant_id).await?.iter().any(|r| r.is_open());
+    if payable != Money::ZERO || held != Money::ZERO || open {
+        return Ok(());
+    }
+    let tr = v.value.refunds_done(at)?;
+    won(tx.update_deposit(&v.value, v.version).await?, "deposit")?;
+    v.version += 1;
+    record_deposit(tx, merchant_id, actor, &tr).await
+}
+
+/// A deposit refund call gave up (a final WeChat Pay refusal, or too many attempts): the refund fails
+/// and its amount waits for a retry.
+pub(super) async fn deposit_refund_call_failed(
+    tx: &mut dyn StoreTx,
+    id: &str,
+    error: &str,
+    at: DateTime<Utc>,
+) -> GovResult<()> {
+    let Some(r) = tx.deposit_refund(id).await? else { return Ok(()) };
+    if r.status != DepositRefundStatus::Requested {
+        return Ok(());
+    }
+    let note: String = format!("the WeChat Pay refund call failed: {error}").chars().take(500).collect();
+    conclude_deposit_refund(tx, r, DepositRefundStatus::Failed, None, Some(note), &Actor::Timer, at).await?;
+    Ok(())
+}
+
+async fn record_refund(
+    tx: &mut dyn StoreTx,
+    r: &DepositRefund,
+    from: Option<DepositRefundStatus>,
+    actor: &Actor,
+    at: DateTime<Utc>,
+) -> GovResult<()> {
+    let change = crate::market::service::Change::new(r.status.as_str()).reason(r.note.as_deref());
+    let change = match from {
+        Some(f) => change.states(f, r.status),
+        None => change.to(r.status),
+    };
+    let event = format!("deposit_refund.{}", r.status);
+    crate::market::service::Agg::new("deposit_refund", &r.id, Some(&r.merchant_id))
+        .record(
+            tx,
+            at,
+            actor,
+            change.event(
+                &event,
+                json!({ "merchant_id": r.merchant_id, "refund_id": r.id, "payment_id": r.payment_id,
+                        "amount": r.amount, "status": r.status, "wx_refund_id": r.wx_refund_id }),
+            ),
+        )
+        .await?;
+    Ok(())
 }
 
 fn check_pay_in(transaction_id: &str, amount: Money) -> GovResult<()> {

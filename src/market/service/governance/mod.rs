@@ -33,7 +33,7 @@ mod settlements;
 
 pub use aftersales::CaseRequest;
 pub(super) use deposits::apply_deposit_notice;
-pub use deposits::{DepositPrepay, DepositView};
+pub use deposits::{DepositPrepay, DepositRefundView, DepositView};
 pub use penalties::PenaltyLog;
 pub use reviews::ReviewRequest;
 
@@ -266,11 +266,27 @@ impl Market {
         r.map_err(MarketError::from)
     }
 
+    /// A governance gateway call gave up (inside the timer's transaction): the aggregate records it.
+    pub(in crate::market::service) async fn governance_call_failed(
+        &self,
+        tx: &mut dyn StoreTx,
+        t: &Timer,
+        error: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let r = match t.aggregate_type.as_str() {
+            "deposit_refund" => deposits::deposit_refund_call_failed(tx, &t.aggregate_id, error, at).await,
+            _ => Ok(()),
+        };
+        r.map_err(MarketError::from)
+    }
+
     /// A governance gateway call (after commit, retried by the timer machinery).
     pub(in crate::market::service) async fn call_governance(&self, t: &Timer) -> Result<()> {
         let r = match t.aggregate_type.as_str() {
             "profit_share" => self.call_profit_share(&t.aggregate_id).await,
             "compensation" => self.call_compensation(&t.aggregate_id).await,
+            "deposit_refund" => self.call_deposit_refund(&t.aggregate_id).await,
             other => Err(GovError::invalid(format!("unknown governance call {other}"))),
         };
         r.map_err(|e| match e {
