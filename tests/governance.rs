@@ -16,7 +16,7 @@ use wxshop::market::governance::deposit::{DepositRefund, DepositRefundStatus, De
 use wxshop::market::governance::ledger::Account;
 use wxshop::market::governance::penalty::PenaltyStatus;
 use wxshop::market::governance::review::{Ratings, ReviewStatus, TextVerdict};
-use wxshop::market::governance::settlement::{AttributionState, SettlementState};
+use wxshop::market::governance::settlement::{AttributionState, PayoutStatus, SettlementState};
 use wxshop::market::governance::{GovError, GovResult, GovernanceConfig};
 use wxshop::market::*;
 
@@ -1094,6 +1094,131 @@ async fn a_lost_deposit_payment_notice_is_credited_once_by_reconciliation(e: Env
     e.audit().await;
 }
 
+/// A ¥100 order shipped late: ¥5 compensation to `b1` out of the deposit, asked of a gateway paying by
+/// merchant transfer. Returns the merchant and the compensation id.
+async fn late_compensation_by_transfer(e: &Env) -> (Shop, String) {
+    let m = &e.market;
+    e.gw.pay_by_transfer();
+    let s = shop(m, "Transfer", 50_000, &[10_000]).await;
+    m.deposit_paid_in(&s.merchant, "wxdep-t", Money::fen(50_000)).await.unwrap();
+    buy(e, &s, "b1", &[(0, 1)]).await;
+    e.advance(hours(48) + minutes(1));
+    e.run().await;
+    let list = m.buyer_compensations("b1").await.unwrap();
+    assert_eq!(list.len(), 1);
+    let c = &list[0];
+    let t = c.transfer.clone().expect("a transfer bill");
+    assert_eq!(
+        (c.compensation.amount, c.compensation.status, c.compensation.source, t.attempt),
+        (Money::fen(500), PayoutStatus::Requested, Payer::Deposit, 1)
+    );
+    let id = c.compensation.id.clone();
+    assert_eq!(id.len(), 32, "the compensation id is the first out_bill_no: 32 of [0-9a-f]");
+    assert_eq!(
+        (t.out_bill_no.as_str(), t.state.as_str(), t.transfer_bill_no.clone(), t.package_info.clone()),
+        (id.as_str(), "WAIT_USER_CONFIRM", Some(format!("wxtransfer_{id}")), Some(format!("package_{id}")))
+    );
+    assert!(t.awaits_buyer());
+    // Owed until WeChat Pay says the money arrived.
+    assert_eq!(e.balance(Account::BuyerRefundPayable("b1".into())).await, 500);
+    e.audit().await;
+    (s, id)
+}
+
+fn transfer_notice(id: &str, out_bill_no: &str, outcome: TransferOutcome, fen: i64) -> TransferNotice {
+    TransferNotice {
+        notify_id: id.into(),
+        out_bill_no: out_bill_no.into(),
+        transfer_bill_no: format!("wxtransfer_{out_bill_no}"),
+        outcome,
+        amount: Money::fen(fen),
+        openid: "b1".into(),
+        fail_reason: (outcome == TransferOutcome::Fail).then(|| "PAYEE_ACCOUNT_ABNORMAL".to_string()),
+    }
+}
+
+async fn a_compensation_transfer_is_paid_exactly_once_by_its_notification(e: Env) {
+    let m = &e.market;
+    let (_, id) = late_compensation_by_transfer(&e).await;
+    // A notice whose amount is not the compensation's changes nothing (and leaves its id unused).
+    let err = m.handle_transfer_notice(&transfer_notice("t1", &id, TransferOutcome::Success, 499)).await.unwrap_err();
+    assert!(matches!(err, GovError::Market(MarketError::PaymentMismatch { .. })), "{err:?}");
+    let stray = transfer_notice("t0", "0123456789abcdef0123456789abcdef", TransferOutcome::Success, 500);
+    assert!(matches!(m.handle_transfer_notice(&stray).await, Err(GovError::NotFound { .. })));
+    let ok = transfer_notice("t1", &id, TransferOutcome::Success, 500);
+    assert_eq!(m.handle_transfer_notice(&ok).await.unwrap(), TransferNoticeOutcome::Paid);
+    assert_eq!(m.handle_transfer_notice(&ok).await.unwrap(), TransferNoticeOutcome::Duplicate);
+    let again = transfer_notice("t2", &id, TransferOutcome::Success, 500);
+    assert_eq!(m.handle_transfer_notice(&again).await.unwrap(), TransferNoticeOutcome::AlreadyApplied);
+    let v = m.compensation_view(&id).await.unwrap();
+    let t = v.transfer.unwrap();
+    assert_eq!(
+        (v.compensation.status, t.state.as_str(), t.package_info, t.transfer_bill_no),
+        (PayoutStatus::Succeeded, "SUCCESS", None, Some(format!("wxtransfer_{id}")))
+    );
+    assert_eq!(e.balance(Account::BuyerRefundPayable("b1".into())).await, 0, "paid out once");
+    // Nothing is left to reconcile, and a paid compensation is not re-issued.
+    assert_eq!(m.reconcile_pending_transfers(m.now()).await.unwrap().checked, 0);
+    assert!(matches!(m.reissue_compensation(&id).await, Err(GovError::AlreadyDone(_))));
+    e.audit().await;
+}
+
+async fn a_failed_compensation_transfer_stays_owed_and_is_reissued_once(e: Env) {
+    let m = &e.market;
+    let (_, id) = late_compensation_by_transfer(&e).await;
+    let fail = transfer_notice("f1", &id, TransferOutcome::Fail, 500);
+    assert_eq!(m.handle_transfer_notice(&fail).await.unwrap(), TransferNoticeOutcome::Failed);
+    assert_eq!(m.handle_transfer_notice(&fail).await.unwrap(), TransferNoticeOutcome::Duplicate);
+    let v = m.compensation_view(&id).await.unwrap();
+    let t = v.transfer.clone().unwrap();
+    assert_eq!(
+        (v.compensation.status, t.state.as_str(), t.fail_reason.as_deref()),
+        (PayoutStatus::Failed, "FAIL", Some("PAYEE_ACCOUNT_ABNORMAL"))
+    );
+    let trail = m.audit_trail(&id).await.unwrap();
+    assert!(trail.iter().any(|a| a.reason.as_deref() == Some("PAYEE_ACCOUNT_ABNORMAL")), "{trail:?}");
+    // Still owed to the buyer.
+    assert_eq!(e.balance(Account::BuyerRefundPayable("b1".into())).await, 500);
+    e.audit().await;
+
+    // The platform re-issues it: a new bill with a new out_bill_no, asked of WeChat Pay at once; twice is once.
+    let r = m.reissue_compensation(&id).await.unwrap();
+    let t2 = r.transfer.clone().unwrap();
+    assert_eq!(
+        (r.compensation.status, t2.attempt, t2.state.as_str()),
+        (PayoutStatus::Requested, 2, "WAIT_USER_CONFIRM")
+    );
+    assert_ne!(t2.out_bill_no, id);
+    assert!(t2.out_bill_no.len() == 32 && t2.out_bill_no.bytes().all(|b| b.is_ascii_alphanumeric()));
+    let r2 = m.reissue_compensation(&id).await.unwrap();
+    assert_eq!(r2.transfer.unwrap().out_bill_no, t2.out_bill_no);
+    let asked: Vec<String> = calls(&e.gw)
+        .into_iter()
+        .filter_map(|c| if let GatewayCall::Compensate(r) = c { Some(r.out_no) } else { None })
+        .collect();
+    assert_eq!(asked, vec![id.clone(), t2.out_bill_no.clone()]);
+    // The old bill's failure delivered again under another id changes nothing.
+    let late = transfer_notice("f2", &id, TransferOutcome::Fail, 500);
+    assert_eq!(m.handle_transfer_notice(&late).await.unwrap(), TransferNoticeOutcome::AlreadyApplied);
+    assert_eq!(m.compensation_view(&id).await.unwrap().compensation.status, PayoutStatus::Requested);
+
+    // The new bill's notification is lost; reconciliation finds it SUCCESS by query, once.
+    let mut found = transfer_notice("", &t2.out_bill_no, TransferOutcome::Success, 500);
+    found.notify_id = transfer_query_notify_id(&found.transfer_bill_no, TransferOutcome::Success);
+    e.gw.set_transfer(&t2.out_bill_no, TransferQuery::Finished(found.clone()));
+    let rep = m.reconcile_pending_transfers(m.now()).await.unwrap();
+    assert_eq!((rep.checked, rep.applied, rep.failed), (1, 1, 0));
+    let rep = m.reconcile_pending_transfers(m.now()).await.unwrap();
+    assert_eq!((rep.checked, rep.applied, rep.failed), (0, 0, 0));
+    // The notification arriving after all is a no-op.
+    let late_ok = transfer_notice("s9", &t2.out_bill_no, TransferOutcome::Success, 500);
+    assert_eq!(m.handle_transfer_notice(&late_ok).await.unwrap(), TransferNoticeOutcome::AlreadyApplied);
+    let v = m.compensation_view(&id).await.unwrap();
+    assert_eq!((v.compensation.status, v.transfer.unwrap().state.as_str()), (PayoutStatus::Succeeded, "SUCCESS"));
+    assert_eq!(e.balance(Account::BuyerRefundPayable("b1".into())).await, 0);
+    e.audit().await;
+}
+
 macro_rules! cases {
     ($($f:ident),* $(,)?) => { vec![$((stringify!($f), (|e| Box::pin($f(e)) as BoxFut<()>) as fn(Env) -> BoxFut<()>)),*] };
 }
@@ -1119,6 +1244,8 @@ fn cases() -> Vec<Case> {
         the_exit_refund_is_refused_while_an_order_case_dispute_or_settlement_is_open,
         a_pay_in_older_than_a_year_is_paid_back_manually,
         a_lost_deposit_payment_notice_is_credited_once_by_reconciliation,
+        a_compensation_transfer_is_paid_exactly_once_by_its_notification,
+        a_failed_compensation_transfer_stays_owed_and_is_reissued_once,
     ]
 }
 

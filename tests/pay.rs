@@ -835,6 +835,32 @@ mod parsers_never_panic {
         }
 
         #[test]
+        fn transfer_bill_resources(state in "[A-Z_]{0,12}", amount in any::<i64>(), reason in proptest::option::of(".{0,20}"), junk in proptest::collection::vec(any::<u8>(), 0..256), shape in 0u8..3) {
+            let (_, key) = verifier();
+            let plaintext = match shape {
+                0 => serde_json::to_vec(&serde_json::json!({"out_bill_no": "B1", "transfer_bill_no": "T1", "state": state,
+                    "mch_id": "1", "transfer_amount": amount, "openid": "o1", "fail_reason": reason,
+                    "create_time": "t", "update_time": "t"})).unwrap(),
+                1 => serde_json::to_vec(&serde_json::json!({"out_bill_no": amount, "state": state})).unwrap(),
+                _ => junk,
+            };
+            let ct = key.encrypt("fuzznonce123", "mch_payment", &plaintext).unwrap();
+            let body = serde_json::json!({"id": "EV-1", "create_time": "t", "event_type": "MCHTRANSFER.BILL.FINISHED",
+                "resource_type": "encrypt-resource", "summary": "s",
+                "resource": {"algorithm": "AEAD_AES_256_GCM", "ciphertext": ct, "associated_data": "mch_payment",
+                             "nonce": "fuzznonce123", "original_type": "mch_payment"}});
+            match decrypt_notification(key, &serde_json::to_vec(&body).unwrap()) {
+                Ok(n) => {
+                    prop_assert_eq!(shape, 0);
+                    let is_transfer = matches!(n.resource, wxshop::pay::NotificationResource::TransferBill(ref t)
+                        if t.transfer_amount == amount && t.state.as_str() == state);
+                    prop_assert!(is_transfer);
+                }
+                Err(e) => prop_assert!(shape != 0, "{e}"),
+            }
+        }
+
+        #[test]
         fn signature_headers(serial in ".{0,40}", sig in ".{0,400}", ts in ".{0,12}", nonce in ".{0,40}", body in proptest::collection::vec(any::<u8>(), 0..256)) {
             let (v, _) = verifier();
             let h = SignatureHeaders { serial: &serial, signature: &sig, timestamp: &ts, nonce: &nonce, signature_type: None };

@@ -53,6 +53,10 @@ const STEPS: &[(&str, StepFn)] = &[
     step!("merchants ship, buyer confirms receipt", crate::market::demo_ship_and_receive),
     step!("a merchant pays its deposit (保证金)", crate::governance::demo_deposit),
     step!("a late shipment becomes a penalty and a deposit deduction", crate::governance::demo_late_shipment),
+    step!(
+        "the buyer confirms the compensation transfer (商家转账); it is paid",
+        crate::compensation::demo_compensation
+    ),
     step!("the merchant appeals; upheld, the deposit is restored", crate::governance::demo_appeal),
     step!("a return becomes a refund", crate::governance::demo_return),
     step!("a review, the merchant's reply, the score and the ledger audit", crate::governance::demo_review_and_score),

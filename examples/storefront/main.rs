@@ -7,6 +7,7 @@
 //! step, and exits non-zero if any step fails.
 
 mod api;
+mod compensation;
 mod demo;
 mod governance;
 mod login;
@@ -108,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .merge(push::routes(&state))
         .merge(market::routes())
         .merge(governance::routes())
+        .merge(compensation::routes())
         .with_state(state)
 }
 

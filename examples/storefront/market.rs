@@ -90,6 +90,13 @@ impl MarketState {
                 Err(e) => Err(e.into()),
             };
         }
+        if let Some(notice) = wxshop::market::TransferNotice::from_notification(n) {
+            return match self.market.handle_transfer_notice(&notice).await {
+                Ok(_) => Ok(true),
+                Err(wxshop::market::governance::GovError::NotFound { .. }) => Ok(false),
+                Err(e) => Err(e.into()),
+            };
+        }
         if let wxshop::pay::NotificationResource::Refund(r) = &n.resource {
             let ok = r.refund_status.as_str() == "SUCCESS";
             // Order refunds and deposit exit refunds (`dpr…`) alike.
@@ -146,6 +153,10 @@ pub async fn build(
                     ),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "payment reconciliation"),
+                }
+                // Compensation transfers whose MCHTRANSFER.BILL.FINISHED got lost, likewise.
+                if let Err(e) = timers.reconcile_pending_transfers(timers.now()).await {
+                    tracing::warn!(error = %e, "transfer reconciliation");
                 }
             }
             if let Err(e) = timers.run_due_timers(timers.now()).await {

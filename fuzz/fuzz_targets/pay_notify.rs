@@ -14,8 +14,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = decrypt_notification(&key, data);
     // A well-formed envelope around a fuzzed plaintext, so the typed parsers see arbitrary JSON.
     let (event, plaintext) = match data.first() {
-        Some(b) if b % 3 == 0 => ("TRANSACTION.SUCCESS", &data[1..]),
-        Some(b) if b % 3 == 1 => ("REFUND.SUCCESS", &data[1..]),
+        Some(b) if b % 4 == 0 => ("TRANSACTION.SUCCESS", &data[1..]),
+        Some(b) if b % 4 == 1 => ("REFUND.SUCCESS", &data[1..]),
+        Some(b) if b % 4 == 2 => ("MCHTRANSFER.BILL.FINISHED", &data[1..]),
         Some(_) => ("OTHER.EVENT", &data[1..]),
         None => return,
     };

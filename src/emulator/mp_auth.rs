@@ -140,6 +140,11 @@ impl MpState {
         openid
     }
 
+    /// Whether `openid` is a user's openid in `appid` (payments and transfers to a user check it).
+    pub fn openid_in_app(&self, appid: &str, openid: &str) -> bool {
+        self.users.get(openid).is_some_and(|user| openid_for(appid, user) == openid)
+    }
+
     /// Mints a getPhoneNumber code.
     pub fn mint_phone_code(&mut self, appid: &str, phone: &str, now: DateTime<Utc>) -> Result<String> {
         if !self.apps.contains_key(appid) {

@@ -257,10 +257,121 @@ pub struct CompensationRequest {
 /// What WeChat Pay said about a compensation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompensationTicket {
-    /// WeChat Pay's id.
+    /// WeChat Pay's id (a merchant transfer's `transfer_bill_no`).
     pub id: String,
     /// Already succeeded.
     pub succeeded: bool,
+    /// A merchant transfer's bill state (`WAIT_USER_CONFIRM`, `FAIL`…), when the gateway pays by
+    /// transfer bills; `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// With `WAIT_USER_CONFIRM`: the `package` the buyer's `wx.requestMerchantTransfer` needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_info: Option<String>,
+    /// Why it failed, when it failed at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_reason: Option<String>,
+}
+
+impl CompensationTicket {
+    /// A compensation the gateway paid at once.
+    pub fn paid(id: impl Into<String>) -> Self {
+        CompensationTicket { id: id.into(), succeeded: true, state: None, package_info: None, fail_reason: None }
+    }
+}
+
+/// How a merchant transfer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TransferOutcome {
+    /// `SUCCESS`: the money reached the buyer.
+    Success,
+    /// `FAIL`: it did not; the money is back in the merchant's balance.
+    Fail,
+    /// `CANCELLED`: the merchant withdrew it before the buyer confirmed.
+    Cancelled,
+}
+
+impl TransferOutcome {
+    /// From a final transfer bill state; `None` for a state that is not final.
+    pub fn from_state(state: &str) -> Option<Self> {
+        match state {
+            "SUCCESS" => Some(TransferOutcome::Success),
+            "FAIL" => Some(TransferOutcome::Fail),
+            "CANCELLED" => Some(TransferOutcome::Cancelled),
+            _ => None,
+        }
+    }
+
+    /// WeChat Pay's state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferOutcome::Success => "SUCCESS",
+            TransferOutcome::Fail => "FAIL",
+            TransferOutcome::Cancelled => "CANCELLED",
+        }
+    }
+}
+
+/// A verified `MCHTRANSFER.BILL.FINISHED` notification (or a query's answer), as the marketplace
+/// applies it with [`crate::market::Market::handle_transfer_notice`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferNotice {
+    /// The notification id (the dedupe key); a query's answer uses [`transfer_query_notify_id`].
+    pub notify_id: String,
+    /// The merchant's bill number.
+    pub out_bill_no: String,
+    /// WeChat Pay's bill number.
+    pub transfer_bill_no: String,
+    /// How it ended.
+    pub outcome: TransferOutcome,
+    /// Amount.
+    pub amount: Money,
+    /// The payee.
+    pub openid: String,
+    /// Why it failed.
+    pub fail_reason: Option<String>,
+}
+
+impl TransferNotice {
+    /// From a decrypted transfer bill notification; `None` if its state is not final.
+    pub fn from_bill(notify_id: &str, b: &crate::pay::transfers::TransferBillNotice) -> Option<Self> {
+        Some(TransferNotice {
+            notify_id: notify_id.to_string(),
+            out_bill_no: b.out_bill_no.clone(),
+            transfer_bill_no: b.transfer_bill_no.clone(),
+            outcome: TransferOutcome::from_state(b.state.as_str())?,
+            amount: Money::fen(b.transfer_amount),
+            openid: b.openid.clone(),
+            fail_reason: b.fail_reason.clone(),
+        })
+    }
+
+    /// From a verified notification: `Some` for `MCHTRANSFER.BILL.FINISHED` in a final state.
+    pub fn from_notification(n: &crate::pay::Notification) -> Option<Self> {
+        match &n.resource {
+            crate::pay::NotificationResource::TransferBill(b) => Self::from_bill(&n.id, b),
+            _ => None,
+        }
+    }
+}
+
+/// The notification id a transfer's final state found by a query is applied under.
+pub fn transfer_query_notify_id(transfer_bill_no: &str, outcome: TransferOutcome) -> String {
+    format!("query:{transfer_bill_no}:{}", outcome.as_str())
+}
+
+/// What WeChat Pay says about a merchant transfer when asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TransferQuery {
+    /// The gateway cannot tell (it has no query).
+    Unknown,
+    /// Not final yet (`WAIT_USER_CONFIRM`, `PROCESSING`…).
+    Pending {
+        /// WeChat Pay's state.
+        state: String,
+    },
+    /// Final: the notice to apply, exactly like a notification's.
+    Finished(TransferNotice),
 }
 
 /// WeChat Pay, as the marketplace needs it.
@@ -289,6 +400,12 @@ pub trait PaymentGateway: Send + Sync + fmt::Debug {
     async fn query_refund(&self, req: &RefundQueryRequest) -> crate::Result<RefundQuery> {
         let _ = req;
         Ok(RefundQuery::Unknown)
+    }
+    /// Asks for a compensation transfer's state by `out_bill_no`. Gateways without transfers answer
+    /// [`TransferQuery::Unknown`].
+    async fn query_transfer(&self, out_bill_no: &str) -> crate::Result<TransferQuery> {
+        let _ = out_bill_no;
+        Ok(TransferQuery::Unknown)
     }
 }
 
@@ -350,6 +467,8 @@ pub enum GatewayCall {
     Query(QueryRequest),
     /// `query_refund`.
     QueryRefund(RefundQueryRequest),
+    /// `query_transfer` (the `out_bill_no`).
+    QueryTransfer(String),
 }
 
 /// An in-memory gateway that succeeds (unless told to fail) and records every call.
@@ -360,6 +479,7 @@ pub struct RecordingGateway {
     paid: Mutex<Vec<PaymentNotice>>,
     hold_refunds: Mutex<bool>,
     refunds: Mutex<Vec<(String, RefundQuery)>>,
+    transfers: Mutex<Option<std::collections::HashMap<String, TransferQuery>>>,
 }
 
 impl RecordingGateway {
@@ -387,8 +507,22 @@ impl RecordingGateway {
         r.push((out_refund_no.to_string(), state));
     }
 
+    /// Makes `compensate` answer like WeChat Pay's merchant transfers: a bill waiting for the buyer
+    /// (`WAIT_USER_CONFIRM`, id `wxtransfer_{out_no}`, package `package_{out_no}`), concluded later by a
+    /// [`TransferNotice`] or by what [`RecordingGateway::set_transfer`] makes `query_transfer` answer.
+    pub fn pay_by_transfer(&self) {
+        let mut t = self.transfers.lock().unwrap_or_else(|p| p.into_inner());
+        t.get_or_insert_with(Default::default);
+    }
+
+    /// What `query_transfer` answers for `out_bill_no` (after [`RecordingGateway::pay_by_transfer`]).
+    pub fn set_transfer(&self, out_bill_no: &str, answer: TransferQuery) {
+        let mut t = self.transfers.lock().unwrap_or_else(|p| p.into_inner());
+        t.get_or_insert_with(Default::default).insert(out_bill_no.to_string(), answer);
+    }
+
     /// Makes the next call of `op` (`"prepay"`, `"close"`, `"refund"`, `"ship"`,
-    /// `"profit_share"`, `"compensate"`, `"query"`, `"query_refund"`) fail; a `transient`
+    /// `"profit_share"`, `"compensate"`, `"query"`, `"query_refund"`, `"query_transfer"`) fail; a `transient`
     /// failure is retryable (WeChat Pay's `SYSTEM_ERROR`), otherwise it is final (`PARAM_ERROR`).
     pub fn fail_next(&self, op: &'static str, transient: bool) {
         self.failures.lock().unwrap_or_else(|p| p.into_inner()).push((op, transient));
@@ -451,7 +585,22 @@ impl PaymentGateway for RecordingGateway {
 
     async fn compensate(&self, req: &CompensationRequest) -> crate::Result<CompensationTicket> {
         self.record("compensate", GatewayCall::Compensate(req.clone()))?;
-        Ok(CompensationTicket { id: format!("wxcomp_{}", req.out_no), succeeded: true })
+        if self.transfers.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+            return Ok(CompensationTicket {
+                id: format!("wxtransfer_{}", req.out_no),
+                succeeded: false,
+                state: Some("WAIT_USER_CONFIRM".into()),
+                package_info: Some(format!("package_{}", req.out_no)),
+                fail_reason: None,
+            });
+        }
+        Ok(CompensationTicket::paid(format!("wxcomp_{}", req.out_no)))
+    }
+
+    async fn query_transfer(&self, out_bill_no: &str) -> crate::Result<TransferQuery> {
+        self.record("query_transfer", GatewayCall::QueryTransfer(out_bill_no.to_string()))?;
+        let t = self.transfers.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(t.as_ref().and_then(|m| m.get(out_bill_no).cloned()).unwrap_or(TransferQuery::Unknown))
     }
 
     async fn query(&self, req: &QueryRequest) -> crate::Result<PaymentQuery> {
@@ -535,7 +684,12 @@ pub struct WechatPayGateway {
     appid: String,
     notify_url: std::sync::Arc<std::sync::RwLock<String>>,
     profit_sharing: bool,
+    transfer_scene: std::sync::Arc<(String, Vec<crate::pay::transfers::SceneReportInfo>)>,
 }
+
+/// The transfer scene [`WechatPayGateway`] pays compensation under unless told otherwise: `1000`
+/// (现金营销), with the two reports that scene requires.
+pub const DEFAULT_TRANSFER_SCENE: &str = "1000";
 
 impl WechatPayGateway {
     /// A gateway paying for mini-program `appid`, with notifications sent to `notify_url`.
@@ -545,7 +699,27 @@ impl WechatPayGateway {
             appid: appid.into(),
             notify_url: std::sync::Arc::new(std::sync::RwLock::new(notify_url.into())),
             profit_sharing: false,
+            transfer_scene: std::sync::Arc::new((
+                DEFAULT_TRANSFER_SCENE.to_string(),
+                vec![
+                    crate::pay::transfers::SceneReportInfo::new("活动名称", "售后赔付"),
+                    crate::pay::transfers::SceneReportInfo::new("奖励说明", "商家违规或售后纠纷的赔付"),
+                ],
+            )),
         }
+    }
+
+    /// The transfer scene (转账场景) compensation is paid under and its reports
+    /// (`transfer_scene_report_infos`). The default is scene `1000` with `活动名称` and `奖励说明`, which
+    /// the emulator accepts; against WeChat Pay use the scene WeChat granted the merchant (商户平台 →
+    /// 商家转账 → 转账场景) and the reports that scene requires.
+    pub fn with_transfer_scene(
+        mut self,
+        scene_id: impl Into<String>,
+        report_infos: Vec<crate::pay::transfers::SceneReportInfo>,
+    ) -> Self {
+        self.transfer_scene = std::sync::Arc::new((scene_id.into(), report_infos));
+        self
     }
 
     /// Marks every prepay order for profit sharing (`settle_info.profit_sharing`), which WeChat Pay
@@ -720,6 +894,58 @@ impl PaymentGateway for WechatPayGateway {
             ps.create_order(o).await?
         };
         Ok(ProfitShareTicket { order_id: order.order_id, finished: order.state == OrderState::Finished })
+    }
+
+    /// A merchant transfer (商家转账, `POST /v3/fund-app/mch-transfer/transfer-bills`) of the amount to
+    /// the buyer, with `out_bill_no` = `out_no` (idempotent) and notifications to the pay notify URL.
+    /// The bill usually waits for the buyer (`WAIT_USER_CONFIRM`): the ticket is not succeeded and
+    /// carries the `package_info` for `wx.requestMerchantTransfer`; `MCHTRANSFER.BILL.FINISHED`
+    /// concludes it.
+    async fn compensate(&self, req: &CompensationRequest) -> crate::Result<CompensationTicket> {
+        use crate::pay::transfers::{CreateTransferBill, TransferState};
+        let remark: String = req.description.chars().take(crate::pay::transfers::MAX_REMARK_CHARS).collect();
+        let (scene, reports) = &*self.transfer_scene;
+        let mut r = CreateTransferBill::new(
+            &self.appid,
+            &req.out_no,
+            scene,
+            &req.payer_openid,
+            req.amount.as_fen(),
+            if remark.is_empty() { "赔付".to_string() } else { remark },
+        )
+        .notify_url(self.notify_url());
+        r.transfer_scene_report_infos = reports.clone();
+        let bill = self.client.transfers().create(r).await?;
+        Ok(CompensationTicket {
+            succeeded: bill.state == TransferState::Success,
+            state: Some(bill.state.as_str().to_string()),
+            package_info: bill.package_info,
+            fail_reason: bill.fail_reason,
+            id: bill.transfer_bill_no,
+        })
+    }
+
+    /// `GET /v3/fund-app/mch-transfer/transfer-bills/out-bill-no/{out_bill_no}`. A bill WeChat Pay does
+    /// not know is still pending (the create call may not have arrived yet).
+    async fn query_transfer(&self, out_bill_no: &str) -> crate::Result<TransferQuery> {
+        match self.client.transfers().query_by_out_bill_no(out_bill_no).await {
+            Ok(b) => Ok(match TransferOutcome::from_state(b.state.as_str()) {
+                Some(outcome) => TransferQuery::Finished(TransferNotice {
+                    notify_id: transfer_query_notify_id(&b.transfer_bill_no, outcome),
+                    out_bill_no: b.out_bill_no,
+                    transfer_bill_no: b.transfer_bill_no,
+                    outcome,
+                    amount: Money::fen(b.transfer_amount),
+                    openid: b.openid,
+                    fail_reason: b.fail_reason,
+                }),
+                None => TransferQuery::Pending { state: b.state.as_str().to_string() },
+            }),
+            Err(e) if matches!(e.pay_code(), Some("NOT_FOUND")) => {
+                Ok(TransferQuery::Pending { state: "NOT_FOUND".into() })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// `GET /v3/pay/transactions/out-trade-no/{..}` (JSAPI), its partner form, or

@@ -122,7 +122,8 @@ pub use gateway::{
     CloseRequest, CompensationRequest, CompensationTicket, GatewayCall, LogisticsType, MpShippingGateway,
     PaymentGateway, PaymentQuery, PrepayRequest, PrepayTicket, ProfitShareReceiver, ProfitShareRequest,
     ProfitShareTicket, QueryRequest, RecordingGateway, RefundQuery, RefundQueryRequest, RefundRequest, RefundTicket,
-    ShippingGateway, ShippingParcel, ShippingUpload, SubOrder, WechatPayGateway, query_notify_id,
+    ShippingGateway, ShippingParcel, ShippingUpload, SubOrder, TransferNotice, TransferOutcome, TransferQuery,
+    WechatPayGateway, query_notify_id, transfer_query_notify_id,
 };
 pub use inventory::{Demand, Movement, MovementKind, Reservation, ReservationStatus, StockLevel, aggregate_demand};
 pub use merchant::{Merchant, MerchantStatus, Restrictions};
@@ -134,4 +135,5 @@ pub use service::{
     MarketConfig, MerchantBalances, NewMerchant, PenaltyLog, ReconcileReport, RefundSettled, ReviewRequest,
     StockReconciliation,
 };
+pub use service::{CompensationView, TransferNoticeOutcome};
 pub use store::{Backend, MarketStore, StoreTx};

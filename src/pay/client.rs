@@ -450,6 +450,11 @@ impl PayClient {
     pub fn combine(&self) -> super::combine::Combine<'_> {
         super::combine::Combine { client: self }
     }
+
+    /// Merchant transfers (商家转账 transfer bills).
+    pub fn transfers(&self) -> super::transfers::Transfers<'_> {
+        super::transfers::Transfers { client: self }
+    }
 }
 
 /// A POST with a JSON body on the Pay host, idempotent by WeChat's rule for keyed calls.

@@ -8,7 +8,8 @@
 //!   the crate's one executor, and its response verified before it is decoded.
 //! - [`keys`]: the verifier holding platform certificates and `PUB_KEY_ID_…` public keys.
 //! - [`notify`]: `verify_and_decrypt` for notifications, dedupe, and an axum handler.
-//! - [`transactions`], [`refunds`], [`bills`], [`profitsharing`], [`partner`], [`combine`]: the calls.
+//! - [`transactions`], [`refunds`], [`bills`], [`profitsharing`], [`partner`], [`combine`],
+//!   [`transfers`] (商家转账 transfer bills): the calls.
 //!
 //! ```no_run
 //! # async fn demo() -> wxshop::Result<()> {
@@ -104,6 +105,7 @@ pub mod partner;
 pub mod profitsharing;
 pub mod refunds;
 pub mod transactions;
+pub mod transfers;
 
 pub use client::{PayClient, PayClientBuilder, RequestPayment};
 pub use notify::{Notification, NotificationResource};

@@ -5,8 +5,8 @@
 //! [`PayClient::verify_and_decrypt`] rejects by default, in this order: the signature type, a
 //! `WECHATPAY/SIGNTEST/` probe, a timestamp outside 300 s, an unknown `Wechatpay-Serial`, a bad
 //! RSA signature over the raw body, an unsupported resource algorithm, a failed AES-GCM tag; then it
-//! parses `TRANSACTION.SUCCESS` into [`Transaction`] (or [`CombineTransaction`]) and `REFUND.*`
-//! into [`RefundNotice`].
+//! parses `TRANSACTION.SUCCESS` into [`Transaction`] (or [`CombineTransaction`]), `REFUND.*`
+//! into [`RefundNotice`] and `MCHTRANSFER.BILL.FINISHED` into [`TransferBillNotice`].
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> wxshop::Result<()> {
@@ -41,6 +41,7 @@ use super::combine::CombineTransaction;
 use super::keys::{SignatureHeaders, Verifier};
 use super::refunds::RefundStatus;
 use super::transactions::Transaction;
+use super::transfers::TransferBillNotice;
 use crate::crypto::pay::{self as paycrypto, AEAD_AES_256_GCM, ApiV3Key, MerchantKey, SCHEME};
 use crate::error::{CryptoKind, Error, Result};
 
@@ -103,6 +104,8 @@ pub enum NotificationResource {
     CombineTransaction(CombineTransaction),
     /// `REFUND.SUCCESS`, `REFUND.ABNORMAL`, `REFUND.CLOSED`.
     Refund(RefundNotice),
+    /// `MCHTRANSFER.BILL.FINISHED`: a merchant transfer bill reached `SUCCESS`, `FAIL` or `CANCELLED`.
+    TransferBill(TransferBillNotice),
     /// Any other event, as JSON.
     Other(serde_json::Value),
 }
@@ -202,6 +205,9 @@ fn parse_resource(event_type: &str, plaintext: &[u8]) -> Result<NotificationReso
     }
     if event_type.starts_with("REFUND.") {
         return serde_json::from_slice(plaintext).map(NotificationResource::Refund).map_err(bad);
+    }
+    if event_type.starts_with("MCHTRANSFER.") {
+        return serde_json::from_slice(plaintext).map(NotificationResource::TransferBill).map_err(bad);
     }
     serde_json::from_slice(plaintext).map(NotificationResource::Other).map_err(bad)
 }
@@ -475,7 +481,20 @@ pub fn summary_of(event_type: &str) -> &'static str {
         "REFUND.SUCCESS" => "退款成功",
         "REFUND.ABNORMAL" => "退款异常",
         "REFUND.CLOSED" => "退款关闭",
+        "MCHTRANSFER.BILL.FINISHED" => "商家转账单据终态通知",
         _ => "通知",
+    }
+}
+
+/// The resource's `original_type` (and associated data) WeChat uses for an event type:
+/// `refund`, `mch_payment` (merchant transfers) or `transaction`.
+pub fn original_type_of(event_type: &str) -> &'static str {
+    if event_type.starts_with("REFUND.") {
+        "refund"
+    } else if event_type.starts_with("MCHTRANSFER.") {
+        "mch_payment"
+    } else {
+        "transaction"
     }
 }
 
@@ -503,7 +522,7 @@ pub fn sign_notification_with_id(
     resource_plaintext: &[u8],
     timestamp: i64,
 ) -> Result<SignedNotification> {
-    let original_type = if event_type.starts_with("REFUND.") { "refund" } else { "transaction" };
+    let original_type = original_type_of(event_type);
     let resource =
         super::EncryptedResource::encrypt(apiv3_key, original_type, Some(original_type), resource_plaintext)?;
     let create_time = chrono::DateTime::<chrono::Utc>::from_timestamp(timestamp, 0)
@@ -560,6 +579,24 @@ mod tests {
             parse_resource("REFUND.SUCCESS", b"{}"),
             Err(Error::Crypto { kind: CryptoKind::Plaintext, .. })
         ));
+    }
+
+    #[test]
+    fn transfer_bill_resource_parses() {
+        let p = r#"{"out_bill_no":"plfk2020042013","transfer_bill_no":"1330000071100999991182020050700019480001","state":"SUCCESS","mch_id":"1900001109","transfer_amount":2000,"openid":"o-MYE42l80oelYMDE34nYD456Xoy","create_time":"2015-05-20T13:29:35.120+08:00","update_time":"2015-05-20T13:29:35.120+08:00"}"#.as_bytes();
+        match parse_resource("MCHTRANSFER.BILL.FINISHED", p).unwrap() {
+            NotificationResource::TransferBill(t) => {
+                assert_eq!(t.state, super::super::transfers::TransferState::Success);
+                assert_eq!(t.transfer_amount, 2000);
+                assert_eq!(t.fail_reason, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse_resource("MCHTRANSFER.BILL.FINISHED", br#"{"out_bill_no":1}"#),
+            Err(Error::Crypto { kind: CryptoKind::Plaintext, .. })
+        ));
+        assert_eq!(original_type_of("MCHTRANSFER.BILL.FINISHED"), "mch_payment");
     }
 
     #[tokio::test]

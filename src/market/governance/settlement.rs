@@ -641,6 +641,50 @@ pub struct Compensation {
     pub updated_at: DateTime<Utc>,
 }
 
+/// One WeChat Pay merchant transfer (商家转账) of a [`Compensation`]: the first attempt's `out_bill_no` is
+/// the compensation id; a re-issue after a failure is a new attempt with a new `out_bill_no`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompensationTransfer {
+    /// WeChat Pay's `out_bill_no` (32 characters of `[0-9a-f]`).
+    pub out_bill_no: String,
+    /// The compensation paid.
+    pub compensation_id: String,
+    /// The merchant concerned.
+    pub merchant_id: String,
+    /// The buyer (the payee's openid).
+    pub buyer_id: String,
+    /// 1 for the first transfer, 2 for the first re-issue…
+    pub attempt: i64,
+    /// WeChat Pay's bill state (`WAIT_USER_CONFIRM`, `SUCCESS`, `FAIL`, `CANCELLED`…), or
+    /// [`CompensationTransfer::NEW`] before WeChat Pay accepted it.
+    pub state: String,
+    /// WeChat Pay's `transfer_bill_no`.
+    pub transfer_bill_no: Option<String>,
+    /// With `WAIT_USER_CONFIRM`: the `package` of `wx.requestMerchantTransfer`.
+    pub package_info: Option<String>,
+    /// Why it failed (with `FAIL`, `CANCELLED`).
+    pub fail_reason: Option<String>,
+    /// Recorded.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl CompensationTransfer {
+    /// The state of a transfer not yet accepted by WeChat Pay.
+    pub const NEW: &'static str = "NEW";
+
+    /// `SUCCESS`, `FAIL` or `CANCELLED`.
+    pub fn is_final(&self) -> bool {
+        matches!(self.state.as_str(), "SUCCESS" | "FAIL" | "CANCELLED")
+    }
+
+    /// Waiting for the buyer to confirm it in the mini program.
+    pub fn awaits_buyer(&self) -> bool {
+        self.state == "WAIT_USER_CONFIRM" && self.package_info.is_some()
+    }
+}
+
 /// A click on a promoter's share link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Click {

@@ -29,6 +29,7 @@ pub use governance::{
     CONSUMER as GOVERNANCE_CONSUMER, CaseRequest, DepositPrepay, DepositRefundView, DepositView, MerchantBalances,
     PenaltyLog, ReviewRequest,
 };
+pub use governance::{CompensationView, TransferNoticeOutcome};
 pub use merchants::NewMerchant;
 pub use orders::RefundSettled;
 pub use timers::ReconcileReport;

@@ -37,7 +37,7 @@ use crate::market::governance::ledger::{NegativePolicy, Txn};
 use crate::market::governance::penalty::{Penalty, Restriction};
 use crate::market::governance::review::Review;
 use crate::market::governance::settlement::{
-    Attribution, Click, Compensation, PayoutStatus, ProfitShare, Settlement, ShareStatus,
+    Attribution, Click, Compensation, CompensationTransfer, PayoutStatus, ProfitShare, Settlement, ShareStatus,
 };
 
 /// A value and the optimistic-concurrency version it was read at.
@@ -283,6 +283,20 @@ pub trait GovTx: Send {
     async fn merchant_categories(&mut self, merchant_id: &str) -> Result<Vec<String>>;
     /// The listed products of a merchant.
     async fn listed_products(&mut self, merchant_id: &str) -> Result<Vec<String>>;
+
+    // ---- compensation paid by merchant transfer (商家转账)
+    /// Inserts a transfer of a compensation; `false` if its `out_bill_no` exists.
+    async fn insert_compensation_transfer(&mut self, t: &CompensationTransfer) -> Result<bool>;
+    /// A transfer by `out_bill_no`.
+    async fn compensation_transfer(&mut self, out_bill_no: &str) -> Result<Option<CompensationTransfer>>;
+    /// The transfers of a compensation, first attempt first.
+    async fn compensation_transfers(&mut self, compensation_id: &str) -> Result<Vec<CompensationTransfer>>;
+    /// Writes a transfer if its stored state is still `from`.
+    async fn update_compensation_transfer(&mut self, t: &CompensationTransfer, from: &str) -> Result<bool>;
+    /// Transfers WeChat Pay accepted that have not reached a final state, oldest change first.
+    async fn pending_compensation_transfers(&mut self, limit: i64) -> Result<Vec<CompensationTransfer>>;
+    /// A buyer's compensations, newest first.
+    async fn compensations_of_buyer(&mut self, buyer_openid: &str, limit: i64) -> Result<Vec<Compensation>>;
 }
 
 /// Posts `t`: checks its shape, writes it, and applies each account's delta under `policy`. A
@@ -408,7 +422,8 @@ macro_rules! gov_store_tx {
         use $crate::market::governance::penalty::{Penalty, Restriction, RestrictionKind};
         use $crate::market::governance::review::Review;
         use $crate::market::governance::settlement::{
-            Attribution, Click, Compensation, PayoutStatus, ProfitShare, Settlement, ShareStatus,
+            Attribution, Click, Compensation, CompensationTransfer, PayoutStatus, ProfitShare, Settlement,
+            ShareStatus,
         };
         use $crate::market::store::governance::{
             EntryRow, GovTx, LedgerAudit, TxnRow, Versioned, assemble, doc, docs, from_ms as gfrom_ms, ms as gms,
@@ -1506,6 +1521,86 @@ macro_rules! gov_store_tx {
                 .bind(merchant_id)
                 .fetch_all(&mut *self.0)
                 .await?)
+            }
+
+            async fn insert_compensation_transfer(&mut self, t: &CompensationTransfer) -> Result<bool> {
+                let r = sqlx::query(
+                    "INSERT INTO gov_compensation_transfers (out_bill_no, payout_id, buyer_openid, attempt, state, \
+                     updated_at, doc) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                )
+                .bind(&t.out_bill_no)
+                .bind(&t.compensation_id)
+                .bind(&t.buyer_id)
+                .bind(t.attempt)
+                .bind(&t.state)
+                .bind(gms(t.updated_at))
+                .bind(doc(t)?)
+                .execute(&mut *self.0)
+                .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn compensation_transfer(&mut self, out_bill_no: &str) -> Result<Option<CompensationTransfer>> {
+                let row: Option<(String,)> =
+                    sqlx::query_as("SELECT doc FROM gov_compensation_transfers WHERE out_bill_no = $1")
+                        .bind(out_bill_no)
+                        .fetch_optional(&mut *self.0)
+                        .await?;
+                row.map(|(d,)| undoc("compensation transfer", &d)).transpose()
+            }
+
+            async fn compensation_transfers(&mut self, compensation_id: &str) -> Result<Vec<CompensationTransfer>> {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "SELECT doc FROM gov_compensation_transfers WHERE payout_id = $1 ORDER BY attempt",
+                )
+                .bind(compensation_id)
+                .fetch_all(&mut *self.0)
+                .await?;
+                docs("compensation transfer", rows)
+            }
+
+            async fn update_compensation_transfer(&mut self, t: &CompensationTransfer, from: &str) -> Result<bool> {
+                let r = sqlx::query(
+                    "UPDATE gov_compensation_transfers SET state = $1, updated_at = $2, doc = $3 \
+                     WHERE out_bill_no = $4 AND state = $5",
+                )
+                .bind(&t.state)
+                .bind(gms(t.updated_at))
+                .bind(doc(t)?)
+                .bind(&t.out_bill_no)
+                .bind(from)
+                .execute(&mut *self.0)
+                .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn pending_compensation_transfers(&mut self, limit: i64) -> Result<Vec<CompensationTransfer>> {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "SELECT doc FROM gov_compensation_transfers \
+                     WHERE state NOT IN ('NEW', 'SUCCESS', 'FAIL', 'CANCELLED') ORDER BY updated_at, out_bill_no LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&mut *self.0)
+                .await?;
+                docs("compensation transfer", rows)
+            }
+
+            async fn compensations_of_buyer(&mut self, buyer_openid: &str, limit: i64) -> Result<Vec<Compensation>> {
+                let ids: Vec<String> = sqlx::query_scalar(
+                    "SELECT payout_id FROM gov_payouts WHERE buyer_openid = $1 \
+                     ORDER BY created_at DESC, payout_id DESC LIMIT $2",
+                )
+                .bind(buyer_openid)
+                .bind(limit)
+                .fetch_all(&mut *self.0)
+                .await?;
+                let mut out = Vec::with_capacity(ids.len());
+                for id in ids {
+                    if let Some(c) = self.compensation(&id).await? {
+                        out.push(c);
+                    }
+                }
+                Ok(out)
             }
         }
         };

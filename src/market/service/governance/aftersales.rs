@@ -600,40 +600,53 @@ impl Market {
             let at = self.now();
             let mut tx = self.begin().await?;
             let cfg = config(&mut *tx).await?;
-            let Some(c) = tx.compensation(id).await? else { return Ok(()) };
-            if c.status != PayoutStatus::Requested {
-                return Ok(());
+            if compensation_paid_in(&mut *tx, id, &cfg, at).await? {
+                tx.commit().await?;
             }
-            let mut next = c.clone();
-            next.status = PayoutStatus::Succeeded;
-            next.updated_at = at;
-            won(tx.update_compensation(&next, c.status).await?, "compensation")?;
-            let t = TxnBuilder::new(TxnKind::RefundPaid, c.reference.clone())
-                .transfer(Account::BuyerRefundPayable(c.buyer_id.clone()), Account::Clearing, c.amount)
-                .build(format!("compensation_paid:{id}"), at)?;
-            post(&mut *tx, &t, &cfg).await?;
-            if let Some(case_id) = c.reference.strip_prefix("case:")
-                && let Some(mut v) = tx.case(case_id).await?
-                && v.value.state == CaseState::Refunding
-            {
-                let step = v.value.refund_succeeded(at)?;
-                let line_no = line_no_of(&v.value.line_id)?;
-                apply_step(&mut *tx, &mut v, line_no, step, &cfg, None, at).await?;
-            }
-            crate::market::service::Agg::new("compensation", id, Some(&c.merchant_id))
-                .record(
-                    &mut *tx,
-                    at,
-                    &Actor::WechatPay,
-                    crate::market::service::Change::new("paid").states(c.status, next.status).event(
-                        "compensation.paid",
-                        json!({ "id": id, "buyer": c.buyer_id, "amount": c.amount, "source": c.source, "reference": c.reference }),
-                    ),
-                )
-                .await?;
-            tx.commit().await?;
             Ok(())
         })
         .await
     }
+}
+
+/// Concludes a compensation payout in `tx`: Succeeded, its payable cleared, its case concluded. `false`
+/// (nothing written) unless it was Requested.
+pub(super) async fn compensation_paid_in(
+    tx: &mut dyn StoreTx,
+    id: &str,
+    cfg: &GovernanceConfig,
+    at: DateTime<Utc>,
+) -> GovResult<bool> {
+    let Some(c) = tx.compensation(id).await? else { return Ok(false) };
+    if c.status != PayoutStatus::Requested {
+        return Ok(false);
+    }
+    let mut next = c.clone();
+    next.status = PayoutStatus::Succeeded;
+    next.updated_at = at;
+    won(tx.update_compensation(&next, c.status).await?, "compensation")?;
+    let t = TxnBuilder::new(TxnKind::RefundPaid, c.reference.clone())
+        .transfer(Account::BuyerRefundPayable(c.buyer_id.clone()), Account::Clearing, c.amount)
+        .build(format!("compensation_paid:{id}"), at)?;
+    post(tx, &t, cfg).await?;
+    if let Some(case_id) = c.reference.strip_prefix("case:")
+        && let Some(mut v) = tx.case(case_id).await?
+        && v.value.state == CaseState::Refunding
+    {
+        let step = v.value.refund_succeeded(at)?;
+        let line_no = line_no_of(&v.value.line_id)?;
+        apply_step(tx, &mut v, line_no, step, cfg, None, at).await?;
+    }
+    crate::market::service::Agg::new("compensation", id, Some(&c.merchant_id))
+        .record(
+            tx,
+            at,
+            &Actor::WechatPay,
+            crate::market::service::Change::new("paid").states(c.status, next.status).event(
+                "compensation.paid",
+                json!({ "id": id, "buyer": c.buyer_id, "amount": c.amount, "source": c.source, "reference": c.reference }),
+            ),
+        )
+        .await?;
+    Ok(true)
 }

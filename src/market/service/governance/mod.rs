@@ -30,12 +30,14 @@ mod deposits;
 mod penalties;
 mod reviews;
 mod settlements;
+mod transfers;
 
 pub use aftersales::CaseRequest;
 pub(super) use deposits::apply_deposit_notice;
 pub use deposits::{DepositPrepay, DepositRefundView, DepositView};
 pub use penalties::PenaltyLog;
 pub use reviews::ReviewRequest;
+pub use transfers::{CompensationView, TransferNoticeOutcome};
 
 /// The outbox consumer governance reads the marketplace's events as.
 pub const CONSUMER: &str = "market.governance";

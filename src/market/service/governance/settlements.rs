@@ -249,19 +249,23 @@ impl Market {
         .await
     }
 
-    /// The compensation call of a deposit deduction or a platform advance.
+    /// The compensation call of a deposit deduction or a platform advance: paid at once, or (merchant
+    /// transfers) a bill the buyer confirms, recorded on the compensation until its notification.
     pub(super) async fn call_compensation(&self, id: &str) -> GovResult<()> {
-        let (c, sub_mchid) = {
+        let (c, sub_mchid, current) = {
             let mut tx = self.read().await?;
             let Some(c) = tx.compensation(id).await? else { return Ok(()) };
             let sub = tx.merchant(&c.merchant_id).await?.and_then(|m| m.sub_mchid);
-            (c, sub)
+            let current = tx.compensation_transfers(id).await?.pop();
+            (c, sub, current)
         };
         if c.status != PayoutStatus::Requested {
             return Ok(());
         }
+        // The first transfer's out_bill_no is the compensation id; a re-issue recorded a new one.
+        let out_no = current.as_ref().map_or_else(|| c.id.clone(), |t| t.out_bill_no.clone());
         let req = CompensationRequest {
-            out_no: c.id.clone(),
+            out_no,
             business_type: match c.source {
                 Payer::Deposit => "DEPOSIT_COMPENSATION".into(),
                 _ => "PLATFORM_AFTER_SALES_COMPENSATION".into(),
@@ -269,13 +273,25 @@ impl Market {
             payer_openid: c.buyer_id.clone(),
             sub_mchid: if c.source == Payer::Deposit { sub_mchid } else { None },
             amount: c.amount,
-            description: format!("赔付 {}", c.reference),
+            description: compensation_remark(&c.reference),
         };
         let ticket = self.inner.pay.compensate(&req).await.map_err(crate::market::MarketError::from)?;
+        if ticket.state.is_some() {
+            return self.transfer_accepted(&c, &req.out_no, &ticket).await;
+        }
         if ticket.succeeded {
             self.compensation_paid(id).await?;
         }
         Ok(())
+    }
+}
+
+/// What the buyer sees on a compensation transfer (at most 32 characters).
+fn compensation_remark(reference: &str) -> String {
+    match reference.split_once(':').map(|(k, _)| k) {
+        Some("penalty") => "商家违规赔付".into(),
+        Some("case" | "dispute") => "售后赔付".into(),
+        _ => "平台赔付".into(),
     }
 }
 
