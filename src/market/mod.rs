@@ -130,7 +130,8 @@ pub use money::Money;
 pub use order::{MerchantOrder, OrderDetail, OrderLine, OrderStatus, ShipItem, ShipRequest, Shipment, Step};
 pub use payment::{NoticeOutcome, PayMode, Payment, PaymentNotice, PaymentStatus, Refund, RefundStatus, SubOrderPaid};
 pub use service::{
-    CaseRequest, Checkout, DepositPrepay, DepositView, GOVERNANCE_CONSUMER, Market, MarketBuilder, MarketConfig,
-    MerchantBalances, NewMerchant, PenaltyLog, ReconcileReport, ReviewRequest, StockReconciliation,
+    CaseRequest, Checkout, DEFAULT_RETENTION_DAYS, DepositPrepay, DepositView, GOVERNANCE_CONSUMER,
+    MIN_RETENTION_HOURS, Market, MarketBuilder, MarketConfig, MerchantBalances, NewMerchant, PenaltyLog, PruneReport,
+    ReconcileReport, Retention, ReviewRequest, StockReconciliation,
 };
 pub use store::{Backend, MarketStore, StoreTx};

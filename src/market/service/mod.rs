@@ -30,7 +30,7 @@ pub use governance::{
     ReviewRequest,
 };
 pub use merchants::NewMerchant;
-pub use timers::ReconcileReport;
+pub use timers::{DEFAULT_RETENTION_DAYS, MIN_RETENTION_HOURS, PruneReport, ReconcileReport, Retention};
 
 /// Tunables of a [`Market`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
