@@ -86,9 +86,14 @@ struct Shop {
 }
 
 async fn shop(m: &Market, name: &str, deposit: i64, prices: &[i64]) -> Shop {
+    shop_of(m, NewMerchant::new(name), deposit, prices).await
+}
+
+async fn shop_of(m: &Market, nm: NewMerchant, deposit: i64, prices: &[i64]) -> Shop {
+    let name = nm.name.clone();
     let spec = RuleSpec { deposit_required: Money::fen(deposit), ..RuleSpec::default() };
     let (category, _) = m.create_category(&format!("{name} goods"), None, spec).await.unwrap();
-    let merchant = m.create_merchant(NewMerchant::new(name)).await.unwrap();
+    let merchant = m.create_merchant(nm).await.unwrap();
     m.approve_merchant(&merchant.id).await.unwrap();
     m.grant_category(&merchant.id, &category.id).await.unwrap();
     let skus = prices
@@ -408,7 +413,9 @@ async fn a_return_becomes_a_refund_and_the_settlement_splits_to_the_fen(e: Env) 
     assert_eq!(shares.len(), 1);
     let r: Vec<(&str, &str, i64)> =
         shares[0].receivers.iter().map(|r| (r.receiver_type.as_str(), r.account.as_str(), r.amount.as_fen())).collect();
-    assert_eq!(r, [("MERCHANT_ID", "platform", 375), ("PERSONAL_OPENID", "p1", 375)]);
+    // The platform collected this payment (JSAPI) and holds the commission: only the promoter is shared to.
+    assert_eq!(r, [("PERSONAL_OPENID", "p1", 375)]);
+    assert_eq!(shares[0].sub_mchid, None);
     assert!(shares[0].unfreeze_unsplit);
     assert_eq!(shares[0].transaction_id, st.transaction_id);
     let attr = m.attribution(&order).await.unwrap().unwrap();
@@ -615,6 +622,157 @@ async fn manual_penalty_delists_and_restricts_and_an_upheld_appeal_relists_exact
     e.advance(minutes(2));
     e.run().await;
     assert_eq!(m.merchant(&s.merchant).await.unwrap().status, MerchantStatus::Active);
+    e.audit().await;
+}
+
+/// Who shares at release is who collected the payment: a sub-merchant's own (partner-mode) payment
+/// shares the commission to the platform's merchant id; a payment the platform collected (JSAPI) already
+/// holds the commission, so its profit sharing only unfreezes the rest.
+async fn profit_sharing_shares_from_whoever_collected_the_payment(e: Env) {
+    use wxshop::market::governance::settlement::ShareStatus;
+    let m = &e.market;
+    let mut cfg = GovernanceConfig::default();
+    cfg.settlement.platform_mchid = "1230000109".into();
+    m.set_governance_config(&cfg).await.unwrap();
+    m.put_commission_rule(CommissionRule::new("global", Scope::Global, Rate::Bps(500), Money::ZERO, m.now()))
+        .await
+        .unwrap();
+    let direct = shop(m, "Direct", 0, &[10_000]).await;
+    let partner = shop_of(m, NewMerchant::new("Partner").sub_mchid("1900000109"), 0, &[10_000]).await;
+    let a = buy(&e, &direct, "b1", &[(0, 1)]).await;
+    ship_and_receive(&e, &direct, "b1", &a).await;
+    let b = buy(&e, &partner, "b2", &[(0, 1)]).await;
+    ship_and_receive(&e, &partner, "b2", &b).await;
+    assert_eq!(m.profit_share_of(&b).await.unwrap(), None);
+    e.advance(days(7));
+    e.run().await;
+    type Share = (String, Option<String>, Vec<(String, String, i64)>, bool);
+    let mut shares: Vec<Share> = calls(&e.gw)
+        .into_iter()
+        .filter_map(|c| if let GatewayCall::ProfitShare(r) = c { Some(r) } else { None })
+        .map(|r| {
+            let rs =
+                r.receivers.iter().map(|x| (x.receiver_type.clone(), x.account.clone(), x.amount.as_fen())).collect();
+            (r.out_order_no, r.sub_mchid, rs, r.unfreeze_unsplit)
+        })
+        .collect();
+    shares.sort();
+    let mut want = vec![
+        (format!("ps_{a}"), None, vec![], true),
+        (
+            format!("ps_{b}"),
+            Some("1900000109".to_string()),
+            vec![("MERCHANT_ID".into(), "1230000109".into(), 500)],
+            true,
+        ),
+    ];
+    want.sort();
+    assert_eq!(shares, want);
+    for o in [&a, &b] {
+        let p = m.profit_share_of(o).await.unwrap().unwrap();
+        assert_eq!((p.status, p.amount()), (ShareStatus::Finished, Money::fen(500)));
+    }
+    assert_eq!(e.balance(Account::PlatformCommission).await, 1_000);
+    e.audit().await;
+}
+
+/// Fake-shipment detection is opt-in (a platform without a carrier feed would judge every parcel
+/// fake); on, a parcel the carrier has not scanned 48 h after "shipped" is a fake shipment: 6 points,
+/// −3 score, 5 % compensation and ¥50 out of the deposit. A scanned parcel, or one shipped while the
+/// check was off, is not judged.
+async fn fake_shipment_is_judged_only_with_carrier_tracking_and_only_without_a_scan(e: Env) {
+    let m = &e.market;
+    assert!(!GovernanceConfig::default().carrier_tracking);
+    let s = shop(m, "Fake", 50_000, &[10_000]).await;
+    m.deposit_paid_in(&s.merchant, "wxf1", Money::fen(50_000)).await.unwrap();
+    let ship = |o: &str| ShipRequest {
+        tracking_no: format!("SF{}", &o[..8]),
+        express_company: "SF".into(),
+        items: None,
+        receiver_phone: None,
+    };
+    let untracked = buy(&e, &s, "b1", &[(0, 1)]).await;
+    m.ship(&s.merchant, &untracked, ship(&untracked)).await.unwrap();
+    m.sync_governance().await.unwrap();
+    let cfg = GovernanceConfig { carrier_tracking: true, ..GovernanceConfig::default() };
+    m.set_governance_config(&cfg).await.unwrap();
+    let scanned = buy(&e, &s, "b2", &[(0, 1)]).await;
+    let fake = buy(&e, &s, "b3", &[(0, 1)]).await;
+    for o in [&scanned, &fake] {
+        m.ship(&s.merchant, o, ship(o)).await.unwrap();
+    }
+    m.sync_governance().await.unwrap();
+    e.advance(hours(2));
+    m.record_carrier_event(&scanned, m.now()).await.unwrap();
+    e.advance(hours(46) - minutes(1));
+    e.run().await;
+    assert!(m.penalty_log(&s.merchant).await.unwrap().records.is_empty());
+    e.advance(minutes(2));
+    e.run().await;
+    let log = m.penalty_log(&s.merchant).await.unwrap();
+    assert_eq!(log.records.len(), 1, "{log:?}");
+    let rec = &log.records[0];
+    assert_eq!(
+        (rec.rule_code.as_str(), rec.minus_score, rec.points, rec.order_id.as_deref()),
+        ("fake_shipment", 3, 6, Some(fake.as_str()))
+    );
+    assert_eq!(e.balance(Account::MerchantDeposit(s.merchant.clone())).await, 44_500);
+    e.audit().await;
+}
+
+/// A restriction (or suspension) the platform set by hand survives every governance recomputation — a
+/// deposit funded, a penalty restriction expiring — until the platform lifts it.
+async fn a_manual_restriction_outlives_governance_until_the_platform_lifts_it(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Held", 20_000, &[1_000]).await;
+    let view = |mm: Merchant| (mm.status, mm.restrictions, mm.manual_restrictions, mm.manual_suspension);
+    let held = m.restrict_merchant(&s.merchant, Restrictions::CHECKOUT, "资质复核").await.unwrap();
+    assert_eq!(view(held), (MerchantStatus::Restricted, Restrictions::CHECKOUT, Restrictions::CHECKOUT, false));
+    // The deposit is funded: governance recomputes the status and keeps the platform's restriction.
+    let d = m.deposit_paid_in(&s.merchant, "wxh1", Money::fen(20_000)).await.unwrap();
+    assert_eq!(d.account.status, DepositStatus::Funded);
+    assert_eq!(
+        view(m.merchant(&s.merchant).await.unwrap()),
+        (MerchantStatus::Restricted, Restrictions::CHECKOUT, Restrictions::CHECKOUT, false)
+    );
+    // A 3-day penalty restriction adds listing and payout; when it expires, only the platform's stays.
+    let mut cfg = GovernanceConfig::default();
+    let rule = cfg.penalty.rules.iter_mut().find(|r| r.code == "manual").unwrap();
+    rule.actions = vec![wxshop::market::governance::penalty::Action::Restrict { days: 3 }];
+    m.set_governance_config(&cfg).await.unwrap();
+    let p = m.file_violation(&s.merchant, "manual", "虚假宣传", None, vec![]).await.unwrap();
+    m.confirm_penalty(&p.id).await.unwrap();
+    let all = Restrictions::LISTING | Restrictions::CHECKOUT | Restrictions::PAYOUT;
+    assert_eq!(
+        view(m.merchant(&s.merchant).await.unwrap()),
+        (MerchantStatus::Restricted, all, Restrictions::CHECKOUT, false)
+    );
+    e.advance(days(3) + minutes(1));
+    e.run().await;
+    assert!(m.merchant_restrictions(&s.merchant).await.unwrap().is_empty());
+    assert_eq!(
+        view(m.merchant(&s.merchant).await.unwrap()),
+        (MerchantStatus::Restricted, Restrictions::CHECKOUT, Restrictions::CHECKOUT, false)
+    );
+    // The platform lifts it: Active, nothing held.
+    let lifted = m.lift_restrictions(&s.merchant, Restrictions::CHECKOUT, "复核通过").await.unwrap();
+    assert_eq!(view(lifted), (MerchantStatus::Active, Restrictions::NONE, Restrictions::NONE, false));
+    // A suspension by hand outlives a penalty restriction's expiry too; only reinstating ends it.
+    m.suspend_merchant(&s.merchant, "涉嫌欺诈").await.unwrap();
+    let p = m.file_violation(&s.merchant, "manual", "again", None, vec![]).await.unwrap();
+    m.confirm_penalty(&p.id).await.unwrap();
+    assert_eq!(
+        view(m.merchant(&s.merchant).await.unwrap()),
+        (MerchantStatus::Suspended, Restrictions::NONE, Restrictions::NONE, true)
+    );
+    e.advance(days(3) + minutes(1));
+    e.run().await;
+    assert_eq!(
+        view(m.merchant(&s.merchant).await.unwrap()),
+        (MerchantStatus::Suspended, Restrictions::NONE, Restrictions::NONE, true)
+    );
+    let back = m.reinstate_merchant(&s.merchant, "调查结束").await.unwrap();
+    assert_eq!(view(back), (MerchantStatus::Active, Restrictions::NONE, Restrictions::NONE, false));
     e.audit().await;
 }
 
@@ -1235,6 +1393,9 @@ fn cases() -> Vec<Case> {
         at_most_one_open_and_five_total_cases_per_line,
         reviews_are_once_per_line_after_receipt_and_feed_the_score,
         manual_penalty_delists_and_restricts_and_an_upheld_appeal_relists_exactly,
+        a_manual_restriction_outlives_governance_until_the_platform_lifts_it,
+        fake_shipment_is_judged_only_with_carrier_tracking_and_only_without_a_scan,
+        profit_sharing_shares_from_whoever_collected_the_payment,
         the_deposit_is_refunded_on_exit_only_after_the_windows_close,
         ledger_stays_balanced_through_a_random_run,
         the_sql_ledger_matches_the_reference_ledger_step_by_step,

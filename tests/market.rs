@@ -843,6 +843,53 @@ async fn outbox_delivers_at_least_once(e: Env) {
     assert_eq!(m.consume_events("c2", 1000, |_| async { Ok(()) }).await.unwrap(), all.len());
 }
 
+/// Housekeeping deletes exactly the outbox events every consumer acked (with their acks) and the
+/// notification dedupe rows older than the retention; never an event a consumer still waits for, never
+/// a row younger than the retention, and never with a retention inside WeChat's redelivery horizon.
+async fn prune_deletes_only_processed_rows_older_than_the_retention(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Prune", None, &[100], 3).await;
+    let co = m.checkout(req("b1", "k", &[(&s.skus[0], 1)])).await.unwrap();
+    assert_eq!(m.handle_payment_notice(&notice(&co, "n1", m.now())).await.unwrap(), NoticeOutcome::Paid);
+    m.sync_governance().await.unwrap();
+    let all = m.poll_events("probe", 1000).await.unwrap();
+    let n = all.len() as u64;
+    assert!(n > 2, "{all:?}");
+    assert!(m.poll_events(GOVERNANCE_CONSUMER, 1000).await.unwrap().is_empty());
+    // Consumer c1 has handled all but the last two.
+    let ids: Vec<String> = all.iter().take(all.len() - 2).map(|e| e.id.clone()).collect();
+    m.ack_events("c1", &ids).await.unwrap();
+
+    // A retention inside WeChat Pay's ~24 h redelivery horizon is refused.
+    let short = Retention { keep: chrono::Duration::hours(MIN_RETENTION_HOURS - 1), consumers: vec![] };
+    assert!(matches!(m.prune(&short).await, Err(MarketError::Invalid(_))));
+    // Nothing is older than 30 days yet.
+    e.clock.advance(Duration::from_secs(30 * 86_400 - 60));
+    assert_eq!(m.prune(&Retention::default()).await.unwrap(), PruneReport { events: 0, acks: 0, notices: 0 });
+    // 30 days and a minute later: a consumer named but never acking holds every event back.
+    e.clock.advance(Duration::from_secs(120));
+    let waiting = Retention::default().consumer("c2");
+    assert_eq!(m.prune(&waiting).await.unwrap(), PruneReport { events: 0, acks: 0, notices: 1 });
+    // A fresh event (unacked, young) and the default retention: the n − 2 events both governance and
+    // c1 acked go, with their 2 × (n − 2) acks but one: c1's newest ack stays, so that c1 is still
+    // waited for; the two c1 has not acked stay, and so does the new one.
+    m.checkout(req("b2", "k2", &[(&s.skus[0], 1)])).await.unwrap();
+    let ids = |v: Vec<OutboxEvent>| v.into_iter().map(|e| e.id).collect::<Vec<String>>();
+    let fresh: Vec<String> = ids(m.poll_events("probe", 1000).await.unwrap()).split_off(all.len());
+    assert!(!fresh.is_empty());
+    let gov_pending = ids(m.poll_events(GOVERNANCE_CONSUMER, 1000).await.unwrap());
+    let r = m.prune(&Retention::default()).await.unwrap();
+    assert_eq!(r, PruneReport { events: n - 2, acks: 2 * (n - 2) - 1, notices: 0 });
+    assert_eq!(m.prune(&Retention::default()).await.unwrap(), PruneReport::default(), "idempotent");
+    let mut kept = vec![all[all.len() - 2].id.clone(), all[all.len() - 1].id.clone()];
+    kept.extend(fresh);
+    assert_eq!(ids(m.poll_events("probe", 1000).await.unwrap()), kept);
+    assert_eq!(ids(m.poll_events("c1", 1000).await.unwrap()), kept);
+    assert_eq!(ids(m.poll_events(GOVERNANCE_CONSUMER, 1000).await.unwrap()), gov_pending);
+    // A notification redelivered after its dedupe row went is still applied once: the payment is paid.
+    assert_eq!(m.handle_payment_notice(&notice(&co, "n1", m.now())).await.unwrap(), NoticeOutcome::AlreadyPaid);
+}
+
 // ------------------------------------------------------------------ the suite
 
 type Case = (&'static str, fn(Env) -> BoxFut<()>);
@@ -901,6 +948,7 @@ fn cases() -> Vec<Case> {
         purchase_limits_cap_carts_and_refuse_checkouts,
         outbox_delivers_at_least_once,
         reconciliation_applies_queried_payments_once,
+        prune_deletes_only_processed_rows_older_than_the_retention,
     ]
 }
 
@@ -1317,6 +1365,16 @@ async fn profit_sharing_gateways_mark_prepay_orders() {
         market.checkout(req("o-buyer", "k1", &[(&a.skus[0], 1)])).await.unwrap();
         let body = emu.last_json("/v3/pay/transactions/jsapi").unwrap();
         assert_eq!(body["settle_info"]["profit_sharing"], expected, "{body}");
+        // Each sub-order of a combined payment is marked too; a deposit pay-in never is.
+        let b = shop(&market, "Silk", None, &[3300], 5).await;
+        market.checkout(req("o-buyer", "k2", &[(&a.skus[0], 1), (&b.skus[0], 1)])).await.unwrap();
+        let body = emu.last_json("/v3/combine-transactions/jsapi").unwrap();
+        let flags: Vec<&serde_json::Value> =
+            body["sub_orders"].as_array().unwrap().iter().map(|s| &s["settle_info"]["profit_sharing"]).collect();
+        assert_eq!(flags, [&expected, &expected], "{body}");
+        market.deposit_prepay(&a.merchant.id, Money::fen(5_000), "o-boss", "dep-1").await.unwrap();
+        let body = emu.last_json("/v3/pay/transactions/jsapi").unwrap();
+        assert_eq!(body["settle_info"]["profit_sharing"], serde_json::Value::Null, "{body}");
     }
 }
 

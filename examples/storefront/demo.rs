@@ -60,6 +60,10 @@ const STEPS: &[(&str, StepFn)] = &[
     step!("the merchant appeals; upheld, the deposit is restored", crate::governance::demo_appeal),
     step!("a return becomes a refund", crate::governance::demo_return),
     step!("a review, the merchant's reply, the score and the ledger audit", crate::governance::demo_review_and_score),
+    step!(
+        "a settled order shares its commission out through WeChat Pay (分账)",
+        crate::governance::demo_profit_sharing
+    ),
 ];
 
 pub async fn run(base: &str, state: &AppState) -> bool {

@@ -42,6 +42,8 @@
 //! | `POST /admin/governance/deposits/{merchant_id}/refund` | refund a leaving merchant's deposit through WeChat Pay (again: retry what failed); the refund rows |
 //! | `GET /admin/governance/deposits/{merchant_id}/refunds` | a deposit's exit refunds |
 //! | `POST /admin/governance/deposit-refunds/{id}/paid` `{reference}` | confirm a manual payout (a part WeChat Pay cannot refund) |
+//! | `POST /admin/governance/orders/{id}/carrier-scan` `{at?}` | the carrier's first scan (from the tracking provider); feeds fake-shipment detection |
+//! | `GET /admin/governance/settlements/{order_id}` | a settlement and its profit sharing (分账) |
 //! | `GET /admin/governance/ledger/audit` | the ledger checked against itself |
 //! | `POST /admin/governance/timers/run` `{advance_hours}` | emulator mode: run the timers as if time had passed |
 
@@ -100,6 +102,8 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/governance/deposits/{id}/refund", post(admin_deposit_refund))
         .route("/admin/governance/deposits/{id}/refunds", get(admin_deposit_refunds))
         .route("/admin/governance/deposit-refunds/{id}/paid", post(admin_deposit_refund_paid))
+        .route("/admin/governance/orders/{id}/carrier-scan", post(carrier_scan))
+        .route("/admin/governance/settlements/{order_id}", get(settlement))
         .route("/admin/governance/ledger/audit", get(audit))
         .route("/admin/governance/timers/run", post(run_timers))
 }
@@ -530,6 +534,33 @@ async fn admin_deposit_refund_paid(
     ok(s.market.market.deposit_refund_paid_manually(&id, &b.reference).await?)
 }
 
+#[derive(Deserialize, Default)]
+struct ScanBody {
+    #[serde(default)]
+    at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The carrier's first scan of an order's parcel, as the platform's tracking provider reports it (its
+/// webhook calls this). With `carrier_tracking` on, a parcel without one 48 h after shipping is judged a
+/// fake shipment.
+async fn carrier_scan(
+    State(s): State<AppState>,
+    _: Platform,
+    Path(id): Path<String>,
+    body: Option<Json<ScanBody>>,
+) -> Answer {
+    let m = &s.market.market;
+    let at = body.and_then(|Json(b)| b.at).unwrap_or_else(|| m.now());
+    m.record_carrier_event(&id, at).await?;
+    ok(json!({ "order_id": id, "first_scan_at": at }))
+}
+
+async fn settlement(State(s): State<AppState>, _: Platform, Path(order_id): Path<String>) -> Answer {
+    let m = &s.market.market;
+    let st = m.settlement(&order_id).await?;
+    ok(json!({ "settlement": st, "profit_share": m.profit_share_of(&order_id).await? }))
+}
+
 async fn audit(State(s): State<AppState>, _: Platform) -> Answer {
     let a = s.market.market.ledger_audit().await?;
     ok(json!({ "total": a.total, "mismatches": a.mismatches, "unbalanced": a.unbalanced,
@@ -782,5 +813,89 @@ pub async fn demo_review_and_score(d: &mut Demo) -> Result<String, String> {
         c["on_time"].as_i64().unwrap_or(0) as f64 / 100.0,
         c["response"].as_i64().unwrap_or(0) as f64 / 100.0,
         c["disputes"].as_i64().unwrap_or(0) as f64 / 100.0,
+    ))
+}
+
+/// Demo: a sub-merchant's own order (partner mode, so Silk Road collects the payment, frozen for profit
+/// sharing) is shipped, scanned, received; when its after-sale window closes the settlement is released
+/// and WeChat Pay shares the commission to the platform (分账) and unfreezes the rest to the merchant.
+pub async fn demo_profit_sharing(d: &mut Demo) -> Result<String, String> {
+    let (silk, _) = key_of(d, "Silk Road")?;
+    let page = d.get(&format!("/api/products?merchant={silk}&limit=1")).await?;
+    let pid = page["items"][0]["id"].as_str().ok_or("no product")?.to_string();
+    let p = d.get(&format!("/api/products/{pid}")).await?;
+    let sku = p["skus"][0]["id"].as_str().ok_or("no sku")?.to_string();
+    let co = d
+        .post("/api/checkout", json!({ "idempotency_key": "demo-share-1", "lines": [{ "sku_id": sku, "qty": 1 }] }))
+        .await?;
+    if co["payment"]["mode"] != "Partner" {
+        return Err(format!("expected a partner-mode payment to the sub-merchant: {co}"));
+    }
+    let group = co["group"]["id"].as_str().ok_or("no group")?.to_string();
+    let oid = co["orders"][0]["id"].as_str().ok_or("no order")?.to_string();
+    let sub_mchid = d.state.market.market.merchant(&silk).await.map_err(|e| e.to_string())?.sub_mchid;
+    let sub_mchid = sub_mchid.ok_or("Silk Road has no sub_mchid")?;
+    let emu = d.state.emulator.clone().ok_or("the demo pays in the emulator's cashier")?;
+    let pay = d.state.pay.clone().ok_or("WeChat Pay is not configured")?;
+    emu.cashier_pay(&sub_mchid, &group).await.map_err(|e| e.to_string())?;
+    let mut paid = false;
+    for _ in 0..100 {
+        if d.get(&format!("/api/checkout/{group}")).await?["group"]["status"] == "Paid" {
+            paid = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    if !paid {
+        return Err(format!("the partner payment of {group} was not notified"));
+    }
+    let ship = json!({ "tracking_no": format!("YTO{}", &oid[..10]), "express_company": "YTO",
+                       "receiver_phone": "13800138000" });
+    as_merchant(d, "Silk Road", reqwest::Method::POST, &format!("/api/merchant/orders/{oid}/ship"), Some(ship)).await?;
+    as_platform(d, reqwest::Method::POST, &format!("/admin/governance/orders/{oid}/carrier-scan"), Some(json!({})))
+        .await?;
+    d.post(&format!("/api/market/orders/{oid}/receive"), json!({})).await?;
+    // Eight days on, the 7-day after-sale window has closed: the release and the profit-sharing call
+    // run asynchronously (outbox, then a gateway call), so wait for the share to finish (up to 10 s).
+    let mut view = Value::Null;
+    for _ in 0..200 {
+        as_platform(d, reqwest::Method::POST, "/admin/governance/timers/run", Some(json!({ "advance_hours": 8 * 24 })))
+            .await?;
+        view = as_platform(d, reqwest::Method::GET, &format!("/admin/governance/settlements/{oid}"), None).await?;
+        if view["profit_share"]["status"] == "finished" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    if view["settlement"]["state"] != "released" || view["profit_share"]["status"] != "finished" {
+        return Err(format!("the settlement was not shared out: {view}"));
+    }
+    // What WeChat Pay itself says about the share and what is left frozen.
+    let out_order_no = view["profit_share"]["request"]["out_order_no"].as_str().ok_or("no out_order_no")?;
+    let txn = view["settlement"]["transaction_id"].as_str().ok_or("no transaction id")?;
+    let wx = pay.profit_sharing().query_order(out_order_no, txn, Some(&sub_mchid)).await.map_err(|e| e.to_string())?;
+    let left = pay.profit_sharing().remaining(txn).await.map_err(|e| e.to_string())?;
+    let shared: Vec<String> =
+        wx.receivers.iter().map(|r| format!("{} to {} {}", Money::fen(r.amount), r.kind, r.account)).collect();
+    let a = &view["settlement"]["amounts"];
+    let commission = a["commission"].as_i64().unwrap_or(-1);
+    if wx.receivers.iter().map(|r| r.amount).sum::<i64>() != commission || left.unsplit_amount != 0 {
+        return Err(format!(
+            "WeChat Pay shared {shared:?} (left {}), expected the commission {commission}",
+            left.unsplit_amount
+        ));
+    }
+    let audit = as_platform(d, reqwest::Method::GET, "/admin/governance/ledger/audit", None).await?;
+    if audit["clean"] != true {
+        return Err(format!("ledger audit: {audit}"));
+    }
+    Ok(format!(
+        "{} from sub-merchant {sub_mchid} settled: {} shared ({}, 分账 {}), {} unfrozen to the merchant, {} left frozen; ledger audit clean",
+        Money::fen(a["gross"].as_i64().unwrap_or(0)),
+        Money::fen(commission),
+        shared.join(", "),
+        wx.state,
+        Money::fen(a["net"].as_i64().unwrap_or(0)),
+        Money::fen(left.unsplit_amount),
     ))
 }

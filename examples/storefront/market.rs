@@ -46,8 +46,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use wxshop::market::{
     BrowseQuery, BrowseSort, CartOwner, CheckoutLine, CheckoutRequest, Market, MarketError, Money, MpShippingGateway,
-    NewMerchant, NewProduct, NewSku, OrderStatus, PaymentNotice, RecordingGateway, RuleSpec, ShipRequest,
-    WechatPayGateway, store,
+    NewMerchant, NewProduct, NewSku, OrderStatus, PaymentNotice, PruneReport, RecordingGateway, Retention, RuleSpec,
+    ShipRequest, WechatPayGateway, store,
 };
 
 use crate::AppState;
@@ -121,7 +121,8 @@ impl MarketState {
 }
 
 /// Opens the store (PostgreSQL when `DATABASE_URL` is set, SQLite otherwise), builds the market over
-/// WeChat Pay and shipping-info management, seeds two merchants, and starts the timer loop.
+/// WeChat Pay (sales marked for profit sharing, 分账) and shipping-info management, seeds two merchants,
+/// adds the platform as a profit-sharing receiver of each sub-merchant, and starts the timer loop.
 pub async fn build(
     demo_mode: bool,
     client: &wxshop::Client,
@@ -130,7 +131,10 @@ pub async fn build(
     let (store, demo_schema) = open_store(demo_mode).await?;
     let notify_url =
         std::env::var("WXSHOP_NOTIFY_URL").unwrap_or_else(|_| "http://127.0.0.1:3000/wx/pay/notify".to_string());
-    let pay_gateway = pay.map(|p| Arc::new(WechatPayGateway::new(p, client.appid(), notify_url)));
+    // A released settlement shares commission (and promoter fees) out of the frozen payment and
+    // unfreezes the rest, so every sale is paid with `settle_info.profit_sharing`.
+    let pay_gateway =
+        pay.clone().map(|p| Arc::new(WechatPayGateway::new(p, client.appid(), notify_url).with_profit_sharing(true)));
     let builder = Market::builder(store).shipping(Arc::new(MpShippingGateway::new(client.clone())));
     let market = match &pay_gateway {
         Some(gw) => builder.payments(gw.clone()).build()?,
@@ -139,12 +143,27 @@ pub async fn build(
             builder.payments(Arc::new(RecordingGateway::default())).build()?
         }
     };
-    let (keys, seeded) = seed(&market).await?;
+    let (keys, seeded) = seed(&market, pay.as_ref().map(|p| p.mchid())).await?;
+    if let Some(p) = &pay {
+        let n = add_profit_sharing_receivers(&market, p, client.appid()).await?;
+        println!("market: the platform ({}) is a profit-sharing receiver of {n} sub-merchant(s)", p.mchid());
+    }
     let timers = market.clone();
     tokio::spawn(async move {
         // Lost payment notifications are reconciled by querying WeChat Pay: once at startup (a crash
-        // may have eaten one), then every RECONCILE_EVERY ticks.
+        // may have eaten one), then every RECONCILE_EVERY ticks. Housekeeping (processed outbox rows
+        // and notification dedupe rows older than 30 days) runs at startup and every PRUNE_EVERY ticks.
         for tick in 0u64.. {
+            if tick % PRUNE_EVERY == 0 {
+                match timers.prune(&Retention::default()).await {
+                    Ok(r) if r != PruneReport::default() => println!(
+                        "market: pruned {} outbox events, {} acks, {} notification dedupe rows",
+                        r.events, r.acks, r.notices
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "market housekeeping"),
+                }
+            }
             if tick % RECONCILE_EVERY == 0 {
                 match timers.reconcile_pending_payments(timers.now()).await {
                     Ok(r) if tick == 0 => println!(
@@ -179,6 +198,26 @@ pub async fn build(
 
 /// Timer ticks (seconds) between payment reconciliations.
 const RECONCILE_EVERY: u64 = 10;
+/// Timer ticks (seconds) between housekeeping runs ([`Market::prune`]): once an hour.
+const PRUNE_EVERY: u64 = 3600;
+
+/// WeChat Pay shares only to receivers added beforehand: the platform's merchant id under each
+/// sub-merchant, whose own (partner-mode) payments share the commission to it (relation
+/// `SERVICE_PROVIDER`; the name is the platform's full name, `STOREFRONT_PLATFORM_NAME`). Adding again
+/// is harmless, so this runs at every startup; a real platform adds it when a sub-merchant onboards.
+/// Payments the platform collects itself (JSAPI, combined) need no receiver for the commission.
+async fn add_profit_sharing_receivers(m: &Market, pay: &wxshop::pay::PayClient, appid: &str) -> wxshop::Result<usize> {
+    use wxshop::pay::profitsharing::AddReceiver;
+    let name = std::env::var("STOREFRONT_PLATFORM_NAME").unwrap_or_else(|_| "wxshop 示例平台有限公司".into());
+    let mut n = 0;
+    for merchant in m.merchants(1000).await? {
+        let Some(sub) = merchant.sub_mchid else { continue };
+        let r = AddReceiver::merchant(appid, pay.mchid(), "SERVICE_PROVIDER").name(name.as_str()).sub_mchid(sub);
+        pay.profit_sharing().add_receiver(r).await?;
+        n += 1;
+    }
+    Ok(n)
+}
 
 #[cfg(feature = "postgres")]
 type DemoSchema = Option<store::PgStore>;
@@ -218,11 +257,23 @@ async fn open_store(demo_mode: bool) -> wxshop::Result<(Arc<dyn store::MarketSto
     Ok((store::open(&url).await?, DemoSchema::default()))
 }
 
-/// Two merchants (one paid directly, one a WeChat Pay sub-merchant) with listed, stocked products.
-async fn seed(m: &Market) -> wxshop::Result<(HashMap<String, String>, Vec<(String, String)>)> {
+/// Two merchants (one paid directly, one a WeChat Pay sub-merchant) with listed, stocked products, and
+/// the platform's first governance policies: commission is shared to its own merchant id
+/// (`platform_mchid`), and fake-shipment detection is on because this server takes carrier scans
+/// (`POST /admin/governance/orders/{id}/carrier-scan`, fed by the tracking provider).
+async fn seed(
+    m: &Market,
+    platform_mchid: Option<&str>,
+) -> wxshop::Result<(HashMap<String, String>, Vec<(String, String)>)> {
     let mut keys = HashMap::new();
     let mut seeded = Vec::new();
     if m.merchants(1).await?.is_empty() {
+        let mut cfg = m.governance_config().await?;
+        cfg.carrier_tracking = true;
+        if let Some(mchid) = platform_mchid {
+            cfg.settlement.platform_mchid = mchid.to_string();
+        }
+        m.set_governance_config(&cfg).await?;
         let (tea, _) = m.create_category("Tea", None, RuleSpec { commission_bps: 300, ..RuleSpec::default() }).await?;
         let (silk, _) =
             m.create_category("Silk", None, RuleSpec { commission_bps: 500, ..RuleSpec::default() }).await?;
@@ -646,6 +697,12 @@ pub async fn demo_ship_and_receive(d: &mut Demo) -> Result<String, String> {
         if shipped["order"]["status"] != "Shipped" {
             return Err(format!("{name}: not shipped: {shipped}"));
         }
+        // The carrier's first scan, as the tracking provider's webhook would forward it: without one,
+        // fake-shipment detection would judge the parcel 48 h after shipping.
+        let token = d.state.admin_token.to_string();
+        let auth = [("authorization", format!("Bearer {token}"))];
+        let path = format!("/admin/governance/orders/{oid}/carrier-scan");
+        d.call(reqwest::Method::POST, &path, Some(json!({})), &auth, true).await?;
         let got = d.post(&format!("/api/market/orders/{oid}/receive"), json!({})).await?;
         if got["order"]["status"] != "Received" {
             return Err(format!("receipt not confirmed: {got}"));
@@ -653,5 +710,7 @@ pub async fn demo_ship_and_receive(d: &mut Demo) -> Result<String, String> {
     }
     let mine = d.get("/api/market/orders").await?;
     let n = mine["items"].as_array().map_or(0, |a| a.iter().filter(|o| o["status"] == "Received").count());
-    Ok(format!("2 parcels shipped (shipping info uploaded to WeChat's shipping management); {n} orders received"))
+    Ok(format!(
+        "2 parcels shipped (shipping info uploaded to WeChat's shipping management, carrier scans recorded); {n} orders received"
+    ))
 }

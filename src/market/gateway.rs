@@ -68,6 +68,15 @@ pub struct PrepayRequest {
     pub sub_orders: Vec<SubOrder>,
 }
 
+impl PrepayRequest {
+    /// Whether this pays for goods (a checkout) rather than a merchant's deposit (an `out_trade_no`
+    /// starting with [`DEPOSIT_TRADE_PREFIX`](crate::market::governance::deposit::DEPOSIT_TRADE_PREFIX)):
+    /// only sales are shared out at settlement, so only they are marked for profit sharing.
+    pub fn is_sale(&self) -> bool {
+        !self.out_trade_no.starts_with(crate::market::governance::deposit::DEPOSIT_TRADE_PREFIX)
+    }
+}
+
 /// What `wx.requestPayment` needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrepayTicket {
@@ -722,9 +731,22 @@ impl WechatPayGateway {
         self
     }
 
-    /// Marks every prepay order for profit sharing (`settle_info.profit_sharing`), which WeChat Pay
-    /// requires before [`PaymentGateway::profit_share`] can split a payment at settlement. Such
-    /// funds stay frozen until shared or unfrozen, so enable it only when settlement shares.
+    /// Marks every sale's prepay order for profit sharing (`settle_info.profit_sharing`: JSAPI and
+    /// partner orders, and each sub-order of a combined payment), which WeChat Pay requires before
+    /// [`PaymentGateway::profit_share`] can split a payment at settlement. Such funds stay frozen until
+    /// shared or unfrozen (WeChat unfreezes them to the payee after 180 days), so enable it only when
+    /// settlement shares: the market then shares commission and promoter fees out and unfreezes the
+    /// rest when a settlement is released. Deposit pay-ins ([`PrepayRequest::is_sale`]) are never
+    /// marked. Receivers must be added beforehand (`POST /v3/profitsharing/receivers/add`, see
+    /// [`crate::pay::profitsharing::AddReceiver`]): for a sub-merchant's own payments, the platform's
+    /// merchant id under that sub-merchant.
+    ///
+    /// ```
+    /// # fn demo(pay: wxshop::pay::PayClient) {
+    /// use wxshop::market::WechatPayGateway;
+    /// let gateway = WechatPayGateway::new(pay, "wx_appid", "https://shop.example/wx/pay/notify").with_profit_sharing(true);
+    /// # let _ = gateway; }
+    /// ```
     pub fn with_profit_sharing(mut self, yes: bool) -> Self {
         self.profit_sharing = yes;
         self
@@ -766,7 +788,7 @@ impl PaymentGateway for WechatPayGateway {
                     &req.payer_openid,
                 )
                 .time_expire(req.time_expire);
-                if self.profit_sharing {
+                if self.profit_sharing && req.is_sale() {
                     r = r.profit_sharing(true);
                 }
                 self.client.transactions().jsapi(r).await?.prepay_id
@@ -786,7 +808,7 @@ impl PaymentGateway for WechatPayGateway {
                 )
                 .sp_openid(&req.payer_openid)
                 .time_expire(req.time_expire);
-                if self.profit_sharing {
+                if self.profit_sharing && req.is_sale() {
                     r = r.profit_sharing(true);
                 }
                 self.client.partner().jsapi(r).await?.prepay_id
@@ -797,8 +819,11 @@ impl PaymentGateway for WechatPayGateway {
                         .time_expire(req.time_expire);
                 let mchid = self.client.mchid();
                 for s in &req.sub_orders {
-                    let sub =
+                    let mut sub =
                         PaySubOrder::new(mchid, &s.out_trade_no, s.amount.as_fen(), &s.description, &s.merchant_id);
+                    if self.profit_sharing && req.is_sale() {
+                        sub = sub.profit_sharing(true);
+                    }
                     r = r.sub_order(sub);
                 }
                 self.client.combine().jsapi(r).await?.prepay_id

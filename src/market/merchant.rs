@@ -174,6 +174,22 @@ pub struct Merchant {
     pub status: MerchantStatus,
     /// What is blocked while Restricted (empty otherwise).
     pub restrictions: Restrictions,
+    /// The part of `restrictions` the platform set by hand ([`Market::restrict_merchant`]): governance
+    /// keeps it when it recomputes the status (a deposit re-funded, a penalty restriction expired) until
+    /// the platform lifts it ([`Market::lift_restrictions`], [`Market::reinstate_merchant`]).
+    ///
+    /// [`Market::restrict_merchant`]: crate::market::Market::restrict_merchant
+    /// [`Market::lift_restrictions`]: crate::market::Market::lift_restrictions
+    /// [`Market::reinstate_merchant`]: crate::market::Market::reinstate_merchant
+    #[serde(default)]
+    pub manual_restrictions: Restrictions,
+    /// Suspended by the platform by hand ([`Market::suspend_merchant`]): governance never lifts it;
+    /// only [`Market::reinstate_merchant`] does.
+    ///
+    /// [`Market::suspend_merchant`]: crate::market::Market::suspend_merchant
+    /// [`Market::reinstate_merchant`]: crate::market::Market::reinstate_merchant
+    #[serde(default)]
+    pub manual_suspension: bool,
     /// Optimistic-concurrency version.
     pub version: i64,
     /// Created.
@@ -266,6 +282,8 @@ mod tests {
             sub_mchid: None,
             status,
             restrictions: r,
+            manual_restrictions: Restrictions::NONE,
+            manual_suspension: false,
             version: 1,
             created_at: Utc::now(),
             updated_at: Utc::now(),

@@ -131,9 +131,9 @@ pub use money::Money;
 pub use order::{MerchantOrder, OrderDetail, OrderLine, OrderStatus, ShipItem, ShipRequest, Shipment, Step};
 pub use payment::{NoticeOutcome, PayMode, Payment, PaymentNotice, PaymentStatus, Refund, RefundStatus, SubOrderPaid};
 pub use service::{
-    CaseRequest, Checkout, DepositPrepay, DepositRefundView, DepositView, GOVERNANCE_CONSUMER, Market, MarketBuilder,
-    MarketConfig, MerchantBalances, NewMerchant, PenaltyLog, ReconcileReport, RefundSettled, ReviewRequest,
-    StockReconciliation,
+    CaseRequest, Checkout, DEFAULT_RETENTION_DAYS, DepositPrepay, DepositRefundView, DepositView, GOVERNANCE_CONSUMER,
+    MIN_RETENTION_HOURS, Market, MarketBuilder, MarketConfig, MerchantBalances, NewMerchant, PenaltyLog, PruneReport,
+    ReconcileReport, RefundSettled, Retention, ReviewRequest, StockReconciliation,
 };
 pub use service::{CompensationView, TransferNoticeOutcome};
 pub use store::{Backend, MarketStore, StoreTx};

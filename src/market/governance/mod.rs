@@ -87,8 +87,16 @@ pub struct GovernanceConfig {
     /// Promoter commission.
     pub promoter: settlement::PromoterPolicy,
     /// Whether carrier scans are recorded ([`Market::record_carrier_event`](crate::market::Market)), so
-    /// that a shipment without one can be judged a fake shipment. Off by default: without tracking
-    /// every shipment would look fake.
+    /// that a shipment without one can be judged a fake shipment (the `fake_shipment` rule: no carrier
+    /// scan within its window, 48 h by default, after "shipped").
+    ///
+    /// **Off by default, on purpose.** WeChat publishes the 48 h shipping SLA but no fake-shipment
+    /// window (platform rules, penalty rules: "no carrier scan within X h"), and the check is only as
+    /// good as the carrier feed behind it: a platform that does not forward its carriers' first scans
+    /// would see every honest parcel judged fake 48 h after shipping, with a deposit deduction and a
+    /// buyer compensation each. Turn it on together with a feed (the storefront example does: its
+    /// `POST /admin/governance/orders/{id}/carrier-scan` route takes the tracking provider's first scan).
+    /// Only shipments governance takes in (from the outbox) while it is on are judged.
     pub carrier_tracking: bool,
 }
 

@@ -32,6 +32,26 @@ impl NewMerchant {
     }
 }
 
+/// What a platform action moves a merchant to, including the holds the platform keeps by hand.
+struct Target {
+    status: MerchantStatus,
+    restrictions: Restrictions,
+    manual_restrictions: Restrictions,
+    manual_suspension: bool,
+}
+
+impl Target {
+    /// `status` and `restrictions`, the platform's holds unchanged.
+    fn keep_manual(m: &Merchant, status: MerchantStatus, restrictions: Restrictions) -> Target {
+        Target {
+            status,
+            restrictions,
+            manual_restrictions: m.manual_restrictions,
+            manual_suspension: m.manual_suspension,
+        }
+    }
+}
+
 impl Market {
     /// Records a merchant application (status Applying).
     pub async fn create_merchant(&self, m: NewMerchant) -> Result<Merchant> {
@@ -51,6 +71,8 @@ impl Market {
             sub_mchid: m.sub_mchid,
             status: MerchantStatus::Applying,
             restrictions: Restrictions::NONE,
+            manual_restrictions: Restrictions::NONE,
+            manual_suspension: false,
             version: 1,
             created_at: at,
             updated_at: at,
@@ -87,59 +109,88 @@ impl Market {
 
     /// Applying → Active.
     pub async fn approve_merchant(&self, id: &str) -> Result<Merchant> {
-        self.move_merchant(id, Actor::Platform, None, |m| Ok((MerchantStatus::Active, m.restrictions))).await
+        self.move_merchant(id, Actor::Platform, None, |m| {
+            Ok(Target::keep_manual(m, MerchantStatus::Active, m.restrictions))
+        })
+        .await
     }
 
-    /// Adds restrictions (Active or Restricted → Restricted).
+    /// Adds restrictions by hand (Active or Restricted → Restricted). They are the platform's: governance
+    /// keeps them when it recomputes the merchant's status (a deposit re-funded, a penalty restriction
+    /// expired) until [`lift_restrictions`](Market::lift_restrictions) or
+    /// [`reinstate_merchant`](Market::reinstate_merchant) removes them
+    /// ([`Merchant::manual_restrictions`]).
     pub async fn restrict_merchant(&self, id: &str, add: Restrictions, reason: &str) -> Result<Merchant> {
         self.move_merchant(id, Actor::Platform, Some(reason), |m| {
             let current = if m.status == MerchantStatus::Restricted { m.restrictions } else { Restrictions::NONE };
-            Ok((MerchantStatus::Restricted, current | add))
+            Ok(Target {
+                status: MerchantStatus::Restricted,
+                restrictions: current | add,
+                manual_restrictions: m.manual_restrictions | add,
+                manual_suspension: m.manual_suspension,
+            })
         })
         .await
     }
 
-    /// Lifts restrictions; with none left the merchant is Active again.
+    /// Lifts restrictions (and the platform's hold on them); with none left the merchant is Active
+    /// again. A restriction governance still derives (an active penalty, a restricted deposit) comes
+    /// back the next time governance recomputes the status.
     pub async fn lift_restrictions(&self, id: &str, remove: Restrictions, reason: &str) -> Result<Merchant> {
         self.move_merchant(id, Actor::Platform, Some(reason), |m| {
+            let manual_restrictions = m.manual_restrictions.without(remove);
             if m.status != MerchantStatus::Restricted {
-                return Ok((m.status, m.restrictions));
+                return Ok(Target { manual_restrictions, ..Target::keep_manual(m, m.status, m.restrictions) });
             }
             let left = m.restrictions.without(remove);
-            Ok(if left.is_empty() { (MerchantStatus::Active, left) } else { (MerchantStatus::Restricted, left) })
+            let status = if left.is_empty() { MerchantStatus::Active } else { MerchantStatus::Restricted };
+            Ok(Target { manual_restrictions, ..Target::keep_manual(m, status, left) })
         })
         .await
     }
 
-    /// → Suspended.
+    /// → Suspended, by hand: governance never lifts it ([`Merchant::manual_suspension`]); only
+    /// [`reinstate_merchant`](Market::reinstate_merchant) does.
     pub async fn suspend_merchant(&self, id: &str, reason: &str) -> Result<Merchant> {
-        self.move_merchant(id, Actor::Platform, Some(reason), |_| Ok((MerchantStatus::Suspended, Restrictions::NONE)))
-            .await
+        self.move_merchant(id, Actor::Platform, Some(reason), |m| {
+            Ok(Target {
+                manual_suspension: true,
+                ..Target::keep_manual(m, MerchantStatus::Suspended, Restrictions::NONE)
+            })
+        })
+        .await
     }
 
-    /// Suspended → Active.
+    /// Suspended → Active, clearing every hold the platform set by hand.
     pub async fn reinstate_merchant(&self, id: &str, reason: &str) -> Result<Merchant> {
         self.move_merchant(id, Actor::Platform, Some(reason), |m| {
             if m.status != MerchantStatus::Suspended && m.status != MerchantStatus::Active {
                 return Err(MarketError::illegal("merchant", m.status, "reinstate"));
             }
-            Ok((MerchantStatus::Active, Restrictions::NONE))
+            Ok(Target {
+                status: MerchantStatus::Active,
+                restrictions: Restrictions::NONE,
+                manual_restrictions: Restrictions::NONE,
+                manual_suspension: false,
+            })
         })
         .await
     }
 
     /// → Closing: no new listings or orders.
     pub async fn begin_closing(&self, id: &str, reason: &str) -> Result<Merchant> {
-        self.move_merchant(id, Actor::Platform, Some(reason), |_| Ok((MerchantStatus::Closing, Restrictions::NONE)))
-            .await
+        self.move_merchant(id, Actor::Platform, Some(reason), |m| {
+            Ok(Target::keep_manual(m, MerchantStatus::Closing, Restrictions::NONE))
+        })
+        .await
     }
 
     /// Closing → Closed, once every order is Completed or Cancelled (else
     /// [`MarketError::IllegalTransition`]).
     pub async fn close_merchant(&self, id: &str, reason: &str) -> Result<Merchant> {
         self.retry(|| {
-            self.move_merchant_once(id, Actor::Platform, Some(reason), true, &|_| {
-                Ok((MerchantStatus::Closed, Restrictions::NONE))
+            self.move_merchant_once(id, Actor::Platform, Some(reason), true, &|m| {
+                Ok(Target::keep_manual(m, MerchantStatus::Closed, Restrictions::NONE))
             })
         })
         .await
@@ -150,7 +201,7 @@ impl Market {
         id: &str,
         actor: Actor,
         reason: Option<&str>,
-        decide: impl Fn(&Merchant) -> Result<(MerchantStatus, Restrictions)> + Send + Sync,
+        decide: impl Fn(&Merchant) -> Result<Target> + Send + Sync,
     ) -> Result<Merchant> {
         self.retry(|| self.move_merchant_once(id, actor.clone(), reason, false, &decide)).await
     }
@@ -161,13 +212,23 @@ impl Market {
         actor: Actor,
         reason: Option<&str>,
         require_no_open_orders: bool,
-        decide: &(dyn Fn(&Merchant) -> Result<(MerchantStatus, Restrictions)> + Send + Sync),
+        decide: &(dyn Fn(&Merchant) -> Result<Target> + Send + Sync),
     ) -> Result<Merchant> {
         let at = self.now();
         let mut tx = self.begin().await?;
         let cur = tx.merchant(id).await?.ok_or_else(|| MarketError::not_found("merchant", id))?;
-        let (to, r) = decide(&cur)?;
-        let Some(mut next) = cur.moved(to, r, at)? else { return Ok(cur) };
+        let target = decide(&cur)?;
+        let to = target.status;
+        let manual_changed =
+            (target.manual_restrictions, target.manual_suspension) != (cur.manual_restrictions, cur.manual_suspension);
+        let mut next = match cur.moved(to, target.restrictions, at)? {
+            Some(next) => next,
+            // Same status and restrictions, but the platform now holds (or let go of) some of them.
+            None if manual_changed => Merchant { updated_at: at, ..cur.clone() },
+            None => return Ok(cur),
+        };
+        next.manual_restrictions = target.manual_restrictions;
+        next.manual_suspension = target.manual_suspension;
         if require_no_open_orders {
             let open = tx.count_open_orders(id).await?;
             if open > 0 {
@@ -196,7 +257,9 @@ impl Market {
                 Change::new("status").states(cur.status, next.status).reason(reason).event(
                     event_type,
                     json!({ "merchant_id": id, "from": cur.status, "to": next.status,
-                            "restrictions": next.restrictions.bits(), "reason": reason }),
+                            "restrictions": next.restrictions.bits(),
+                            "manual_restrictions": next.manual_restrictions.bits(),
+                            "manual_suspension": next.manual_suspension, "reason": reason }),
                 ),
             )
             .await?;

@@ -32,7 +32,7 @@ pub use governance::{
 pub use governance::{CompensationView, TransferNoticeOutcome};
 pub use merchants::NewMerchant;
 pub use orders::RefundSettled;
-pub use timers::ReconcileReport;
+pub use timers::{DEFAULT_RETENTION_DAYS, MIN_RETENTION_HOURS, PruneReport, ReconcileReport, Retention};
 
 /// Tunables of a [`Market`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

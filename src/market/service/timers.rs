@@ -33,6 +33,57 @@ pub struct ReconcileReport {
     pub failed: usize,
 }
 
+/// How long [`Market::prune`] keeps processed outbox rows and notification dedupe rows, by default.
+pub const DEFAULT_RETENTION_DAYS: i64 = 30;
+/// The shortest retention [`Market::prune`] accepts: WeChat Pay redelivers a notification for about
+/// 24 hours (15 s … 6 h backoff), so a dedupe row must outlive that with a margin.
+pub const MIN_RETENTION_HOURS: i64 = 48;
+/// Events pruned per transaction.
+const PRUNE_BATCH: i64 = 500;
+
+/// What [`Market::prune`] keeps, and for whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// How long processed rows are kept ([`DEFAULT_RETENTION_DAYS`]; at least [`MIN_RETENTION_HOURS`]).
+    pub keep: chrono::Duration,
+    /// Outbox consumers an event must have been acked by before it is deleted, besides governance
+    /// ([`GOVERNANCE_CONSUMER`](crate::market::GOVERNANCE_CONSUMER)) and every consumer that has acked
+    /// any event (each consumer's newest ack is never pruned). Name your own consumers here anyway, so
+    /// that one that has not acked anything yet is waited for too.
+    pub consumers: Vec<String>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention { keep: chrono::Duration::days(DEFAULT_RETENTION_DAYS), consumers: Vec::new() }
+    }
+}
+
+impl Retention {
+    /// Keeps rows for `days` days.
+    pub fn days(days: i64) -> Self {
+        Retention { keep: chrono::Duration::days(days), ..Retention::default() }
+    }
+
+    /// Also waits for `consumer`'s acks.
+    pub fn consumer(mut self, consumer: impl Into<String>) -> Self {
+        self.consumers.push(consumer.into());
+        self
+    }
+}
+
+/// What [`Market::prune`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PruneReport {
+    /// Outbox events acked by every consumer, older than the retention.
+    pub events: u64,
+    /// Acks deleted: those of the deleted events, except each consumer's newest, which stays so that
+    /// a consumer that has acked nothing since is still known (and waited for).
+    pub acks: u64,
+    /// Payment-notification dedupe rows older than the retention.
+    pub notices: u64,
+}
+
 enum Fired {
     Done,
     Skipped,
@@ -409,6 +460,63 @@ impl Market {
             Some(e) => Err(e),
             None => Ok(done.len()),
         }
+    }
+
+    /// Housekeeping: deletes outbox events older than `retention.keep` that every consumer has acked
+    /// (with their acks) and payment-notification dedupe rows older than it. An event some consumer
+    /// has not acked is never deleted, whatever its age; a retention shorter than
+    /// [`MIN_RETENTION_HOURS`] (WeChat Pay redelivers a notification for about a day) is refused.
+    /// Safe to run from several processes; the storefront runs it once an hour.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> wxshop::market::Result<()> {
+    /// use wxshop::market::{Market, RecordingGateway, Retention, store};
+    /// let gw = std::sync::Arc::new(RecordingGateway::default());
+    /// let market = Market::builder(store::open("sqlite::memory:").await?).payments(gw.clone()).shipping(gw).build()?;
+    /// let report = market.prune(&Retention::default()).await?;
+    /// assert_eq!((report.events, report.acks, report.notices), (0, 0, 0));
+    /// assert!(market.prune(&Retention::days(1)).await.is_err(), "shorter than WeChat's redelivery");
+    /// # Ok(()) }
+    /// ```
+    pub async fn prune(&self, retention: &Retention) -> Result<PruneReport> {
+        if retention.keep < chrono::Duration::hours(MIN_RETENTION_HOURS) {
+            return Err(MarketError::invalid(format!(
+                "keep processed rows at least {MIN_RETENTION_HOURS} h: WeChat Pay redelivers notifications for about a day"
+            )));
+        }
+        for c in &retention.consumers {
+            check_consumer(c)?;
+        }
+        let mut consumers = retention.consumers.clone();
+        consumers.push(super::GOVERNANCE_CONSUMER.to_string());
+        consumers.sort();
+        consumers.dedup();
+        let before = self.now() - retention.keep;
+        let mut report = PruneReport::default();
+        for _ in 0..MAX_BATCHES {
+            let (events, acks) = self
+                .retry(|| async {
+                    let mut tx = self.begin().await?;
+                    let n = tx.prune_outbox(before, &consumers, PRUNE_BATCH).await?;
+                    tx.commit().await?;
+                    Ok(n)
+                })
+                .await?;
+            report.events += events;
+            report.acks += acks;
+            if events < PRUNE_BATCH as u64 {
+                break;
+            }
+        }
+        report.notices = self
+            .retry(|| async {
+                let mut tx = self.begin().await?;
+                let n = tx.prune_notices(before).await?;
+                tx.commit().await?;
+                Ok(n)
+            })
+            .await?;
+        Ok(report)
     }
 
     /// The audit rows of an aggregate (merchant, product, sku, group, order, refund), oldest first.

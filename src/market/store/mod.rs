@@ -318,6 +318,13 @@ pub trait StoreTx: GovTx + Send {
     async fn poll_events(&mut self, consumer: &str, limit: i64) -> Result<Vec<OutboxEvent>>;
     /// Acks events for a consumer (idempotent).
     async fn ack_events(&mut self, consumer: &str, event_ids: &[String], at: DateTime<Utc>) -> Result<()>;
+    /// Deletes up to `limit` outbox events created before `before` that every consumer has acked (each
+    /// of `consumers`, and every consumer that has acked any event), with their acks except each
+    /// consumer's newest (kept, so the consumer stays known); returns `(events, acks)` deleted. An
+    /// event some consumer has not acked is never deleted.
+    async fn prune_outbox(&mut self, before: DateTime<Utc>, consumers: &[String], limit: i64) -> Result<(u64, u64)>;
+    /// Deletes the payment-notification dedupe rows received before `before`; how many.
+    async fn prune_notices(&mut self, before: DateTime<Utc>) -> Result<u64>;
     /// Inserts a timer.
     async fn insert_timer(&mut self, t: &Timer) -> Result<()>;
     /// Timers of an aggregate.
@@ -415,6 +422,8 @@ struct MerchantRow {
     sub_mchid: Option<String>,
     status: String,
     restrictions: i64,
+    manual_restrictions: i64,
+    manual_suspension: bool,
     version: i64,
     created_at: i64,
     updated_at: i64,
@@ -429,6 +438,9 @@ impl TryFrom<MerchantRow> for Merchant {
             sub_mchid: r.sub_mchid,
             status: r.status.parse().map_err(|e| corrupt("merchant", e))?,
             restrictions: Restrictions::from_bits(r.restrictions as u32).map_err(|e| corrupt("merchant", e))?,
+            manual_restrictions: Restrictions::from_bits(r.manual_restrictions as u32)
+                .map_err(|e| corrupt("merchant", e))?,
+            manual_suspension: r.manual_suspension,
             version: r.version,
             created_at: from_ms(r.created_at),
             updated_at: from_ms(r.updated_at),
@@ -558,6 +570,8 @@ struct OfferRow {
     m_sub_mchid: Option<String>,
     m_status: String,
     m_restrictions: i64,
+    m_manual_restrictions: i64,
+    m_manual_suspension: bool,
     m_version: i64,
     m_created_at: i64,
     m_updated_at: i64,
@@ -572,6 +586,8 @@ impl TryFrom<OfferRow> for SkuOffer {
             sub_mchid: r.m_sub_mchid,
             status: r.m_status,
             restrictions: r.m_restrictions,
+            manual_restrictions: r.m_manual_restrictions,
+            manual_suspension: r.m_manual_suspension,
             version: r.m_version,
             created_at: r.m_created_at,
             updated_at: r.m_updated_at,
@@ -1028,7 +1044,8 @@ fn json(v: &impl serde::Serialize) -> Result<String> {
     serde_json::to_string(v).map_err(|e| MarketError::Store { message: format!("encode: {e}"), retryable: false })
 }
 
-const MERCHANT_COLS: &str = "merchant_id, name, sub_mchid, status, restrictions, version, created_at, updated_at";
+const MERCHANT_COLS: &str = "merchant_id, name, sub_mchid, status, restrictions, manual_restrictions, \
+     manual_suspension, version, created_at, updated_at";
 const PRODUCT_COLS: &str = "merchant_id, product_id, category_id, title, description, status, min_price_fen, \
      max_price_fen, version, created_at, updated_at";
 const ORDER_COLS: &str = "merchant_id, order_id, group_id, buyer_openid, status, subtotal_fen, discount_fen, \
@@ -1050,7 +1067,8 @@ macro_rules! sql_store_tx {
             async fn insert_merchant(&mut self, m: &Merchant) -> Result<()> {
                 sqlx::query(
                     "INSERT INTO merchants (merchant_id, name, sub_mchid, status, restrictions, sellable, version, \
-                     created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                     created_at, updated_at, manual_restrictions, manual_suspension) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 )
                 .bind(&m.id)
                 .bind(&m.name)
@@ -1061,6 +1079,8 @@ macro_rules! sql_store_tx {
                 .bind(m.version)
                 .bind(ms(m.created_at))
                 .bind(ms(m.updated_at))
+                .bind(m.manual_restrictions.bits() as i64)
+                .bind(m.manual_suspension)
                 .execute(&mut *self.0)
                 .await?;
                 Ok(())
@@ -1087,7 +1107,8 @@ macro_rules! sql_store_tx {
             async fn update_merchant(&mut self, m: &Merchant, expected_version: i64) -> Result<bool> {
                 let r = sqlx::query(
                     "UPDATE merchants SET name = $1, sub_mchid = $2, status = $3, restrictions = $4, sellable = $5, \
-                     version = $6, updated_at = $7 WHERE merchant_id = $8 AND version = $9",
+                     version = $6, updated_at = $7, manual_restrictions = $8, manual_suspension = $9 \
+                     WHERE merchant_id = $10 AND version = $11",
                 )
                 .bind(&m.name)
                 .bind(&m.sub_mchid)
@@ -1096,6 +1117,8 @@ macro_rules! sql_store_tx {
                 .bind(m.can_sell())
                 .bind(m.version)
                 .bind(ms(m.updated_at))
+                .bind(m.manual_restrictions.bits() as i64)
+                .bind(m.manual_suspension)
                 .bind(&m.id)
                 .bind(expected_version)
                 .execute(&mut *self.0)
@@ -1315,6 +1338,7 @@ macro_rules! sql_store_tx {
                     "SELECT s.merchant_id, s.sku_id, s.product_id, s.attrs, s.price_fen, s.purchase_limit, \
                      s.created_at, p.title, p.category_id, p.status AS product_status, m.name AS m_name, \
                      m.sub_mchid AS m_sub_mchid, m.status AS m_status, m.restrictions AS m_restrictions, \
+                     m.manual_restrictions AS m_manual_restrictions, m.manual_suspension AS m_manual_suspension, \
                      m.version AS m_version, m.created_at AS m_created_at, m.updated_at AS m_updated_at \
                      FROM skus s JOIN products p ON p.merchant_id = s.merchant_id AND p.product_id = s.product_id \
                      JOIN merchants m ON m.merchant_id = s.merchant_id WHERE s.sku_id IN (",
@@ -2175,6 +2199,70 @@ macro_rules! sql_store_tx {
                     .await?;
                 }
                 Ok(())
+            }
+
+            async fn prune_outbox(
+                &mut self,
+                before: DateTime<Utc>,
+                consumers: &[String],
+                limit: i64,
+            ) -> Result<(u64, u64)> {
+                // The consumers to wait for: the named ones and every one that has acked anything.
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT e.event_id FROM outbox e WHERE e.created_at < ",
+                );
+                q.push_bind(ms(before));
+                q.push(
+                    " AND NOT EXISTS (SELECT 1 FROM (SELECT DISTINCT consumer FROM outbox_acks",
+                );
+                for c in consumers {
+                    q.push(" UNION SELECT CAST(").push_bind(c.clone()).push(" AS TEXT)");
+                }
+                q.push(
+                    ") c WHERE NOT EXISTS (SELECT 1 FROM outbox_acks a \
+                     WHERE a.consumer = c.consumer AND a.event_id = e.event_id)) \
+                     ORDER BY e.created_at, e.event_id LIMIT ",
+                );
+                q.push_bind(limit);
+                let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *self.0).await?;
+                if ids.is_empty() {
+                    return Ok((0, 0));
+                }
+                // Each consumer's newest ack stays (even once its event is gone): it is how a consumer
+                // that has acked nothing since is still known, and so still waited for.
+                const NOT_NEWEST: &str = " AND NOT EXISTS (SELECT 1 FROM (SELECT consumer AS c, \
+                     MAX(event_id) AS m FROM outbox_acks GROUP BY consumer) k \
+                     WHERE k.c = outbox_acks.consumer AND k.m = outbox_acks.event_id)";
+                let mut q = sqlx::QueryBuilder::<$db>::new("DELETE FROM outbox_acks WHERE event_id IN (");
+                let mut sep = q.separated(", ");
+                for id in &ids {
+                    sep.push_bind(id.clone());
+                }
+                q.push(")");
+                q.push(NOT_NEWEST);
+                let mut acks = q.build().execute(&mut *self.0).await?.rows_affected();
+                // Markers left by earlier runs whose consumer has acked something newer since.
+                let stale = format!(
+                    "DELETE FROM outbox_acks WHERE NOT EXISTS (SELECT 1 FROM outbox e \
+                     WHERE e.event_id = outbox_acks.event_id){NOT_NEWEST}"
+                );
+                acks += sqlx::query(sqlx::AssertSqlSafe(stale)).execute(&mut *self.0).await?.rows_affected();
+                let mut q = sqlx::QueryBuilder::<$db>::new("DELETE FROM outbox WHERE event_id IN (");
+                let mut sep = q.separated(", ");
+                for id in &ids {
+                    sep.push_bind(id.clone());
+                }
+                q.push(")");
+                let events = q.build().execute(&mut *self.0).await?.rows_affected();
+                Ok((events, acks))
+            }
+
+            async fn prune_notices(&mut self, before: DateTime<Utc>) -> Result<u64> {
+                let r = sqlx::query("DELETE FROM payment_notices WHERE received_at < $1")
+                    .bind(ms(before))
+                    .execute(&mut *self.0)
+                    .await?;
+                Ok(r.rows_affected())
             }
 
             async fn insert_timer(&mut self, t: &Timer) -> Result<()> {

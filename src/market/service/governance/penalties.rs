@@ -550,9 +550,14 @@ async fn relist(
     Ok(())
 }
 
-/// Derives the merchant's status from governance: any active suspension → Suspended; any active
-/// restriction or a restricted deposit → Restricted; else Active. Only merchants that are Active,
-/// Restricted or Suspended are moved (governance owns those states while it has restrictions).
+/// Derives the merchant's status from governance: any active suspension (or one the platform set by
+/// hand) → Suspended; any active restriction, a restricted deposit or a restriction the platform set by
+/// hand → Restricted; else Active. What the platform set by hand ([`Merchant::manual_restrictions`],
+/// [`Merchant::manual_suspension`]) is never lifted here, only by the platform. Only merchants that are
+/// Active, Restricted or Suspended are moved.
+///
+/// [`Merchant::manual_restrictions`]: crate::market::Merchant::manual_restrictions
+/// [`Merchant::manual_suspension`]: crate::market::Merchant::manual_suspension
 pub(super) async fn sync_merchant_status(
     tx: &mut dyn StoreTx,
     merchant_id: &str,
@@ -565,14 +570,14 @@ pub(super) async fn sync_merchant_status(
     }
     let active: Vec<_> = tx.restrictions_of(merchant_id).await?.into_iter().filter(|r| r.active(at)).collect();
     let deposit_restricted = tx.deposit(merchant_id).await?.is_some_and(|d| d.value.restricts_merchant());
-    let mut bits = Restrictions::NONE;
+    let mut bits = cur.manual_restrictions;
     if active.iter().any(|r| r.kind == RestrictionKind::Restricted) {
         bits = bits | Restrictions::LISTING | Restrictions::PAYOUT;
     }
     if deposit_restricted {
         bits = bits | Restrictions::LISTING | Restrictions::CHECKOUT;
     }
-    let to = if active.iter().any(|r| r.kind == RestrictionKind::Suspended) {
+    let to = if cur.manual_suspension || active.iter().any(|r| r.kind == RestrictionKind::Suspended) {
         MerchantStatus::Suspended
     } else if !bits.is_empty() {
         MerchantStatus::Restricted

@@ -15,6 +15,7 @@ use crate::market::governance::settlement::{
 };
 use crate::market::governance::{GovError, GovResult, GovernanceConfig, Transition};
 use crate::market::money::Money;
+use crate::market::payment::PayMode;
 use crate::market::service::Market;
 use crate::market::store::StoreTx;
 
@@ -152,9 +153,12 @@ impl Market {
     pub(super) async fn on_completed(&self, order_id: &str) -> GovResult<()> {
         let timers = self
             .gov(|| async {
-                let at = self.now();
+                let now = self.now();
                 let mut tx = self.begin().await?;
                 let cfg = config(&mut *tx).await?;
+                // The market's Complete timer fired when the window closed, possibly as of an instant
+                // ahead of this clock (timers run ahead of time): the release is judged as of then.
+                let at = tx.order(order_id).await?.and_then(|o| o.completed_at).map_or(now, |c| c.max(now));
                 open_settlement_in(&mut *tx, order_id, &cfg, at).await?;
                 let timers = settle_in(&mut *tx, order_id, &cfg, at).await?;
                 tx.commit().await?;
@@ -177,13 +181,29 @@ impl Market {
         Ok(())
     }
 
-    /// The profit-sharing call of a release.
+    /// The profit-sharing record of a merchant order's settlement (`None` until it is released).
+    pub async fn profit_share_of(&self, order_id: &str) -> GovResult<Option<ProfitShare>> {
+        Ok(self.read().await?.profit_share(&share_no(order_id)).await?)
+    }
+
+    /// The profit-sharing call of a release. Who shares is who collected the payment: a sub-merchant
+    /// for its own partner-mode payment (commission to the platform, fees to promoters); the
+    /// platform's own merchant id for JSAPI and combined payments, which already holds the commission,
+    /// so only promoters are shared to (and with none, the rest is just unfrozen).
     pub(super) async fn call_profit_share(&self, out_order_no: &str) -> GovResult<()> {
         let (p, sub_mchid, cfg) = {
             let mut tx = self.read().await?;
             let cfg = config(&mut *tx).await?;
             let Some(p) = tx.profit_share(out_order_no).await? else { return Ok(()) };
-            let sub = tx.merchant(&p.merchant_id).await?.and_then(|m| m.sub_mchid);
+            let group = tx.order(&p.order_id).await?.map(|o| o.group_id);
+            let mode = match group {
+                Some(g) => tx.payment(&g).await?.map(|pay| pay.mode),
+                None => None,
+            };
+            let sub = match mode {
+                Some(PayMode::Partner) => tx.merchant(&p.merchant_id).await?.and_then(|m| m.sub_mchid),
+                _ => None,
+            };
             (p, sub, cfg)
         };
         if p.status != ShareStatus::Requested {
@@ -194,6 +214,7 @@ impl Market {
         } else {
             cfg.settlement.platform_mchid.clone()
         };
+        let platform_collected = sub_mchid.is_none();
         let req = ProfitShareRequest {
             out_order_no: p.request.out_order_no.clone(),
             transaction_id: p.request.transaction_id.clone(),
@@ -202,6 +223,7 @@ impl Market {
                 .request
                 .receivers
                 .iter()
+                .filter(|r| !(platform_collected && r.kind == ReceiverKind::Platform))
                 .map(|r| ProfitShareReceiver {
                     receiver_type: if r.kind == ReceiverKind::Platform {
                         "MERCHANT_ID".into()
@@ -293,6 +315,11 @@ fn compensation_remark(reference: &str) -> String {
         Some("case" | "dispute") => "售后赔付".into(),
         _ => "平台赔付".into(),
     }
+}
+
+/// The `out_order_no` of a merchant order's profit sharing.
+fn share_no(order_id: &str) -> String {
+    format!("ps_{order_id}")
 }
 
 /// A settlement's id (its aggregate id in audit rows and timers; the order's own trail stays the order's).
@@ -463,7 +490,7 @@ pub(super) async fn settle_in(
     let open = tx.cases_of_order(order_id).await?.iter().filter(|c| c.state.is_open()).count();
     let Some(tr) = s.value.evaluate(at, open, &cfg.settlement) else { return Ok(Vec::new()) };
     record_settlement(tx, &s.value, &Actor::Timer, &tr).await?;
-    let out_order_no = format!("ps_{order_id}");
+    let out_order_no = share_no(order_id);
     let r = s.value.release(out_order_no.clone(), at, &cfg.settlement)?;
     if !r.txn.is_empty() {
         post(tx, &r.txn.build(format!("release:{order_id}"), at)?, cfg).await?;
