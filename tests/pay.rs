@@ -1059,3 +1059,56 @@ async fn a_payment_comes_under_shipping_management() {
     let order = emu.client().unwrap().shipping().get_order(&OrderRef::transaction_id(&txn)).await.unwrap();
     assert_eq!(order.order_state, OrderState::Unshipped);
 }
+
+#[tokio::test]
+async fn refunds_close_365_days_after_payment() {
+    let emu = Emulator::start_default().await.unwrap();
+    let pay = emu.pay_client().unwrap();
+    for (no, days) in [("ORDER_AGE_364", 364), ("ORDER_AGE_366", 366)] {
+        pay.transactions()
+            .jsapi(JsapiPrepay::new(DEFAULT_APPID, "Tea", no, "http://127.0.0.1:1/n", 500, "o1"))
+            .await
+            .unwrap();
+        emu.cashier_pay(DEFAULT_MCHID, no).await.unwrap();
+        emu.age_order(DEFAULT_MCHID, no, days).await.unwrap();
+    }
+    // 364 days after payment: still refundable.
+    let r = pay.refunds().create(CreateRefund::by_out_trade_no("ORDER_AGE_364", "REFUND_AGE_364", 500, 500)).await;
+    assert_eq!(r.unwrap().amount.refund, 500);
+    // 366 days: WeChat refuses, by API and from the merchant platform alike.
+    let e = pay.refunds().create(CreateRefund::by_out_trade_no("ORDER_AGE_366", "REFUND_AGE_366", 500, 500)).await;
+    let e = e.unwrap_err();
+    assert!(
+        matches!(&e, Error::PayApi { status: 400, code, message, .. }
+            if code == "INVALID_REQUEST" && message == "交易时间超过一年的订单无法提交退款"),
+        "{e:?}"
+    );
+    assert!(emu.cashier_refund(DEFAULT_MCHID, "ORDER_AGE_366", None).await.is_err());
+    // Ageing needs a paid order.
+    assert!(emu.age_order(DEFAULT_MCHID, "ORDER_NOPE_9", 1).await.is_err());
+}
+
+#[tokio::test]
+async fn profit_sharing_closes_180_days_after_payment() {
+    let emu = Emulator::start_default().await.unwrap();
+    let pay = emu.pay_client().unwrap();
+    let young = paid_order(&emu, &pay, "ORDER_PS_179", 10_000, "http://127.0.0.1:1/n", true).await;
+    let old = paid_order(&emu, &pay, "ORDER_PS_181", 10_000, "http://127.0.0.1:1/n", true).await;
+    emu.age_order(DEFAULT_MCHID, "ORDER_PS_179", 179).await.unwrap();
+    emu.age_order(DEFAULT_MCHID, "ORDER_PS_181", 181).await.unwrap();
+    pay.profit_sharing()
+        .add_receiver(AddReceiver::merchant(DEFAULT_APPID, "1900000109", "PARTNER").name("示例平台有限公司"))
+        .await
+        .unwrap();
+    let share = |txn: &str, no: &str| {
+        CreateOrder::new(DEFAULT_APPID, txn, no, false).receiver(OrderReceiver::merchant("1900000109", 1000, "fee"))
+    };
+    let o = pay.profit_sharing().create_order(share(&young, "PS_179")).await.unwrap();
+    assert_eq!((o.state.as_str(), o.receivers[0].amount), ("FINISHED", 1000));
+    let e = pay.profit_sharing().create_order(share(&old, "PS_181")).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::PayApi { status: 400, code, message, .. }
+            if code == "INVALID_REQUEST" && message.contains("180")),
+        "{e:?}"
+    );
+}

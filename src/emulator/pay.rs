@@ -51,6 +51,7 @@
 //! | `POST /__emulator/pay/orders/{mchid}/{out_trade_no}/pay` | — | the user pays (a combined sub-order pays the whole combination) → TRANSACTION.SUCCESS |
 //! | `POST /__emulator/pay/orders/{mchid}/{out_trade_no}/fail` | — | the payment fails (`PAYERROR`; WeChat sends no notification) |
 //! | `POST /__emulator/pay/orders/{mchid}/{out_trade_no}/refund` | `{"amount"?}` | refunds the rest (or `amount`) → REFUND.SUCCESS |
+//! | `POST /__emulator/pay/orders/{mchid}/{out_trade_no}/age` | `{"days"}` | moves the payment `days` into the past (refunds close 365 days after payment) |
 //! | `GET /__emulator/pay/transfers` | — | every merchant transfer bill (商家转账), newest first |
 //! | `POST /__emulator/pay/transfers/{mchid}/{out_bill_no}/confirm` | — | the user confirms a `WAIT_USER_CONFIRM` bill in `wx.requestMerchantTransfer` → `SUCCESS`, MCHTRANSFER.BILL.FINISHED |
 //! | `POST /__emulator/pay/transfers/{mchid}/{out_bill_no}/decline` | `{"fail_reason"?}` | the transfer fails (default `PAYEE_ACCOUNT_ABNORMAL`) → `FAIL`, MCHTRANSFER.BILL.FINISHED |
@@ -92,6 +93,11 @@ pub const DEFAULT_APIV3_KEY: &str = "wxshop-emulator-apiv3-key-000001";
 pub const PUBLIC_KEY_ID: &str = "PUB_KEY_ID_0112300001092025000000000001";
 /// The default merchant's private key. A published test key: never use it for real money.
 pub const DEFAULT_MERCHANT_KEY_PEM: &str = include_str!("pay_keys/merchant_key.pem");
+/// WeChat Pay refunds a payment only within this many days of its success time.
+const REFUND_DAYS: i64 = 365;
+/// Funds frozen for profit sharing are unfrozen to the payee this many days after payment.
+const SHARING_DAYS: i64 = 180;
+
 const PLATFORM_CERT_KEY_PEM: &str = include_str!("pay_keys/platform_cert_key.pem");
 const PLATFORM_PUBLIC_KEY_KEY_PEM: &str = include_str!("pay_keys/platform_public_key_key.pem");
 
@@ -1467,6 +1473,11 @@ async fn create_refund(State(s): State<Shared>, method: Method, uri: Uri, header
         drop(p);
         return param_err(&s, W, "amount.total", "订单金额与原订单不一致");
     }
+    // WeChat refunds only within a year of payment (支付成功时间 + 365 天).
+    if o.success_time.is_some_and(|t| now > t + chrono::Duration::days(REFUND_DAYS)) {
+        drop(p);
+        return err(&s, W, 400, "INVALID_REQUEST", "交易时间超过一年的订单无法提交退款");
+    }
     if refund > o.total - o.refunded {
         drop(p);
         return err(&s, W, 400, "INVALID_REQUEST", "申请退款金额超过订单可退金额");
@@ -1930,6 +1941,12 @@ async fn sharing_create(
     if p.unfrozen.get(&txn).copied().unwrap_or(false) {
         drop(p);
         return err(&s, W, 400, "INVALID_REQUEST", "订单剩余资金已解冻，不能再分账");
+    }
+    // The backstop: 180 days after payment WeChat unfreezes what was not shared to the payee.
+    if order.success_time.is_some_and(|t| now > t + chrono::Duration::days(SHARING_DAYS)) {
+        p.unfrozen.insert(txn.clone(), true);
+        drop(p);
+        return err(&s, W, 400, "INVALID_REQUEST", "订单已超过分账期限（支付成功后 180 天），剩余资金已自动解冻");
     }
     if let Some((k, a, _, _)) =
         receivers.iter().find(|(k, a, _, _)| !p.receivers.contains_key(&(owner.clone(), k.clone(), a.clone())))
@@ -2607,6 +2624,23 @@ fn fail_order(s: &Shared, mchid: &str, out_trade_no: &str) -> std::result::Resul
     Ok(())
 }
 
+/// Moves a paid order's payment `days` into the past (the emulator's clock also signs every request,
+/// so time limits on one order — the one-year refund window — are tested by ageing the order instead).
+fn age_order(s: &Shared, mchid: &str, out_trade_no: &str, days: i64) -> std::result::Result<DateTime<Utc>, String> {
+    if days <= 0 {
+        return Err("days must be positive".into());
+    }
+    let mut p = lock(&s.pay);
+    let o = p
+        .orders
+        .get_mut(&(mchid.to_string(), out_trade_no.to_string()))
+        .ok_or_else(|| format!("no order {out_trade_no} of merchant {mchid}"))?;
+    let t = o.success_time.ok_or_else(|| format!("order {out_trade_no} is not paid"))?;
+    let aged = t - chrono::Duration::days(days);
+    o.success_time = Some(aged);
+    Ok(aged)
+}
+
 /// The merchant refunds from the merchant platform; `Ok(out_refund_no)`.
 fn refund_order(
     s: &Shared,
@@ -2621,6 +2655,9 @@ fn refund_order(
     let o = p.orders.get_mut(&okey).ok_or_else(|| format!("no order {out_trade_no} of merchant {mchid}"))?;
     if !matches!(o.state.as_str(), "SUCCESS" | "REFUND") {
         return Err(format!("order is {}, not paid", o.state));
+    }
+    if o.success_time.is_some_and(|t| now > t + chrono::Duration::days(REFUND_DAYS)) {
+        return Err(format!("order {out_trade_no} was paid more than {REFUND_DAYS} days ago: no refund"));
     }
     let refundable = o.total - o.refunded;
     let refund = amount.unwrap_or(refundable);
@@ -2809,6 +2846,7 @@ async fn ctl_orders(State(s): State<Shared>) -> Response {
 #[derive(Deserialize, Default)]
 struct ActionBody {
     amount: Option<i64>,
+    days: Option<i64>,
 }
 
 async fn ctl_order_action(
@@ -2821,7 +2859,8 @@ async fn ctl_order_action(
         "pay" => pay_order(&s, &mchid, &no).map(|t| json!({ "transaction_id": t })),
         "fail" => fail_order(&s, &mchid, &no).map(|()| json!({ "state": "PAYERROR" })),
         "refund" => refund_order(&s, &mchid, &no, b.amount).map(|r| json!({ "out_refund_no": r })),
-        other => Err(format!("unknown action {other} (pay, fail, refund)")),
+        "age" => age_order(&s, &mchid, &no, b.days.unwrap_or(0)).map(|t| json!({ "success_time": wechat_time(t) })),
+        other => Err(format!("unknown action {other} (pay, fail, refund, age)")),
     };
     match r {
         Ok(v) => axum::Json(v).into_response(),
@@ -2944,6 +2983,12 @@ impl EmulatorHandle {
     /// The user pays an order (what tapping Pay in the cashier does); returns the transaction id.
     pub async fn cashier_pay(&self, mchid: &str, out_trade_no: &str) -> Result<String> {
         pay_order(self.state(), mchid, out_trade_no).map_err(Error::InvalidRequest)
+    }
+
+    /// Moves a paid order's payment `days` into the past (to test WeChat's time limits on it, such as
+    /// refunds only within 365 days of payment).
+    pub async fn age_order(&self, mchid: &str, out_trade_no: &str, days: i64) -> Result<()> {
+        age_order(self.state(), mchid, out_trade_no, days).map(|_| ()).map_err(Error::InvalidRequest)
     }
 
     /// The merchant refunds an order from the merchant platform (all that is left, or `amount`).
