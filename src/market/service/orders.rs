@@ -588,7 +588,7 @@ impl Market {
         self.retry(|| async {
             let at = self.now();
             let mut tx = self.begin().await?;
-            let o = owned_order(&mut *tx, order_id, |o| o.merchant_id == merchant_id).await?;
+            owned_order(&mut *tx, order_id, |o| o.merchant_id == merchant_id).await?;
             if !tx
                 .correct_shipment(merchant_id, &target.id, &target.tracking_no, &c.tracking_no, &c.express_company)
                 .await?
@@ -600,7 +600,7 @@ impl Market {
                     &mut *tx,
                     at,
                     &Actor::Merchant(merchant_id.into()),
-                    Change::new("shipping_corrected").states(o.status, o.status).event(
+                    Change::new("shipping_corrected").event(
                         "order.shipping_corrected",
                         json!({ "order_id": order_id, "merchant_id": merchant_id,
                                 "from": { "tracking_no": target.tracking_no, "express_company": target.express_company },
