@@ -922,6 +922,97 @@ async fn reconciliation_applies_queried_payments_once(e: Env) {
     assert_eq!(assert_consistent(m, &s.merchant.id, &s.skus[0]).await.level.on_hand, 8);
 }
 
+/// WeChat allows one correction of a shipped payment's shipping info: the market sends every parcel of
+/// the order with the named one replaced, records the new waybill, and refuses a second correction, an
+/// unshipped order, another merchant, and (for a split shipment) an unnamed parcel; a failed call
+/// changes nothing.
+async fn a_shipped_order_corrects_its_waybill_once(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Fix", None, &[100, 200], 10).await;
+    let mid = s.merchant.id.clone();
+    let co = m.checkout(req("b1", "k1", &[(&s.skus[0], 2), (&s.skus[1], 1)])).await.unwrap();
+    let oid = co.orders[0].id.clone();
+    m.handle_payment_notice(&notice(&co, "n1", t0())).await.unwrap();
+    let fix = |replaces: Option<&str>, no: &str| ShipCorrection {
+        replaces: replaces.map(str::to_string),
+        tracking_no: no.into(),
+        express_company: "YTO".into(),
+        receiver_phone: None,
+    };
+    let refused = |r: Result<OrderDetail>| matches!(r, Err(MarketError::CorrectionRefused { .. }));
+    assert!(refused(m.correct_shipment(&mid, &oid, fix(None, "YT1")).await), "an unshipped order");
+    let ship =
+        ShipRequest { tracking_no: "SF1".into(), express_company: "SF".into(), items: None, receiver_phone: None };
+    m.ship(&mid, &oid, ship).await.unwrap();
+    assert!(matches!(m.correct_shipment("other", &oid, fix(None, "YT1")).await, Err(MarketError::NotFound { .. })));
+    e.gw.fail_next("correct_shipping", false);
+    assert!(matches!(m.correct_shipment(&mid, &oid, fix(None, "YT1")).await, Err(MarketError::Gateway(_))));
+    assert_eq!(m.order(&oid).await.unwrap().shipments[0].tracking_no, "SF1");
+    e.clock.advance(Duration::from_secs(60));
+    let d = m.correct_shipment(&mid, &oid, fix(None, "YT1")).await.unwrap();
+    assert_eq!(d.order.status, OrderStatus::Shipped);
+    let waybills: Vec<(&str, &str)> =
+        d.shipments.iter().map(|p| (p.tracking_no.as_str(), p.express_company.as_str())).collect();
+    assert_eq!(waybills, [("YT1", "YTO")]);
+    assert_eq!(d.shipments[0].items, [ShipItem { line_no: 1, qty: 2 }, ShipItem { line_no: 2, qty: 1 }]);
+    let calls = e.gw.calls();
+    let shipped = calls.iter().find_map(|c| if let GatewayCall::Ship(u) = c { Some(u.clone()) } else { None }).unwrap();
+    let corrections: Vec<ShippingUpload> = calls
+        .iter()
+        .filter_map(|c| if let GatewayCall::CorrectShipping(u) = c { Some(u.clone()) } else { None })
+        .collect();
+    assert_eq!(corrections.len(), 2); // the failed call, then the correction
+    let u = &corrections[1];
+    assert_eq!((u.split, u.is_all_delivered, u.out_trade_no.as_str()), (false, true, co.group.id.as_str()));
+    assert_eq!(u.upload_time, t0() + chrono::Duration::seconds(60));
+    assert_eq!(
+        u.parcels,
+        [ShippingParcel {
+            tracking_no: "YT1".into(),
+            express_company: "YTO".into(),
+            item_desc: shipped.parcels[0].item_desc.clone(),
+            receiver_phone: None
+        }]
+    );
+    assert_eq!(shipped.parcels[0].item_desc, "Fix tea×2, Fix tea×1");
+    // The one correction is spent: refused, nothing changes.
+    assert!(refused(m.correct_shipment(&mid, &oid, fix(None, "YT2")).await));
+    assert_eq!(m.order(&oid).await.unwrap().shipments[0].tracking_no, "YT1");
+    let audited = m.audit_trail(&oid).await.unwrap().iter().filter(|a| a.action == "shipping_corrected").count();
+    assert_eq!(audited, 1);
+    // A split shipment: the parcel must be named, may not take another parcel's waybill, and the
+    // correction carries both parcels.
+    let co = m.checkout(req("b1", "k2", &[(&s.skus[0], 1), (&s.skus[1], 1)])).await.unwrap();
+    let oid = co.orders[0].id.clone();
+    m.handle_payment_notice(&notice(&co, "n2", t0())).await.unwrap();
+    for (no, line) in [("SF-A", 1), ("SF-B", 2)] {
+        let items = Some(vec![ShipItem { line_no: line, qty: 1 }]);
+        let r = ShipRequest { tracking_no: no.into(), express_company: "SF".into(), items, receiver_phone: None };
+        m.ship(&mid, &oid, r).await.unwrap();
+    }
+    assert!(matches!(m.correct_shipment(&mid, &oid, fix(None, "YT3")).await, Err(MarketError::Invalid(_))));
+    assert!(matches!(m.correct_shipment(&mid, &oid, fix(Some("SF-B"), "SF-A")).await, Err(MarketError::Invalid(_))));
+    assert!(matches!(
+        m.correct_shipment(&mid, &oid, fix(Some("SF-X"), "YT3")).await,
+        Err(MarketError::NotFound { .. })
+    ));
+    let d = m.correct_shipment(&mid, &oid, fix(Some("SF-B"), "YT3")).await.unwrap();
+    let mut waybills: Vec<&str> = d.shipments.iter().map(|p| p.tracking_no.as_str()).collect();
+    waybills.sort();
+    assert_eq!(waybills, ["SF-A", "YT3"]);
+    let u =
+        e.gw.calls()
+            .into_iter()
+            .rev()
+            .find_map(|c| if let GatewayCall::CorrectShipping(u) = c { Some(u) } else { None })
+            .unwrap();
+    let mut parcels: Vec<(&str, &str)> =
+        u.parcels.iter().map(|p| (p.tracking_no.as_str(), p.item_desc.as_str())).collect();
+    parcels.sort();
+    assert_eq!((u.split, u.is_all_delivered), (true, true));
+    assert_eq!(parcels, [("SF-A", "Fix tea×1"), ("YT3", "Fix tea×1")]);
+}
+
 macro_rules! cases {
     ($($f:ident),* $(,)?) => { vec![$((stringify!($f), (|e| Box::pin($f(e)) as BoxFut<()>) as fn(Env) -> BoxFut<()>)),*] };
 }
@@ -942,6 +1033,7 @@ fn cases() -> Vec<Case> {
         refund_calls_are_retried_until_they_succeed,
         two_merchants_pay_once_with_combined_payment,
         orders_ship_partially_then_fully_and_complete,
+        a_shipped_order_corrects_its_waybill_once,
         timers_confirm_receipt_and_report_late_shipping,
         cancellations_release_or_restock_and_refund,
         carts_merge_at_login_and_report_price_changes,
@@ -1243,6 +1335,141 @@ async fn ships_through_wechat_shipping_info_management() {
     assert_eq!(market.ship(&s.merchant.id, oid, rest).await.unwrap().order.status, OrderStatus::Shipped);
     let wx = client.shipping().get_order(&OrderRef::transaction_id(&txn)).await.unwrap();
     assert_eq!(wx.order_state, OrderState::Shipped);
+}
+
+/// The one correction through WeChat's shipping-info management (the emulator): the corrected waybill
+/// and the masked SF contact reach WeChat (`finish_shipping_count` 2); a second correction is refused
+/// before anything is uploaded, and the market keeps the corrected waybill.
+#[tokio::test]
+async fn corrects_shipping_info_once_through_wechat() {
+    use wxshop::emulator::Emulator;
+    use wxshop::emulator::shipping::{PaidTransaction, register_paid_transaction};
+    use wxshop::mp::shipping::{OrderRef, OrderState};
+
+    let emu = Emulator::start_default().await.unwrap();
+    let client = emu.client().unwrap();
+    let market = Market::builder(store::open("sqlite::memory:").await.unwrap())
+        .payments(Arc::new(RecordingGateway::default()))
+        .shipping(Arc::new(MpShippingGateway::new(client.clone())))
+        .build()
+        .unwrap();
+    let s = shop(&market, "Emu", None, &[500], 5).await;
+    let co = market.checkout(req("o-buyer", "k", &[(&s.skus[0], 1)])).await.unwrap();
+    let n = notice(&co, "n1", Utc::now());
+    let txn = register_paid_transaction(
+        emu.state(),
+        PaidTransaction::new("1230000109", &co.group.id, "o-buyer", co.group.total.as_fen())
+            .transaction_id(&n.transaction_id),
+    )
+    .unwrap();
+    market.handle_payment_notice(&n).await.unwrap();
+    let oid = &co.orders[0].id;
+    let ship = ShipRequest {
+        tracking_no: "SF100".into(),
+        express_company: "SF".into(),
+        items: None,
+        receiver_phone: Some("13812345678".into()),
+    };
+    market.ship(&s.merchant.id, oid, ship).await.unwrap();
+    let fix = |no: &str| ShipCorrection {
+        replaces: None,
+        tracking_no: no.into(),
+        express_company: "SF".into(),
+        receiver_phone: Some("13812345678".into()),
+    };
+    // WeChat wants a later upload_time than the first upload's (whole seconds).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let d = market.correct_shipment(&s.merchant.id, oid, fix("SF101")).await.unwrap();
+    assert_eq!(d.shipments[0].tracking_no, "SF101");
+    let wx = client.shipping().get_order(&OrderRef::transaction_id(&txn)).await.unwrap();
+    let sh = wx.shipping.clone().unwrap();
+    assert_eq!((wx.order_state, sh.finish_shipping_count, sh.shipping_list.len()), (OrderState::Shipped, 2, 1));
+    let p = &sh.shipping_list[0];
+    assert_eq!((p.tracking_no.as_str(), p.express_company.as_str()), ("SF101", "SF"));
+    assert_eq!(p.contact.as_ref().and_then(|c| c.receiver_contact.as_deref()), Some("138****5678"));
+    let uploads = emu.calls("/wxa/sec/order/upload_shipping_info");
+    let err = market.correct_shipment(&s.merchant.id, oid, fix("SF102")).await.unwrap_err();
+    assert!(matches!(&err, MarketError::CorrectionRefused { order_id, .. } if order_id == oid), "{err:?}");
+    assert_eq!(emu.calls("/wxa/sec/order/upload_shipping_info"), uploads, "nothing was uploaded");
+    assert_eq!(market.order(oid).await.unwrap().shipments[0].tracking_no, "SF101");
+}
+
+/// WeChat Pay shares only to receivers added beforehand: `WechatPayGateway::profit_share` adds each
+/// promoter (`PERSONAL_OPENID`, relation DISTRIBUTOR) under whoever shares — the platform for its own
+/// payment, the sub-merchant for a partner-mode one — and then shares. Without it the emulator refuses.
+#[tokio::test]
+async fn profit_sharing_adds_the_promoter_as_a_receiver_first() {
+    use wxshop::emulator::Emulator;
+    use wxshop::pay::partner::PartnerJsapiPrepay;
+    use wxshop::pay::profitsharing::{CreateOrder, OrderReceiver};
+    use wxshop::pay::transactions::JsapiPrepay;
+
+    let emu = Emulator::start_default().await.unwrap();
+    let pay = emu.pay_client().unwrap();
+    let appid = "wx_emulator_app";
+    let notify = "http://127.0.0.1:9/wx/pay/notify";
+    let gw = WechatPayGateway::new(pay.clone(), appid, notify).with_profit_sharing(true);
+    // The platform's own JSAPI payment, marked for profit sharing and paid in the cashier.
+    let prepay = JsapiPrepay::new(appid, "tea", "ps-own-1", notify, 10_000, "o-buyer").profit_sharing(true);
+    pay.transactions().jsapi(prepay).await.unwrap();
+    let txn = emu.cashier_pay(pay.mchid(), "ps-own-1").await.unwrap();
+    // Straight to WeChat Pay without adding the promoter: refused.
+    let direct = CreateOrder::new(appid, &txn, "ps-direct", false).receiver(OrderReceiver::person(
+        "o-promoter",
+        500,
+        "推广佣金",
+    ));
+    let err = pay.profit_sharing().create_order(direct).await.unwrap_err();
+    assert_eq!(err.pay_code(), Some("INVALID_REQUEST"), "{err:?}");
+    let promoter = ProfitShareReceiver {
+        receiver_type: "PERSONAL_OPENID".into(),
+        account: "o-promoter".into(),
+        amount: Money::fen(500),
+        description: "推广佣金".into(),
+    };
+    let req = ProfitShareRequest {
+        out_order_no: "ps_own".into(),
+        transaction_id: txn.clone(),
+        sub_mchid: None,
+        receivers: vec![promoter.clone()],
+        unfreeze_unsplit: true,
+    };
+    let t = gw.profit_share(&req).await.unwrap();
+    assert!(t.finished);
+    let added = emu.last_json("/v3/profitsharing/receivers/add").unwrap();
+    assert_eq!(
+        added,
+        serde_json::json!({ "appid": appid, "type": "PERSONAL_OPENID", "account": "o-promoter",
+                            "relation_type": PROMOTER_RELATION })
+    );
+    let wx = pay.profit_sharing().query_order("ps_own", &txn, None).await.unwrap();
+    let shared: Vec<(&str, &str, i64)> =
+        wx.receivers.iter().map(|r| (r.kind.as_str(), r.account.as_str(), r.amount)).collect();
+    assert_eq!(shared, [("PERSONAL_OPENID", "o-promoter", 500)]);
+    // Again (a retried release): the receiver is added again, harmlessly, and the share is the same.
+    assert_eq!(gw.profit_share(&req).await.unwrap(), t);
+    // A sub-merchant's own payment: the promoter is added under the sub-merchant.
+    let sub = "1900000109";
+    let prepay = PartnerJsapiPrepay::new(appid, sub, "silk", "ps-sub-1", notify, 20_000)
+        .sp_openid("o-buyer")
+        .profit_sharing(true);
+    pay.partner().jsapi(prepay).await.unwrap();
+    let txn = emu.cashier_pay(sub, "ps-sub-1").await.unwrap();
+    let req = ProfitShareRequest {
+        out_order_no: "ps_sub".into(),
+        transaction_id: txn.clone(),
+        sub_mchid: Some(sub.into()),
+        receivers: vec![ProfitShareReceiver { amount: Money::fen(1_000), ..promoter }],
+        unfreeze_unsplit: true,
+    };
+    assert!(gw.profit_share(&req).await.unwrap().finished);
+    let added = emu.last_json("/v3/profitsharing/receivers/add").unwrap();
+    assert_eq!((added["sub_mchid"].as_str(), added["account"].as_str()), (Some(sub), Some("o-promoter")));
+    let wx = pay.profit_sharing().query_order("ps_sub", &txn, Some(sub)).await.unwrap();
+    assert_eq!(
+        wx.receivers.iter().map(|r| (r.account.as_str(), r.amount)).collect::<Vec<_>>(),
+        [("o-promoter", 1_000)]
+    );
 }
 
 /// The whole WeChat path against the emulator: a combined payment over two merchants prepaid through

@@ -19,6 +19,10 @@ pub struct Demo {
     pub shared_link: Option<String>,
     /// The promoter id of the buyer who shared (share.rs).
     pub promoter: Option<u64>,
+    /// The promoter's openid: what the market attributes and WeChat Pay shares to (share.rs).
+    pub promoter_openid: Option<String>,
+    /// The market order the referred friend paid (share.rs, shipping.rs).
+    pub referred_order: Option<String>,
     /// The checkout group the market steps work on.
     pub group_id: Option<String>,
     /// The late-shipment penalty the governance steps appeal (governance.rs).
@@ -42,10 +46,16 @@ const STEPS: &[(&str, StepFn)] = &[
     step!("answer a customer message", crate::push::demo_customer_message),
     step!("send a subscribe message", crate::push::demo_subscribe),
     step!("share a product: URL Link + wxacode with a signed referral", crate::share::demo_share),
-    step!("a friend arrives through the link and is attributed", crate::share::demo_arrive),
-    step!("the friend pays; the order credits the promoter", crate::shipping::demo_pay),
-    step!("the merchant ships (and corrects once)", crate::shipping::demo_ship),
-    step!("order, pay in the cashier, see it paid", crate::pay::demo_pay),
+    step!("a friend arrives through the link; the click is recorded in the market", crate::share::demo_arrive),
+    step!(
+        "the friend checks out and pays in the cashier; the settlement names the promoter",
+        crate::share::demo_referred_purchase
+    ),
+    step!("the merchant ships with SF Express and corrects the waybill once", crate::shipping::demo_ship_and_correct),
+    step!(
+        "the friend receives; the settled order shares the promoter's fee through WeChat Pay (分账)",
+        crate::share::demo_promoter_share
+    ),
     step!("browse the catalog", crate::market::demo_browse),
     step!("fill a cart from two merchants (guest cart merged at login)", crate::market::demo_cart),
     step!("check out both merchants in one payment", crate::market::demo_checkout),
@@ -61,7 +71,7 @@ const STEPS: &[(&str, StepFn)] = &[
     step!("a return becomes a refund", crate::governance::demo_return),
     step!("a review, the merchant's reply, the score and the ledger audit", crate::governance::demo_review_and_score),
     step!(
-        "a settled order shares its commission out through WeChat Pay (分账)",
+        "a settled order shares its commission and the promoter's fee through WeChat Pay (分账)",
         crate::governance::demo_profit_sharing
     ),
 ];
@@ -74,6 +84,8 @@ pub async fn run(base: &str, state: &AppState) -> bool {
         token: None,
         shared_link: None,
         promoter: None,
+        promoter_openid: None,
+        referred_order: None,
         group_id: None,
         late_penalty: None,
         http,
@@ -172,13 +184,7 @@ impl Demo {
         self.send(Method::POST, format!("{}{path}", self.base), Some(body)).await
     }
 
-    /// POST JSON to a merchant (`/admin/...`) path with the admin token.
-    pub async fn admin_post(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value, String> {
-        let token = self.state.admin_token.clone();
-        self.send_as(Method::POST, format!("{}{path}", self.base), Some(body), Some(&token)).await
-    }
-
-    /// GET a merchant (`/admin/...`) path with the admin token.
+    /// GET a platform (`/admin/...`) path with the admin token.
     pub async fn admin_get(&self, path: &str) -> Result<serde_json::Value, String> {
         let token = self.state.admin_token.clone();
         self.send_as(Method::GET, format!("{}{path}", self.base), None, Some(&token)).await

@@ -43,7 +43,7 @@
 //! | `GET /admin/governance/deposits/{merchant_id}/refunds` | a deposit's exit refunds |
 //! | `POST /admin/governance/deposit-refunds/{id}/paid` `{reference}` | confirm a manual payout (a part WeChat Pay cannot refund) |
 //! | `POST /admin/governance/orders/{id}/carrier-scan` `{at?}` | the carrier's first scan (from the tracking provider); feeds fake-shipment detection |
-//! | `GET /admin/governance/settlements/{order_id}` | a settlement and its profit sharing (分账) |
+//! | `GET /admin/governance/settlements/{order_id}` | a settlement, its promoter attribution and its profit sharing (分账) |
 //! | `GET /admin/governance/ledger/audit` | the ledger checked against itself |
 //! | `POST /admin/governance/timers/run` `{advance_hours}` | emulator mode: run the timers as if time had passed |
 
@@ -558,7 +558,8 @@ async fn carrier_scan(
 async fn settlement(State(s): State<AppState>, _: Platform, Path(order_id): Path<String>) -> Answer {
     let m = &s.market.market;
     let st = m.settlement(&order_id).await?;
-    ok(json!({ "settlement": st, "profit_share": m.profit_share_of(&order_id).await? }))
+    ok(json!({ "settlement": st, "attribution": m.attribution(&order_id).await?,
+               "profit_share": m.profit_share_of(&order_id).await? }))
 }
 
 async fn audit(State(s): State<AppState>, _: Platform) -> Answer {
@@ -604,7 +605,7 @@ fn key_of(d: &Demo, name: &str) -> Result<(String, String), String> {
     Ok((id, key))
 }
 
-async fn as_merchant(
+pub(crate) async fn as_merchant(
     d: &Demo,
     name: &str,
     method: reqwest::Method,
@@ -615,7 +616,12 @@ async fn as_merchant(
     d.call(method, path, body, &[("x-merchant-key", key)], false).await
 }
 
-async fn as_platform(d: &Demo, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+pub(crate) async fn as_platform(
+    d: &Demo,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value, String> {
     let token = d.state.admin_token.to_string();
     d.call(method, path, body, &[("authorization", format!("Bearer {token}"))], true).await
 }
@@ -818,7 +824,8 @@ pub async fn demo_review_and_score(d: &mut Demo) -> Result<String, String> {
 
 /// Demo: a sub-merchant's own order (partner mode, so Silk Road collects the payment, frozen for profit
 /// sharing) is shipped, scanned, received; when its after-sale window closes the settlement is released
-/// and WeChat Pay shares the commission to the platform (分账) and unfreezes the rest to the merchant.
+/// and WeChat Pay shares the commission to the platform and, the buyer having come through a promoter's
+/// link (share.rs), the promoter's fee to the promoter (分账), and unfreezes the rest to the merchant.
 pub async fn demo_profit_sharing(d: &mut Demo) -> Result<String, String> {
     let (silk, _) = key_of(d, "Silk Road")?;
     let page = d.get(&format!("/api/products?merchant={silk}&limit=1")).await?;
@@ -879,9 +886,12 @@ pub async fn demo_profit_sharing(d: &mut Demo) -> Result<String, String> {
         wx.receivers.iter().map(|r| format!("{} to {} {}", Money::fen(r.amount), r.kind, r.account)).collect();
     let a = &view["settlement"]["amounts"];
     let commission = a["commission"].as_i64().unwrap_or(-1);
-    if wx.receivers.iter().map(|r| r.amount).sum::<i64>() != commission || left.unsplit_amount != 0 {
+    // The buyer came through a promoter's link within the attribution window (share.rs): the
+    // promoter's fee is shared alongside the commission.
+    let fee = a["promoter_fee"].as_i64().unwrap_or(-1);
+    if wx.receivers.iter().map(|r| r.amount).sum::<i64>() != commission + fee || left.unsplit_amount != 0 {
         return Err(format!(
-            "WeChat Pay shared {shared:?} (left {}), expected the commission {commission}",
+            "WeChat Pay shared {shared:?} (left {}), expected the commission {commission} and the promoter fee {fee}",
             left.unsplit_amount
         ));
     }
@@ -892,7 +902,7 @@ pub async fn demo_profit_sharing(d: &mut Demo) -> Result<String, String> {
     Ok(format!(
         "{} from sub-merchant {sub_mchid} settled: {} shared ({}, 分账 {}), {} unfrozen to the merchant, {} left frozen; ledger audit clean",
         Money::fen(a["gross"].as_i64().unwrap_or(0)),
-        Money::fen(commission),
+        Money::fen(commission + fee),
         shared.join(", "),
         wx.state,
         Money::fen(a["net"].as_i64().unwrap_or(0)),

@@ -38,16 +38,12 @@ pub struct AppState {
     pub profiles: Arc<login::Profiles>,
     /// The marketplace.
     pub market: market::MarketState,
-    /// Referral key, promoters and attributions.
+    /// Referral key, promoter ids and the share cache (attribution is the market's).
     pub share: Arc<share::ShareState>,
-    /// Paid orders.
-    pub orders: Arc<shipping::Orders>,
     /// The bearer token of merchant (`/admin/...`) routes.
     pub admin_token: Arc<str>,
     /// The WeChat Pay client (`None` when not configured).
     pub pay: Option<wxshop::pay::PayClient>,
-    /// Orders awaiting payment (example-level, until the marketplace lands).
-    pub pay_orders: Arc<pay::Orders>,
     /// What the push callback learned: customer messages, consents, content-check verdicts.
     pub inbox: Arc<push::Inbox>,
 }
@@ -144,6 +140,7 @@ async fn build_state(demo_mode: bool) -> wxshop::Result<AppState> {
     };
     let sessions = Sessions::new(client.clone(), shared.sessions.clone());
     let market = market::build(demo_mode, &client, pay.clone()).await?;
+    share::apply_attribution_env(&market.market).await?;
 
     let admin_token: Arc<str> = match std::env::var("STOREFRONT_ADMIN_TOKEN") {
         Ok(t) if !t.is_empty() => t.into(),
@@ -155,10 +152,8 @@ async fn build_state(demo_mode: bool) -> wxshop::Result<AppState> {
         emulator,
         profiles: Arc::default(),
         share: Arc::new(share::ShareState::from_env()?),
-        orders: Arc::default(),
         admin_token,
         pay,
-        pay_orders: Arc::default(),
         inbox: Arc::default(),
         market,
     })
@@ -214,7 +209,7 @@ async fn run(demo_mode: bool) -> wxshop::Result<std::process::ExitCode> {
         println!(
             "  curl -s '{base}/api/share?product=42' -H 'authorization: Bearer <session_token>' | jq -r .wxacode_png_base64 | base64 -d > code.png"
         );
-        println!("  merchant routes (/admin/orders/{{id}}/ship) take: authorization: Bearer {}", state.admin_token);
+        println!("  platform routes (/admin/...) take: authorization: Bearer {}", state.admin_token);
         println!("or run the whole buyer journey: cargo run --example storefront -- --demo");
     }
     let _ = tokio::signal::ctrl_c().await;

@@ -30,7 +30,8 @@
 //! | `POST /api/merchant/products/{id}/list` · `/delist` | list or delist |
 //! | `PUT /api/merchant/skus/{sku_id}/stock` `{on_hand}` | set stock |
 //! | `GET /api/merchant/orders?status=Paid` | orders |
-//! | `POST /api/merchant/orders/{id}/ship` `{tracking_no, express_company, items?}` | ship a parcel |
+//! | `POST /api/merchant/orders/{id}/ship` `{tracking_no, express_company, items?, receiver_phone?}` | ship a parcel (shipping info uploaded to WeChat; SF Express: the phone, sent masked, defaults to the buyer's bound phone) |
+//! | `POST /api/merchant/orders/{id}/shipping/correct` `{replaces?, tracking_no, express_company, receiver_phone?}` | correct the waybill once (`shipping.rs`) |
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -391,7 +392,7 @@ impl FromRequestParts<AppState> for Shopper {
 }
 
 /// A merchant, by `X-Merchant-Key`.
-pub struct MerchantAuth(String);
+pub struct MerchantAuth(pub String);
 
 impl FromRequestParts<AppState> for MerchantAuth {
     type Rejection = ApiError;
@@ -562,9 +563,14 @@ async fn ship(
     State(s): State<AppState>,
     me: MerchantAuth,
     Path(id): Path<String>,
-    Json(r): Json<ShipRequest>,
+    Json(mut r): Json<ShipRequest>,
 ) -> Answer {
-    ok(s.market.market.ship(&me.0, &id, r).await?)
+    let m = &s.market.market;
+    // SF Express needs a (masked) contact: the buyer's bound phone unless the merchant gave one.
+    if r.receiver_phone.is_none() && r.express_company == wxshop::mp::shipping::SF_EXPRESS {
+        r.receiver_phone = s.profiles.phone_of(&m.order(&id).await?.order.buyer_openid);
+    }
+    ok(m.ship(&me.0, &id, r).await?)
 }
 
 // ------------------------------------------------------------------ demo steps

@@ -113,6 +113,15 @@ pub enum MarketError {
         /// What did not match.
         reason: String,
     },
+    /// WeChat allows no (more) correction of this order's shipping info: it was corrected once
+    /// already, or it is not shipped and unconfirmed.
+    #[error("the shipping info of order {order_id} cannot be corrected: {reason}")]
+    CorrectionRefused {
+        /// The order.
+        order_id: String,
+        /// Why.
+        reason: String,
+    },
     /// Bad input (empty key, zero quantity, bad cursor…).
     #[error("invalid input: {0}")]
     Invalid(String),
@@ -153,6 +162,7 @@ impl MarketError {
             MarketError::PurchaseLimit { .. } => "purchase_limit",
             MarketError::PriceChanged { .. } => "price_changed",
             MarketError::PaymentMismatch { .. } => "payment_mismatch",
+            MarketError::CorrectionRefused { .. } => "correction_refused",
             MarketError::Invalid(_) => "invalid",
             MarketError::Money(_) => "money",
             MarketError::Conflict(_) => "conflict",

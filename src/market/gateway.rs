@@ -455,6 +455,17 @@ pub enum RefundQuery {
 pub trait ShippingGateway: Send + Sync + fmt::Debug {
     /// Uploads shipping info for a paid order.
     async fn upload(&self, req: &ShippingUpload) -> crate::Result<()>;
+
+    /// Replaces the shipping info of a shipped, unconfirmed payment with `req` (every parcel of the
+    /// order, one of them corrected): WeChat allows this once per payment. `Ok(false)`: WeChat has no
+    /// correction left for it (already corrected, or no longer shipped and unconfirmed), and nothing
+    /// was sent. The default refuses: a gateway that cannot correct says so.
+    async fn correct(&self, req: &ShippingUpload) -> crate::Result<bool> {
+        Err(crate::Error::InvalidRequest(format!(
+            "this shipping gateway cannot correct the shipping info of {}",
+            req.out_trade_no
+        )))
+    }
 }
 
 /// A recorded gateway call.
@@ -468,6 +479,8 @@ pub enum GatewayCall {
     Refund(RefundRequest),
     /// `upload`.
     Ship(ShippingUpload),
+    /// `correct` (shipping info).
+    CorrectShipping(ShippingUpload),
     /// `profit_share`.
     ProfitShare(ProfitShareRequest),
     /// `compensate`.
@@ -489,6 +502,7 @@ pub struct RecordingGateway {
     hold_refunds: Mutex<bool>,
     refunds: Mutex<Vec<(String, RefundQuery)>>,
     transfers: Mutex<Option<std::collections::HashMap<String, TransferQuery>>>,
+    corrected: Mutex<Vec<String>>,
 }
 
 impl RecordingGateway {
@@ -530,7 +544,7 @@ impl RecordingGateway {
         t.get_or_insert_with(Default::default).insert(out_bill_no.to_string(), answer);
     }
 
-    /// Makes the next call of `op` (`"prepay"`, `"close"`, `"refund"`, `"ship"`,
+    /// Makes the next call of `op` (`"prepay"`, `"close"`, `"refund"`, `"ship"`, `"correct_shipping"`,
     /// `"profit_share"`, `"compensate"`, `"query"`, `"query_refund"`, `"query_transfer"`) fail; a `transient`
     /// failure is retryable (WeChat Pay's `SYSTEM_ERROR`), otherwise it is final (`PARAM_ERROR`).
     pub fn fail_next(&self, op: &'static str, transient: bool) {
@@ -627,6 +641,17 @@ impl ShippingGateway for RecordingGateway {
     async fn upload(&self, req: &ShippingUpload) -> crate::Result<()> {
         self.record("ship", GatewayCall::Ship(req.clone()))
     }
+
+    /// Like WeChat: one correction per payment (by `out_trade_no`); the second answers `false`.
+    async fn correct(&self, req: &ShippingUpload) -> crate::Result<bool> {
+        self.record("correct_shipping", GatewayCall::CorrectShipping(req.clone()))?;
+        let mut done = self.corrected.lock().unwrap_or_else(|p| p.into_inner());
+        if done.contains(&req.out_trade_no) {
+            return Ok(false);
+        }
+        done.push(req.out_trade_no.clone());
+        Ok(true)
+    }
 }
 
 /// Uploads shipping info through the mini-program client ([`crate::mp::shipping`]), to WeChat or to
@@ -681,6 +706,22 @@ impl ShippingGateway for MpShippingGateway {
     async fn upload(&self, req: &ShippingUpload) -> crate::Result<()> {
         self.client.shipping().upload_shipping_info(&Self::request(req)?).await
     }
+
+    /// Asks WeChat first (`get_order`): a payment that is not shipped-and-unconfirmed, or whose one
+    /// correction is spent (`finish_shipping_count` 2), answers `false` without an upload; otherwise
+    /// the upload is the correction, and WeChat's 10060003 (spent meanwhile) is `false` too.
+    async fn correct(&self, req: &ShippingUpload) -> crate::Result<bool> {
+        let upload = Self::request(req)?;
+        let shipping = self.client.shipping();
+        if !shipping.get_order(&upload.order_key.to_ref()).await?.correction_allowed() {
+            return Ok(false);
+        }
+        match shipping.upload_shipping_info(&upload).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.errcode().is_some_and(|c| c.code() == 10_060_003) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// Pays through WeChat Pay API v3 ([`crate::pay::PayClient`]): JSAPI for one direct merchant,
@@ -695,6 +736,10 @@ pub struct WechatPayGateway {
     profit_sharing: bool,
     transfer_scene: std::sync::Arc<(String, Vec<crate::pay::transfers::SceneReportInfo>)>,
 }
+
+/// The relation (`relation_type`) under which [`WechatPayGateway`] adds a promoter as a personal
+/// profit-sharing receiver: `DISTRIBUTOR` (分销商).
+pub const PROMOTER_RELATION: &str = "DISTRIBUTOR";
 
 /// The transfer scene [`WechatPayGateway`] pays compensation under unless told otherwise: `1000`
 /// (现金营销), with the two reports that scene requires.
@@ -895,11 +940,22 @@ impl PaymentGateway for WechatPayGateway {
         }
     }
 
-    /// `POST /v3/profitsharing/orders` (the receivers must have been added with `add_receiver`), or
-    /// `/orders/unfreeze` when nothing is shared.
+    /// `POST /v3/profitsharing/orders`, or `/orders/unfreeze` when nothing is shared. WeChat Pay shares
+    /// only to receivers added beforehand under the sharing merchant: merchant receivers (the platform
+    /// under a sub-merchant) are added once at onboarding, but personal ones (promoters, by openid)
+    /// appear with each attribution and under whichever merchant collected the payment, so each is
+    /// added here first (`POST /v3/profitsharing/receivers/add`, relation [`PROMOTER_RELATION`],
+    /// under `sub_mchid` when set); adding an existing receiver is harmless at WeChat Pay.
     async fn profit_share(&self, req: &ProfitShareRequest) -> crate::Result<ProfitShareTicket> {
-        use crate::pay::profitsharing::{CreateOrder, OrderReceiver, OrderState};
+        use crate::pay::profitsharing::{AddReceiver, CreateOrder, OrderReceiver, OrderState};
         let ps = self.client.profit_sharing();
+        for r in req.receivers.iter().filter(|r| r.receiver_type == "PERSONAL_OPENID") {
+            let mut add = AddReceiver::person(&self.appid, &r.account, PROMOTER_RELATION);
+            if let Some(m) = &req.sub_mchid {
+                add = add.sub_mchid(m);
+            }
+            ps.add_receiver(add).await?;
+        }
         let order = if req.receivers.is_empty() {
             ps.unfreeze(&req.transaction_id, &req.out_order_no, "解冻给商户", req.sub_mchid.as_deref()).await?
         } else {

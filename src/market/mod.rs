@@ -120,15 +120,17 @@ pub use error::{MarketError, Result, Shortage};
 pub use events::{Actor, AuditEntry, OutboxEvent, Timer, TimerAction, TimerReport, TimerStatus};
 pub use gateway::{
     CloseRequest, CompensationRequest, CompensationTicket, GatewayCall, LogisticsType, MpShippingGateway,
-    PaymentGateway, PaymentQuery, PrepayRequest, PrepayTicket, ProfitShareReceiver, ProfitShareRequest,
-    ProfitShareTicket, QueryRequest, RecordingGateway, RefundQuery, RefundQueryRequest, RefundRequest, RefundTicket,
-    ShippingGateway, ShippingParcel, ShippingUpload, SubOrder, TransferNotice, TransferOutcome, TransferQuery,
-    WechatPayGateway, query_notify_id, transfer_query_notify_id,
+    PROMOTER_RELATION, PaymentGateway, PaymentQuery, PrepayRequest, PrepayTicket, ProfitShareReceiver,
+    ProfitShareRequest, ProfitShareTicket, QueryRequest, RecordingGateway, RefundQuery, RefundQueryRequest,
+    RefundRequest, RefundTicket, ShippingGateway, ShippingParcel, ShippingUpload, SubOrder, TransferNotice,
+    TransferOutcome, TransferQuery, WechatPayGateway, query_notify_id, transfer_query_notify_id,
 };
 pub use inventory::{Demand, Movement, MovementKind, Reservation, ReservationStatus, StockLevel, aggregate_demand};
 pub use merchant::{Merchant, MerchantStatus, Restrictions};
 pub use money::Money;
-pub use order::{MerchantOrder, OrderDetail, OrderLine, OrderStatus, ShipItem, ShipRequest, Shipment, Step};
+pub use order::{
+    MerchantOrder, OrderDetail, OrderLine, OrderStatus, ShipCorrection, ShipItem, ShipRequest, Shipment, Step,
+};
 pub use payment::{NoticeOutcome, PayMode, Payment, PaymentNotice, PaymentStatus, Refund, RefundStatus, SubOrderPaid};
 pub use service::{
     CaseRequest, Checkout, DEFAULT_RETENTION_DAYS, DepositPrepay, DepositRefundView, DepositView, GOVERNANCE_CONSUMER,

@@ -211,6 +211,22 @@ pub struct ShipRequest {
     pub receiver_phone: Option<String>,
 }
 
+/// A correction of a shipped order's waybill (WeChat allows one per payment, while the order is
+/// shipped and unconfirmed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShipCorrection {
+    /// The waybill corrected; `None` when the order went out in one parcel.
+    #[serde(default)]
+    pub replaces: Option<String>,
+    /// The right waybill number.
+    pub tracking_no: String,
+    /// The right carrier code.
+    pub express_company: String,
+    /// The receiver's phone, passed to WeChat masked (SF Express requires a contact); not stored.
+    #[serde(default)]
+    pub receiver_phone: Option<String>,
+}
+
 /// A recorded parcel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shipment {

@@ -13,7 +13,10 @@ use crate::market::gateway::{LogisticsType, ShippingParcel, ShippingUpload};
 use crate::market::governance::deposit::DEPOSIT_TRADE_PREFIX;
 use crate::market::inventory::{Movement, MovementKind, ReservationStatus};
 use crate::market::money::Money;
-use crate::market::order::{MerchantOrder, OrderDetail, OrderStatus, ShipRequest, Shipment, Step, parcel_contents};
+use crate::market::order::{
+    MerchantOrder, OrderDetail, OrderLine, OrderStatus, ShipCorrection, ShipItem, ShipRequest, Shipment, Step,
+    parcel_contents,
+};
 use crate::market::payment::{NoticeOutcome, PayMode, Payment, PaymentNotice, PaymentStatus, Refund, RefundStatus};
 use crate::market::store::StoreTx;
 
@@ -434,16 +437,7 @@ impl Market {
             let m = tx.merchant(merchant_id).await?.ok_or_else(|| MarketError::not_found("merchant", merchant_id))?;
             (pay, m)
         };
-        let item_desc: String = items
-            .iter()
-            .filter_map(|it| {
-                detail.lines.iter().find(|l| l.line_no == it.line_no).map(|l| format!("{}×{}", l.title, it.qty))
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-            .chars()
-            .take(120)
-            .collect();
+        let item_desc = parcel_desc(&detail.lines, &items);
         let upload = ShippingUpload {
             out_trade_no: if pay.mode == PayMode::Combine { o.id.clone() } else { o.group_id.clone() },
             transaction_id: o.transaction_id.clone(),
@@ -511,6 +505,109 @@ impl Market {
                 ),
             )
             .await?;
+            tx.commit().await
+        })
+        .await?;
+        self.order(order_id).await
+    }
+
+    /// Corrects the waybill of a shipped order (wrong number or carrier): WeChat's shipping-info
+    /// management allows one correction per payment while the order is shipped and unconfirmed. The
+    /// corrected shipping info (every parcel of the order, the named one replaced) goes to WeChat
+    /// through [`ShippingGateway::correct`](crate::market::ShippingGateway::correct) first; then the
+    /// parcel's recorded waybill is replaced and the change audited (`order.shipping_corrected`). The
+    /// order's status and timers do not change. A spent correction, or an order not Shipped, is
+    /// [`MarketError::CorrectionRefused`] and changes nothing.
+    pub async fn correct_shipment(&self, merchant_id: &str, order_id: &str, c: ShipCorrection) -> Result<OrderDetail> {
+        if c.tracking_no.is_empty()
+            || c.tracking_no.len() > 128
+            || c.express_company.is_empty()
+            || c.express_company.len() > 32
+        {
+            return Err(MarketError::invalid("tracking_no (1..=128) and express_company (1..=32) are required"));
+        }
+        let detail = self.order(order_id).await?;
+        let o = &detail.order;
+        if o.merchant_id != merchant_id {
+            return Err(MarketError::not_found("order", order_id));
+        }
+        if o.status != OrderStatus::Shipped {
+            return Err(MarketError::CorrectionRefused {
+                order_id: order_id.into(),
+                reason: format!("the order is {}, not Shipped", o.status),
+            });
+        }
+        let target = match &c.replaces {
+            Some(t) => detail.shipments.iter().find(|s| s.tracking_no == *t),
+            None if detail.shipments.len() == 1 => detail.shipments.first(),
+            None => {
+                return Err(MarketError::invalid("the order went out in several parcels: name the waybill (replaces)"));
+            }
+        }
+        .ok_or_else(|| MarketError::not_found("shipment", c.replaces.as_deref().unwrap_or_default()))?
+        .clone();
+        if detail.shipments.iter().any(|s| s.id != target.id && s.tracking_no == c.tracking_no) {
+            return Err(MarketError::invalid(format!("{} is another parcel of this order", c.tracking_no)));
+        }
+        let (pay, merchant) = {
+            let mut tx = self.read().await?;
+            let pay = tx.payment(&o.group_id).await?.ok_or_else(|| MarketError::not_found("payment", &o.group_id))?;
+            let m = tx.merchant(merchant_id).await?.ok_or_else(|| MarketError::not_found("merchant", merchant_id))?;
+            (pay, m)
+        };
+        let parcels = detail
+            .shipments
+            .iter()
+            .map(|s| {
+                let fixed = s.id == target.id;
+                ShippingParcel {
+                    tracking_no: if fixed { c.tracking_no.clone() } else { s.tracking_no.clone() },
+                    express_company: if fixed { c.express_company.clone() } else { s.express_company.clone() },
+                    item_desc: parcel_desc(&detail.lines, &s.items),
+                    receiver_phone: c.receiver_phone.clone(),
+                }
+            })
+            .collect::<Vec<_>>();
+        let upload = ShippingUpload {
+            out_trade_no: if pay.mode == PayMode::Combine { o.id.clone() } else { o.group_id.clone() },
+            transaction_id: o.transaction_id.clone(),
+            sub_mchid: merchant.sub_mchid.clone(),
+            logistics_type: LogisticsType::Express,
+            split: parcels.len() > 1,
+            is_all_delivered: true,
+            parcels,
+            payer_openid: o.buyer_openid.clone(),
+            upload_time: self.now(),
+        };
+        if !self.inner.ship.correct(&upload).await? {
+            return Err(MarketError::CorrectionRefused {
+                order_id: order_id.into(),
+                reason: "WeChat allows one correction per payment, and this one's is used".into(),
+            });
+        }
+        self.retry(|| async {
+            let at = self.now();
+            let mut tx = self.begin().await?;
+            owned_order(&mut *tx, order_id, |o| o.merchant_id == merchant_id).await?;
+            if !tx
+                .correct_shipment(merchant_id, &target.id, &target.tracking_no, &c.tracking_no, &c.express_company)
+                .await?
+            {
+                return Ok(()); // a concurrent call recorded it
+            }
+            Agg::new("order", order_id, Some(merchant_id))
+                .record(
+                    &mut *tx,
+                    at,
+                    &Actor::Merchant(merchant_id.into()),
+                    Change::new("shipping_corrected").event(
+                        "order.shipping_corrected",
+                        json!({ "order_id": order_id, "merchant_id": merchant_id,
+                                "from": { "tracking_no": target.tracking_no, "express_company": target.express_company },
+                                "to": { "tracking_no": c.tracking_no, "express_company": c.express_company } }),
+                    ),
+                )
+                .await?;
             tx.commit().await
         })
         .await?;
@@ -778,4 +875,16 @@ pub(super) async fn conclude_refund(
         )
         .await?;
     Ok(next)
+}
+
+/// What WeChat is told a parcel holds: "title×qty, …", at most 120 characters.
+fn parcel_desc(lines: &[OrderLine], items: &[ShipItem]) -> String {
+    items
+        .iter()
+        .filter_map(|it| lines.iter().find(|l| l.line_no == it.line_no).map(|l| format!("{}×{}", l.title, it.qty)))
+        .collect::<Vec<_>>()
+        .join(", ")
+        .chars()
+        .take(120)
+        .collect()
 }

@@ -278,6 +278,16 @@ pub trait StoreTx: GovTx + Send {
     async fn insert_shipment(&mut self, s: &Shipment) -> Result<bool>;
     /// Parcels of an order.
     async fn shipments(&mut self, merchant_id: &str, order_id: &str) -> Result<Vec<Shipment>>;
+    /// Replaces a parcel's waybill (a shipping-info correction); `false` if the parcel no longer has
+    /// `old_tracking_no` or the new waybill is already another parcel's of the order.
+    async fn correct_shipment(
+        &mut self,
+        merchant_id: &str,
+        shipment_id: &str,
+        old_tracking_no: &str,
+        tracking_no: &str,
+        express_company: &str,
+    ) -> Result<bool>;
 
     // ---- payments and refunds
     /// Inserts a payment.
@@ -1955,6 +1965,30 @@ macro_rules! sql_store_tx {
                 .fetch_all(&mut *self.0)
                 .await?;
                 convert(rows)
+            }
+
+            async fn correct_shipment(
+                &mut self,
+                merchant_id: &str,
+                shipment_id: &str,
+                old_tracking_no: &str,
+                tracking_no: &str,
+                express_company: &str,
+            ) -> Result<bool> {
+                let r = sqlx::query(
+                    "UPDATE shipments SET tracking_no = $4, express_company = $5 \
+                     WHERE merchant_id = $1 AND shipment_id = $2 AND tracking_no = $3 \
+                     AND NOT EXISTS (SELECT 1 FROM shipments o WHERE o.merchant_id = $1 \
+                     AND o.order_id = shipments.order_id AND o.shipment_id <> $2 AND o.tracking_no = $4)",
+                )
+                .bind(merchant_id)
+                .bind(shipment_id)
+                .bind(old_tracking_no)
+                .bind(tracking_no)
+                .bind(express_company)
+                .execute(&mut *self.0)
+                .await?;
+                Ok(r.rows_affected() == 1)
             }
 
             async fn insert_payment(&mut self, p: &Payment) -> Result<()> {
