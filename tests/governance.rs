@@ -1377,6 +1377,51 @@ async fn a_failed_compensation_transfer_stays_owed_and_is_reissued_once(e: Env) 
     e.audit().await;
 }
 
+async fn promoter_ids_are_small_durable_and_one_per_openid(e: Env) {
+    let m = &e.market;
+    assert_eq!(m.promoter_openid(1).await.unwrap(), None);
+    assert_eq!(m.promoter_id("p-alice").await.unwrap(), 1);
+    assert_eq!(m.promoter_id("p-alice").await.unwrap(), 1);
+    assert_eq!(m.promoter_id("p-bob").await.unwrap(), 2);
+    assert_eq!(m.promoter_openid(1).await.unwrap().as_deref(), Some("p-alice"));
+    assert_eq!(m.promoter_openid(2).await.unwrap().as_deref(), Some("p-bob"));
+    assert_eq!(m.promoter_openid(3).await.unwrap(), None);
+    assert_eq!(m.promoter_openid(0).await.unwrap(), None);
+    assert_eq!(m.promoter_openid(u64::MAX).await.unwrap(), None);
+    assert!(matches!(m.promoter_id("").await, Err(GovError::Invalid(_))));
+    // Sixteen first shares of one buyer at once: one id, and no id spent by the losers.
+    let calls: Vec<_> = (0..16)
+        .map(|_| {
+            let m = m.clone();
+            tokio::spawn(async move { m.promoter_id("p-carol").await.unwrap() })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for c in calls {
+        ids.push(c.await.unwrap());
+    }
+    assert_eq!(ids, vec![3; 16]);
+    // Sixteen different buyers at once: sixteen distinct ids, dense.
+    let calls: Vec<_> = (0..16)
+        .map(|i| {
+            let m = m.clone();
+            tokio::spawn(async move { m.promoter_id(&format!("p-many-{i:02}")).await.unwrap() })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for c in calls {
+        ids.push(c.await.unwrap());
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, (4..=19).collect::<Vec<u64>>());
+    assert_eq!(m.promoter_id("p-dave").await.unwrap(), 20);
+    // A restarted storefront (a new Market over the same store) reads the same ids back.
+    let restarted = env(m.store().clone()).market;
+    assert_eq!(restarted.promoter_id("p-carol").await.unwrap(), 3);
+    assert_eq!(restarted.promoter_openid(2).await.unwrap().as_deref(), Some("p-bob"));
+    e.audit().await;
+}
+
 macro_rules! cases {
     ($($f:ident),* $(,)?) => { vec![$((stringify!($f), (|e| Box::pin($f(e)) as BoxFut<()>) as fn(Env) -> BoxFut<()>)),*] };
 }
@@ -1407,6 +1452,7 @@ fn cases() -> Vec<Case> {
         a_lost_deposit_payment_notice_is_credited_once_by_reconciliation,
         a_compensation_transfer_is_paid_exactly_once_by_its_notification,
         a_failed_compensation_transfer_stays_owed_and_is_reissued_once,
+        promoter_ids_are_small_durable_and_one_per_openid,
     ]
 }
 

@@ -38,7 +38,7 @@ pub struct AppState {
     pub profiles: Arc<login::Profiles>,
     /// The marketplace.
     pub market: market::MarketState,
-    /// Referral key, promoter ids and the share cache (attribution is the market's).
+    /// Referral key and the share cache (promoter ids and attribution are the market's).
     pub share: Arc<share::ShareState>,
     /// The bearer token of merchant (`/admin/...`) routes.
     pub admin_token: Arc<str>,

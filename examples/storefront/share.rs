@@ -1,7 +1,9 @@
 //! Sharing and referral: `GET /api/share?product=…`, `POST /api/referral`.
 //!
 //! A signed-in buyer who shares becomes a promoter: `/api/share` signs a referral token (promoter,
-//! campaign, product, 30 days) and returns a URL Link and an unlimited wxacode carrying it, plus
+//! campaign, product, 30 days; the promoter is the market's numeric id,
+//! [`Market::promoter_id`](wxshop::market::Market::promoter_id), kept in its store so the token outlives
+//! a restart) and returns a URL Link and an unlimited wxacode carrying it, plus
 //! the share path for `onShareAppMessage`. Links and codes are cached per (promoter, product,
 //! campaign) while they have more than a day left, so repeated shares spend no quota.
 //!
@@ -66,11 +68,10 @@ struct CachedShare {
     expires_at: DateTime<Utc>,
 }
 
-/// Referral key, promoter ids and the share cache (a real server keeps promoter ids in its
-/// database, so tokens naming them outlive a restart).
+/// Referral key and the share cache. Promoter ids are the market's ([`Market::promoter_id`]), kept
+/// in its store, so tokens naming them outlive a restart and mean the same on every instance.
 pub struct ShareState {
     key: ReferralKey,
-    promoters: Mutex<HashMap<String, u64>>,
     cache: Mutex<HashMap<(u64, u64, u64), CachedShare>>,
 }
 
@@ -80,25 +81,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl ShareState {
     /// From `STOREFRONT_REFERRAL_SECRET` (16+ bytes; a random one per run when unset, so tokens do
-    /// not survive a restart).
+    /// not survive a restart: set it, and the same on every instance, in production).
     pub fn from_env() -> wxshop::Result<Self> {
         let secret = match std::env::var("STOREFRONT_REFERRAL_SECRET") {
             Ok(s) if !s.is_empty() => s.into_bytes(),
             _ => rand::random::<[u8; 32]>().to_vec(),
         };
-        Ok(ShareState { key: ReferralKey::new(secret)?, promoters: Mutex::default(), cache: Mutex::default() })
-    }
-
-    /// The promoter id of a buyer (numeric, so it fits a 32-character scene).
-    pub fn promoter_id(&self, openid: &str) -> u64 {
-        let mut p = lock(&self.promoters);
-        let next = p.len() as u64 + 1;
-        *p.entry(openid.to_string()).or_insert(next)
-    }
-
-    /// The openid of a promoter id.
-    pub fn promoter_openid(&self, id: u64) -> Option<String> {
-        lock(&self.promoters).iter().find(|(_, v)| **v == id).map(|(k, _)| k.clone())
+        Ok(ShareState { key: ReferralKey::new(secret)?, cache: Mutex::default() })
     }
 }
 
@@ -124,7 +113,8 @@ async fn share(
     Query(q): Query<ShareQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let share = &s.share;
-    let promoter = share.promoter_id(&buyer.openid);
+    // Numeric, so the token fits a 32-character scene; durable, so the token outlives a restart.
+    let promoter = s.market.market.promoter_id(&buyer.openid).await.map_err(wxshop::Error::from)?;
     let now = Utc::now();
     let cache_key = (promoter, q.product, q.campaign);
     let cached = lock(&share.cache).get(&cache_key).filter(|c| c.expires_at - now > Duration::days(1)).cloned();
@@ -183,13 +173,16 @@ async fn arrive(
         (None, None) => return Err(ApiError::new(StatusCode::BAD_REQUEST, "send scene or query")),
     };
     let r = s.share.key.verify(token, Utc::now()).map_err(wxshop::Error::from)?;
-    let recorded = if r.promoter == s.share.promoter_id(&buyer.openid) {
+    let promoter = s
+        .market
+        .market
+        .promoter_openid(r.promoter)
+        .await
+        .map_err(wxshop::Error::from)?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("unknown promoter {}", r.promoter)))?;
+    let recorded = if promoter == buyer.openid {
         false // self-referral
     } else {
-        let promoter = s
-            .share
-            .promoter_openid(r.promoter)
-            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("unknown promoter {}", r.promoter)))?;
         s.market.market.record_click(&buyer.openid, &promoter, token).await.map_err(wxshop::Error::from)?;
         true
     };

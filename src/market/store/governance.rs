@@ -297,6 +297,16 @@ pub trait GovTx: Send {
     async fn pending_compensation_transfers(&mut self, limit: i64) -> Result<Vec<CompensationTransfer>>;
     /// A buyer's compensations, newest first.
     async fn compensations_of_buyer(&mut self, buyer_openid: &str, limit: i64) -> Result<Vec<Compensation>>;
+
+    // ---- promoter ids (what referral tokens carry)
+    /// Gives `openid` the next promoter id (`MAX(id) + 1`, the first is 1); `false` (nothing written) if
+    /// the openid has one, or if a concurrent transaction took that id (read [`GovTx::promoter_id`]: still
+    /// `None` means a lost race, worth retrying as a whole).
+    async fn insert_promoter(&mut self, openid: &str, at: DateTime<Utc>) -> Result<bool>;
+    /// The promoter id of an openid.
+    async fn promoter_id(&mut self, openid: &str) -> Result<Option<i64>>;
+    /// The openid of a promoter id.
+    async fn promoter_openid(&mut self, id: i64) -> Result<Option<String>>;
 }
 
 /// Posts `t`: checks its shape, writes it, and applies each account's delta under `policy`. A
@@ -1601,6 +1611,37 @@ macro_rules! gov_store_tx {
                     }
                 }
                 Ok(out)
+            }
+
+            async fn insert_promoter(&mut self, openid: &str, at: DateTime<Utc>) -> Result<bool> {
+                // Dense ids: a sequence (identity, AUTOINCREMENT) would be spent by every insert that
+                // meets an existing openid. Two writers taking the same MAX + 1 meet on the primary key;
+                // ON CONFLICT (no target) lets the loser write nothing. `WHERE TRUE` keeps SQLite from
+                // reading ON CONFLICT as a join constraint.
+                let r = sqlx::query(
+                    "INSERT INTO gov_promoters (id, openid, created_at) \
+                     SELECT COALESCE(MAX(id), 0) + 1, $1, $2 FROM gov_promoters WHERE TRUE \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(openid)
+                .bind(gms(at))
+                .execute(&mut *self.0)
+                .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn promoter_id(&mut self, openid: &str) -> Result<Option<i64>> {
+                Ok(sqlx::query_scalar("SELECT id FROM gov_promoters WHERE openid = $1")
+                    .bind(openid)
+                    .fetch_optional(&mut *self.0)
+                    .await?)
+            }
+
+            async fn promoter_openid(&mut self, id: i64) -> Result<Option<String>> {
+                Ok(sqlx::query_scalar("SELECT openid FROM gov_promoters WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *self.0)
+                    .await?)
             }
         }
         };

@@ -110,6 +110,56 @@ impl Market {
         .await
     }
 
+    /// The promoter id of a buyer who shares: a small positive integer (1, 2, 3… in the order buyers
+    /// first share), so that a signed referral token naming it fits a 32-character wxacode `scene`
+    /// ([`crate::mp::referral`]). Kept in the market store, so tokens in links and codes (valid up to 30
+    /// days) keep naming the same buyer after a restart and on every instance; the same openid always
+    /// gets the same id, and concurrent first calls for one openid agree on one id. Clicks and profit
+    /// sharing still name the promoter by openid: map a token's id back with
+    /// [`Market::promoter_openid`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> wxshop::market::governance::GovResult<()> {
+    /// use wxshop::market::{Market, RecordingGateway, store};
+    /// let gw = std::sync::Arc::new(RecordingGateway::default());
+    /// let market = Market::builder(store::open("sqlite::memory:").await?).payments(gw.clone()).shipping(gw).build()?;
+    /// let alice = market.promoter_id("o-alice").await?;
+    /// assert_eq!(alice, 1);
+    /// assert_eq!(market.promoter_id("o-alice").await?, 1, "the same openid, the same id");
+    /// assert_eq!(market.promoter_id("o-bob").await?, 2);
+    /// // A referral token carries the id; the click and the profit share need the openid.
+    /// assert_eq!(market.promoter_openid(alice).await?.as_deref(), Some("o-alice"));
+    /// assert_eq!(market.promoter_openid(99).await?, None);
+    /// # Ok(()) }
+    /// ```
+    pub async fn promoter_id(&self, openid: &str) -> GovResult<u64> {
+        if openid.is_empty() || openid.len() > 128 {
+            return Err(GovError::invalid("openid must be 1..=128 characters"));
+        }
+        // Every share asks: answer a known promoter without taking the write lock.
+        if let Some(id) = self.read().await?.promoter_id(openid).await? {
+            return promoter_u64(id);
+        }
+        self.gov(|| async {
+            let mut tx = self.begin().await?;
+            tx.insert_promoter(openid, self.now()).await?;
+            // Absent after the insert: another transaction took the same next id first; retry.
+            let id = tx.promoter_id(openid).await?.ok_or_else(|| {
+                GovError::Market(crate::market::MarketError::Conflict(format!("promoter id of {openid}")))
+            })?;
+            tx.commit().await?;
+            promoter_u64(id)
+        })
+        .await
+    }
+
+    /// The openid of a promoter id ([`Market::promoter_id`]); `None` if no buyer has that id.
+    pub async fn promoter_openid(&self, id: u64) -> GovResult<Option<String>> {
+        let Ok(id) = i64::try_from(id) else { return Ok(None) };
+        Ok(self.read().await?.promoter_openid(id).await?)
+    }
+
     /// The promoter attribution of an order.
     pub async fn attribution(&self, order_id: &str) -> GovResult<Option<Attribution>> {
         Ok(self.read().await?.attribution_of(order_id).await?.map(|v| v.value))
@@ -554,4 +604,13 @@ async fn record_settlement(tx: &mut dyn StoreTx, s: &Settlement, actor: &Actor, 
         json!({ "order_id": s.order_id, "merchant_id": s.merchant_id, "state": s.state, "amounts": s.amounts }),
     )
     .await
+}
+
+fn promoter_u64(id: i64) -> GovResult<u64> {
+    u64::try_from(id).map_err(|_| {
+        GovError::Market(crate::market::MarketError::Store {
+            message: format!("corrupt promoter id {id}"),
+            retryable: false,
+        })
+    })
 }
