@@ -1791,20 +1791,45 @@ async fn deposit_exit_refund_through_wechat_pay() {
         .shipping(Arc::new(MpShippingGateway::new(client.clone())))
         .build()
         .unwrap();
+    // The library's own dispatcher routes the deposit pay-ins and the exit refunds.
     let m2 = market.clone();
     let svc = NotifyService::new(pay.clone(), move |n| {
         let m = m2.clone();
         async move {
-            if let Some(notice) = PaymentNotice::from_notification(&n) {
-                m.handle_payment_notice(&notice).await?;
-            } else if let NotificationResource::Refund(r) = &n.resource {
-                m.handle_refund_notice(&r.out_refund_no, r.refund_status.as_str() == "SUCCESS", Some(&r.refund_id))
-                    .await?;
-            }
+            assert!(m.handle_pay_notification(&n).await?, "the market did not own {} {}", n.event_type, n.id);
             Ok(())
         }
     });
     tokio::spawn(async move { axum::serve(listener, svc.router("/wx/pay/notify")).await });
+    // What the market does not own is `Ok(false)`, not an error: a stranger's payment, a refund of an
+    // unknown `out_refund_no`, another event.
+    let stranger = |event: &str, resource: NotificationResource| wxshop::pay::Notification {
+        id: format!("EV-{event}"),
+        create_time: "2026-12-02T10:00:00+08:00".into(),
+        event_type: event.into(),
+        resource_type: "encrypt-resource".into(),
+        summary: String::new(),
+        resource,
+        plaintext: Vec::new(),
+    };
+    let other_payment: wxshop::pay::transactions::Transaction = serde_json::from_value(serde_json::json!({
+        "appid": "wx", "mchid": pay.mchid(), "out_trade_no": "NOT_OURS_1", "transaction_id": "4200000000000000000001",
+        "trade_state": "SUCCESS", "amount": { "total": 100, "payer_total": 100, "currency": "CNY" }
+    }))
+    .unwrap();
+    let other_refund: wxshop::pay::notify::RefundNotice = serde_json::from_value(serde_json::json!({
+        "mchid": pay.mchid(), "out_trade_no": "NOT_OURS_1", "transaction_id": "4200000000000000000001",
+        "out_refund_no": "NOT_OURS_R1", "refund_id": "50300000000000000001", "refund_status": "SUCCESS",
+        "amount": { "total": 100, "refund": 100, "payer_total": 100, "payer_refund": 100 }
+    }))
+    .unwrap();
+    for n in [
+        stranger("TRANSACTION.SUCCESS", NotificationResource::Transaction(other_payment)),
+        stranger("REFUND.SUCCESS", NotificationResource::Refund(other_refund)),
+        stranger("PROFITSHARING.SUCCESS", NotificationResource::Other(serde_json::json!({}))),
+    ] {
+        assert!(!market.handle_pay_notification(&n).await.unwrap(), "{}", n.event_type);
+    }
 
     let s = shop(&market, "Leaving", None, &[1_000], 5).await;
     let merchant = s.merchant.id.clone();

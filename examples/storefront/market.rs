@@ -47,8 +47,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use wxshop::market::{
     BrowseQuery, BrowseSort, CartOwner, CheckoutLine, CheckoutRequest, Market, MarketError, Money, MpShippingGateway,
-    NewMerchant, NewProduct, NewSku, OrderStatus, PaymentNotice, PruneReport, RecordingGateway, Retention, RuleSpec,
-    ShipRequest, WechatPayGateway, store,
+    NewMerchant, NewProduct, NewSku, OrderStatus, PruneReport, RecordingGateway, Retention, RuleSpec, ShipRequest,
+    WechatPayGateway, store,
 };
 
 use crate::AppState;
@@ -80,34 +80,6 @@ impl MarketState {
         {
             gw.set_notify_url(format!("{base}/wx/pay/notify"));
         }
-    }
-
-    /// Hands a verified WeChat Pay notification to the market. `Ok(false)`: not a market payment.
-    pub async fn on_pay_notification(&self, n: &wxshop::pay::Notification) -> wxshop::Result<bool> {
-        if let Some(notice) = PaymentNotice::from_notification(n) {
-            return match self.market.handle_payment_notice(&notice).await {
-                Ok(_) => Ok(true),
-                Err(MarketError::NotFound { entity: "payment", .. }) => Ok(false),
-                Err(e) => Err(e.into()),
-            };
-        }
-        if let Some(notice) = wxshop::market::TransferNotice::from_notification(n) {
-            return match self.market.handle_transfer_notice(&notice).await {
-                Ok(_) => Ok(true),
-                Err(wxshop::market::governance::GovError::NotFound { .. }) => Ok(false),
-                Err(e) => Err(e.into()),
-            };
-        }
-        if let wxshop::pay::NotificationResource::Refund(r) = &n.resource {
-            let ok = r.refund_status.as_str() == "SUCCESS";
-            // Order refunds and deposit exit refunds (`dpr…`) alike.
-            return match self.market.handle_refund_notice(&r.out_refund_no, ok, Some(&r.refund_id)).await {
-                Ok(_) => Ok(true),
-                Err(MarketError::NotFound { .. }) => Ok(false),
-                Err(e) => Err(e.into()),
-            };
-        }
-        Ok(false)
     }
 
     /// Drops what the demo created.

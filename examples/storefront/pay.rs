@@ -39,13 +39,13 @@ pub fn pay_client(emulator: Option<&wxshop::emulator::EmulatorHandle>) -> wxshop
 
 /// The notification service: every verified notification goes to the market — sale payments
 /// (JSAPI, partner, combined), deposit pay-ins, refunds (order refunds and deposit exit refunds) and
-/// merchant-transfer bills (compensation); see [`crate::market::MarketState::on_pay_notification`].
+/// merchant-transfer bills (compensation); see [`wxshop::market::Market::handle_pay_notification`].
 /// What the market does not know (another system's payment on the same merchant id) is acknowledged.
 pub fn notify_service(pay: PayClient, state: AppState) -> NotifyService {
     NotifyService::new(pay, move |n: Notification| {
         let state = state.clone();
         async move {
-            if !state.market.on_pay_notification(&n).await? {
+            if !state.market.market.handle_pay_notification(&n).await? {
                 tracing::info!(id = %n.id, event = %n.event_type, "pay notification for nothing the market knows");
             }
             Ok(())

@@ -669,6 +669,51 @@ impl Market {
         self.read().await?.refunds_of_group(group_id).await
     }
 
+    /// Routes one verified WeChat Pay notification to whatever the market owns: a sale or deposit
+    /// payment ([`handle_payment_notice`](Market::handle_payment_notice)), an order or deposit-exit
+    /// refund ([`handle_refund_notice`](Market::handle_refund_notice)) or a compensation transfer bill
+    /// ([`handle_transfer_notice`](Market::handle_transfer_notice)). `Ok(false)` when the market does
+    /// not know it (another system's payment on the same merchant id, or an event it has no use for):
+    /// acknowledge it, or hand it on. Any other error should be answered with a failure so that WeChat
+    /// Pay redelivers.
+    ///
+    /// ```no_run
+    /// # async fn demo(market: wxshop::market::Market, pay: wxshop::pay::PayClient) {
+    /// let svc = wxshop::pay::notify::NotifyService::new(pay, move |n: wxshop::pay::Notification| {
+    ///     let market = market.clone();
+    ///     async move {
+    ///         market.handle_pay_notification(&n).await?;
+    ///         Ok(())
+    ///     }
+    /// });
+    /// # let _ = svc; }
+    /// ```
+    pub async fn handle_pay_notification(&self, n: &crate::pay::Notification) -> Result<bool> {
+        if let Some(notice) = PaymentNotice::from_notification(n) {
+            return match self.handle_payment_notice(&notice).await {
+                Ok(_) => Ok(true),
+                Err(MarketError::NotFound { entity: "payment", .. }) => Ok(false),
+                Err(e) => Err(e),
+            };
+        }
+        if let Some(notice) = crate::market::TransferNotice::from_notification(n) {
+            return match self.handle_transfer_notice(&notice).await {
+                Ok(_) => Ok(true),
+                Err(crate::market::governance::GovError::NotFound { .. }) => Ok(false),
+                Err(e) => Err(e.into()),
+            };
+        }
+        if let crate::pay::NotificationResource::Refund(r) = &n.resource {
+            let ok = r.refund_status.as_str() == "SUCCESS";
+            return match self.handle_refund_notice(&r.out_refund_no, ok, Some(&r.refund_id)).await {
+                Ok(_) => Ok(true),
+                Err(MarketError::NotFound { .. }) => Ok(false),
+                Err(e) => Err(e),
+            };
+        }
+        Ok(false)
+    }
+
     /// Applies a refund notification (or a refund query result): a deposit exit refund (its
     /// `out_refund_no` starts with [`DEPOSIT_REFUND_PREFIX`](crate::market::governance::deposit::DEPOSIT_REFUND_PREFIX))
     /// concludes on the deposit ([`Market::deposit_refund_settled`]), any other refund through
