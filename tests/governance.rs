@@ -1048,7 +1048,11 @@ async fn the_exit_refund_is_split_over_the_pay_ins_newest_first_through_wechat_p
         panic!("not a deposit refund")
     };
     assert_eq!(r2, r, "a redelivered notice changes nothing");
-    assert!(m.handle_refund_notice(&rn.id, false, None).await.is_ok());
+    // A late contradicting notice cannot undo a concluded refund.
+    let RefundSettled::Deposit(r3) = m.handle_refund_notice(&rn.id, false, None).await.unwrap() else {
+        panic!("not a deposit refund")
+    };
+    assert_eq!(r3, r);
     assert_eq!(m.deposit_refunds(&s.merchant).await.unwrap().refunds[0].status, DepositRefundStatus::Succeeded);
     assert_eq!(e.balance(Account::DepositRefundPayable(s.merchant.clone())).await, 20_000);
     assert_eq!(m.deposit(&s.merchant).await.unwrap().account.status, DepositStatus::Refunding);
