@@ -1,4 +1,5 @@
-//! Shared pieces of the HTTP API: errors as JSON and the signed-in buyer extractor.
+//! Shared pieces of the HTTP API: the one error mapping (every route answers the same JSON shape) and the
+//! signed-in buyer extractor.
 
 use axum::Json;
 use axum::extract::FromRequestParts;
@@ -6,42 +7,114 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 
+use wxshop::market::MarketError;
+use wxshop::market::governance::GovError;
+
 use crate::AppState;
 
-/// An error answered as `{"error": "...", "code": ...}` with a fitting status.
+/// The storefront's one error: every route answers `{"error": "...", "kind": "...", "code": ...}` with a
+/// fitting status. `kind` is a stable machine-readable class (the market's and governance's error codes,
+/// or `unauthorized`, `upstream`, …); `code` is WeChat's errcode when WeChat answered one; an out-of-stock
+/// checkout adds `shortages`.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
+    pub kind: &'static str,
     pub message: String,
     pub code: Option<i64>,
+    /// Fields added to the body (e.g. `shortages`).
+    pub extra: Option<serde_json::Value>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into(), code: None }
+        let kind = match status {
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::FORBIDDEN => "forbidden",
+            StatusCode::NOT_FOUND => "not_found",
+            s if s.is_client_error() => "invalid",
+            _ => "internal",
+        };
+        ApiError { status, kind, message: message.into(), code: None, extra: None }
+    }
+
+    fn with_kind(status: StatusCode, kind: &'static str, message: String) -> Self {
+        ApiError { status, kind, message, code: None, extra: None }
+    }
+}
+
+/// The status of a market error (governance errors map onto the same classes).
+fn market_status(e: &MarketError) -> StatusCode {
+    use MarketError as E;
+    match e {
+        E::NotFound { .. } => StatusCode::NOT_FOUND,
+        E::Invalid(_) | E::Money(_) | E::PaymentMismatch { .. } => StatusCode::BAD_REQUEST,
+        E::MerchantBlocked { .. } | E::CategoryNotAllowed { .. } => StatusCode::FORBIDDEN,
+        E::PurchaseLimit { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        E::Gateway(_) => StatusCode::BAD_GATEWAY,
+        E::Conflict(_) => StatusCode::SERVICE_UNAVAILABLE,
+        E::Store { retryable: true, .. } => StatusCode::SERVICE_UNAVAILABLE,
+        E::Store { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::CONFLICT,
+    }
+}
+
+impl From<MarketError> for ApiError {
+    fn from(e: MarketError) -> Self {
+        let mut err = ApiError::with_kind(market_status(&e), e.code(), e.to_string());
+        if let MarketError::OutOfStock { shortages } = &e {
+            err.extra = Some(serde_json::json!({ "shortages": shortages }));
+        }
+        err
+    }
+}
+
+impl From<GovError> for ApiError {
+    fn from(e: GovError) -> Self {
+        use GovError as E;
+        let e = match e {
+            E::Market(m) => return m.into(),
+            other => other,
+        };
+        let status = match &e {
+            E::NotFound { .. } => StatusCode::NOT_FOUND,
+            E::Invalid(_) => StatusCode::BAD_REQUEST,
+            E::Forbidden(_) => StatusCode::FORBIDDEN,
+            _ => StatusCode::CONFLICT,
+        };
+        ApiError::with_kind(status, e.code(), e.to_string())
     }
 }
 
 impl From<wxshop::Error> for ApiError {
     fn from(e: wxshop::Error) -> Self {
         use wxshop::Error as E;
-        let status = match &e {
-            E::Api { errcode, .. } if errcode.code() == 40029 || errcode.code() == 40163 => StatusCode::BAD_REQUEST,
-            E::Api { .. } | E::PayApi { .. } | E::Transport { .. } | E::HttpStatus { .. } => StatusCode::BAD_GATEWAY,
-            E::InvalidRequest(_) | E::Crypto { .. } | E::Decode { .. } => StatusCode::BAD_REQUEST,
-            E::Signature(_) | E::StaleTimestamp { .. } | E::UnknownSerial { .. } => StatusCode::UNAUTHORIZED,
-            E::Market { code: "not_found", .. } => StatusCode::NOT_FOUND,
-            E::Market { code: "invalid", .. } => StatusCode::BAD_REQUEST,
-            E::Market { .. } => StatusCode::CONFLICT,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        let (status, kind) = match &e {
+            E::Api { errcode, .. } if errcode.code() == 40029 || errcode.code() == 40163 => {
+                (StatusCode::BAD_REQUEST, "invalid_code")
+            }
+            E::Api { .. } | E::PayApi { .. } => (StatusCode::BAD_GATEWAY, "upstream"),
+            E::Transport { .. } | E::HttpStatus { .. } => (StatusCode::BAD_GATEWAY, "upstream_unavailable"),
+            E::InvalidRequest(_) | E::Crypto { .. } | E::Decode { .. } => (StatusCode::BAD_REQUEST, "invalid"),
+            E::Signature(_) | E::StaleTimestamp { .. } | E::UnknownSerial { .. } => {
+                (StatusCode::UNAUTHORIZED, "bad_signature")
+            }
+            E::Market { code: "not_found", .. } => (StatusCode::NOT_FOUND, "not_found"),
+            E::Market { code: "invalid", .. } => (StatusCode::BAD_REQUEST, "invalid"),
+            E::Market { code, .. } => (StatusCode::CONFLICT, *code),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
-        ApiError { status, code: e.errcode().map(|c| c.code()), message: e.to_string() }
+        ApiError { status, kind, code: e.errcode().map(|c| c.code()), message: e.to_string(), extra: None }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(serde_json::json!({ "error": self.message, "code": self.code }))).into_response()
+        let mut body = serde_json::json!({ "error": self.message, "kind": self.kind, "code": self.code });
+        if let Some(serde_json::Value::Object(extra)) = self.extra {
+            body.as_object_mut().expect("an object").extend(extra);
+        }
+        (self.status, Json(body)).into_response()
     }
 }
 

@@ -19,9 +19,10 @@ use wxshop::market::CompensationView;
 use wxshop::market::governance::GovError;
 
 use crate::AppState;
+use crate::api::ApiError;
 use crate::api::Buyer;
 use crate::demo::Demo;
-use crate::governance::{GovApiError, Platform};
+use crate::governance::Platform;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -56,12 +57,12 @@ fn view_json(s: &AppState, v: &CompensationView) -> Value {
     out
 }
 
-async fn mine(State(s): State<AppState>, b: Buyer) -> Result<Json<Value>, GovApiError> {
+async fn mine(State(s): State<AppState>, b: Buyer) -> Result<Json<Value>, ApiError> {
     let list = s.market.market.buyer_compensations(&b.openid).await?;
     Ok(Json(json!({ "items": list.iter().map(|v| view_json(&s, v)).collect::<Vec<_>>() })))
 }
 
-async fn reissue(State(s): State<AppState>, _: Platform, Path(id): Path<String>) -> Result<Json<Value>, GovApiError> {
+async fn reissue(State(s): State<AppState>, _: Platform, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let v = s.market.market.reissue_compensation(&id).await?;
     Ok(Json(view_json(&s, &v)))
 }

@@ -50,7 +50,7 @@
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
+
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -108,40 +108,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/governance/timers/run", post(run_timers))
 }
 
-/// A governance error as `{"error", "kind"}` with a fitting status.
-pub struct GovApiError(GovError);
-
-impl From<GovError> for GovApiError {
-    fn from(e: GovError) -> Self {
-        GovApiError(e)
-    }
-}
-
-impl From<wxshop::market::MarketError> for GovApiError {
-    fn from(e: wxshop::market::MarketError) -> Self {
-        GovApiError(GovError::Market(e))
-    }
-}
-
-impl IntoResponse for GovApiError {
-    fn into_response(self) -> Response {
-        use GovError as E;
-        let status = match &self.0 {
-            E::NotFound { .. } => StatusCode::NOT_FOUND,
-            E::Invalid(_) => StatusCode::BAD_REQUEST,
-            E::Forbidden(_) => StatusCode::FORBIDDEN,
-            E::Market(m) if m.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
-            E::Market(wxshop::market::MarketError::NotFound { .. }) => StatusCode::NOT_FOUND,
-            E::Market(wxshop::market::MarketError::Invalid(_)) => StatusCode::BAD_REQUEST,
-            E::Market(wxshop::market::MarketError::Store { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
-            E::Market(wxshop::market::MarketError::Gateway(_)) => StatusCode::BAD_GATEWAY,
-            _ => StatusCode::CONFLICT,
-        };
-        (status, Json(json!({ "error": self.0.to_string(), "kind": self.0.code() }))).into_response()
-    }
-}
-
-type Answer = Result<Json<Value>, GovApiError>;
+type Answer = Result<Json<Value>, ApiError>;
 
 fn ok(v: impl serde::Serialize) -> Answer {
     Ok(Json(serde_json::to_value(v).map_err(|e| GovError::Invalid(e.to_string()))?))
@@ -158,7 +125,7 @@ impl FromRequestParts<AppState> for MerchantKey {
         state
             .market
             .merchant_keys
-            .get(key)
+            .get(&crate::market::key_digest(key))
             .map(|id| MerchantKey(id.clone()))
             .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown X-Merchant-Key"))
     }
@@ -188,7 +155,7 @@ impl FromRequestParts<AppState> for Platform {
     }
 }
 
-fn emulator_only(s: &AppState) -> Result<(), GovApiError> {
+fn emulator_only(s: &AppState) -> Result<(), ApiError> {
     if s.emulator.is_none() {
         return Err(GovError::Forbidden("only against the emulator".into()).into());
     }
@@ -248,7 +215,7 @@ struct ReviewBody {
 
 /// WeChat's content check (`msg_sec_check` v2, scene "comment") of review text: its `suggest` decides
 /// whether the review is published, held for moderation or rejected.
-async fn text_verdict(s: &AppState, openid: &str, text: &str) -> Result<TextVerdict, GovApiError> {
+async fn text_verdict(s: &AppState, openid: &str, text: &str) -> Result<TextVerdict, ApiError> {
     if text.trim().is_empty() {
         return Ok(TextVerdict::Pass);
     }
@@ -597,10 +564,10 @@ fn key_of(d: &Demo, name: &str) -> Result<(String, String), String> {
     let key = d
         .state
         .market
-        .merchant_keys
+        .issued_keys
         .iter()
-        .find(|(_, m)| **m == id)
-        .map(|(k, _)| k.clone())
+        .find(|(m, _)| *m == id)
+        .map(|(_, k)| k.clone())
         .ok_or_else(|| format!("no key for {name}"))?;
     Ok((id, key))
 }

@@ -40,7 +40,7 @@ use std::time::Duration;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
+
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -61,8 +61,11 @@ use crate::demo::Demo;
 pub struct MarketState {
     /// The marketplace service.
     pub market: Market,
-    /// Merchant API keys → merchant ids (a real server keeps these hashed in its database).
+    /// SHA-256 (hex) of each merchant API key → merchant id: only the digests are kept, so a leaked
+    /// state holds no usable key (a real server keeps them in its database the same way).
     pub merchant_keys: Arc<HashMap<String, String>>,
+    /// The keys issued at this start, by merchant id, shown once at startup and used by `--demo`.
+    pub issued_keys: Arc<Vec<(String, String)>>,
     /// The seeded merchants, by name.
     pub seeded: Arc<Vec<(String, String)>>,
     /// The WeChat Pay gateway, when WeChat Pay is configured (its notify URL follows the server).
@@ -116,7 +119,7 @@ pub async fn build(
             builder.payments(Arc::new(RecordingGateway::default())).build()?
         }
     };
-    let (keys, seeded) = seed(&market, pay.as_ref().map(|p| p.mchid())).await?;
+    let (issued, seeded) = seed(&market, pay.as_ref().map(|p| p.mchid())).await?;
     if let Some(p) = &pay {
         let n = add_profit_sharing_receivers(&market, p, client.appid()).await?;
         println!("market: the platform ({}) is a profit-sharing receiver of {n} sub-merchant(s)", p.mchid());
@@ -161,7 +164,8 @@ pub async fn build(
     let () = demo_schema;
     Ok(MarketState {
         market,
-        merchant_keys: Arc::new(keys),
+        merchant_keys: Arc::new(issued.iter().map(|(id, key)| (key_digest(key), id.clone())).collect()),
+        issued_keys: Arc::new(issued),
         seeded: Arc::new(seeded),
         pay_gateway,
         #[cfg(feature = "postgres")]
@@ -237,8 +241,9 @@ async fn open_store(demo_mode: bool) -> wxshop::Result<(Arc<dyn store::MarketSto
 async fn seed(
     m: &Market,
     platform_mchid: Option<&str>,
-) -> wxshop::Result<(HashMap<String, String>, Vec<(String, String)>)> {
-    let mut keys = HashMap::new();
+) -> wxshop::Result<(Vec<(String, String)>, Vec<(String, String)>)> {
+    let key_secret = key_secret();
+    let mut keys = Vec::new();
     let mut seeded = Vec::new();
     if m.merchants(1).await?.is_empty() {
         let mut cfg = m.governance_config().await?;
@@ -277,10 +282,9 @@ async fn seed(
         }
     }
     for merchant in m.merchants(100).await? {
-        // Example keys; a real server issues random keys and stores their hashes.
-        let key = format!("mk_{}", &merchant.id[merchant.id.len() - 12..]);
+        let key = merchant_key(&key_secret, &merchant.id);
         println!("market: merchant {:?} key {key}", merchant.name);
-        keys.insert(key, merchant.id.clone());
+        keys.push((merchant.id.clone(), key));
         seeded.push((merchant.name, merchant.id));
     }
     Ok((keys, seeded))
@@ -308,37 +312,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/merchant/orders/{id}/ship", post(ship))
 }
 
-/// A marketplace error as `{"error", "kind", "shortages"?}` with a fitting status.
-pub struct MarketApiError(MarketError);
-
-impl From<MarketError> for MarketApiError {
-    fn from(e: MarketError) -> Self {
-        MarketApiError(e)
-    }
-}
-
-impl IntoResponse for MarketApiError {
-    fn into_response(self) -> Response {
-        use MarketError as E;
-        let status = match &self.0 {
-            E::NotFound { .. } => StatusCode::NOT_FOUND,
-            E::Invalid(_) | E::Money(_) | E::PaymentMismatch { .. } => StatusCode::BAD_REQUEST,
-            E::MerchantBlocked { .. } | E::CategoryNotAllowed { .. } => StatusCode::FORBIDDEN,
-            E::PurchaseLimit { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            E::Gateway(_) => StatusCode::BAD_GATEWAY,
-            E::Conflict(_) => StatusCode::SERVICE_UNAVAILABLE,
-            E::Store { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::CONFLICT,
-        };
-        let mut body = json!({ "error": self.0.to_string(), "kind": self.0.code() });
-        if let E::OutOfStock { shortages } = &self.0 {
-            body["shortages"] = json!(shortages);
-        }
-        (status, Json(body)).into_response()
-    }
-}
-
-type Answer = Result<Json<Value>, MarketApiError>;
+type Answer = Result<Json<Value>, ApiError>;
 
 fn ok(v: impl serde::Serialize) -> Answer {
     Ok(Json(serde_json::to_value(v).map_err(|e| MarketError::Invalid(e.to_string()))?))
@@ -374,7 +348,7 @@ impl FromRequestParts<AppState> for MerchantAuth {
         state
             .market
             .merchant_keys
-            .get(key)
+            .get(&key_digest(key))
             .map(|id| MerchantAuth(id.clone()))
             .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown X-Merchant-Key"))
     }
@@ -551,11 +525,33 @@ fn key_of(d: &Demo, name: &str) -> Result<String, String> {
     let id = d.state.market.seeded.iter().find(|(n, _)| n == name).map(|(_, id)| id.clone()).ok_or("not seeded")?;
     d.state
         .market
-        .merchant_keys
+        .issued_keys
         .iter()
-        .find(|(_, v)| **v == id)
-        .map(|(k, _)| k.clone())
+        .find(|(m, _)| *m == id)
+        .map(|(_, k)| k.clone())
         .ok_or_else(|| format!("no key for {name}"))
+}
+
+/// The secret merchant keys are derived from: `STOREFRONT_KEY_SECRET` (set the same on every instance, so
+/// they all accept the same keys across restarts; change it to revoke every key), or 256 random bits per
+/// process when unset (keys then change at each start).
+fn key_secret() -> Vec<u8> {
+    match std::env::var("STOREFRONT_KEY_SECRET") {
+        Ok(s) if !s.is_empty() => s.into_bytes(),
+        _ => rand::random::<[u8; 32]>().to_vec(),
+    }
+}
+
+/// A merchant's API key: `mk_` and HMAC-SHA256(secret, merchant id) in hex. Without the secret nothing
+/// about a key follows from the merchant's public id.
+pub fn merchant_key(secret: &[u8], merchant_id: &str) -> String {
+    format!("mk_{}", wxshop::crypto::sig::hmac_sha256_hex(secret, merchant_id.as_bytes()))
+}
+
+/// The digest a merchant key is kept and looked up by (the lookup is on the digest, so it reveals
+/// nothing about the key through timing).
+pub fn key_digest(key: &str) -> String {
+    wxshop::crypto::sig::sha256_hex(&[key.as_bytes()])
 }
 
 /// Demo: browse the catalog; both seeded merchants are on it.

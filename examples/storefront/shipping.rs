@@ -22,9 +22,10 @@ use wxshop::market::{MarketError, ShipCorrection};
 use wxshop::mp::shipping::{OrderRef, SF_EXPRESS};
 
 use crate::AppState;
+use crate::api::ApiError;
 use crate::demo::Demo;
 use crate::governance::{Platform, as_merchant};
-use crate::market::{MarketApiError, MerchantAuth};
+use crate::market::MerchantAuth;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -33,7 +34,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// WeChat's view of a market order's payment (by its transaction id).
-async fn wechat_view(s: &AppState, transaction_id: Option<&str>) -> Result<Value, MarketApiError> {
+async fn wechat_view(s: &AppState, transaction_id: Option<&str>) -> Result<Value, ApiError> {
     let Some(txn) = transaction_id else { return Ok(Value::Null) };
     let wx = s.client.shipping().get_order(&OrderRef::transaction_id(txn)).await.map_err(MarketError::from)?;
     Ok(serde_json::to_value(wx).map_err(|e| MarketError::Invalid(e.to_string()))?)
@@ -44,7 +45,7 @@ async fn correct(
     me: MerchantAuth,
     Path(id): Path<String>,
     Json(mut c): Json<ShipCorrection>,
-) -> Result<Json<Value>, MarketApiError> {
+) -> Result<Json<Value>, ApiError> {
     let m = &s.market.market;
     if c.receiver_phone.is_none() && c.express_company == SF_EXPRESS {
         let buyer = m.order(&id).await?.order.buyer_openid;
@@ -55,7 +56,7 @@ async fn correct(
     Ok(Json(json!({ "order": d, "wechat": wechat })))
 }
 
-async fn order(State(s): State<AppState>, _: Platform, Path(id): Path<String>) -> Result<Json<Value>, MarketApiError> {
+async fn order(State(s): State<AppState>, _: Platform, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let d = s.market.market.order(&id).await?;
     let wechat = wechat_view(&s, d.order.transaction_id.as_deref()).await?;
     Ok(Json(json!({ "order": d, "wechat": wechat })))
