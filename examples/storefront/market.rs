@@ -54,8 +54,6 @@ use wxshop::market::{
 use crate::AppState;
 use crate::api::{ApiError, Buyer};
 
-use crate::demo::Demo;
-
 /// The marketplace part of the state.
 #[derive(Clone)]
 pub struct MarketState {
@@ -519,19 +517,6 @@ async fn ship(
     ok(m.ship(&me.0, &id, r).await?)
 }
 
-// ------------------------------------------------------------------ demo steps
-
-fn key_of(d: &Demo, name: &str) -> Result<String, String> {
-    let id = d.state.market.seeded.iter().find(|(n, _)| n == name).map(|(_, id)| id.clone()).ok_or("not seeded")?;
-    d.state
-        .market
-        .issued_keys
-        .iter()
-        .find(|(m, _)| *m == id)
-        .map(|(_, k)| k.clone())
-        .ok_or_else(|| format!("no key for {name}"))
-}
-
 /// The secret merchant keys are derived from: `STOREFRONT_KEY_SECRET` (set the same on every instance, so
 /// they all accept the same keys across restarts; change it to revoke every key), or 256 random bits per
 /// process when unset (keys then change at each start).
@@ -552,139 +537,4 @@ pub fn merchant_key(secret: &[u8], merchant_id: &str) -> String {
 /// nothing about the key through timing).
 pub fn key_digest(key: &str) -> String {
     wxshop::crypto::sig::sha256_hex(&[key.as_bytes()])
-}
-
-/// Demo: browse the catalog; both seeded merchants are on it.
-pub async fn demo_browse(d: &mut Demo) -> Result<String, String> {
-    let page = d.get("/api/products?limit=10").await?;
-    let items = page["items"].as_array().ok_or("no items")?;
-    let merchants: std::collections::BTreeSet<&str> = items.iter().filter_map(|p| p["merchant_id"].as_str()).collect();
-    if merchants.len() < 2 {
-        return Err(format!("expected products of two merchants, got {page}"));
-    }
-    let cheap = d.get("/api/products?sort=price&limit=1").await?;
-    Ok(format!(
-        "{} products from {} merchants; cheapest {}",
-        items.len(),
-        merchants.len(),
-        cheap["items"][0]["title"].as_str().unwrap_or("?")
-    ))
-}
-
-async fn first_sku_of(d: &Demo, merchant_name: &str) -> Result<String, String> {
-    let id =
-        d.state.market.seeded.iter().find(|(n, _)| n == merchant_name).map(|(_, id)| id.clone()).ok_or("not seeded")?;
-    let page = d.get(&format!("/api/products?merchant={id}&limit=1")).await?;
-    let pid = page["items"][0]["id"].as_str().ok_or("no product")?.to_string();
-    let p = d.get(&format!("/api/products/{pid}")).await?;
-    p["skus"][0]["id"].as_str().map(str::to_string).ok_or_else(|| "no sku".into())
-}
-
-/// Demo: a guest cart merged at login, then a second merchant's item: one cart, two merchants.
-pub async fn demo_cart(d: &mut Demo) -> Result<String, String> {
-    let tea = first_sku_of(d, "Leaf & Co").await?;
-    let silk = first_sku_of(d, "Silk Road").await?;
-    let guest = [("x-cart-token", "guest-demo-1".to_string())];
-    d.call(reqwest::Method::POST, "/api/cart/items", Some(json!({ "sku_id": tea, "qty": 2 })), &guest, true).await?;
-    let merged = d.post("/api/cart/merge", json!({ "guest_token": "guest-demo-1" })).await?;
-    if merged["merchants"].as_array().map(Vec::len) != Some(1) {
-        return Err(format!("the guest line did not move to the buyer cart: {merged}"));
-    }
-    let cart = d.post("/api/cart/items", json!({ "sku_id": silk, "qty": 1 })).await?;
-    let groups = cart["merchants"].as_array().ok_or("no groups")?;
-    if groups.len() != 2 {
-        return Err(format!("expected two merchants in the cart: {cart}"));
-    }
-    Ok(format!("2 merchants, total {}", Money::fen(cart["total"].as_i64().unwrap_or(0))))
-}
-
-/// Demo: one checkout, one combined payment, two merchant orders; the same key again is the same checkout.
-pub async fn demo_checkout(d: &mut Demo) -> Result<String, String> {
-    let co = d.post("/api/checkout", json!({ "idempotency_key": "demo-checkout-1" })).await?;
-    let again = d.post("/api/checkout", json!({ "idempotency_key": "demo-checkout-1" })).await?;
-    if co["group"]["id"] != again["group"]["id"] {
-        return Err("a repeated checkout created a second group".into());
-    }
-    if co["payment"]["mode"] != "Combine" || co["orders"].as_array().map(Vec::len) != Some(2) {
-        return Err(format!("expected a combined payment over two orders: {co}"));
-    }
-    let group = co["group"]["id"].as_str().ok_or("no group id")?.to_string();
-    d.group_id = Some(group.clone());
-    Ok(format!(
-        "group {group}: {} over 2 merchant orders, combined payment {}",
-        Money::fen(co["group"]["total"].as_i64().unwrap_or(0)),
-        co["payment"]["prepay_id"].as_str().unwrap_or("?")
-    ))
-}
-
-/// Demo: the buyer pays the combined payment in the emulator's cashier; WeChat Pay's notification
-/// marks both orders Paid, and redelivering it changes nothing.
-pub async fn demo_pay(d: &mut Demo) -> Result<String, String> {
-    let group = d.group_id.clone().ok_or("no checkout")?;
-    let emu = d.state.emulator.clone().ok_or("the demo pays in the emulator's cashier")?;
-    let mchid = d.state.pay.as_ref().ok_or("WeChat Pay is not configured")?.mchid().to_string();
-    let co = d.get(&format!("/api/checkout/{group}")).await?;
-    let first = co["orders"][0]["id"].as_str().ok_or("no order")?.to_string();
-    // The buyer taps Pay: one payment for the whole combination.
-    let txn = emu.cashier_pay(&mchid, &first).await.map_err(|e| e.to_string())?;
-    let mut paid = serde_json::Value::Null;
-    for _ in 0..100 {
-        paid = d.get(&format!("/api/checkout/{group}")).await?;
-        if paid["group"]["status"] == "Paid" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let statuses: Vec<&str> =
-        paid["orders"].as_array().ok_or("no orders")?.iter().filter_map(|o| o["status"].as_str()).collect();
-    if statuses != ["Paid", "Paid"] {
-        return Err(format!("orders not paid: {paid}"));
-    }
-    let delivery = emu
-        .notifications()
-        .into_iter()
-        .rev()
-        .find(|n| n.event_type == "TRANSACTION.SUCCESS" && (n.out_trade_no == group || n.out_trade_no == first))
-        .ok_or("no notification")?;
-    if !emu.redeliver(&delivery.id).await {
-        return Err("the redelivered notification was refused".into());
-    }
-    let again = d.get(&format!("/api/checkout/{group}")).await?;
-    if again["group"]["version"] != paid["group"]["version"] {
-        return Err("the redelivered notification changed the checkout".into());
-    }
-    Ok(format!("one combined payment ({txn}…), both orders Paid; a redelivered notification changed nothing"))
-}
-
-/// Demo: each merchant ships its order (shipping info uploaded), the buyer confirms receipt.
-pub async fn demo_ship_and_receive(d: &mut Demo) -> Result<String, String> {
-    for (name, carrier) in [("Leaf & Co", "SF"), ("Silk Road", "YTO")] {
-        let key = key_of(d, name)?;
-        let hdr = [("x-merchant-key", key)];
-        let list = d.call(reqwest::Method::GET, "/api/merchant/orders?status=Paid", None, &hdr, false).await?;
-        let oid =
-            list["items"][0]["id"].as_str().ok_or_else(|| format!("{name} has no paid order: {list}"))?.to_string();
-        let body = json!({ "tracking_no": format!("{carrier}{}", &oid[..10]), "express_company": carrier,
-                           "receiver_phone": "13800138000" });
-        let shipped =
-            d.call(reqwest::Method::POST, &format!("/api/merchant/orders/{oid}/ship"), Some(body), &hdr, false).await?;
-        if shipped["order"]["status"] != "Shipped" {
-            return Err(format!("{name}: not shipped: {shipped}"));
-        }
-        // The carrier's first scan, as the tracking provider's webhook would forward it: without one,
-        // fake-shipment detection would judge the parcel 48 h after shipping.
-        let token = d.state.admin_token.to_string();
-        let auth = [("authorization", format!("Bearer {token}"))];
-        let path = format!("/admin/governance/orders/{oid}/carrier-scan");
-        d.call(reqwest::Method::POST, &path, Some(json!({})), &auth, true).await?;
-        let got = d.post(&format!("/api/market/orders/{oid}/receive"), json!({})).await?;
-        if got["order"]["status"] != "Received" {
-            return Err(format!("receipt not confirmed: {got}"));
-        }
-    }
-    let mine = d.get("/api/market/orders").await?;
-    let n = mine["items"].as_array().map_or(0, |a| a.iter().filter(|o| o["status"] == "Received").count());
-    Ok(format!(
-        "2 parcels shipped (shipping info uploaded to WeChat's shipping management, carrier scans recorded); {n} orders received"
-    ))
 }

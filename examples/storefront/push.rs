@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -20,7 +19,6 @@ use wxshop::push::{Incoming, Message, Reply, Verifier};
 
 use crate::AppState;
 use crate::api::{ApiError, Buyer};
-use crate::demo::Demo;
 
 /// The push settings of the emulator's console (a real server reads `WXSHOP_PUSH_TOKEN` and
 /// `WXSHOP_PUSH_AES_KEY`, the Token and EncodingAESKey of 消息推送配置).
@@ -123,77 +121,4 @@ async fn inbox(State(s): State<AppState>, buyer: Buyer) -> Json<serde_json::Valu
         lock(&s.inbox.messages).iter().filter(|(o, _)| *o == buyer.openid).map(|(_, t)| t.clone()).collect();
     let consents = lock(&s.inbox.consents).get(&buyer.openid).cloned().unwrap_or_default();
     Json(serde_json::json!({ "messages": messages, "consents": consents }))
-}
-
-/// Demo: point the emulator's push at this server (secure mode, XML) and pass URL verification.
-pub async fn demo_configure(d: &mut Demo) -> Result<String, String> {
-    let appid = d.state.client.appid().to_string();
-    let url = format!("{}/wx/push", d.base);
-    d.emulator_post(
-        "/__emulator/push/config",
-        serde_json::json!({
-            "appid": appid, "url": url, "token": EMULATOR_PUSH_TOKEN,
-            "encoding_aes_key": EMULATOR_PUSH_AES_KEY, "mode": "secure", "format": "xml"
-        }),
-    )
-    .await?;
-    let r = d.emulator_post("/__emulator/push/verify_url", serde_json::json!({ "appid": appid })).await?;
-    if r["ok"] != true {
-        return Err(format!("URL verification failed: {r}"));
-    }
-    Ok(format!("{url} verified (secure mode, XML)"))
-}
-
-/// Demo: alice writes to customer service; the storefront answers with a customer-service message.
-pub async fn demo_customer_message(d: &mut Demo) -> Result<String, String> {
-    let appid = d.state.client.appid().to_string();
-    let text = "Has my order shipped?";
-    let r = d
-        .emulator_post(
-            "/__emulator/push/send",
-            serde_json::json!({ "appid": appid, "user": "alice", "message": { "MsgType": "text", "Content": text } }),
-        )
-        .await?;
-    let delivery = &r[0];
-    if delivery["status"] != 200 || delivery["reply"] != "success" {
-        return Err(format!("the push was not accepted: {delivery}"));
-    }
-    let inbox = d.get("/api/messages/inbox").await?;
-    if inbox["messages"][0] != text {
-        return Err(format!("the storefront did not record the message: {inbox}"));
-    }
-    let emu = d.state.emulator.clone().ok_or("the demo needs the emulator")?;
-    let openid = emu.openid_of(&appid, "alice");
-    for _ in 0..100 {
-        if let Some(m) = emu.sent_messages().into_iter().find(|m| m.kind == "custom" && m.touser == openid) {
-            return Ok(format!("received {text:?}, answered {:?}", m.body["text"]["content"].as_str().unwrap_or("")));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Err("no customer-service answer reached the emulator".into())
-}
-
-/// Demo: alice accepts the "order shipped" template; the storefront sends it once, and a second
-/// send is refused (43101) because consent is one-shot.
-pub async fn demo_subscribe(d: &mut Demo) -> Result<String, String> {
-    let appid = d.state.client.appid().to_string();
-    let emu = d.state.emulator.clone().ok_or("the demo needs the emulator")?;
-    emu.register_template(&appid, ORDER_SHIPPED_TEMPLATE, ORDER_SHIPPED_KEYS);
-    d.emulator_post(
-        "/__emulator/messages/consent",
-        serde_json::json!({ "appid": appid, "user": "alice", "template_id": ORDER_SHIPPED_TEMPLATE, "push": true }),
-    )
-    .await?;
-    let inbox = d.get("/api/messages/inbox").await?;
-    if inbox["consents"][0] != ORDER_SHIPPED_TEMPLATE {
-        return Err(format!("the consent push was not recorded: {inbox}"));
-    }
-    d.post("/api/messages/subscribe", serde_json::json!({})).await?;
-    let again = d.post("/api/messages/subscribe", serde_json::json!({})).await;
-    match again {
-        Err(e) if e.contains("43101") => {}
-        other => return Err(format!("a second send should be refused with 43101: {other:?}")),
-    }
-    let sent = emu.sent_messages().into_iter().filter(|m| m.kind == "subscribe").count();
-    Ok(format!("{sent} subscribe message sent; the second was refused (43101, consent is one-shot)"))
 }

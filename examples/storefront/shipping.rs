@@ -23,8 +23,7 @@ use wxshop::mp::shipping::{OrderRef, SF_EXPRESS};
 
 use crate::AppState;
 use crate::api::ApiError;
-use crate::demo::Demo;
-use crate::governance::{Platform, as_merchant};
+use crate::governance::Platform;
 use crate::market::MerchantAuth;
 
 pub fn routes() -> Router<AppState> {
@@ -60,42 +59,4 @@ async fn order(State(s): State<AppState>, _: Platform, Path(id): Path<String>) -
     let d = s.market.market.order(&id).await?;
     let wechat = wechat_view(&s, d.order.transaction_id.as_deref()).await?;
     Ok(Json(json!({ "order": d, "wechat": wechat })))
-}
-
-/// Demo: the merchant ships the referred order with SF Express (receiver phone sent masked), corrects
-/// the waybill once, and a second correction is refused; WeChat's view follows.
-pub async fn demo_ship_and_correct(d: &mut Demo) -> Result<String, String> {
-    let oid = d.referred_order.clone().ok_or("no referred order")?;
-    let merchant = crate::share::REFERRED_MERCHANT;
-    let ship = json!({ "tracking_no": "SF1000000001", "express_company": "SF", "receiver_phone": "13800138000" });
-    let r = as_merchant(d, merchant, reqwest::Method::POST, &format!("/api/merchant/orders/{oid}/ship"), Some(ship))
-        .await?;
-    if r["order"]["status"] != "Shipped" {
-        return Err(format!("not shipped: {r}"));
-    }
-    let view = d.admin_get(&format!("/admin/orders/{oid}")).await?;
-    let phone = view["wechat"]["shipping"]["shipping_list"][0]["contact"]["receiver_contact"].clone();
-    if view["wechat"]["order_state"] != 2 || phone != "138****8000" {
-        return Err(format!("WeChat does not have it shipped with a masked phone: {view}"));
-    }
-    let fix = json!({ "tracking_no": "SF1000000002", "express_company": "SF", "receiver_phone": "13800138000" });
-    let path = format!("/api/merchant/orders/{oid}/shipping/correct");
-    let r = as_merchant(d, merchant, reqwest::Method::POST, &path, Some(fix)).await?;
-    let waybill = &r["order"]["shipments"][0]["tracking_no"];
-    if waybill != "SF1000000002"
-        || r["wechat"]["shipping"]["finish_shipping_count"] != 2
-        || r["wechat"]["shipping"]["shipping_list"][0]["tracking_no"] != "SF1000000002"
-    {
-        return Err(format!("the correction did not apply: {r}"));
-    }
-    let again = json!({ "tracking_no": "SF1000000003", "express_company": "SF", "receiver_phone": "13800138000" });
-    match as_merchant(d, merchant, reqwest::Method::POST, &path, Some(again)).await {
-        Err(e) if e.contains("HTTP 409") && e.contains("correction_refused") => {}
-        other => return Err(format!("a second correction was not refused: {other:?}")),
-    }
-    Ok(format!(
-        "order {} shipped with SF Express (receiver phone sent as {phone}), waybill corrected once to {waybill} \
-         (WeChat finish_shipping_count 2); a second correction refused",
-        &oid[..12]
-    ))
 }

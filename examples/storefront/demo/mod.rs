@@ -1,5 +1,6 @@
 //! `--demo`: the buyer journey, run against this server, one printed step at a time.
-//! Each capability adds its steps to `STEPS` below.
+//! The steps live apart from the routes they drive (one file per capability under `demo/`), so the
+//! capability modules read as the template a merchant keeps; a new capability adds its steps to `STEPS`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,22 +11,30 @@ use wxshop::http::{Body, Host, Http, HttpConfig, Request};
 
 use crate::AppState;
 
+mod compensation;
+mod governance;
+mod login;
+mod market;
+mod push;
+mod share;
+mod shipping;
+
 /// What every step gets: the server's address, the shared state, the buyer's session.
 pub struct Demo {
     pub base: String,
     pub state: AppState,
     pub token: Option<String>,
-    /// The URL Link the promoter shared (share.rs).
+    /// The URL Link the promoter shared (demo/share.rs).
     pub shared_link: Option<String>,
-    /// The promoter id of the buyer who shared (share.rs).
+    /// The promoter id of the buyer who shared (demo/share.rs).
     pub promoter: Option<u64>,
-    /// The promoter's openid: what the market attributes and WeChat Pay shares to (share.rs).
+    /// The promoter's openid: what the market attributes and WeChat Pay shares to (demo/share.rs).
     pub promoter_openid: Option<String>,
-    /// The market order the referred friend paid (share.rs, shipping.rs).
+    /// The market order the referred friend paid (demo/share.rs, demo/shipping.rs).
     pub referred_order: Option<String>,
     /// The checkout group the market steps work on.
     pub group_id: Option<String>,
-    /// The late-shipment penalty the governance steps appeal (governance.rs).
+    /// The late-shipment penalty the governance steps appeal (demo/governance.rs).
     pub late_penalty: Option<String>,
     http: Http,
 }
@@ -40,39 +49,36 @@ macro_rules! step {
 
 /// The journey, in order.
 const STEPS: &[(&str, StepFn)] = &[
-    step!("log in with wx.login", crate::login::demo_login),
-    step!("bind a phone number", crate::login::demo_phone),
-    step!("configure and verify the push URL", crate::push::demo_configure),
-    step!("answer a customer message", crate::push::demo_customer_message),
-    step!("send a subscribe message", crate::push::demo_subscribe),
-    step!("share a product: URL Link + wxacode with a signed referral", crate::share::demo_share),
-    step!("a friend arrives through the link; the click is recorded in the market", crate::share::demo_arrive),
+    step!("log in with wx.login", login::demo_login),
+    step!("bind a phone number", login::demo_phone),
+    step!("configure and verify the push URL", push::demo_configure),
+    step!("answer a customer message", push::demo_customer_message),
+    step!("send a subscribe message", push::demo_subscribe),
+    step!("share a product: URL Link + wxacode with a signed referral", share::demo_share),
+    step!("a friend arrives through the link; the click is recorded in the market", share::demo_arrive),
     step!(
         "the friend checks out and pays in the cashier; the settlement names the promoter",
-        crate::share::demo_referred_purchase
+        share::demo_referred_purchase
     ),
-    step!("the merchant ships with SF Express and corrects the waybill once", crate::shipping::demo_ship_and_correct),
+    step!("the merchant ships with SF Express and corrects the waybill once", shipping::demo_ship_and_correct),
     step!(
         "the friend receives; the settled order shares the promoter's fee through WeChat Pay (分账)",
-        crate::share::demo_promoter_share
+        share::demo_promoter_share
     ),
-    step!("browse the catalog", crate::market::demo_browse),
-    step!("fill a cart from two merchants (guest cart merged at login)", crate::market::demo_cart),
-    step!("check out both merchants in one payment", crate::market::demo_checkout),
-    step!("pay (WeChat Pay notification, delivered twice)", crate::market::demo_pay),
-    step!("merchants ship, buyer confirms receipt", crate::market::demo_ship_and_receive),
-    step!("a merchant pays its deposit (保证金)", crate::governance::demo_deposit),
-    step!("a late shipment becomes a penalty and a deposit deduction", crate::governance::demo_late_shipment),
-    step!(
-        "the buyer confirms the compensation transfer (商家转账); it is paid",
-        crate::compensation::demo_compensation
-    ),
-    step!("the merchant appeals; upheld, the deposit is restored", crate::governance::demo_appeal),
-    step!("a return becomes a refund", crate::governance::demo_return),
-    step!("a review, the merchant's reply, the score and the ledger audit", crate::governance::demo_review_and_score),
+    step!("browse the catalog", market::demo_browse),
+    step!("fill a cart from two merchants (guest cart merged at login)", market::demo_cart),
+    step!("check out both merchants in one payment", market::demo_checkout),
+    step!("pay (WeChat Pay notification, delivered twice)", market::demo_pay),
+    step!("merchants ship, buyer confirms receipt", market::demo_ship_and_receive),
+    step!("a merchant pays its deposit (保证金)", governance::demo_deposit),
+    step!("a late shipment becomes a penalty and a deposit deduction", governance::demo_late_shipment),
+    step!("the buyer confirms the compensation transfer (商家转账); it is paid", compensation::demo_compensation),
+    step!("the merchant appeals; upheld, the deposit is restored", governance::demo_appeal),
+    step!("a return becomes a refund", governance::demo_return),
+    step!("a review, the merchant's reply, the score and the ledger audit", governance::demo_review_and_score),
     step!(
         "a settled order shares its commission and the promoter's fee through WeChat Pay (分账)",
-        crate::governance::demo_profit_sharing
+        governance::demo_profit_sharing
     ),
 ];
 
