@@ -24,8 +24,20 @@ pub async fn demo_browse(d: &mut Demo) -> Result<String, String> {
         return Err(format!("expected products of two merchants, got {page}"));
     }
     let cheap = d.get("/api/products?sort=price&limit=1").await?;
+    // The old computable key (`mk_` + the id's last 12 characters, the id being public) must not open
+    // another merchant's orders; the refusal has the one error shape.
+    let public_id = merchants.iter().next().ok_or("no merchant")?;
+    let guessed = format!("mk_{}", &public_id[public_id.len().saturating_sub(12)..]);
+    let refused = d
+        .call(reqwest::Method::GET, "/api/merchant/orders", None, &[("x-merchant-key", guessed)], true)
+        .await
+        .err()
+        .ok_or("a key computed from the public merchant id was accepted")?;
+    if !refused.starts_with("HTTP 401") || !refused.contains(r#""kind":"unauthorized""#) {
+        return Err(format!("a guessed merchant key was not refused as unauthorized: {refused}"));
+    }
     Ok(format!(
-        "{} products from {} merchants; cheapest {}",
+        "{} products from {} merchants; cheapest {}; a merchant key guessed from a public id refused (401)",
         items.len(),
         merchants.len(),
         cheap["items"][0]["title"].as_str().unwrap_or("?")
