@@ -147,6 +147,23 @@ async fn store_round_trips_and_rejects_bad_input(e: Env) {
     assert_eq!(mv.iter().map(|x| (x.kind, x.on_hand_delta)).collect::<Vec<_>>(), vec![(MovementKind::Adjust, 7)]);
 }
 
+async fn a_merchant_reads_only_its_own_stock(e: Env) {
+    let m = &e.market;
+    let a = shop(m, "Leaf", None, &[1200], 7).await;
+    let b = shop(m, "Silk", None, &[900], 3).await;
+    let co = m.checkout(req("buyer", "k1", &[(&a.skus[0], 2)])).await.unwrap();
+    assert_eq!(co.orders.len(), 1);
+    let level = m.merchant_stock(&a.merchant.id, &a.skus[0]).await.unwrap();
+    assert_eq!(level, StockLevel { on_hand: 7, reserved: 2 });
+    assert_eq!(level.available(), 5);
+    assert!(matches!(
+        m.merchant_stock(&b.merchant.id, &a.skus[0]).await,
+        Err(MarketError::NotFound { entity: "sku", .. })
+    ));
+    assert!(matches!(m.merchant_stock(&a.merchant.id, "missing").await, Err(MarketError::NotFound { .. })));
+    assert_eq!(m.merchant_stock(&b.merchant.id, &b.skus[0]).await.unwrap(), StockLevel { on_hand: 3, reserved: 0 });
+}
+
 async fn merchant_restrictions_block_what_they_name(e: Env) {
     let m = &e.market;
     let s = shop(m, "Rice", None, &[500], 10).await;
@@ -1020,6 +1037,7 @@ macro_rules! cases {
 fn cases() -> Vec<Case> {
     cases![
         store_round_trips_and_rejects_bad_input,
+        a_merchant_reads_only_its_own_stock,
         merchant_restrictions_block_what_they_name,
         order_lines_keep_the_rule_version_they_were_sold_under,
         listing_needs_an_active_merchant_and_an_allowed_category,

@@ -305,7 +305,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/merchant/products", post(create_product))
         .route("/api/merchant/products/{id}/list", post(list_product))
         .route("/api/merchant/products/{id}/delist", post(delist_product))
-        .route("/api/merchant/skus/{sku_id}/stock", put(set_stock))
+        .route("/api/merchant/skus/{sku_id}/stock", get(stock).put(set_stock))
+        .route("/api/merchant/skus/{sku_id}/stock/adjust", post(adjust_stock))
         .route("/api/merchant/orders", get(merchant_orders))
         .route("/api/merchant/orders/{id}/ship", post(ship))
 }
@@ -487,6 +488,34 @@ async fn delist_product(State(s): State<AppState>, me: MerchantAuth, Path(id): P
 #[derive(Deserialize)]
 struct StockBody {
     on_hand: i64,
+}
+
+fn stock_json(sku_id: &str, l: &wxshop::market::StockLevel) -> Value {
+    json!({ "sku_id": sku_id, "on_hand": l.on_hand, "reserved": l.reserved, "available": l.available() })
+}
+
+/// `GET /api/merchant/skus/{sku_id}/stock`: on hand, reserved by unpaid orders, available (the merchant's
+/// own SKUs only; another merchant's is 404).
+async fn stock(State(s): State<AppState>, me: MerchantAuth, Path(sku): Path<String>) -> Answer {
+    let level = s.market.market.merchant_stock(&me.0, &sku).await?;
+    Ok(Json(stock_json(&sku, &level)))
+}
+
+#[derive(Deserialize)]
+struct AdjustBody {
+    delta: i64,
+}
+
+/// `POST /api/merchant/skus/{sku_id}/stock/adjust` `{"delta": n}`: a relative change (goods received,
+/// breakage), applied atomically, so it never overwrites concurrent sales the way an absolute set can.
+async fn adjust_stock(
+    State(s): State<AppState>,
+    me: MerchantAuth,
+    Path(sku): Path<String>,
+    Json(b): Json<AdjustBody>,
+) -> Answer {
+    let level = s.market.market.adjust_stock(&me.0, &sku, b.delta).await?;
+    Ok(Json(stock_json(&sku, &level)))
 }
 
 async fn set_stock(

@@ -83,11 +83,38 @@ pub async fn demo_checkout(d: &mut Demo) -> Result<String, String> {
     }
     let group = co["group"]["id"].as_str().ok_or("no group id")?.to_string();
     d.group_id = Some(group.clone());
+    let stock = merchant_stock_step(d).await?;
     Ok(format!(
-        "group {group}: {} over 2 merchant orders, combined payment {}",
+        "group {group}: {} over 2 merchant orders, combined payment {}; {stock}",
         Money::fen(co["group"]["total"].as_i64().unwrap_or(0)),
         co["payment"]["prepay_id"].as_str().unwrap_or("?")
     ))
+}
+
+/// The merchant reads the stock the checkout reserved, adds received goods relatively, and another
+/// merchant cannot read it.
+async fn merchant_stock_step(d: &Demo) -> Result<String, String> {
+    let tea = first_sku_of(d, "Leaf & Co").await?;
+    let key = [("x-merchant-key", key_of(d, "Leaf & Co")?)];
+    let path = format!("/api/merchant/skus/{tea}/stock");
+    let before = d.call(reqwest::Method::GET, &path, None, &key, true).await?;
+    let (on_hand, reserved) =
+        (before["on_hand"].as_i64().ok_or("no on_hand")?, before["reserved"].as_i64().ok_or("no reserved")?);
+    if reserved < 2 || before["available"].as_i64() != Some(on_hand - reserved) {
+        return Err(format!("the checkout's 2 units are not reserved: {before}"));
+    }
+    let after =
+        d.call(reqwest::Method::POST, &format!("{path}/adjust"), Some(json!({ "delta": 5 })), &key, true).await?;
+    if after["on_hand"].as_i64() != Some(on_hand + 5) || after["reserved"].as_i64() != Some(reserved) {
+        return Err(format!("a +5 adjustment gave {after} from {before}"));
+    }
+    let other = [("x-merchant-key", key_of(d, "Silk Road")?)];
+    let refused =
+        d.call(reqwest::Method::GET, &path, None, &other, true).await.err().ok_or("another merchant read the stock")?;
+    if !refused.starts_with("HTTP 404") {
+        return Err(format!("another merchant's stock read was not a 404: {refused}"));
+    }
+    Ok(format!("Leaf & Co sees {reserved} reserved of {on_hand}, adds 5 (on hand {}); Silk Road gets 404", on_hand + 5))
 }
 
 /// Demo: the buyer pays the combined payment in the emulator's cashier; WeChat Pay's notification

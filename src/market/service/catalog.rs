@@ -267,6 +267,20 @@ impl Market {
         tx.stock_of(&[sku_id.to_string()]).await?.remove(sku_id).ok_or_else(|| MarketError::not_found("sku", sku_id))
     }
 
+    /// The stock of one of the merchant's SKUs: on hand, reserved by unpaid orders, and
+    /// [`available`](StockLevel::available). Another merchant's SKU is `NotFound`, like a missing one.
+    ///
+    /// ```no_run
+    /// # async fn demo(market: wxshop::market::Market) -> wxshop::market::Result<()> {
+    /// let level = market.merchant_stock("merchant id", "sku id").await?;
+    /// println!("{} on hand, {} reserved, {} available", level.on_hand, level.reserved, level.available());
+    /// # Ok(()) }
+    /// ```
+    pub async fn merchant_stock(&self, merchant_id: &str, sku_id: &str) -> Result<StockLevel> {
+        let mut tx = self.snapshot().await?;
+        owned_level(&mut *tx, merchant_id, sku_id).await
+    }
+
     /// Sets `on_hand` (what the merchant counted); refused below what unpaid orders hold.
     pub async fn set_stock(&self, merchant_id: &str, sku_id: &str, on_hand: i64) -> Result<StockLevel> {
         if on_hand < 0 {
