@@ -2,7 +2,8 @@
 //!
 //! `cargo run --example storefront` needs no configuration: it starts the wxshop emulator
 //! in-process, points every client at it, and listens on 127.0.0.1:3000 (override with `PORT`).
-//! With `WXSHOP_APPID` and `WXSHOP_SECRET` set it talks to real WeChat instead.
+//! With `WXSHOP_APPID` and `WXSHOP_SECRET` set it talks to real WeChat instead. Its SQLite database
+//! lives in a data directory (`--data-dir DIR`, `STOREFRONT_DATA_DIR`, else the user's data directory).
 //! `cargo run --example storefront -- --demo` runs the buyer journey against itself, prints each
 //! step, and exits non-zero if any step fails.
 

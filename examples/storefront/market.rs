@@ -225,11 +225,46 @@ async fn open_store(demo_mode: bool) -> wxshop::Result<(Arc<dyn store::MarketSto
     }
     let url = if demo_mode {
         "sqlite::memory:".to_string()
+    } else if let Ok(url) = std::env::var("MARKET_DB")
+        && !url.is_empty()
+    {
+        url
     } else {
-        std::env::var("MARKET_DB").unwrap_or_else(|_| "sqlite://storefront.db".into())
+        let dir = data_dir();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| wxshop::Error::Config(format!("cannot create the data directory {}: {e}", dir.display())))?;
+        format!("sqlite://{}", dir.join("storefront.db").display())
     };
     println!("market: SQLite at {url}");
     Ok((store::open(&url).await?, DemoSchema::default()))
+}
+
+/// Where the storefront keeps its state (the SQLite database): `--data-dir DIR`, else
+/// `STOREFRONT_DATA_DIR`, else the user's data directory (`$XDG_DATA_HOME/wxshop-storefront` or
+/// `~/.local/share/wxshop-storefront`), else `./data` — never the directory it happens to start in.
+pub fn data_dir() -> std::path::PathBuf {
+    let mut args = std::env::args();
+    while let Some(a) = args.next() {
+        if let Some(dir) = a.strip_prefix("--data-dir=") {
+            return dir.into();
+        }
+        if a == "--data-dir"
+            && let Some(dir) = args.next()
+        {
+            return dir.into();
+        }
+    }
+    let env_dir = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
+    if let Some(dir) = env_dir("STOREFRONT_DATA_DIR") {
+        return dir;
+    }
+    if let Some(xdg) = env_dir("XDG_DATA_HOME") {
+        return xdg.join("wxshop-storefront");
+    }
+    if let Some(home) = env_dir("HOME") {
+        return home.join(".local/share/wxshop-storefront");
+    }
+    "data".into()
 }
 
 /// Two merchants (one paid directly, one a WeChat Pay sub-merchant) with listed, stocked products, and
