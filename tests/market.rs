@@ -162,6 +162,9 @@ async fn a_merchant_reads_only_its_own_stock(e: Env) {
     ));
     assert!(matches!(m.merchant_stock(&a.merchant.id, "missing").await, Err(MarketError::NotFound { .. })));
     assert_eq!(m.merchant_stock(&b.merchant.id, &b.skus[0]).await.unwrap(), StockLevel { on_hand: 3, reserved: 0 });
+    let cats = m.merchant_categories(&a.merchant.id).await.unwrap();
+    assert_eq!(cats.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["Leaf goods"]);
+    assert!(matches!(m.merchant_categories("nope").await, Err(MarketError::NotFound { entity: "merchant", .. })));
 }
 
 async fn merchant_restrictions_block_what_they_name(e: Env) {

@@ -342,6 +342,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/merchant/products/{id}/delist", post(delist_product))
         .route("/api/merchant/skus/{sku_id}/stock", get(stock).put(set_stock))
         .route("/api/merchant/skus/{sku_id}/stock/adjust", post(adjust_stock))
+        .route("/api/merchant/me", get(merchant_me))
         .route("/api/merchant/orders", get(merchant_orders))
         .route("/api/merchant/orders/{id}/ship", post(ship))
 }
@@ -523,6 +524,13 @@ async fn delist_product(State(s): State<AppState>, me: MerchantAuth, Path(id): P
 #[derive(Deserialize)]
 struct StockBody {
     on_hand: i64,
+}
+
+/// `GET /api/merchant/me`: the signed-in merchant (status, restrictions) and the categories it may sell in.
+async fn merchant_me(State(s): State<AppState>, me: MerchantAuth) -> Answer {
+    let merchant = s.market.market.merchant(&me.0).await?;
+    let categories = s.market.market.merchant_categories(&me.0).await?;
+    Ok(Json(json!({ "merchant": merchant, "categories": categories })))
 }
 
 fn stock_json(sku_id: &str, l: &wxshop::market::StockLevel) -> Value {

@@ -96,6 +96,10 @@ pub async fn demo_checkout(d: &mut Demo) -> Result<String, String> {
 async fn merchant_stock_step(d: &Demo) -> Result<String, String> {
     let tea = first_sku_of(d, "Leaf & Co").await?;
     let key = [("x-merchant-key", key_of(d, "Leaf & Co")?)];
+    let me = d.call(reqwest::Method::GET, "/api/merchant/me", None, &key, true).await?;
+    if me["merchant"]["name"] != "Leaf & Co" || me["categories"].as_array().is_none_or(Vec::is_empty) {
+        return Err(format!("GET /api/merchant/me does not show Leaf & Co and its categories: {me}"));
+    }
     let path = format!("/api/merchant/skus/{tea}/stock");
     let before = d.call(reqwest::Method::GET, &path, None, &key, true).await?;
     let (on_hand, reserved) =

@@ -356,6 +356,28 @@ impl Market {
             .ok_or_else(|| MarketError::not_found("category rule", format!("{category_id} v{version}")))
     }
 
+    /// The categories a merchant may sell in (granted with [`grant_category`](Market::grant_category)),
+    /// by category id; an unknown merchant is `NotFound`.
+    ///
+    /// ```no_run
+    /// # async fn demo(market: wxshop::market::Market) -> wxshop::market::Result<()> {
+    /// for c in market.merchant_categories("merchant id").await? {
+    ///     println!("{} {}", c.id, c.name);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn merchant_categories(&self, merchant_id: &str) -> Result<Vec<Category>> {
+        let mut tx = self.snapshot().await?;
+        tx.merchant(merchant_id).await?.ok_or_else(|| MarketError::not_found("merchant", merchant_id))?;
+        let ids = crate::market::store::GovTx::merchant_categories(&mut *tx, merchant_id).await?;
+        let mut categories = Vec::with_capacity(ids.len());
+        for id in ids {
+            categories.push(tx.category(&id).await?.ok_or_else(|| MarketError::not_found("category", &id))?);
+        }
+        categories.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(categories)
+    }
+
     /// Lets a merchant sell in a category (idempotent). Deposit checks belong to governance.
     pub async fn grant_category(&self, merchant_id: &str, category_id: &str) -> Result<()> {
         self.retry(|| async {
