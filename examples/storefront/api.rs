@@ -118,6 +118,38 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A JSON request body; a body that is not JSON, or not of the route's shape, is answered with the one
+/// error shape (400, kind `invalid`) instead of axum's plain-text rejection.
+pub struct Body<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(e) => {
+                Err(ApiError::with_kind(StatusCode::BAD_REQUEST, "invalid", format!("request body: {}", e.body_text())))
+            }
+        }
+    }
+}
+
+/// Query parameters; a malformed one (a number that is not a number, say) is answered with the one error
+/// shape (400, kind `invalid`).
+pub struct Params<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Params(v)),
+            Err(e) => Err(ApiError::with_kind(StatusCode::BAD_REQUEST, "invalid", format!("query: {}", e.body_text()))),
+        }
+    }
+}
+
 /// The signed-in buyer, from `Authorization: Bearer <session_token>`.
 pub struct Buyer {
     pub openid: String,

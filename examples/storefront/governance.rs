@@ -62,6 +62,7 @@ use wxshop::market::governance::{GovError, GovernanceConfig};
 use wxshop::market::{CaseRequest, Money, ReviewRequest};
 
 use crate::AppState;
+use crate::api::Body;
 use crate::api::{ApiError, Buyer};
 
 pub fn routes() -> Router<AppState> {
@@ -163,7 +164,7 @@ fn emulator_only(s: &AppState) -> Result<(), ApiError> {
 
 // ---------------------------------------------------------------- buyer
 
-async fn open_case(State(s): State<AppState>, b: Buyer, Json(req): Json<CaseRequest>) -> Answer {
+async fn open_case(State(s): State<AppState>, b: Buyer, Body(req): Body<CaseRequest>) -> Answer {
     ok(s.market.market.open_case(&b.openid, &req).await?)
 }
 
@@ -175,7 +176,7 @@ async fn case(State(s): State<AppState>, b: Buyer, Path(id): Path<String>) -> An
     ok(c)
 }
 
-async fn upload_return(State(s): State<AppState>, b: Buyer, Path(id): Path<String>, Json(w): Json<Waybill>) -> Answer {
+async fn upload_return(State(s): State<AppState>, b: Buyer, Path(id): Path<String>, Body(w): Body<Waybill>) -> Answer {
     ok(s.market.market.upload_return(&b.openid, &id, w).await?)
 }
 
@@ -198,7 +199,7 @@ async fn guarantee(
     State(s): State<AppState>,
     b: Buyer,
     Path((order_id, line_no)): Path<(String, i64)>,
-    Json(g): Json<GuaranteeBody>,
+    Body(g): Body<GuaranteeBody>,
 ) -> Answer {
     ok(s.market.market.open_guarantee_claim(&b.openid, &order_id, line_no, g.kind, g.claim, &g.reason).await?)
 }
@@ -232,7 +233,7 @@ async fn review(
     State(s): State<AppState>,
     b: Buyer,
     Path((order_id, line_no)): Path<(String, i64)>,
-    Json(r): Json<ReviewBody>,
+    Body(r): Body<ReviewBody>,
 ) -> Answer {
     let verdict = text_verdict(&s, &b.openid, &r.text).await?;
     let req = ReviewRequest { order_id, line_no, ratings: r.ratings, text: r.text, images: r.images };
@@ -246,7 +247,7 @@ struct FollowUpBody {
     images: Vec<String>,
 }
 
-async fn follow_up(State(s): State<AppState>, b: Buyer, Path(id): Path<String>, Json(f): Json<FollowUpBody>) -> Answer {
+async fn follow_up(State(s): State<AppState>, b: Buyer, Path(id): Path<String>, Body(f): Body<FollowUpBody>) -> Answer {
     let v = text_verdict(&s, &b.openid, &f.text).await?;
     ok(s.market.market.follow_up_review(&b.openid, &id, &f.text, f.images, v).await?)
 }
@@ -261,7 +262,7 @@ async fn appeal_review(
     State(s): State<AppState>,
     b: Buyer,
     Path(id): Path<String>,
-    Json(r): Json<ReasonBody>,
+    Body(r): Body<ReasonBody>,
 ) -> Answer {
     ok(s.market.market.appeal_review(&b.openid, &id, &r.reason).await?)
 }
@@ -314,7 +315,7 @@ struct TextBody {
     text: String,
 }
 
-async fn reply(State(s): State<AppState>, me: MerchantKey, Path(id): Path<String>, Json(t): Json<TextBody>) -> Answer {
+async fn reply(State(s): State<AppState>, me: MerchantKey, Path(id): Path<String>, Body(t): Body<TextBody>) -> Answer {
     ok(s.market.market.reply_review(&me.0, &id, &t.text).await?)
 }
 
@@ -342,7 +343,7 @@ struct DepositPayBody {
 }
 
 /// Pays in (or tops up) the deposit through WeChat Pay: the payment notification credits it.
-async fn deposit_pay(State(s): State<AppState>, me: MerchantKey, Json(b): Json<DepositPayBody>) -> Answer {
+async fn deposit_pay(State(s): State<AppState>, me: MerchantKey, Body(b): Body<DepositPayBody>) -> Answer {
     ok(s.market.market.deposit_prepay(&me.0, b.amount, &b.payer_openid, &b.idempotency_key).await?)
 }
 
@@ -358,7 +359,7 @@ async fn appeal_penalty(
     State(s): State<AppState>,
     me: MerchantKey,
     Path(id): Path<String>,
-    Json(r): Json<ReasonBody>,
+    Body(r): Body<ReasonBody>,
 ) -> Answer {
     ok(s.market.market.appeal_penalty(&me.0, &id, &r.reason).await?)
 }
@@ -381,12 +382,12 @@ async fn get_config(State(s): State<AppState>, _: Platform) -> Answer {
     ok(s.market.market.governance_config().await?)
 }
 
-async fn put_config(State(s): State<AppState>, _: Platform, Json(cfg): Json<GovernanceConfig>) -> Answer {
+async fn put_config(State(s): State<AppState>, _: Platform, Body(cfg): Body<GovernanceConfig>) -> Answer {
     s.market.market.set_governance_config(&cfg).await?;
     ok(cfg)
 }
 
-async fn put_commission(State(s): State<AppState>, _: Platform, Json(rule): Json<CommissionRule>) -> Answer {
+async fn put_commission(State(s): State<AppState>, _: Platform, Body(rule): Body<CommissionRule>) -> Answer {
     ok(s.market.market.put_commission_rule(rule).await?)
 }
 
@@ -405,7 +406,7 @@ struct DecideBody {
     note: String,
 }
 
-async fn decide(State(s): State<AppState>, _: Platform, Path(id): Path<String>, Json(b): Json<DecideBody>) -> Answer {
+async fn decide(State(s): State<AppState>, _: Platform, Path(id): Path<String>, Body(b): Body<DecideBody>) -> Answer {
     let decision = match b.outcome.as_str() {
         "buyer_wins" => Decision::BuyerWins { refund: b.refund, payer: b.payer.unwrap_or(Payer::Merchant) },
         "merchant_wins" => Decision::MerchantWins,
@@ -425,7 +426,7 @@ struct ViolationBody {
     product_ids: Vec<String>,
 }
 
-async fn file_violation(State(s): State<AppState>, _: Platform, Json(v): Json<ViolationBody>) -> Answer {
+async fn file_violation(State(s): State<AppState>, _: Platform, Body(v): Body<ViolationBody>) -> Answer {
     let m = &s.market.market;
     ok(m.file_violation(&v.merchant_id, &v.rule_code, &v.detail, v.order_id.as_deref(), v.product_ids).await?)
 }
@@ -462,7 +463,7 @@ async fn moderate(
     State(s): State<AppState>,
     _: Platform,
     Path((id, action)): Path<(String, String)>,
-    Json(b): Json<DecisionBody>,
+    Body(b): Body<DecisionBody>,
 ) -> Answer {
     let m = &s.market.market;
     match action.as_str() {
@@ -495,7 +496,7 @@ async fn admin_deposit_refund_paid(
     State(s): State<AppState>,
     _: Platform,
     Path(id): Path<String>,
-    Json(b): Json<PaidBody>,
+    Body(b): Body<PaidBody>,
 ) -> Answer {
     ok(s.market.market.deposit_refund_paid_manually(&id, &b.reference).await?)
 }
@@ -542,7 +543,7 @@ struct RunBody {
 
 /// Emulator mode: runs the marketplace's timers as if `advance_hours` had passed (deadlines due by then
 /// fire now), so the demo can show a 48-hour rule without waiting 48 hours.
-async fn run_timers(State(s): State<AppState>, _: Platform, Json(b): Json<RunBody>) -> Answer {
+async fn run_timers(State(s): State<AppState>, _: Platform, Body(b): Body<RunBody>) -> Answer {
     emulator_only(&s)?;
     if !(0..=24 * 400).contains(&b.advance_hours) {
         return Err(GovError::Invalid("advance_hours within 0..=9600".into()).into());

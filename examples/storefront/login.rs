@@ -9,6 +9,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use crate::AppState;
+use crate::api::Body;
 use crate::api::{ApiError, Buyer};
 
 /// Phone numbers by openid (a real server keeps them in its database).
@@ -34,7 +35,7 @@ struct CodeBody {
 }
 
 /// Exchanges a `wx.login` code for an opaque session token. The session_key stays here.
-async fn login(State(s): State<AppState>, Json(b): Json<CodeBody>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn login(State(s): State<AppState>, Body(b): Body<CodeBody>) -> Result<Json<serde_json::Value>, ApiError> {
     let (token, session) = s.sessions.login(&b.code).await?;
     Ok(Json(serde_json::json!({ "session_token": token.expose(), "openid": session.openid })))
 }
@@ -43,7 +44,7 @@ async fn login(State(s): State<AppState>, Json(b): Json<CodeBody>) -> Result<Jso
 async fn phone(
     State(s): State<AppState>,
     buyer: Buyer,
-    Json(b): Json<CodeBody>,
+    Body(b): Body<CodeBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let info = s.client.auth().phone_number(&b.code).await?;
     s.profiles.phones.lock().unwrap_or_else(|p| p.into_inner()).insert(buyer.openid, info.phone_number.clone());

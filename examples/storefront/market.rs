@@ -37,7 +37,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 
@@ -53,6 +53,7 @@ use wxshop::market::{
 
 use crate::AppState;
 use crate::api::{ApiError, Buyer};
+use crate::api::{Body, Params};
 
 /// The marketplace part of the state.
 #[derive(Clone)]
@@ -401,14 +402,20 @@ struct BrowseParams {
     cursor: Option<String>,
 }
 
-async fn browse(State(s): State<AppState>, Query(p): Query<BrowseParams>) -> Answer {
+async fn browse(State(s): State<AppState>, Params(p): Params<BrowseParams>) -> Answer {
     let q = BrowseQuery {
         category_id: p.category,
         merchant_id: p.merchant,
         min_price: p.min.map(Money::fen),
         max_price: p.max.map(Money::fen),
         text: p.q,
-        sort: if p.sort.as_deref() == Some("price") { BrowseSort::PriceAsc } else { BrowseSort::Newest },
+        sort: match p.sort.as_deref() {
+            None | Some("newest") => BrowseSort::Newest,
+            Some("price") => BrowseSort::PriceAsc,
+            Some(other) => {
+                return Err(MarketError::Invalid(format!("unknown sort {other:?}: use newest or price")).into());
+            }
+        },
         limit: p.limit.unwrap_or(20),
         cursor: p.cursor,
     };
@@ -435,12 +442,12 @@ async fn cart(State(s): State<AppState>, who: Shopper) -> Answer {
     ok(s.market.market.cart(&who.0).await?)
 }
 
-async fn cart_add(State(s): State<AppState>, who: Shopper, Json(b): Json<QtyBody>) -> Answer {
+async fn cart_add(State(s): State<AppState>, who: Shopper, Body(b): Body<QtyBody>) -> Answer {
     let sku = b.sku_id.ok_or_else(|| MarketError::Invalid("sku_id is required".into()))?;
     ok(s.market.market.cart_add(&who.0, &sku, b.qty).await?)
 }
 
-async fn cart_set(State(s): State<AppState>, who: Shopper, Path(sku): Path<String>, Json(b): Json<QtyBody>) -> Answer {
+async fn cart_set(State(s): State<AppState>, who: Shopper, Path(sku): Path<String>, Body(b): Body<QtyBody>) -> Answer {
     ok(s.market.market.cart_set(&who.0, &sku, b.qty).await?)
 }
 
@@ -449,7 +456,7 @@ struct MergeBody {
     guest_token: String,
 }
 
-async fn cart_merge(State(s): State<AppState>, buyer: Buyer, Json(b): Json<MergeBody>) -> Answer {
+async fn cart_merge(State(s): State<AppState>, buyer: Buyer, Body(b): Body<MergeBody>) -> Answer {
     ok(s.market.market.merge_carts(&b.guest_token, &buyer.openid).await?)
 }
 
@@ -462,7 +469,7 @@ struct CheckoutBody {
     expected_total: Option<Money>,
 }
 
-async fn checkout(State(s): State<AppState>, buyer: Buyer, Json(b): Json<CheckoutBody>) -> Answer {
+async fn checkout(State(s): State<AppState>, buyer: Buyer, Body(b): Body<CheckoutBody>) -> Answer {
     let m = &s.market.market;
     let co = match b.lines {
         Some(lines) => {
@@ -493,7 +500,7 @@ struct PageParams {
     status: Option<String>,
 }
 
-async fn orders(State(s): State<AppState>, buyer: Buyer, Query(p): Query<PageParams>) -> Answer {
+async fn orders(State(s): State<AppState>, buyer: Buyer, Params(p): Params<PageParams>) -> Answer {
     ok(s.market.market.buyer_orders(&buyer.openid, p.after.as_deref(), 20).await?)
 }
 
@@ -509,7 +516,7 @@ async fn receive(State(s): State<AppState>, buyer: Buyer, Path(id): Path<String>
     ok(s.market.market.confirm_receipt(&buyer.openid, &id).await?)
 }
 
-async fn create_product(State(s): State<AppState>, me: MerchantAuth, Json(p): Json<NewProduct>) -> Answer {
+async fn create_product(State(s): State<AppState>, me: MerchantAuth, Body(p): Body<NewProduct>) -> Answer {
     ok(s.market.market.create_product(&me.0, p).await?)
 }
 
@@ -555,7 +562,7 @@ async fn adjust_stock(
     State(s): State<AppState>,
     me: MerchantAuth,
     Path(sku): Path<String>,
-    Json(b): Json<AdjustBody>,
+    Body(b): Body<AdjustBody>,
 ) -> Answer {
     let level = s.market.market.adjust_stock(&me.0, &sku, b.delta).await?;
     Ok(Json(stock_json(&sku, &level)))
@@ -565,12 +572,12 @@ async fn set_stock(
     State(s): State<AppState>,
     me: MerchantAuth,
     Path(sku): Path<String>,
-    Json(b): Json<StockBody>,
+    Body(b): Body<StockBody>,
 ) -> Answer {
     ok(s.market.market.set_stock(&me.0, &sku, b.on_hand).await?)
 }
 
-async fn merchant_orders(State(s): State<AppState>, me: MerchantAuth, Query(p): Query<PageParams>) -> Answer {
+async fn merchant_orders(State(s): State<AppState>, me: MerchantAuth, Params(p): Params<PageParams>) -> Answer {
     let status = p.status.as_deref().map(str::parse::<OrderStatus>).transpose()?;
     ok(s.market.market.merchant_orders(&me.0, status, p.after.as_deref(), 50).await?)
 }

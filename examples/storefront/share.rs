@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -35,6 +35,7 @@ use wxshop::mp::wxacode::GetUnlimitedCode;
 
 use crate::AppState;
 use crate::api::{ApiError, Buyer};
+use crate::api::{Body, Params};
 
 /// The product page every share opens.
 pub const PRODUCT_PAGE: &str = "pages/product/index";
@@ -109,7 +110,7 @@ fn default_campaign() -> u64 {
 async fn share(
     State(s): State<AppState>,
     buyer: Buyer,
-    Query(q): Query<ShareQuery>,
+    Params(q): Params<ShareQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let share = &s.share;
     // Numeric, so the token fits a 32-character scene; durable, so the token outlives a restart.
@@ -163,7 +164,7 @@ struct ArriveBody {
 async fn arrive(
     State(s): State<AppState>,
     buyer: Buyer,
-    Json(b): Json<ArriveBody>,
+    Body(b): Body<ArriveBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let token = match (&b.scene, &b.query) {
         (Some(scene), _) => scene.as_str(),

@@ -36,8 +36,20 @@ pub async fn demo_browse(d: &mut Demo) -> Result<String, String> {
     if !refused.starts_with("HTTP 401") || !refused.contains(r#""kind":"unauthorized""#) {
         return Err(format!("a guessed merchant key was not refused as unauthorized: {refused}"));
     }
+    for (method, path, body) in [
+        (reqwest::Method::GET, "/api/products?sort=popular", None),
+        (reqwest::Method::GET, "/api/products?min=cheap", None),
+        (reqwest::Method::POST, "/api/cart/items", Some(json!({ "qty": "two" }))),
+    ] {
+        let guest = [("x-cart-token", "guest-demo-bad".to_string())];
+        let refused = d.call(method, path, body, &guest, true).await.err().ok_or_else(|| format!("{path} accepted"))?;
+        if !refused.starts_with("HTTP 400") || !refused.contains(r#""kind":"invalid""#) {
+            return Err(format!("{path}: expected 400 with kind invalid, got {refused}"));
+        }
+    }
     Ok(format!(
-        "{} products from {} merchants; cheapest {}; a merchant key guessed from a public id refused (401)",
+        "{} products from {} merchants; cheapest {}; a merchant key guessed from a public id refused (401); \
+         an unknown sort, a malformed query and a malformed body answered 400 in the one error shape",
         items.len(),
         merchants.len(),
         cheap["items"][0]["title"].as_str().unwrap_or("?")
