@@ -223,7 +223,7 @@ impl CreateOrder {
 
 wire_enum! {
     /// A sharing order's `state`.
-    OrderState {
+    OrderState(String) {
         /// Being processed.
         Processing = "PROCESSING",
         /// Done.
@@ -233,7 +233,7 @@ wire_enum! {
 
 wire_enum! {
     /// One receiver's `result`.
-    DetailResult {
+    DetailResult(String) {
         /// Waiting.
         Pending = "PENDING",
         /// Shared.
@@ -341,7 +341,7 @@ impl CreateReturn {
 
 wire_enum! {
     /// A return's `result`.
-    ReturnResult {
+    ReturnResult(String) {
         /// Being processed.
         Processing = "PROCESSING",
         /// Returned.

@@ -188,7 +188,7 @@ impl CreateRefund {
 
 wire_enum! {
     /// A refund's `status` (`refund_status` in notifications).
-    RefundStatus {
+    RefundStatus(String) {
         /// Refunded.
         Success = "SUCCESS",
         /// Closed.

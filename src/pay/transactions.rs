@@ -304,7 +304,7 @@ pub struct PrepayResponse {
 
 wire_enum! {
     /// `trade_state`.
-    TradeState {
+    TradeState(String) {
         /// Paid.
         Success = "SUCCESS",
         /// Refund in progress or done.

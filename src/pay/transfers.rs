@@ -57,7 +57,7 @@ pub const MAX_REMARK_CHARS: usize = 32;
 
 wire_enum! {
     /// A transfer bill's `state`.
-    TransferState {
+    TransferState(String) {
         /// Accepted; not yet processed.
         Accepted = "ACCEPTED",
         /// Being processed.
