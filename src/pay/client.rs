@@ -420,41 +420,6 @@ impl PayClient {
             pay_sign,
         })
     }
-
-    /// Payments (JSAPI prepay, query, close).
-    pub fn transactions(&self) -> super::transactions::Transactions<'_> {
-        super::transactions::Transactions { client: self }
-    }
-
-    /// Refunds.
-    pub fn refunds(&self) -> super::refunds::Refunds<'_> {
-        super::refunds::Refunds { client: self }
-    }
-
-    /// Trade and fund-flow bills.
-    pub fn bills(&self) -> super::bills::Bills<'_> {
-        super::bills::Bills { client: self }
-    }
-
-    /// Profit sharing (分账).
-    pub fn profit_sharing(&self) -> super::profitsharing::ProfitSharing<'_> {
-        super::profitsharing::ProfitSharing { client: self }
-    }
-
-    /// Service-provider (服务商) payments.
-    pub fn partner(&self) -> super::partner::Partner<'_> {
-        super::partner::Partner { client: self }
-    }
-
-    /// Combined payments (合单).
-    pub fn combine(&self) -> super::combine::Combine<'_> {
-        super::combine::Combine { client: self }
-    }
-
-    /// Merchant transfers (商家转账 transfer bills).
-    pub fn transfers(&self) -> super::transfers::Transfers<'_> {
-        super::transfers::Transfers { client: self }
-    }
 }
 
 /// A POST with a JSON body on the Pay host, idempotent by WeChat's rule for keyed calls.

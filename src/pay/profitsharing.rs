@@ -393,6 +393,13 @@ pub struct RemainingAmount {
     pub unsplit_amount: i64,
 }
 
+impl PayClient {
+    /// Profit sharing (分账).
+    pub fn profit_sharing(&self) -> ProfitSharing<'_> {
+        ProfitSharing { client: self }
+    }
+}
+
 /// Profit sharing. From [`PayClient::profit_sharing`].
 #[derive(Debug, Clone, Copy)]
 pub struct ProfitSharing<'a> {

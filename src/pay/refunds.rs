@@ -265,6 +265,13 @@ pub struct Refund {
     pub promotion_detail: Option<Vec<serde_json::Value>>,
 }
 
+impl PayClient {
+    /// Refunds.
+    pub fn refunds(&self) -> Refunds<'_> {
+        Refunds { client: self }
+    }
+}
+
 /// Refunds. From [`PayClient::refunds`].
 #[derive(Debug, Clone, Copy)]
 pub struct Refunds<'a> {

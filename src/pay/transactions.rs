@@ -422,6 +422,13 @@ impl Transaction {
     }
 }
 
+impl PayClient {
+    /// Payments (JSAPI prepay, query, close).
+    pub fn transactions(&self) -> Transactions<'_> {
+        Transactions { client: self }
+    }
+}
+
 /// Direct-merchant payments. From [`PayClient::transactions`].
 #[derive(Debug, Clone, Copy)]
 pub struct Transactions<'a> {

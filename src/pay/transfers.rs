@@ -364,6 +364,13 @@ pub struct TransferBillNotice {
     pub update_time: String,
 }
 
+impl PayClient {
+    /// Merchant transfers (商家转账 transfer bills).
+    pub fn transfers(&self) -> Transfers<'_> {
+        Transfers { client: self }
+    }
+}
+
 /// Merchant transfers. From [`PayClient::transfers`].
 #[derive(Debug, Clone, Copy)]
 pub struct Transfers<'a> {
