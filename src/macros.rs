@@ -6,6 +6,8 @@
 //! - [`str_enum!`]: a *closed* enum stored by its string form (database columns, HTTP bodies), with
 //!   `ALL`, `as_str` and `Display`; parsing an unknown string is an error.
 //! - [`errcodes!`]: the mini-program errcodes ([`ErrCode`](crate::ErrCode)) with their one-line hints.
+//! - [`transport_setters!`]: the transport setters every client builder shares (`endpoints`,
+//!   `http_config`, `http`).
 
 /// An open enum of WeChat's wire values that keeps values it does not know in `Other`.
 ///
@@ -207,6 +209,40 @@ macro_rules! errcodes {
                     $( ErrCode::$name => $hint, )*
                     ErrCode::Unknown(_) => "see WeChat's errcode reference",
                 }
+            }
+        }
+    };
+}
+
+/// The transport setters a client builder shares with every other: `endpoints`, `http_config` and
+/// `http`, written once. Expands inside the builder's `impl`; the builder has the fields
+/// `endpoints: Endpoints`, `http_config: HttpConfig` and `http: Option<Http>`, and gets its
+/// executor from the generated `transport()`.
+macro_rules! transport_setters {
+    () => {
+        /// The base URLs (default: WeChat's hosts).
+        pub fn endpoints(mut self, endpoints: $crate::config::Endpoints) -> Self {
+            self.endpoints = endpoints;
+            self
+        }
+
+        /// Timeouts, retries and an optional injected `reqwest::Client`.
+        pub fn http_config(mut self, config: $crate::http::HttpConfig) -> Self {
+            self.http_config = config;
+            self
+        }
+
+        /// Shares an existing executor (its endpoints win).
+        pub fn http(mut self, http: $crate::http::Http) -> Self {
+            self.http = Some(http);
+            self
+        }
+
+        /// The shared executor if one was given, else a new one on the configured endpoints.
+        fn transport(&mut self) -> $crate::error::Result<$crate::http::Http> {
+            match self.http.take() {
+                Some(h) => Ok(h),
+                None => $crate::http::Http::new(self.endpoints.clone(), self.http_config.clone()),
             }
         }
     };

@@ -36,7 +36,6 @@
 
 use chrono::{DateTime, FixedOffset, Utc};
 use futures_util::{Stream, TryStreamExt, stream};
-use serde::de::Deserializer;
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 

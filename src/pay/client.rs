@@ -150,23 +150,7 @@ impl std::fmt::Debug for PayClientBuilder {
 }
 
 impl PayClientBuilder {
-    /// The base URLs (default: WeChat's hosts).
-    pub fn endpoints(mut self, endpoints: Endpoints) -> Self {
-        self.endpoints = endpoints;
-        self
-    }
-
-    /// Timeouts, retries and an optional injected `reqwest::Client`.
-    pub fn http_config(mut self, config: HttpConfig) -> Self {
-        self.http_config = config;
-        self
-    }
-
-    /// Shares an existing executor (its endpoints win).
-    pub fn http(mut self, http: Http) -> Self {
-        self.http = Some(http);
-        self
-    }
+    transport_setters!();
 
     /// How platform certificates are refreshed.
     pub fn refresh_policy(mut self, policy: RefreshPolicy) -> Self {
@@ -181,11 +165,8 @@ impl PayClientBuilder {
     }
 
     /// Builds the client.
-    pub fn build(self) -> Result<PayClient> {
-        let http = match self.http {
-            Some(h) => h,
-            None => Http::new(self.endpoints, self.http_config)?,
-        };
+    pub fn build(mut self) -> Result<PayClient> {
+        let http = self.transport()?;
         let clock = self.clock.unwrap_or_else(|| Arc::new(Utc::now));
         let verifier = Verifier::with_mode(self.config.platform_certificates(), self.policy);
         if let Some((id, key)) = self.config.public_key() {
