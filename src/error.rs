@@ -17,46 +17,6 @@ use std::fmt;
 /// `Result` with the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-macro_rules! errcodes {
-    ($( $(#[$doc:meta])* $name:ident = $code:literal => $hint:literal, )*) => {
-        /// A WeChat mini-program errcode. Codes this crate does not know keep their number in
-        /// [`ErrCode::Unknown`].
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        #[non_exhaustive]
-        pub enum ErrCode {
-            $( $(#[$doc])* $name, )*
-            /// A code not (yet) named by this crate.
-            Unknown(i64),
-        }
-
-        impl ErrCode {
-            /// The typed code for a number.
-            pub fn from_code(code: i64) -> Self {
-                match code {
-                    $( $code => ErrCode::$name, )*
-                    other => ErrCode::Unknown(other),
-                }
-            }
-
-            /// The number WeChat sends.
-            pub fn code(self) -> i64 {
-                match self {
-                    $( ErrCode::$name => $code, )*
-                    ErrCode::Unknown(c) => c,
-                }
-            }
-
-            /// What the caller should do about it, in one line.
-            pub fn hint(self) -> &'static str {
-                match self {
-                    $( ErrCode::$name => $hint, )*
-                    ErrCode::Unknown(_) => "see WeChat's errcode reference",
-                }
-            }
-        }
-    };
-}
-
 errcodes! {
     /// -1: system busy.
     SystemBusy = -1 => "WeChat is busy — retry with backoff",

@@ -16,6 +16,9 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[macro_use]
+mod macros;
+
 pub mod config;
 pub mod crypto;
 pub mod error;

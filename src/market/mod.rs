@@ -55,43 +55,6 @@
 //! # Ok(()) }
 //! ```
 
-/// Declares a fieldless enum stored by name, with `ALL`, `as_str`, `Display` and `FromStr`.
-macro_rules! str_enum {
-    ($(#[$m:meta])* pub enum $name:ident { $($(#[$vm:meta])* $v:ident,)+ }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-        pub enum $name { $($(#[$vm])* $v,)+ }
-
-        impl $name {
-            /// Every value.
-            pub const ALL: &'static [$name] = &[$($name::$v,)+];
-
-            /// The stored name.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$v => stringify!($v),)+ }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl std::str::FromStr for $name {
-            type Err = $crate::market::MarketError;
-            fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-                match s {
-                    $(stringify!($v) => Ok($name::$v),)+
-                    _ => Err($crate::market::MarketError::Invalid(format!(
-                        concat!("unknown ", stringify!($name), " {}"), s
-                    ))),
-                }
-            }
-        }
-    };
-}
-
 pub mod cart;
 pub mod catalog;
 pub mod category;

@@ -73,23 +73,7 @@ impl std::fmt::Debug for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// The base URLs (default: WeChat's hosts).
-    pub fn endpoints(mut self, endpoints: Endpoints) -> Self {
-        self.endpoints = endpoints;
-        self
-    }
-
-    /// Timeouts, retries and an optional injected `reqwest::Client`.
-    pub fn http_config(mut self, config: HttpConfig) -> Self {
-        self.http_config = config;
-        self
-    }
-
-    /// Shares an existing executor (its endpoints win).
-    pub fn http(mut self, http: Http) -> Self {
-        self.http = Some(http);
-        self
-    }
+    transport_setters!();
 
     /// Where tokens are kept (default: this process's memory). Share one Redis store across processes.
     pub fn token_store(mut self, store: Arc<dyn TokenStore>) -> Self {
@@ -116,12 +100,9 @@ impl ClientBuilder {
     }
 
     /// Builds the client.
-    pub fn build(self) -> Result<Client> {
+    pub fn build(mut self) -> Result<Client> {
         self.app.validate()?;
-        let http = match self.http {
-            Some(h) => h,
-            None => Http::new(self.endpoints, self.http_config)?,
-        };
+        let http = self.transport()?;
         let tokens = match self.tokens {
             Some(t) => t,
             None => {

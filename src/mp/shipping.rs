@@ -36,7 +36,6 @@
 
 use chrono::{DateTime, FixedOffset, Utc};
 use futures_util::{Stream, TryStreamExt, stream};
-use serde::de::Deserializer;
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 
@@ -55,52 +54,9 @@ pub const MAX_CONTACT_CHARS: usize = 1024;
 /// The `express_company` id of SF Express, for which a contact is required.
 pub const SF_EXPRESS: &str = "SF";
 
-macro_rules! wire_enum {
-    ($(#[$doc:meta])* $name:ident { $( $(#[$vdoc:meta])* $variant:ident = $code:literal, )* }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        #[non_exhaustive]
-        pub enum $name {
-            $( $(#[$vdoc])* $variant, )*
-            /// A value this crate does not know (kept, never dropped).
-            Other(i64),
-        }
-
-        impl $name {
-            /// The number WeChat uses.
-            pub fn code(self) -> i64 {
-                match self {
-                    $( $name::$variant => $code, )*
-                    $name::Other(c) => c,
-                }
-            }
-
-            /// The variant for a number.
-            pub fn from_code(code: i64) -> Self {
-                match code {
-                    $( $code => $name::$variant, )*
-                    other => $name::Other(other),
-                }
-            }
-        }
-
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-                s.serialize_i64(self.code())
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-                i64::deserialize(d).map($name::from_code)
-            }
-        }
-    };
-}
-
 wire_enum! {
     /// How the goods travel (`logistics_type`).
-    LogisticsType {
+    LogisticsType(i64) {
         /// 1: an express carrier (物流快递); needs tracking number and carrier id.
         Express = 1,
         /// 2: same-city delivery (同城配送).
@@ -114,7 +70,7 @@ wire_enum! {
 
 wire_enum! {
     /// One package or several (`delivery_mode`).
-    DeliveryMode {
+    DeliveryMode(i64) {
         /// 1: everything in one package (UNIFIED_DELIVERY).
         Unified = 1,
         /// 2: several packages, express only (SPLIT_DELIVERY).
@@ -124,7 +80,7 @@ wire_enum! {
 
 wire_enum! {
     /// Where a payment is in shipping-info management (`order_state`).
-    OrderState {
+    OrderState(i64) {
         /// 1: paid, waiting to ship (待发货).
         Unshipped = 1,
         /// 2: shipped, waiting for receipt (已发货).

@@ -115,6 +115,13 @@ impl BillTable {
     }
 }
 
+impl PayClient {
+    /// Trade and fund-flow bills.
+    pub fn bills(&self) -> Bills<'_> {
+        Bills { client: self }
+    }
+}
+
 /// Bills. From [`PayClient::bills`].
 #[derive(Debug, Clone, Copy)]
 pub struct Bills<'a> {

@@ -150,23 +150,7 @@ impl std::fmt::Debug for PayClientBuilder {
 }
 
 impl PayClientBuilder {
-    /// The base URLs (default: WeChat's hosts).
-    pub fn endpoints(mut self, endpoints: Endpoints) -> Self {
-        self.endpoints = endpoints;
-        self
-    }
-
-    /// Timeouts, retries and an optional injected `reqwest::Client`.
-    pub fn http_config(mut self, config: HttpConfig) -> Self {
-        self.http_config = config;
-        self
-    }
-
-    /// Shares an existing executor (its endpoints win).
-    pub fn http(mut self, http: Http) -> Self {
-        self.http = Some(http);
-        self
-    }
+    transport_setters!();
 
     /// How platform certificates are refreshed.
     pub fn refresh_policy(mut self, policy: RefreshPolicy) -> Self {
@@ -181,11 +165,8 @@ impl PayClientBuilder {
     }
 
     /// Builds the client.
-    pub fn build(self) -> Result<PayClient> {
-        let http = match self.http {
-            Some(h) => h,
-            None => Http::new(self.endpoints, self.http_config)?,
-        };
+    pub fn build(mut self) -> Result<PayClient> {
+        let http = self.transport()?;
         let clock = self.clock.unwrap_or_else(|| Arc::new(Utc::now));
         let verifier = Verifier::with_mode(self.config.platform_certificates(), self.policy);
         if let Some((id, key)) = self.config.public_key() {
@@ -419,41 +400,6 @@ impl PayClient {
             sign_type: "RSA".into(),
             pay_sign,
         })
-    }
-
-    /// Payments (JSAPI prepay, query, close).
-    pub fn transactions(&self) -> super::transactions::Transactions<'_> {
-        super::transactions::Transactions { client: self }
-    }
-
-    /// Refunds.
-    pub fn refunds(&self) -> super::refunds::Refunds<'_> {
-        super::refunds::Refunds { client: self }
-    }
-
-    /// Trade and fund-flow bills.
-    pub fn bills(&self) -> super::bills::Bills<'_> {
-        super::bills::Bills { client: self }
-    }
-
-    /// Profit sharing (分账).
-    pub fn profit_sharing(&self) -> super::profitsharing::ProfitSharing<'_> {
-        super::profitsharing::ProfitSharing { client: self }
-    }
-
-    /// Service-provider (服务商) payments.
-    pub fn partner(&self) -> super::partner::Partner<'_> {
-        super::partner::Partner { client: self }
-    }
-
-    /// Combined payments (合单).
-    pub fn combine(&self) -> super::combine::Combine<'_> {
-        super::combine::Combine { client: self }
-    }
-
-    /// Merchant transfers (商家转账 transfer bills).
-    pub fn transfers(&self) -> super::transfers::Transfers<'_> {
-        super::transfers::Transfers { client: self }
     }
 }
 

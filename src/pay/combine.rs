@@ -244,6 +244,13 @@ pub struct CombineTransaction {
     pub combine_payer_info: Option<CombinePayer>,
 }
 
+impl PayClient {
+    /// Combined payments (合单).
+    pub fn combine(&self) -> Combine<'_> {
+        Combine { client: self }
+    }
+}
+
 /// Combined payments. From [`PayClient::combine`].
 #[derive(Debug, Clone, Copy)]
 pub struct Combine<'a> {

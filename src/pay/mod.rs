@@ -32,67 +32,6 @@
 use std::fmt;
 use std::sync::Arc;
 
-/// A string enum of WeChat's wire values that keeps values it does not know in `Other`.
-macro_rules! wire_enum {
-    ($(#[$m:meta])* $name:ident { $( $(#[$vm:meta])* $var:ident = $s:literal, )* }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-        #[non_exhaustive]
-        pub enum $name {
-            $( $(#[$vm])* $var, )*
-            /// A value this crate does not know (yet).
-            Other(String),
-        }
-
-        impl $name {
-            /// The wire value.
-            pub fn as_str(&self) -> &str {
-                match self {
-                    $( $name::$var => $s, )*
-                    $name::Other(s) => s,
-                }
-            }
-        }
-
-        impl From<&str> for $name {
-            fn from(s: &str) -> Self {
-                match s {
-                    $( $s => $name::$var, )*
-                    other => $name::Other(other.to_string()),
-                }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl serde::Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-                s.serialize_str(self.as_str())
-            }
-        }
-
-        impl<'de> serde::Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-                struct V;
-                impl<'de> serde::de::Visitor<'de> for V {
-                    type Value = $name;
-                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                        f.write_str("a string")
-                    }
-                    fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<$name, E> {
-                        Ok($name::from(v))
-                    }
-                }
-                d.deserialize_str(V)
-            }
-        }
-    };
-}
-
 use crate::crypto::pay::{ApiV3Key, MerchantKey, PayPublicKey, PlatformCertificate};
 use crate::error::{Error, Result};
 

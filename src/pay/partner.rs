@@ -180,6 +180,13 @@ impl PartnerJsapiPrepay {
     }
 }
 
+impl PayClient {
+    /// Service-provider (服务商) payments.
+    pub fn partner(&self) -> Partner<'_> {
+        Partner { client: self }
+    }
+}
+
 /// Partner payments. From [`PayClient::partner`].
 #[derive(Debug, Clone, Copy)]
 pub struct Partner<'a> {

@@ -223,7 +223,7 @@ impl CreateOrder {
 
 wire_enum! {
     /// A sharing order's `state`.
-    OrderState {
+    OrderState(String) {
         /// Being processed.
         Processing = "PROCESSING",
         /// Done.
@@ -233,7 +233,7 @@ wire_enum! {
 
 wire_enum! {
     /// One receiver's `result`.
-    DetailResult {
+    DetailResult(String) {
         /// Waiting.
         Pending = "PENDING",
         /// Shared.
@@ -341,7 +341,7 @@ impl CreateReturn {
 
 wire_enum! {
     /// A return's `result`.
-    ReturnResult {
+    ReturnResult(String) {
         /// Being processed.
         Processing = "PROCESSING",
         /// Returned.
@@ -391,6 +391,13 @@ pub struct RemainingAmount {
     pub transaction_id: String,
     /// What can still be shared, fen.
     pub unsplit_amount: i64,
+}
+
+impl PayClient {
+    /// Profit sharing (分账).
+    pub fn profit_sharing(&self) -> ProfitSharing<'_> {
+        ProfitSharing { client: self }
+    }
 }
 
 /// Profit sharing. From [`PayClient::profit_sharing`].

@@ -188,7 +188,7 @@ impl CreateRefund {
 
 wire_enum! {
     /// A refund's `status` (`refund_status` in notifications).
-    RefundStatus {
+    RefundStatus(String) {
         /// Refunded.
         Success = "SUCCESS",
         /// Closed.
@@ -263,6 +263,13 @@ pub struct Refund {
     /// Coupons.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promotion_detail: Option<Vec<serde_json::Value>>,
+}
+
+impl PayClient {
+    /// Refunds.
+    pub fn refunds(&self) -> Refunds<'_> {
+        Refunds { client: self }
+    }
 }
 
 /// Refunds. From [`PayClient::refunds`].

@@ -304,7 +304,7 @@ pub struct PrepayResponse {
 
 wire_enum! {
     /// `trade_state`.
-    TradeState {
+    TradeState(String) {
         /// Paid.
         Success = "SUCCESS",
         /// Refund in progress or done.
@@ -419,6 +419,13 @@ impl Transaction {
     /// The order total in fen, when present.
     pub fn total(&self) -> Option<i64> {
         self.amount.as_ref().and_then(|a| a.total)
+    }
+}
+
+impl PayClient {
+    /// Payments (JSAPI prepay, query, close).
+    pub fn transactions(&self) -> Transactions<'_> {
+        Transactions { client: self }
     }
 }
 

@@ -57,7 +57,7 @@ pub const MAX_REMARK_CHARS: usize = 32;
 
 wire_enum! {
     /// A transfer bill's `state`.
-    TransferState {
+    TransferState(String) {
         /// Accepted; not yet processed.
         Accepted = "ACCEPTED",
         /// Being processed.
@@ -362,6 +362,13 @@ pub struct TransferBillNotice {
     pub create_time: String,
     /// Last change.
     pub update_time: String,
+}
+
+impl PayClient {
+    /// Merchant transfers (商家转账 transfer bills).
+    pub fn transfers(&self) -> Transfers<'_> {
+        Transfers { client: self }
+    }
 }
 
 /// Merchant transfers. From [`PayClient::transfers`].

@@ -70,7 +70,7 @@ impl Default for AfterSaleRules {
     }
 }
 
-code_enum! {
+str_enum! {
     /// The after-sale types of 微信小店.
     pub enum CaseKind {
         /// 仅退款.
@@ -82,7 +82,7 @@ code_enum! {
     }
 }
 
-code_enum! {
+str_enum! {
     /// Where a case stands.
     pub enum CaseState {
         /// Waiting for the merchant (48 h).
@@ -115,7 +115,7 @@ impl CaseState {
     }
 }
 
-code_enum! {
+str_enum! {
     /// The durable timers of a case (the store's timer kinds).
     pub enum CaseTimer {
         /// The merchant did not answer: approved.
@@ -129,7 +129,7 @@ code_enum! {
     }
 }
 
-code_enum! {
+str_enum! {
     /// Why a case closed without refund.
     pub enum CloseReason {
         /// The buyer withdrew it.
@@ -143,7 +143,7 @@ code_enum! {
     }
 }
 
-code_enum! {
+str_enum! {
     /// Who pays a refund or compensation.
     pub enum Payer {
         /// The merchant's unsettled (or settled) funds: a WeChat Pay refund of the original payment.
@@ -580,7 +580,7 @@ impl Case {
     }
 }
 
-code_enum! {
+str_enum! {
     /// What a platform dispute is about.
     pub enum DisputeKind {
         /// A rejected after-sale case (纠纷单).
@@ -592,7 +592,7 @@ code_enum! {
     }
 }
 
-code_enum! {
+str_enum! {
     /// Where a dispute stands.
     pub enum DisputeState {
         /// Waiting for the platform.

@@ -45,7 +45,7 @@ use super::ledger::{Account, TxnBuilder, TxnKind};
 use super::{Actor, Transition};
 use crate::market::Money;
 
-code_enum! {
+str_enum! {
     /// The state of a merchant's deposit.
     pub enum DepositStatus {
         /// Never reached the required amount.
@@ -123,7 +123,7 @@ pub struct DepositAccount {
     pub updated_at: DateTime<Utc>,
 }
 
-code_enum! {
+str_enum! {
     /// What a deposit deduction is based on.
     pub enum BasisKind {
         /// A confirmed penalty.
@@ -626,7 +626,7 @@ pub fn new_deposit_refund_no() -> String {
     format!("{DEPOSIT_REFUND_PREFIX}{}{}", &u[..12], &u[13..30])
 }
 
-code_enum! {
+str_enum! {
     /// The state of one deposit refund.
     pub enum DepositRefundStatus {
         /// Recorded; the WeChat Pay refund call is scheduled (or being retried).

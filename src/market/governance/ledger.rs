@@ -155,7 +155,7 @@ pub struct NegativePolicy {
     pub available_debt: bool,
 }
 
-code_enum! {
+str_enum! {
     /// What a transaction records.
     pub enum TxnKind {
         /// A paid merchant order: clearing → pending.

@@ -30,26 +30,6 @@
 //! assert_eq!(ledger.total(), Money::ZERO);
 //! ```
 
-/// An enum with a stable string form (stored in the database, sent over HTTP).
-macro_rules! code_enum {
-    ($(#[$m:meta])* pub enum $name:ident { $($(#[$vm:meta])* $v:ident => $s:literal,)+ }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-        pub enum $name { $($(#[$vm])* #[serde(rename = $s)] $v,)+ }
-        impl $name {
-            /// Every value.
-            pub const ALL: &'static [$name] = &[$($name::$v,)+];
-            /// The stable string form.
-            pub fn as_str(self) -> &'static str { match self { $($name::$v => $s,)+ } }
-            /// Parses the string form.
-            pub fn parse(s: &str) -> Option<Self> { match s { $($s => Some($name::$v),)+ _ => None } }
-        }
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
-        }
-    };
-}
-
 pub mod aftersale;
 pub mod commission;
 pub mod deposit;

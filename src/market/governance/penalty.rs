@@ -350,7 +350,7 @@ pub fn detect_fake_shipment(f: &ShipmentFacts, hours: i64, now: DateTime<Utc>) -
     Some(violation("fake_shipment", f, format!("no carrier update within {hours} h of shipping"), now))
 }
 
-code_enum! {
+str_enum! {
     /// Where a penalty stands (WeChat's penalty-log states, plus review and dismissal).
     pub enum PenaltyStatus {
         /// A manual violation waiting for review.
@@ -386,7 +386,7 @@ impl PenaltyStatus {
     }
 }
 
-code_enum! {
+str_enum! {
     /// What a restriction blocks.
     pub enum RestrictionKind {
         /// No new listings, no payouts.

@@ -58,7 +58,7 @@ impl Ratings {
     }
 }
 
-code_enum! {
+str_enum! {
     /// Moderation state of a review.
     pub enum ReviewStatus {
         /// Waiting for manual moderation (the content check said "review").
@@ -72,7 +72,7 @@ code_enum! {
     }
 }
 
-code_enum! {
+str_enum! {
     /// WeChat `msg_sec_check` (v2) `result.suggest`.
     pub enum TextVerdict {
         /// No risk.
@@ -84,7 +84,7 @@ code_enum! {
     }
 }
 
-code_enum! {
+str_enum! {
     /// A buyer's appeal against hiding or rejection.
     pub enum AppealStatus {
         /// Waiting for the platform.

@@ -185,7 +185,7 @@ pub fn compute_amounts(lines: &[SettlementLine], policy: &SettlementPolicy) -> G
     Ok(a)
 }
 
-code_enum! {
+str_enum! {
     /// Where a settlement stands.
     pub enum SettlementState {
         /// Funds frozen (not received, window open, or a case open).
@@ -199,7 +199,7 @@ code_enum! {
     }
 }
 
-code_enum! {
+str_enum! {
     /// The durable timers of a settlement.
     pub enum SettlementTimer {
         /// The after-sale window closed.
@@ -209,7 +209,7 @@ code_enum! {
     }
 }
 
-code_enum! {
+str_enum! {
     /// Who receives a share.
     pub enum ReceiverKind {
         /// The platform (commission).
@@ -565,7 +565,7 @@ impl Settlement {
     }
 }
 
-code_enum! {
+str_enum! {
     /// Where a profit-sharing request stands at WeChat Pay.
     pub enum ShareStatus {
         /// Recorded; the gateway call is scheduled.
@@ -605,7 +605,7 @@ impl ProfitShare {
     }
 }
 
-code_enum! {
+str_enum! {
     /// Where a compensation payout stands.
     pub enum PayoutStatus {
         /// Recorded; the gateway call is scheduled.
@@ -716,7 +716,7 @@ pub fn attribute(clicks: &[Click], paid_at: DateTime<Utc>, window_days: i64, tou
     }
 }
 
-code_enum! {
+str_enum! {
     /// A promoter's claim on an order.
     pub enum AttributionState {
         /// The order is attributed; nothing is owed until settlement.
