@@ -33,7 +33,7 @@ fn encrypted_data(c: &mut Criterion) {
         })
     });
     g.bench_function("wxshop_decrypt_watermark_typed", |b| {
-        b.iter(|| black_box(wxa::decrypt_json::<wxa::UserInfo>(APPID, KEY, IV, black_box(&data)).unwrap()))
+        b.iter(|| black_box(wxa::decrypt_user_info(APPID, KEY, IV, black_box(&data)).unwrap()))
     });
     g.finish();
 }

@@ -186,10 +186,7 @@ fn wxa_figure(b: &Bench, out: &mut Vec<Figure>) {
     );
     let pair = b.pair(
         &mut || {
-            black_box(
-                wxshop::crypto::wxa::decrypt_json::<wxshop::crypto::wxa::UserInfo>(appid, key, iv, black_box(data))
-                    .expect("decrypt"),
-            );
+            black_box(wxshop::crypto::wxa::decrypt_user_info(appid, key, iv, black_box(data)).expect("decrypt"));
         },
         &mut || {
             let k: [u8; 16] = STANDARD.decode(key).expect("k").try_into().expect("16");

@@ -172,6 +172,68 @@ fn wrong_signature_is_a_signature_error() {
     assert!(matches!(r, Err(Error::Signature(_))), "{r:?}");
 }
 
+fn signature_message<T: std::fmt::Debug>(r: wxshop::Result<T>) -> String {
+    match r {
+        Err(Error::Signature(m)) => m,
+        other => panic!("expected a signature error, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_uppercase_msg_signature_is_refused_on_the_published_vector() {
+    // WeChat signs in lowercase hex and wechatpy compares exactly: the published vector's own
+    // digest in uppercase is refused, directly and through the verifier.
+    let (crypt, v) = vector_crypt();
+    let s = |k: &str| v[k].as_str().unwrap().to_string();
+    let upper = s("msg_signature").to_uppercase();
+    assert_ne!(upper, s("msg_signature"));
+    let expected = "msg_signature is uppercase hex; WeChat signs in lowercase hex";
+    assert_eq!(
+        signature_message(crypt.decrypt_verified(&upper, &s("timestamp"), &s("nonce"), &s("encrypt"))),
+        expected
+    );
+
+    let verifier = Verifier::with_aes_key(s("token"), &s("encoding_aes_key"), s("appid")).unwrap();
+    let body = format!("<xml><Encrypt><![CDATA[{}]]></Encrypt></xml>", s("encrypt"));
+    let mut q = PushQuery {
+        timestamp: Some(s("timestamp")),
+        nonce: Some(s("nonce")),
+        encrypt_type: Some("aes".into()),
+        msg_signature: Some(s("msg_signature")),
+        ..Default::default()
+    };
+    assert!(verifier.open_at(&q, body.as_bytes(), 0).is_ok());
+    q.msg_signature = Some(upper);
+    assert_eq!(signature_message(verifier.open_at(&q, body.as_bytes(), 0)), expected);
+}
+
+#[test]
+fn an_uppercase_signature_is_refused_in_url_verification_and_plaintext_mode() {
+    let expected = "signature is uppercase hex; WeChat signs in lowercase hex";
+    let v = &common::vectors()["push_url_verification"];
+    let mut q = PushQuery {
+        signature: Some(v["signature"].as_str().unwrap().to_uppercase()),
+        timestamp: Some(v["timestamp"].as_str().unwrap().into()),
+        nonce: Some(v["nonce"].as_str().unwrap().into()),
+        echostr: Some(v["echostr"].as_str().unwrap().into()),
+        ..Default::default()
+    };
+    let verifier = Verifier::new(v["token"].as_str().unwrap());
+    assert_eq!(signature_message(verifier.verify_url_at(&q, 0)), expected);
+    q.signature = Some(v["signature"].as_str().unwrap().into());
+    assert_eq!(verifier.verify_url_at(&q, 0).unwrap(), "4375120948345356249");
+
+    let v = &common::vectors()["push_plaintext_signature"];
+    let q = PushQuery {
+        signature: Some(v["signature"].as_str().unwrap().to_uppercase()),
+        timestamp: Some(v["timestamp"].as_str().unwrap().into()),
+        nonce: Some(v["nonce"].as_str().unwrap().into()),
+        ..Default::default()
+    };
+    let body = v["body"].as_str().unwrap().as_bytes();
+    assert_eq!(signature_message(Verifier::new(v["token"].as_str().unwrap()).open_at(&q, body, 0)), expected);
+}
+
 #[test]
 fn wrong_appid_is_rejected() {
     let v = &common::vectors()["msgcrypt_decrypt_known_answer"];

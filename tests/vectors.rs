@@ -126,3 +126,38 @@ proptest! {
         let _ = wxa::decrypt_bytes("wx", &raw, &raw, &raw);
     }
 }
+
+#[test]
+fn decrypt_user_info_equals_decrypt_json_and_keeps_the_watermark_check() {
+    let v = &common::vectors()["wxa_encrypted_data"];
+    let (key, iv, data) =
+        (v["session_key"].as_str().unwrap(), v["iv"].as_str().unwrap(), v["encrypted_data"].as_str().unwrap());
+    let once = wxa::decrypt_user_info("wx4f4bc4dec97d474b", key, iv, data).unwrap();
+    let twice: wxa::UserInfo = wxa::decrypt_json("wx4f4bc4dec97d474b", key, iv, data).unwrap();
+    assert_eq!(once, twice);
+    match wxa::decrypt_user_info("wx0000000000000000", key, iv, data) {
+        Err(Error::Crypto { kind: CryptoKind::AppidMismatch, message }) => {
+            assert_eq!(message, "watermark.appid wx4f4bc4dec97d474b is not wx0000000000000000")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn decrypt_user_info_refuses_what_decrypt_json_refuses() {
+    let (key, iv) = ([7u8; 16], [9u8; 16]);
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (k, i) = (b64.encode(key), b64.encode(iv));
+    for plain in [
+        &br#"{"nickName":"x"}"#[..],
+        br#"{"gender":"x","watermark":{"appid":"wxa","timestamp":1}}"#,
+        br#"{"gender":"x","watermark":{"appid":"wxb","timestamp":1}}"#,
+        b"not json",
+    ] {
+        let data = wxa::encrypt(&key, &iv, plain);
+        let a = format!("{:?}", wxa::decrypt_user_info("wxa", &k, &i, &data).unwrap_err());
+        let b = format!("{:?}", wxa::decrypt_json::<wxa::UserInfo>("wxa", &k, &i, &data).unwrap_err());
+        assert_eq!(a, b, "{}", String::from_utf8_lossy(plain));
+    }
+}

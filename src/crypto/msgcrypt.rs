@@ -42,6 +42,9 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::crypto::sig;
+
+/// The [`Error::Signature`] message of a `msg_signature` in uppercase hex.
+pub(crate) const UPPERCASE_MSG_SIGNATURE: &str = "msg_signature is uppercase hex; WeChat signs in lowercase hex";
 use crate::error::{CryptoKind, Error, Result};
 
 /// The PKCS#7 block size WXBizMsgCrypt pads to.
@@ -170,8 +173,12 @@ impl MsgCrypt {
         sig::sha1_sorted(&[self.token.expose_secret(), timestamp, nonce, encrypt])
     }
 
-    /// Checks `msg_signature` in constant time.
+    /// Checks `msg_signature` in constant time. WeChat sends it in lowercase hex; an uppercase
+    /// one is refused (as wechatpy does) with its own message.
     pub fn verify_signature(&self, msg_signature: &str, timestamp: &str, nonce: &str, encrypt: &str) -> Result<()> {
+        if sig::is_uppercase_hex_sha1(msg_signature) {
+            return Err(Error::Signature(UPPERCASE_MSG_SIGNATURE.into()));
+        }
         if sig::verify_sha1_sorted(&[self.token.expose_secret(), timestamp, nonce, encrypt], msg_signature) {
             Ok(())
         } else {
@@ -486,9 +493,25 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let sig = c.signature("1", "n", "%%%");
-        match c.decrypt_verified(&sig.to_uppercase(), "1", "n", "%%%") {
+        match c.decrypt_verified(&sig, "1", "n", "%%%") {
             Err(Error::Crypto { kind: CryptoKind::Base64, .. }) => {}
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn uppercase_msg_signature_is_refused_although_its_digest_matches() {
+        let c = MsgCrypt::new("tok", KEY, "wx").unwrap();
+        let encrypt = c.encrypt(b"<xml/>");
+        let sig = c.signature("1", "n", &encrypt);
+        assert_eq!(c.decrypt_verified(&sig, "1", "n", &encrypt).unwrap(), b"<xml/>");
+        for given in [sig.to_uppercase(), format!("{}F", &sig[..39])] {
+            match c.decrypt_verified(&given, "1", "n", &encrypt) {
+                Err(Error::Signature(m)) => {
+                    assert_eq!(m, "msg_signature is uppercase hex; WeChat signs in lowercase hex")
+                }
+                other => panic!("{other:?}"),
+            }
         }
     }
 

@@ -24,12 +24,13 @@ pub fn sha1_sorted(parts: &[&str]) -> String {
     hex::encode(h.finalize())
 }
 
-/// Checks a hex [`sha1_sorted`] signature (either case) in constant time, without allocating:
-/// the hot path of every push.
+/// Checks a lowercase hex [`sha1_sorted`] signature in constant time, without allocating: the
+/// hot path of every push. WeChat signs in lowercase, so an uppercase signature is refused (as
+/// wechatpy does); [`is_uppercase_hex_sha1`] tells that case apart for the error message.
 pub fn verify_sha1_sorted(parts: &[&str], given_hex: &str) -> bool {
     let mut sorted = [""; 8];
     if parts.len() > sorted.len() {
-        return ct_eq_hex(&sha1_sorted(parts), given_hex);
+        return ct_eq(sha1_sorted(parts).as_bytes(), given_hex.trim().as_bytes());
     }
     sorted[..parts.len()].copy_from_slice(parts);
     let sorted = &mut sorted[..parts.len()];
@@ -38,13 +39,19 @@ pub fn verify_sha1_sorted(parts: &[&str], given_hex: &str) -> bool {
     for p in sorted.iter() {
         h.update(p.as_bytes());
     }
-    let digest = h.finalize();
-    let mut given = [0u8; 20];
-    let given_hex = given_hex.trim();
-    if given_hex.len() != 40 || hex::decode_to_slice(given_hex, &mut given).is_err() {
-        return false;
+    let mut expected = [0u8; 40];
+    if hex::encode_to_slice(h.finalize(), &mut expected).is_err() {
+        return false; // unreachable: 20 bytes are 40 hex digits
     }
-    ct_eq(&digest, &given)
+    ct_eq(&expected, given_hex.trim().as_bytes())
+}
+
+/// Whether `given` is shaped like a SHA-1 hex signature (40 hex digits) but has an uppercase
+/// digit: what [`verify_sha1_sorted`] refuses although the digest might match. It looks only at
+/// the given string, never at the expected digest, so it leaks nothing about the secret.
+pub fn is_uppercase_hex_sha1(given: &str) -> bool {
+    let g = given.trim().as_bytes();
+    g.len() == 40 && g.iter().all(u8::is_ascii_hexdigit) && g.iter().any(u8::is_ascii_uppercase)
 }
 
 /// Lowercase hex SHA-1 of `data`.
@@ -111,13 +118,29 @@ mod tests {
     }
 
     #[test]
-    fn sorted_signature_verification_takes_either_case_and_rejects_junk() {
+    fn sorted_signature_verification_takes_lowercase_only_and_rejects_junk() {
         let parts = ["AAAAA", "1714036504", "1514711492"];
         assert!(verify_sha1_sorted(&parts, "f464b24fc39322e44b38aa78f5edd27bd1441696"));
-        assert!(verify_sha1_sorted(&parts, "F464B24FC39322E44B38AA78F5EDD27BD1441696"));
+        assert!(verify_sha1_sorted(&parts, " f464b24fc39322e44b38aa78f5edd27bd1441696\n"));
+        assert!(!verify_sha1_sorted(&parts, "F464B24FC39322E44B38AA78F5EDD27BD1441696"));
+        assert!(!verify_sha1_sorted(&parts, "f464b24fc39322e44b38aa78f5edd27bd144169F"));
         assert!(!verify_sha1_sorted(&parts, "f464b24fc39322e44b38aa78f5edd27bd1441697"));
         assert!(!verify_sha1_sorted(&parts, "f464b24f"));
         assert!(!verify_sha1_sorted(&parts, "zz64b24fc39322e44b38aa78f5edd27bd1441696"));
+        // More parts than the stack buffer: the allocating path is lowercase-only too.
+        let many = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+        let s = sha1_sorted(&many);
+        assert!(verify_sha1_sorted(&many, &s));
+        assert!(!verify_sha1_sorted(&many, &s.to_uppercase()));
+    }
+
+    #[test]
+    fn uppercase_hex_sha1_is_told_apart_from_junk() {
+        assert!(is_uppercase_hex_sha1("F464B24FC39322E44B38AA78F5EDD27BD1441696"));
+        assert!(is_uppercase_hex_sha1("f464b24fc39322e44b38aa78f5edd27bd144169F"));
+        assert!(!is_uppercase_hex_sha1("f464b24fc39322e44b38aa78f5edd27bd1441696"));
+        assert!(!is_uppercase_hex_sha1("F464B24F"));
+        assert!(!is_uppercase_hex_sha1("ZZ64B24FC39322E44B38AA78F5EDD27BD1441696"));
     }
 
     #[test]

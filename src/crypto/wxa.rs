@@ -60,8 +60,8 @@ fn b64_block(what: &str, s: &str, kind: CryptoKind) -> Result<[u8; 16]> {
     }
 }
 
-/// Decrypts to the exact plaintext bytes and checks `watermark.appid == appid`.
-pub fn decrypt_bytes(appid: &str, session_key: &str, iv: &str, encrypted_data: &str) -> Result<Vec<u8>> {
+/// Decrypts to the exact plaintext bytes, without the watermark check.
+fn decrypt_unchecked(session_key: &str, iv: &str, encrypted_data: &str) -> Result<Vec<u8>> {
     let key = b64_block("session_key", session_key, CryptoKind::Key)?;
     let iv = b64_block("iv", iv, CryptoKind::Iv)?;
     let mut data = b64("encryptedData", encrypted_data)?;
@@ -73,16 +73,45 @@ pub fn decrypt_bytes(appid: &str, session_key: &str, iv: &str, encrypted_data: &
         .map_err(|_| Error::crypto(CryptoKind::Padding, "bad padding: wrong session_key or iv, or tampered data"))?
         .len();
     data.truncate(plain_len);
-    let plain = data;
-    let wm: WithWatermark = serde_json::from_slice(&plain)
-        .map_err(|e| Error::crypto(CryptoKind::Plaintext, format!("plaintext is not JSON with a watermark: {e}")))?;
-    if !crate::crypto::sig::ct_eq(wm.watermark.appid.as_bytes(), appid.as_bytes()) {
+    Ok(data)
+}
+
+fn check_watermark(watermark: &Watermark, appid: &str) -> Result<()> {
+    if !crate::crypto::sig::ct_eq(watermark.appid.as_bytes(), appid.as_bytes()) {
         return Err(Error::crypto(
             CryptoKind::AppidMismatch,
-            format!("watermark.appid {} is not {appid}", wm.watermark.appid),
+            format!("watermark.appid {} is not {appid}", watermark.appid),
         ));
     }
+    Ok(())
+}
+
+/// Decrypts to the exact plaintext bytes and checks `watermark.appid == appid`.
+pub fn decrypt_bytes(appid: &str, session_key: &str, iv: &str, encrypted_data: &str) -> Result<Vec<u8>> {
+    let plain = decrypt_unchecked(session_key, iv, encrypted_data)?;
+    let wm: WithWatermark = serde_json::from_slice(&plain)
+        .map_err(|e| Error::crypto(CryptoKind::Plaintext, format!("plaintext is not JSON with a watermark: {e}")))?;
+    check_watermark(&wm.watermark, appid)?;
     Ok(plain)
+}
+
+/// `wx.getUserInfo` encryptedData into [`UserInfo`], with the `watermark.appid` check, parsing the
+/// JSON once ([`decrypt_json`] parses it twice: once for the watermark, once for `T`).
+pub fn decrypt_user_info(appid: &str, session_key: &str, iv: &str, encrypted_data: &str) -> Result<UserInfo> {
+    let plain = decrypt_unchecked(session_key, iv, encrypted_data)?;
+    let info: UserInfo = match serde_json::from_slice(&plain) {
+        Ok(info) => info,
+        Err(e) => {
+            // The same errors, in the same order, as decrypt_json::<UserInfo>.
+            let wm: WithWatermark = serde_json::from_slice(&plain).map_err(|e| {
+                Error::crypto(CryptoKind::Plaintext, format!("plaintext is not JSON with a watermark: {e}"))
+            })?;
+            check_watermark(&wm.watermark, appid)?;
+            return Err(Error::crypto(CryptoKind::Plaintext, format!("unexpected shape: {e}")));
+        }
+    };
+    check_watermark(&info.watermark, appid)?;
+    Ok(info)
 }
 
 /// Decrypts, checks the watermark, and decodes into `T`.

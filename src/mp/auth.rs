@@ -169,6 +169,17 @@ impl Auth<'_> {
         wxa::decrypt_json(self.client.appid(), session_key.expose_secret(), iv, encrypted_data)
     }
 
+    /// Decrypts `wx.getUserInfo` encryptedData for this app (watermark checked) into
+    /// [`wxa::UserInfo`], parsing the JSON once: the fast path of [`Self::decrypt`] for that type.
+    pub fn decrypt_user_info(
+        &self,
+        session_key: &SecretString,
+        iv: &str,
+        encrypted_data: &str,
+    ) -> Result<wxa::UserInfo> {
+        wxa::decrypt_user_info(self.client.appid(), session_key.expose_secret(), iv, encrypted_data)
+    }
+
     /// Checks a `rawData` signature: `sha1(rawData + session_key)`, constant-time.
     pub fn verify_raw_data(&self, session_key: &SecretString, raw_data: &[u8], signature: &str) -> Result<()> {
         if sig::verify_raw_data(raw_data, session_key.expose_secret(), signature) {

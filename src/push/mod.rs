@@ -393,6 +393,9 @@ impl Verifier {
             .as_deref()
             .filter(|s| !s.is_empty())
             .ok_or_else(|| Error::Signature("signature is missing".into()))?;
+        if sig::is_uppercase_hex_sha1(given) {
+            return Err(Error::Signature("signature is uppercase hex; WeChat signs in lowercase hex".into()));
+        }
         if sig::verify_sha1_sorted(&[self.token.expose_secret(), timestamp, nonce], given) {
             Ok(())
         } else {
