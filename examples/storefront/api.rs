@@ -24,6 +24,8 @@ pub struct ApiError {
     pub code: Option<i64>,
     /// Fields added to the body (e.g. `shortages`).
     pub extra: Option<serde_json::Value>,
+    /// Seconds for a `Retry-After` header (429).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -35,11 +37,11 @@ impl ApiError {
             s if s.is_client_error() => "invalid",
             _ => "internal",
         };
-        ApiError { status, kind, message: message.into(), code: None, extra: None }
+        ApiError { status, kind, message: message.into(), code: None, extra: None, retry_after: None }
     }
 
     fn with_kind(status: StatusCode, kind: &'static str, message: String) -> Self {
-        ApiError { status, kind, message, code: None, extra: None }
+        ApiError { status, kind, message, code: None, extra: None, retry_after: None }
     }
 }
 
@@ -51,6 +53,8 @@ fn market_status(e: &MarketError) -> StatusCode {
         E::Invalid(_) | E::Money(_) | E::PaymentMismatch { .. } => StatusCode::BAD_REQUEST,
         E::MerchantBlocked { .. } | E::CategoryNotAllowed { .. } => StatusCode::FORBIDDEN,
         E::PurchaseLimit { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        E::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        E::VersionMismatch { .. } => StatusCode::PRECONDITION_FAILED,
         E::Gateway(_) => StatusCode::BAD_GATEWAY,
         E::Conflict(_) => StatusCode::SERVICE_UNAVAILABLE,
         E::Store { retryable: true, .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -101,10 +105,11 @@ impl From<wxshop::Error> for ApiError {
             }
             E::Market { code: "not_found", .. } => (StatusCode::NOT_FOUND, "not_found"),
             E::Market { code: "invalid", .. } => (StatusCode::BAD_REQUEST, "invalid"),
+            E::Market { code: "unauthorized", .. } => (StatusCode::UNAUTHORIZED, "unauthorized"),
             E::Market { code, .. } => (StatusCode::CONFLICT, *code),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
-        ApiError { status, kind, code: e.errcode().map(|c| c.code()), message: e.to_string(), extra: None }
+        ApiError { status, kind, code: e.errcode().map(|c| c.code()), message: e.to_string(), extra: None, retry_after: None }
     }
 }
 
@@ -114,7 +119,11 @@ impl IntoResponse for ApiError {
         if let Some(serde_json::Value::Object(extra)) = self.extra {
             body.as_object_mut().expect("an object").extend(extra);
         }
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 

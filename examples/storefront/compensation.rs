@@ -20,7 +20,7 @@ use wxshop::market::CompensationView;
 use crate::AppState;
 use crate::api::ApiError;
 use crate::api::Buyer;
-use crate::governance::Platform;
+use crate::access::Platform;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -47,9 +47,7 @@
 //! | `GET /admin/governance/ledger/audit` | the ledger checked against itself |
 //! | `POST /admin/governance/timers/run` `{advance_hours}` | emulator mode: run the timers as if time had passed |
 
-use axum::extract::{FromRequestParts, Path, State};
-use axum::http::StatusCode;
-use axum::http::request::Parts;
+use axum::extract::{Path, State};
 
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -62,6 +60,7 @@ use wxshop::market::governance::{GovError, GovernanceConfig};
 use wxshop::market::{CaseRequest, Money, ReviewRequest};
 
 use crate::AppState;
+use crate::access::{MerchantAuth, Platform};
 use crate::api::Body;
 use crate::api::{ApiError, Buyer};
 
@@ -112,47 +111,6 @@ type Answer = Result<Json<Value>, ApiError>;
 
 fn ok(v: impl serde::Serialize) -> Answer {
     Ok(Json(serde_json::to_value(v).map_err(|e| GovError::Invalid(e.to_string()))?))
-}
-
-/// The merchant of `X-Merchant-Key`.
-pub struct MerchantKey(String);
-
-impl FromRequestParts<AppState> for MerchantKey {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let key = parts.headers.get("x-merchant-key").and_then(|v| v.to_str().ok()).unwrap_or_default();
-        state
-            .market
-            .merchant_keys
-            .get(&crate::market::key_digest(key))
-            .map(|id| MerchantKey(id.clone()))
-            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown X-Merchant-Key"))
-    }
-}
-
-/// The platform operator (`Authorization: Bearer <STOREFRONT_ADMIN_TOKEN>`), compared in constant time.
-pub struct Platform;
-
-impl FromRequestParts<AppState> for Platform {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let given = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if wxshop::crypto::sig::ct_eq(given.as_bytes(), state.admin_token.as_bytes()) {
-            Ok(Platform)
-        } else {
-            Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "platform routes need Authorization: Bearer <STOREFRONT_ADMIN_TOKEN>",
-            ))
-        }
-    }
 }
 
 fn emulator_only(s: &AppState) -> Result<(), ApiError> {
@@ -277,7 +235,7 @@ async fn public_score(State(s): State<AppState>, Path(id): Path<String>) -> Answ
 
 // ---------------------------------------------------------------- merchant
 
-async fn merchant_cases(State(s): State<AppState>, me: MerchantKey) -> Answer {
+async fn merchant_cases(State(s): State<AppState>, me: MerchantAuth) -> Answer {
     ok(s.market.market.merchant_cases(&me.0, 100).await?)
 }
 
@@ -293,7 +251,7 @@ struct AnswerBody {
 
 async fn answer_case(
     State(s): State<AppState>,
-    me: MerchantKey,
+    me: MerchantAuth,
     Path((id, action)): Path<(String, String)>,
     body: Option<Json<AnswerBody>>,
 ) -> Answer {
@@ -315,23 +273,23 @@ struct TextBody {
     text: String,
 }
 
-async fn reply(State(s): State<AppState>, me: MerchantKey, Path(id): Path<String>, Body(t): Body<TextBody>) -> Answer {
+async fn reply(State(s): State<AppState>, me: MerchantAuth, Path(id): Path<String>, Body(t): Body<TextBody>) -> Answer {
     ok(s.market.market.reply_review(&me.0, &id, &t.text).await?)
 }
 
-async fn deposit(State(s): State<AppState>, me: MerchantKey) -> Answer {
+async fn deposit(State(s): State<AppState>, me: MerchantAuth) -> Answer {
     ok(s.market.market.refresh_deposit_requirement(&me.0).await?)
 }
 
-async fn deposit_exit(State(s): State<AppState>, me: MerchantKey) -> Answer {
+async fn deposit_exit(State(s): State<AppState>, me: MerchantAuth) -> Answer {
     ok(s.market.market.request_deposit_exit(&me.0).await?)
 }
 
-async fn deposit_refund(State(s): State<AppState>, me: MerchantKey) -> Answer {
+async fn deposit_refund(State(s): State<AppState>, me: MerchantAuth) -> Answer {
     ok(s.market.market.refund_deposit(&me.0).await?)
 }
 
-async fn deposit_refunds(State(s): State<AppState>, me: MerchantKey) -> Answer {
+async fn deposit_refunds(State(s): State<AppState>, me: MerchantAuth) -> Answer {
     ok(s.market.market.deposit_refunds(&me.0).await?)
 }
 
@@ -343,36 +301,36 @@ struct DepositPayBody {
 }
 
 /// Pays in (or tops up) the deposit through WeChat Pay: the payment notification credits it.
-async fn deposit_pay(State(s): State<AppState>, me: MerchantKey, Body(b): Body<DepositPayBody>) -> Answer {
+async fn deposit_pay(State(s): State<AppState>, me: MerchantAuth, Body(b): Body<DepositPayBody>) -> Answer {
     ok(s.market.market.deposit_prepay(&me.0, b.amount, &b.payer_openid, &b.idempotency_key).await?)
 }
 
-async fn score(State(s): State<AppState>, me: MerchantKey) -> Answer {
+async fn score(State(s): State<AppState>, me: MerchantAuth) -> Answer {
     ok(s.market.market.merchant_score(&me.0).await?)
 }
 
-async fn penalties(State(s): State<AppState>, me: MerchantKey) -> Answer {
+async fn penalties(State(s): State<AppState>, me: MerchantAuth) -> Answer {
     ok(s.market.market.penalty_log(&me.0).await?)
 }
 
 async fn appeal_penalty(
     State(s): State<AppState>,
-    me: MerchantKey,
+    me: MerchantAuth,
     Path(id): Path<String>,
     Body(r): Body<ReasonBody>,
 ) -> Answer {
     ok(s.market.market.appeal_penalty(&me.0, &id, &r.reason).await?)
 }
 
-async fn balances(State(s): State<AppState>, me: MerchantKey) -> Answer {
+async fn balances(State(s): State<AppState>, me: MerchantAuth) -> Answer {
     ok(s.market.market.merchant_balances(&me.0).await?)
 }
 
-async fn settlements(State(s): State<AppState>, me: MerchantKey) -> Answer {
+async fn settlements(State(s): State<AppState>, me: MerchantAuth) -> Answer {
     ok(s.market.market.merchant_settlements(&me.0, 100).await?)
 }
 
-async fn payout(State(s): State<AppState>, me: MerchantKey, Path(order_id): Path<String>) -> Answer {
+async fn payout(State(s): State<AppState>, me: MerchantAuth, Path(order_id): Path<String>) -> Answer {
     ok(s.market.market.payout_settlement(&me.0, &order_id).await?)
 }
 

@@ -7,6 +7,7 @@
 //! `cargo run --example storefront -- --demo` runs the buyer journey against itself, prints each
 //! step, and exits non-zero if any step fails.
 
+mod access;
 mod api;
 mod compensation;
 mod demo;
@@ -41,8 +42,8 @@ pub struct AppState {
     pub market: market::MarketState,
     /// Referral key and the share cache (promoter ids and attribution are the market's).
     pub share: Arc<share::ShareState>,
-    /// The bearer token of merchant (`/admin/...`) routes.
-    pub admin_token: Arc<str>,
+    /// Credentials: the failure throttle, the bootstrap admin token, the first run's platform key.
+    pub access: Arc<access::Access>,
     /// The WeChat Pay client (`None` when not configured).
     pub pay: Option<wxshop::pay::PayClient>,
     /// What the push callback learned: customer messages, consents, content-check verdicts.
@@ -99,6 +100,7 @@ impl Shared {
 /// The whole router: one `routes()` per capability module.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .merge(access::routes())
         .merge(login::routes())
         .merge(share::routes())
         .merge(shipping::routes())
@@ -143,17 +145,14 @@ async fn build_state(demo_mode: bool) -> wxshop::Result<AppState> {
     let market = market::build(demo_mode, &client, pay.clone()).await?;
     share::apply_attribution_env(&market.market).await?;
 
-    let admin_token: Arc<str> = match std::env::var("STOREFRONT_ADMIN_TOKEN") {
-        Ok(t) if !t.is_empty() => t.into(),
-        _ => hex::encode(rand::random::<[u8; 16]>()).into(),
-    };
+    let first_run_admin_key = access::first_run(&market.market).await?;
     Ok(AppState {
         client,
         sessions,
         emulator,
         profiles: Arc::default(),
         share: Arc::new(share::ShareState::from_env()?),
-        admin_token,
+        access: Arc::new(access::Access::from_env(first_run_admin_key)),
         pay,
         inbox: Arc::default(),
         market,
@@ -186,7 +185,10 @@ async fn run(demo_mode: bool) -> wxshop::Result<std::process::ExitCode> {
         .map_err(|e| wxshop::Error::Config(format!("cannot listen on 127.0.0.1:{port}: {e}")))?;
     let addr = listener.local_addr().map_err(|e| wxshop::Error::Config(e.to_string()))?;
     let app = router(state.clone());
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    // The peer address keys the credential throttle.
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
+    });
     let base = format!("http://{addr}");
     state.market.serving_at(&base);
     if demo_mode {
@@ -210,7 +212,7 @@ async fn run(demo_mode: bool) -> wxshop::Result<std::process::ExitCode> {
         println!(
             "  curl -s '{base}/api/share?product=42' -H 'authorization: Bearer <session_token>' | jq -r .wxacode_png_base64 | base64 -d > code.png"
         );
-        println!("  platform routes (/admin/...) take: authorization: Bearer {}", state.admin_token);
+        println!("  platform routes (/admin/...) take: authorization: Bearer <the platform key shown at the first run>");
         println!("or run the whole buyer journey: cargo run --example storefront -- --demo");
     }
     let _ = tokio::signal::ctrl_c().await;

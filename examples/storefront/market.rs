@@ -22,18 +22,21 @@
 //! the environment): one combined payment for several merchants, and `/wx/pay/notify` hands the
 //! verified notification to the market.
 //!
-//! Merchant routes (`X-Merchant-Key: <key>`, printed at startup for the seeded merchants):
+//! Merchant routes (`X-Merchant-Key: <key>`: an owner key is printed once, at the first run, for each seeded
+//! merchant; `access.rs` issues, rotates and revokes keys):
 //!
 //! | route | what |
 //! |---|---|
 //! | `POST /api/merchant/products` `{category_id, title, description, skus}` | create a product (Draft) |
 //! | `POST /api/merchant/products/{id}/list` · `/delist` | list or delist |
-//! | `PUT /api/merchant/skus/{sku_id}/stock` `{on_hand}` | set stock |
+//! | `GET /api/merchant/skus/{sku_id}/stock` | on hand, reserved, available, `version` (also the `ETag`) |
+//! | `PUT /api/merchant/skus/{sku_id}/stock` `{on_hand}` + `If-Match: "<version>"` | set stock (412 if it changed since; `If-Match: *` overwrites) |
+//! | `POST /api/merchant/skus/{sku_id}/stock/adjust` `{delta}` | add or remove units relatively |
+//! | `GET /api/merchant/me` | the merchant and the categories it may sell in |
 //! | `GET /api/merchant/orders?status=Paid` | orders |
 //! | `POST /api/merchant/orders/{id}/ship` `{tracking_no, express_company, items?, receiver_phone?}` | ship a parcel (shipping info uploaded to WeChat; SF Express: the phone, sent masked, defaults to the buyer's bound phone) |
 //! | `POST /api/merchant/orders/{id}/shipping/correct` `{replaces?, tracking_no, express_company, receiver_phone?}` | correct the waybill once (`shipping.rs`) |
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +48,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use wxshop::market::access::{KeyScope, Role};
 use wxshop::market::{
     BrowseQuery, BrowseSort, CartOwner, CheckoutLine, CheckoutRequest, Market, MarketError, Money, MpShippingGateway,
     NewMerchant, NewProduct, NewSku, OrderStatus, PruneReport, RecordingGateway, Retention, RuleSpec, ShipRequest,
@@ -53,6 +57,7 @@ use wxshop::market::{
 
 use crate::AppState;
 use crate::api::{ApiError, Buyer};
+use crate::access::MerchantAuth;
 use crate::api::{Body, Params};
 
 /// The marketplace part of the state.
@@ -60,10 +65,8 @@ use crate::api::{Body, Params};
 pub struct MarketState {
     /// The marketplace service.
     pub market: Market,
-    /// SHA-256 (hex) of each merchant API key → merchant id: only the digests are kept, so a leaked
-    /// state holds no usable key (a real server keeps them in its database the same way).
-    pub merchant_keys: Arc<HashMap<String, String>>,
-    /// The keys issued at this start, by merchant id, shown once at startup and used by `--demo`.
+    /// The owner keys issued at this start (the first run), by merchant id: shown once at startup and
+    /// used by `--demo`; the database keeps only their digests.
     pub issued_keys: Arc<Vec<(String, String)>>,
     /// The seeded merchants, by name.
     pub seeded: Arc<Vec<(String, String)>>,
@@ -163,7 +166,6 @@ pub async fn build(
     let () = demo_schema;
     Ok(MarketState {
         market,
-        merchant_keys: Arc::new(issued.iter().map(|(id, key)| (key_digest(key), id.clone())).collect()),
         issued_keys: Arc::new(issued),
         seeded: Arc::new(seeded),
         pay_gateway,
@@ -276,10 +278,10 @@ async fn seed(
     m: &Market,
     platform_mchid: Option<&str>,
 ) -> wxshop::Result<(Vec<(String, String)>, Vec<(String, String)>)> {
-    let key_secret = key_secret();
     let mut keys = Vec::new();
     let mut seeded = Vec::new();
-    if m.merchants(1).await?.is_empty() {
+    let fresh = m.merchants(1).await?.is_empty();
+    if fresh {
         let mut cfg = m.governance_config().await?;
         cfg.carrier_tracking = true;
         if let Some(mchid) = platform_mchid {
@@ -316,9 +318,14 @@ async fn seed(
         }
     }
     for merchant in m.merchants(100).await? {
-        let key = merchant_key(&key_secret, &merchant.id);
-        println!("market: merchant {:?} key {key}", merchant.name);
-        keys.push((merchant.id.clone(), key));
+        // Keys are issued once, with the seed; later starts find only their digests.
+        if fresh {
+            let issued = m
+                .issue_key(KeyScope::merchant(&merchant.id, Role::MerchantOwner), "seeded owner", None)
+                .await?;
+            println!("market: merchant {:?} owner key (shown once, keep it): {}", merchant.name, issued.secret.expose());
+            keys.push((merchant.id.clone(), issued.secret.expose().to_string()));
+        }
         seeded.push((merchant.name, merchant.id));
     }
     Ok((keys, seeded))
@@ -370,23 +377,6 @@ impl FromRequestParts<AppState> for Shopper {
                 ApiError::new(StatusCode::UNAUTHORIZED, "sign in, or send X-Cart-Token for a guest cart")
             })?;
         Ok(Shopper(CartOwner::guest(token)))
-    }
-}
-
-/// A merchant, by `X-Merchant-Key`.
-pub struct MerchantAuth(pub String);
-
-impl FromRequestParts<AppState> for MerchantAuth {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let key = parts.headers.get("x-merchant-key").and_then(|v| v.to_str().ok()).unwrap_or_default();
-        state
-            .market
-            .merchant_keys
-            .get(&key_digest(key))
-            .map(|id| MerchantAuth(id.clone()))
-            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown X-Merchant-Key"))
     }
 }
 
@@ -541,14 +531,27 @@ async fn merchant_me(State(s): State<AppState>, me: MerchantAuth) -> Answer {
 }
 
 fn stock_json(sku_id: &str, l: &wxshop::market::StockLevel) -> Value {
-    json!({ "sku_id": sku_id, "on_hand": l.on_hand, "reserved": l.reserved, "available": l.available() })
+    json!({ "sku_id": sku_id, "on_hand": l.on_hand, "reserved": l.reserved, "available": l.available(),
+            "version": l.on_hand.to_string() })
 }
 
-/// `GET /api/merchant/skus/{sku_id}/stock`: on hand, reserved by unpaid orders, available (the merchant's
-/// own SKUs only; another merchant's is 404).
-async fn stock(State(s): State<AppState>, me: MerchantAuth, Path(sku): Path<String>) -> Answer {
+/// A stock answer with its version as the `ETag`: the on-hand figure, which every sale and every
+/// adjustment changes, so `If-Match` with it makes an absolute set refuse to overwrite them.
+fn stock_answer(sku_id: &str, l: &wxshop::market::StockLevel) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let etag = format!("\"{}\"", l.on_hand);
+    ([(axum::http::header::ETAG, etag)], Json(stock_json(sku_id, l))).into_response()
+}
+
+/// `GET /api/merchant/skus/{sku_id}/stock`: on hand, reserved by unpaid orders, available, and the
+/// version (`ETag`) for a conditional `PUT` (the merchant's own SKUs only; another merchant's is 404).
+async fn stock(
+    State(s): State<AppState>,
+    me: MerchantAuth,
+    Path(sku): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
     let level = s.market.market.merchant_stock(&me.0, &sku).await?;
-    Ok(Json(stock_json(&sku, &level)))
+    Ok(stock_answer(&sku, &level))
 }
 
 #[derive(Deserialize)]
@@ -563,18 +566,43 @@ async fn adjust_stock(
     me: MerchantAuth,
     Path(sku): Path<String>,
     Body(b): Body<AdjustBody>,
-) -> Answer {
+) -> Result<axum::response::Response, ApiError> {
     let level = s.market.market.adjust_stock(&me.0, &sku, b.delta).await?;
-    Ok(Json(stock_json(&sku, &level)))
+    Ok(stock_answer(&sku, &level))
 }
 
+/// `PUT /api/merchant/skus/{sku_id}/stock` `{"on_hand": n}` with `If-Match: "<version>"` (from `GET`):
+/// 412 `version_mismatch` when a sale or an adjustment came in between, 428 without `If-Match`
+/// (`If-Match: *` sets blindly, for a stocktake that must win).
 async fn set_stock(
     State(s): State<AppState>,
     me: MerchantAuth,
     Path(sku): Path<String>,
+    headers: axum::http::HeaderMap,
     Body(b): Body<StockBody>,
-) -> Answer {
-    ok(s.market.market.set_stock(&me.0, &sku, b.on_hand).await?)
+) -> Result<axum::response::Response, ApiError> {
+    let m = &s.market.market;
+    let if_match = headers.get(axum::http::header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::trim);
+    let level = match if_match {
+        None => {
+            let mut e = ApiError::new(
+                StatusCode::PRECONDITION_REQUIRED,
+                "send If-Match with the stock version from GET (or If-Match: * to overwrite)",
+            );
+            e.kind = "precondition_required";
+            return Err(e);
+        }
+        Some("*") => m.set_stock(&me.0, &sku, b.on_hand).await?,
+        Some(tag) => {
+            let expected = tag
+                .trim_start_matches("W/")
+                .trim_matches('"')
+                .parse::<i64>()
+                .map_err(|_| MarketError::Invalid(format!("If-Match {tag:?} is not a stock version")))?;
+            m.set_stock_if(&me.0, &sku, expected, b.on_hand).await?
+        }
+    };
+    Ok(stock_answer(&sku, &level))
 }
 
 async fn merchant_orders(State(s): State<AppState>, me: MerchantAuth, Params(p): Params<PageParams>) -> Answer {
@@ -594,26 +622,4 @@ async fn ship(
         r.receiver_phone = s.profiles.phone_of(&m.order(&id).await?.order.buyer_openid);
     }
     ok(m.ship(&me.0, &id, r).await?)
-}
-
-/// The secret merchant keys are derived from: `STOREFRONT_KEY_SECRET` (set the same on every instance, so
-/// they all accept the same keys across restarts; change it to revoke every key), or 256 random bits per
-/// process when unset (keys then change at each start).
-fn key_secret() -> Vec<u8> {
-    match std::env::var("STOREFRONT_KEY_SECRET") {
-        Ok(s) if !s.is_empty() => s.into_bytes(),
-        _ => rand::random::<[u8; 32]>().to_vec(),
-    }
-}
-
-/// A merchant's API key: `mk_` and HMAC-SHA256(secret, merchant id) in hex. Without the secret nothing
-/// about a key follows from the merchant's public id.
-pub fn merchant_key(secret: &[u8], merchant_id: &str) -> String {
-    format!("mk_{}", wxshop::crypto::sig::hmac_sha256_hex(secret, merchant_id.as_bytes()))
-}
-
-/// The digest a merchant key is kept and looked up by (the lookup is on the digest, so it reveals
-/// nothing about the key through timing).
-pub fn key_digest(key: &str) -> String {
-    wxshop::crypto::sig::sha256_hex(&[key.as_bytes()])
 }

@@ -4,7 +4,9 @@
 //! Customer messages are acknowledged at once and answered with a customer-service message from
 //! a background task (WeChat wants an answer within 5 s; the reply API can be slower), subscribe
 //! consents and content-check verdicts are recorded, and WeChat's retries are deduplicated by
-//! the endpoint.
+//! the endpoint. Replays are refused: a push whose `timestamp` is more than 5 minutes from now gets
+//! 401, and an exact replay of one already processed is acknowledged without being processed again,
+//! remembered in the market's database (so on every instance and after a restart).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -29,6 +31,9 @@ pub const EMULATOR_PUSH_AES_KEY: &str = "wxshopStorefrontEmulatorPushKey01234567
 pub const ORDER_SHIPPED_TEMPLATE: &str = "EMU_TPL_ORDER_SHIPPED";
 /// Its keys.
 pub const ORDER_SHIPPED_KEYS: &[&str] = &["character_string1", "thing2", "amount3", "date4", "phrase5"];
+
+/// How far a push's `timestamp` may be from now.
+pub const PUSH_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// What the push callback learned (a real server keeps it in its database).
 #[derive(Default)]
@@ -88,7 +93,12 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         }
     };
     let s = state.clone();
-    let endpoint = PushEndpoint::new(verifier, handler_fn(move |push| on_push(s.clone(), push)));
+    // Replays: a push signed more than PUSH_WINDOW ago is refused, and one already processed is
+    // remembered in the market's database (every instance, across restarts) for longer than that.
+    let verifier = verifier.timestamp_window(PUSH_WINDOW);
+    let endpoint = PushEndpoint::new(verifier, handler_fn(move |push| on_push(s.clone(), push)))
+        .dedupe(std::sync::Arc::new(state.market.market.claims("push")))
+        .dedupe_ttl(3 * PUSH_WINDOW);
     Router::new()
         .route("/wx/push", endpoint.method_router())
         .route("/api/messages/subscribe", post(notify_shipped))

@@ -23,8 +23,8 @@ use wxshop::mp::shipping::{OrderRef, SF_EXPRESS};
 
 use crate::AppState;
 use crate::api::ApiError;
-use crate::governance::Platform;
-use crate::market::MerchantAuth;
+use crate::access::Platform;
+use crate::access::MerchantAuth;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

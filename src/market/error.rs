@@ -125,6 +125,20 @@ pub enum MarketError {
     /// Bad input (empty key, zero quantity, bad cursor…).
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// A conditional write whose precondition no longer holds (an HTTP `If-Match` that is stale):
+    /// read again and decide again. Not retried by the market.
+    #[error("{entity} changed: expected {expected}, now {actual}")]
+    VersionMismatch {
+        /// What was written.
+        entity: &'static str,
+        /// The version the caller read.
+        expected: String,
+        /// The version now.
+        actual: String,
+    },
+    /// A credential that is malformed, unknown, revoked or expired.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
     /// Money arithmetic overflowed or went negative.
     #[error("money arithmetic: {0}")]
     Money(String),
@@ -164,6 +178,8 @@ impl MarketError {
             MarketError::PaymentMismatch { .. } => "payment_mismatch",
             MarketError::CorrectionRefused { .. } => "correction_refused",
             MarketError::Invalid(_) => "invalid",
+            MarketError::Unauthorized(_) => "unauthorized",
+            MarketError::VersionMismatch { .. } => "version_mismatch",
             MarketError::Money(_) => "money",
             MarketError::Conflict(_) => "conflict",
             MarketError::Store { .. } => "store",

@@ -55,6 +55,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access;
+pub mod anomaly;
 pub mod cart;
 pub mod catalog;
 pub mod category;
@@ -100,5 +102,5 @@ pub use service::{
     MIN_RETENTION_HOURS, Market, MarketBuilder, MarketConfig, MerchantBalances, NewMerchant, PenaltyLog, PruneReport,
     ReconcileReport, RefundSettled, Retention, ReviewRequest, StockReconciliation,
 };
-pub use service::{CompensationView, TransferNoticeOutcome};
+pub use service::{CompensationView, StoreClaims, TransferNoticeOutcome};
 pub use store::{Backend, MarketStore, StoreTx};

@@ -192,6 +192,20 @@ pub enum NoticeOutcome {
         /// The refunds requested (`out_refund_no`).
         refund_ids: Vec<String>,
     },
+    /// The amount (or the sub-orders) did not match what was asked: recorded as
+    /// [`AmountMismatch`](crate::market::anomaly::AnomalyKind::AmountMismatch) anomalies held for the
+    /// platform's review; the checkout stays unpaid. Empty on a repeat of the same transaction.
+    Held {
+        /// The anomalies recorded.
+        anomaly_ids: Vec<String>,
+    },
+    /// A second transaction for a checkout already paid: recorded as
+    /// [`DuplicatePayment`](crate::market::anomaly::AnomalyKind::DuplicatePayment) anomalies whose
+    /// refunds are under way. Empty on a repeat of the same transaction.
+    DuplicateRefunded {
+        /// The anomalies recorded.
+        anomaly_ids: Vec<String>,
+    },
 }
 
 str_enum! {

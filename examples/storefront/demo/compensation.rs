@@ -38,7 +38,7 @@ pub async fn demo_compensation(d: &mut Demo) -> Result<String, String> {
                     reqwest::Method::GET,
                     "/admin/governance/ledger/audit",
                     None,
-                    &[("authorization", format!("Bearer {}", d.state.admin_token))],
+                    &[("authorization", format!("Bearer {}", d.admin_token()))],
                     true,
                 )
                 .await?;

@@ -6,16 +6,7 @@ use wxshop::market::Money;
 use wxshop::market::governance::aftersale::CaseKind;
 
 fn key_of(d: &Demo, name: &str) -> Result<(String, String), String> {
-    let id = d.state.market.seeded.iter().find(|(n, _)| n == name).map(|(_, id)| id.clone()).ok_or("not seeded")?;
-    let key = d
-        .state
-        .market
-        .issued_keys
-        .iter()
-        .find(|(m, _)| *m == id)
-        .map(|(_, k)| k.clone())
-        .ok_or_else(|| format!("no key for {name}"))?;
-    Ok((id, key))
+    d.merchant_key(name)
 }
 
 pub(crate) async fn as_merchant(
@@ -35,7 +26,7 @@ pub(crate) async fn as_platform(
     path: &str,
     body: Option<Value>,
 ) -> Result<Value, String> {
-    let token = d.state.admin_token.to_string();
+    let token = d.admin_token();
     d.call(method, path, body, &[("authorization", format!("Bearer {token}"))], true).await
 }
 

@@ -5,14 +5,7 @@ use serde_json::json;
 use wxshop::market::Money;
 
 fn key_of(d: &Demo, name: &str) -> Result<String, String> {
-    let id = d.state.market.seeded.iter().find(|(n, _)| n == name).map(|(_, id)| id.clone()).ok_or("not seeded")?;
-    d.state
-        .market
-        .issued_keys
-        .iter()
-        .find(|(m, _)| *m == id)
-        .map(|(_, k)| k.clone())
-        .ok_or_else(|| format!("no key for {name}"))
+    d.merchant_key(name).map(|(_, key)| key)
 }
 
 /// Demo: browse the catalog; both seeded merchants are on it.
@@ -189,7 +182,7 @@ pub async fn demo_ship_and_receive(d: &mut Demo) -> Result<String, String> {
         }
         // The carrier's first scan, as the tracking provider's webhook would forward it: without one,
         // fake-shipment detection would judge the parcel 48 h after shipping.
-        let token = d.state.admin_token.to_string();
+        let token = d.admin_token();
         let auth = [("authorization", format!("Bearer {token}"))];
         let path = format!("/admin/governance/orders/{oid}/carrier-scan");
         d.call(reqwest::Method::POST, &path, Some(json!({})), &auth, true).await?;

@@ -190,9 +190,32 @@ impl Demo {
         self.send(Method::POST, format!("{}{path}", self.base), Some(body)).await
     }
 
+    /// The platform credential: the key issued at this (first) run, else `STOREFRONT_ADMIN_TOKEN`.
+    pub fn admin_token(&self) -> String {
+        self.state
+            .access
+            .first_run_admin_key
+            .clone()
+            .or_else(|| std::env::var("STOREFRONT_ADMIN_TOKEN").ok())
+            .unwrap_or_default()
+    }
+
+    /// A seeded merchant's id and the owner key issued for it at this (first) run.
+    pub fn merchant_key(&self, name: &str) -> Result<(String, String), String> {
+        let market = &self.state.market;
+        let id = market.seeded.iter().find(|(n, _)| n == name).map(|(_, id)| id.clone()).ok_or("not seeded")?;
+        let key = market
+            .issued_keys
+            .iter()
+            .find(|(m, _)| *m == id)
+            .map(|(_, k)| k.clone())
+            .ok_or_else(|| format!("no key for {name} (keys are issued on the first run only)"))?;
+        Ok((id, key))
+    }
+
     /// GET a platform (`/admin/...`) path with the admin token.
     pub async fn admin_get(&self, path: &str) -> Result<serde_json::Value, String> {
-        let token = self.state.admin_token.clone();
+        let token = self.admin_token();
         self.send_as(Method::GET, format!("{}{path}", self.base), None, Some(&token)).await
     }
 

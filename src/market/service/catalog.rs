@@ -281,8 +281,26 @@ impl Market {
         owned_level(&mut *tx, merchant_id, sku_id).await
     }
 
-    /// Sets `on_hand` (what the merchant counted); refused below what unpaid orders hold.
+    /// Sets `on_hand` (what the merchant counted); refused below what unpaid orders hold. Prefer
+    /// [`set_stock_if`](Market::set_stock_if) or [`adjust_stock`](Market::adjust_stock) where sales may run
+    /// meanwhile: a blind absolute set overwrites the units they took.
     pub async fn set_stock(&self, merchant_id: &str, sku_id: &str, on_hand: i64) -> Result<StockLevel> {
+        self.set_stock_inner(merchant_id, sku_id, None, on_hand).await
+    }
+
+    /// Sets `on_hand` only while it is still `expected` (the figure the merchant read, an HTTP
+    /// `If-Match`): a sale or an adjustment since is [`MarketError::VersionMismatch`], never overwritten.
+    pub async fn set_stock_if(&self, merchant_id: &str, sku_id: &str, expected: i64, on_hand: i64) -> Result<StockLevel> {
+        self.set_stock_inner(merchant_id, sku_id, Some(expected), on_hand).await
+    }
+
+    async fn set_stock_inner(
+        &self,
+        merchant_id: &str,
+        sku_id: &str,
+        expected: Option<i64>,
+        on_hand: i64,
+    ) -> Result<StockLevel> {
         if on_hand < 0 {
             return Err(MarketError::invalid("stock must not be negative"));
         }
@@ -290,6 +308,15 @@ impl Market {
             let at = self.now();
             let mut tx = self.begin().await?;
             let cur = owned_level(&mut *tx, merchant_id, sku_id).await?;
+            if let Some(expected) = expected
+                && expected != cur.on_hand
+            {
+                return Err(MarketError::VersionMismatch {
+                    entity: "stock",
+                    expected: expected.to_string(),
+                    actual: cur.on_hand.to_string(),
+                });
+            }
             if cur.on_hand == on_hand {
                 return Ok(cur);
             }

@@ -16,15 +16,19 @@ use super::order::MerchantOrder;
 use super::payment::Payment;
 use super::store::{MarketStore, StoreTx};
 
+mod access;
+mod anomalies;
 mod cart;
 mod catalog;
 mod checkout;
+mod claims;
 mod governance;
 mod merchants;
 mod orders;
 mod timers;
 
 pub use catalog::StockReconciliation;
+pub use claims::StoreClaims;
 pub use governance::{
     CONSUMER as GOVERNANCE_CONSUMER, CaseRequest, DepositPrepay, DepositRefundView, DepositView, MerchantBalances,
     PenaltyLog, ReviewRequest,

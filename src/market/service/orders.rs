@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{Agg, Change, Checkout, Market, won};
+use super::{Agg, Change, Checkout, Market, anomalies, won};
+use crate::market::anomaly::{AnomalyKind, RefundNotice};
 use crate::market::catalog::Page;
 use crate::market::checkout::{CheckoutGroup, GroupStatus};
 use crate::market::clock::{new_id, trunc_ms};
@@ -50,32 +51,74 @@ impl Market {
         }
         let pay =
             tx.payment(&n.out_trade_no).await?.ok_or_else(|| MarketError::not_found("payment", &n.out_trade_no))?;
-        let mismatch = |reason: String| MarketError::PaymentMismatch { out_trade_no: n.out_trade_no.clone(), reason };
-        if n.amount != pay.amount {
-            return Err(mismatch(format!("paid {} fen, expected {} fen", n.amount.as_fen(), pay.amount.as_fen())));
-        }
         let group = tx.group(&pay.group_id).await?.ok_or_else(|| MarketError::not_found("checkout", &pay.group_id))?;
         let mut orders = tx.orders_of_group(&group.id).await?;
-        if pay.mode == PayMode::Combine {
-            for o in &orders {
-                let sub = n.sub_orders.iter().find(|s| s.out_trade_no == o.id);
-                if sub.is_none_or(|s| s.amount != o.total) {
-                    return Err(mismatch(format!("sub-order {} missing or with the wrong amount", o.id)));
-                }
-            }
-            if n.sub_orders.len() != orders.len() {
-                return Err(mismatch("unknown sub-orders".into()));
-            }
-        }
         let sub_txn = |o: &MerchantOrder| {
             n.sub_orders
                 .iter()
                 .find(|s| s.out_trade_no == o.id)
                 .map_or_else(|| n.transaction_id.clone(), |s| s.transaction_id.clone())
         };
+        // What the notice moved, one transaction each: the sub-orders of a combined payment, else the one.
+        let transactions: Vec<anomalies::Paid<'_>> = if n.sub_orders.is_empty() {
+            vec![(n.out_trade_no.clone(), n.transaction_id.clone(), n.amount, None)]
+        } else {
+            n.sub_orders
+                .iter()
+                .map(|s| {
+                    (s.out_trade_no.clone(), s.transaction_id.clone(), s.amount, orders.iter().find(|o| o.id == s.out_trade_no))
+                })
+                .collect()
+        };
         if !matches!(pay.status, PaymentStatus::Initiated | PaymentStatus::Closed) {
-            tx.commit().await?; // keep the notice id
-            return Ok((NoticeOutcome::AlreadyPaid, Vec::new()));
+            if pay.transaction_id.as_deref() == Some(n.transaction_id.as_str()) {
+                tx.commit().await?; // keep the notice id
+                return Ok((NoticeOutcome::AlreadyPaid, Vec::new()));
+            }
+            // A second transaction for a checkout already paid: send it back.
+            let (anomaly_ids, timers) = anomalies::record_paid_anomalies(
+                &mut *tx,
+                AnomalyKind::DuplicatePayment,
+                &pay,
+                &transactions,
+                None,
+                &format!("checkout {} was already paid by {}", group.id, pay.transaction_id.as_deref().unwrap_or("?")),
+                &n.notify_id,
+                true,
+                at,
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok((NoticeOutcome::DuplicateRefunded { anomaly_ids }, timers));
+        }
+        let mismatch = if n.amount != pay.amount {
+            Some(format!("paid {} fen, expected {} fen", n.amount.as_fen(), pay.amount.as_fen()))
+        } else if pay.mode == PayMode::Combine
+            && (n.sub_orders.len() != orders.len()
+                || orders.iter().any(|o| {
+                    n.sub_orders.iter().find(|s| s.out_trade_no == o.id).is_none_or(|s| s.amount != o.total)
+                }))
+        {
+            Some("sub-orders missing, unknown or with the wrong amount".to_string())
+        } else {
+            None
+        };
+        if let Some(reason) = mismatch {
+            // Recorded and acknowledged, never applied: the platform reviews it (refund or dismiss).
+            let (anomaly_ids, _) = anomalies::record_paid_anomalies(
+                &mut *tx,
+                AnomalyKind::AmountMismatch,
+                &pay,
+                &transactions,
+                Some(pay.amount),
+                &format!("payment of checkout {}: {reason}", group.id),
+                &n.notify_id,
+                false,
+                at,
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok((NoticeOutcome::Held { anomaly_ids }, Vec::new()));
         }
         let mut paid = pay.clone();
         paid.status = PaymentStatus::Paid;
@@ -703,10 +746,13 @@ impl Market {
                 Err(e) => Err(e.into()),
             };
         }
-        if let crate::pay::NotificationResource::Refund(r) = &n.resource {
-            let ok = r.refund_status.as_str() == "SUCCESS";
-            return match self.handle_refund_notice(&r.out_refund_no, ok, Some(&r.refund_id)).await {
+        if let Some(r) = RefundNotice::from_notification(n) {
+            return match self.handle_refund_notice(&r.out_refund_no, r.succeeded, Some(&r.refund_id)).await {
                 Ok(_) => Ok(true),
+                // Not a refund the market asked for: one of its payments refunded elsewhere?
+                Err(MarketError::NotFound { entity: "refund", .. }) => {
+                    Ok(self.handle_external_refund(&r).await?.is_some())
+                }
                 Err(MarketError::NotFound { .. }) => Ok(false),
                 Err(e) => Err(e),
             };
@@ -889,7 +935,9 @@ pub(super) async fn conclude_refund(
     next.wx_refund_id = wx_refund_id.or(r.wx_refund_id.clone());
     next.updated_at = at;
     won(tx.update_refund(&next, r.status).await?, "refund")?;
-    if to == RefundStatus::Succeeded {
+    // An anomaly's refund sends back money the payment never counted.
+    let of_anomaly = anomalies::anomaly_refund_concluded(tx, &r.id, to, at).await?;
+    if to == RefundStatus::Succeeded && !of_anomaly {
         let p: Payment =
             tx.payment(&r.group_id).await?.ok_or_else(|| MarketError::not_found("payment", &r.group_id))?;
         let mut np = p.clone();

@@ -82,6 +82,8 @@ pub struct PruneReport {
     pub acks: u64,
     /// Payment-notification dedupe rows older than the retention.
     pub notices: u64,
+    /// Expired claims ([`Market::claims`]): they refuse nothing any more.
+    pub claims: u64,
 }
 
 enum Fired {
@@ -512,6 +514,15 @@ impl Market {
             .retry(|| async {
                 let mut tx = self.begin().await?;
                 let n = tx.prune_notices(before).await?;
+                tx.commit().await?;
+                Ok(n)
+            })
+            .await?;
+        let now = self.now();
+        report.claims = self
+            .retry(|| async {
+                let mut tx = self.begin().await?;
+                let n = tx.prune_claims(now).await?;
                 tx.commit().await?;
                 Ok(n)
             })

@@ -49,12 +49,21 @@ use super::order::{MerchantOrder, OrderLine, OrderStatus, Shipment};
 use super::payment::{Payment, Refund, RefundStatus};
 
 #[macro_use]
+pub mod anomalies;
+#[macro_use]
+pub mod claims;
+#[macro_use]
+pub mod credentials;
+#[macro_use]
 pub mod governance;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+pub use anomalies::AnomalyRepo;
+pub use claims::ClaimRepo;
+pub use credentials::CredentialRepo;
 pub use governance::GovTx;
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
@@ -117,7 +126,7 @@ pub trait MarketStore: Send + Sync + fmt::Debug {
 /// Methods that return `bool` report whether their conditional write matched a row: `false` means a
 /// concurrent change won (or the row is missing) and nothing was written.
 #[async_trait]
-pub trait StoreTx: GovTx + Send {
+pub trait StoreTx: GovTx + AnomalyRepo + ClaimRepo + CredentialRepo + Send {
     /// Commits.
     async fn commit(self: Box<Self>) -> Result<()>;
 

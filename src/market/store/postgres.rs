@@ -118,3 +118,6 @@ impl MarketStore for PgStore {
 
 sql_store_tx!(PgTx, Postgres);
 gov_store_tx!(PgTx, Postgres);
+anomaly_repo!(PgTx, Postgres);
+claim_repo!(PgTx, Postgres);
+credential_repo!(PgTx, Postgres);

@@ -107,3 +107,6 @@ impl MarketStore for SqliteStore {
 
 sql_store_tx!(SqliteTx, Sqlite);
 gov_store_tx!(SqliteTx, Sqlite);
+anomaly_repo!(SqliteTx, Sqlite);
+claim_repo!(SqliteTx, Sqlite);
+credential_repo!(SqliteTx, Sqlite);

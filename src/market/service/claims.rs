@@ -1,0 +1,69 @@
+//! Durable claims: the market's store as a [`DedupeStore`] for pushes (and anything else processed
+//! once), shared by every instance and kept across restarts.
+
+use std::time::Duration;
+
+use super::{Market, chrono_dur};
+use crate::market::error::MarketError;
+use crate::push::dedupe::DedupeStore;
+
+/// A [`DedupeStore`] in the market's database: a claim is a row keyed by scope and key, so a replay
+/// of a push is refused after a restart and on every instance. Build one with
+/// [`Market::claims`]; expired rows are deleted by [`Market::prune`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> wxshop::Result<()> {
+/// use std::time::Duration;
+/// use wxshop::market::*;
+/// use wxshop::push::dedupe::DedupeStore;
+/// let market = Market::builder(store::open("sqlite::memory:").await?)
+///     .payments(std::sync::Arc::new(RecordingGateway::default()))
+///     .build()?;
+/// let claims = market.claims("push");
+/// assert!(claims.claim("msg:1", Duration::from_secs(600)).await?);
+/// assert!(!claims.claim("msg:1", Duration::from_secs(600)).await?); // a replay
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct StoreClaims {
+    market: Market,
+    scope: String,
+}
+
+impl Market {
+    /// The store's claims under `scope` (`"push"`, `"open-push"`…), as a [`DedupeStore`].
+    pub fn claims(&self, scope: &str) -> StoreClaims {
+        StoreClaims { market: self.clone(), scope: scope.to_string() }
+    }
+}
+
+fn store_error(e: MarketError) -> crate::Error {
+    crate::Error::Store(e.to_string())
+}
+
+#[async_trait::async_trait]
+impl DedupeStore for StoreClaims {
+    async fn claim(&self, key: &str, ttl: Duration) -> crate::Result<bool> {
+        let m = &self.market;
+        m.retry(|| async {
+            let now = m.now();
+            let mut tx = m.begin().await?;
+            let won = tx.claim(&self.scope, key, now + chrono_dur(ttl), now).await?;
+            tx.commit().await?;
+            Ok(won)
+        })
+        .await
+        .map_err(store_error)
+    }
+
+    async fn release(&self, key: &str) -> crate::Result<()> {
+        let m = &self.market;
+        m.retry(|| async {
+            let mut tx = m.begin().await?;
+            tx.release_claim(&self.scope, key).await?;
+            tx.commit().await
+        })
+        .await
+        .map_err(store_error)
+    }
+}
