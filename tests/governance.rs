@@ -974,9 +974,17 @@ async fn a_deposit_prepaid_through_wechat_pay_is_credited_once_by_its_notificati
         paid_at: t0(),
         sub_orders: Vec::new(),
     };
-    // A wrong amount changes nothing (and leaves the notification id unused).
-    let err = m.handle_payment_notice(&notice("n1", 29_999)).await.unwrap_err();
-    assert!(matches!(err, MarketError::PaymentMismatch { .. }), "{err:?}");
+    // A wrong amount credits nothing: it is recorded, held for review, and acknowledged.
+    let NoticeOutcome::Held { anomaly_ids } = m.handle_payment_notice(&notice("n0", 29_999)).await.unwrap() else {
+        panic!()
+    };
+    let a = m.anomaly(&anomaly_ids[0]).await.unwrap();
+    assert_eq!(
+        (a.group_id.as_str(), a.amount, a.status),
+        (p.out_trade_no.as_str(), Money::fen(29_999), wxshop::market::anomaly::AnomalyStatus::Held)
+    );
+    assert_eq!(m.handle_payment_notice(&notice("n0", 29_999)).await.unwrap(), NoticeOutcome::Duplicate);
+    assert!(matches!(m.refund_anomaly(&a.id, "x").await, Err(MarketError::Invalid(_))));
     let d = m.deposit(&s.merchant).await.unwrap();
     assert_eq!((d.account.status, d.balance), (DepositStatus::Unfunded, Money::ZERO));
     assert_eq!(m.handle_payment_notice(&notice("n1", 30_000)).await.unwrap(), NoticeOutcome::Paid);

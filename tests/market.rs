@@ -471,12 +471,262 @@ async fn five_redeliveries_make_one_paid_transition(e: Env) {
     assert_eq!(events.iter().filter(|e| e.event_type == "order.paid").count(), 1);
     assert_eq!(events.iter().filter(|e| e.event_type == "payment.succeeded").count(), 1);
     assert_eq!(m.stock(&s.skus[0]).await.unwrap(), StockLevel { on_hand: 3, reserved: 0 });
-    // A wrong amount is refused and changes nothing.
+    // A wrong amount pays nothing: it is recorded (held for review) and acknowledged.
     let co2 = m.checkout(req("b2", "k", &[(&s.skus[0], 1)])).await.unwrap();
     let mut bad = notice(&co2, "notify-3", t0());
     bad.amount = Money::fen(1);
-    assert!(matches!(m.handle_payment_notice(&bad).await, Err(MarketError::PaymentMismatch { .. })));
+    let NoticeOutcome::Held { anomaly_ids } = m.handle_payment_notice(&bad).await.unwrap() else { panic!() };
+    assert_eq!(anomaly_ids.len(), 1);
     assert_eq!(m.checkout_view(&co2.group.id).await.unwrap().group.status, GroupStatus::AwaitingPayment);
+}
+
+async fn a_wrong_amount_is_held_for_review_then_refunded_or_dismissed(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Wrong", None, &[2500], 5).await;
+    let co = m.checkout(req("b1", "k", &[(&s.skus[0], 2)])).await.unwrap();
+    let mut bad = notice(&co, "n-bad", t0());
+    bad.amount = Money::fen(4999);
+    let NoticeOutcome::Held { anomaly_ids } = m.handle_payment_notice(&bad).await.unwrap() else { panic!() };
+    let a = m.anomaly(&anomaly_ids[0]).await.unwrap();
+    assert_eq!(
+        (a.kind, a.status, a.group_id.as_str(), a.amount, a.expected, a.transaction_id.as_str()),
+        (
+            anomaly::AnomalyKind::AmountMismatch,
+            anomaly::AnomalyStatus::Held,
+            co.group.id.as_str(),
+            Money::fen(4999),
+            Some(Money::fen(5000)),
+            bad.transaction_id.as_str()
+        )
+    );
+    assert_eq!(
+        a.detail,
+        format!("payment of checkout {}: paid 4999 fen, expected 5000 fen (notification n-bad)", co.group.id)
+    );
+    // A redelivery is a duplicate; the same transaction under another notification id records nothing new.
+    assert_eq!(m.handle_payment_notice(&bad).await.unwrap(), NoticeOutcome::Duplicate);
+    let mut again = bad.clone();
+    again.notify_id = "n-bad-2".into();
+    assert_eq!(m.handle_payment_notice(&again).await.unwrap(), NoticeOutcome::Held { anomaly_ids: vec![] });
+    let held = m.anomalies(Some(anomaly::AnomalyStatus::Held), None, 10).await.unwrap();
+    assert_eq!(held.items.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), vec![a.id.as_str()]);
+    // Nothing was paid: the stock stays reserved, the order unpaid.
+    let view = m.checkout_view(&co.group.id).await.unwrap();
+    assert_eq!((view.group.status, view.payment.status), (GroupStatus::AwaitingPayment, PaymentStatus::Initiated));
+    assert_eq!(view.orders[0].status, OrderStatus::PendingPayment);
+    // The platform sends it back: a refund of the transaction, not counted by the checkout's payment.
+    let refunded = m.refund_anomaly(&a.id, "buyer paid 1 fen short").await.unwrap();
+    assert_eq!(
+        (refunded.status, refunded.note.as_deref()),
+        (anomaly::AnomalyStatus::Refunded, Some("buyer paid 1 fen short"))
+    );
+    let refund_id = refunded.refund_id.clone().unwrap();
+    let refunds = m.refunds(&co.group.id).await.unwrap();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(
+        (
+            refunds[0].id.as_str(),
+            refunds[0].status,
+            refunds[0].amount,
+            refunds[0].total,
+            refunds[0].order_id.as_deref()
+        ),
+        (refund_id.as_str(), RefundStatus::Succeeded, Money::fen(4999), Money::fen(4999), None)
+    );
+    assert_eq!(
+        count_calls(&e.gw, |c| matches!(c, GatewayCall::Refund(r)
+            if r.transaction_id.as_deref() == Some(bad.transaction_id.as_str()) && r.refund == Money::fen(4999))),
+        1
+    );
+    assert_eq!(m.checkout_view(&co.group.id).await.unwrap().payment.refunded, Money::ZERO);
+    // Refunded is final.
+    assert!(matches!(m.dismiss_anomaly(&a.id, "late").await, Err(MarketError::IllegalTransition { .. })));
+    // The right amount then pays the checkout as usual.
+    assert_eq!(m.handle_payment_notice(&notice(&co, "n-good", t0())).await.unwrap(), NoticeOutcome::Paid);
+    // Another held one is dismissed with a note (and a dismissal needs one).
+    let co2 = m.checkout(req("b2", "k", &[(&s.skus[0], 1)])).await.unwrap();
+    let mut bad2 = notice(&co2, "n-bad-3", t0());
+    bad2.amount = Money::fen(1);
+    let NoticeOutcome::Held { anomaly_ids } = m.handle_payment_notice(&bad2).await.unwrap() else { panic!() };
+    assert!(matches!(m.dismiss_anomaly(&anomaly_ids[0], " ").await, Err(MarketError::Invalid(_))));
+    let d = m.dismiss_anomaly(&anomaly_ids[0], "settled by bank transfer").await.unwrap();
+    assert_eq!((d.status, d.note.as_deref()), (anomaly::AnomalyStatus::Dismissed, Some("settled by bank transfer")));
+    assert!(m.anomalies(Some(anomaly::AnomalyStatus::Held), None, 10).await.unwrap().items.is_empty());
+}
+
+async fn a_second_payment_of_a_paid_checkout_is_refunded_automatically(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Twice", None, &[1800], 5).await;
+    let co = m.checkout(req("b1", "k", &[(&s.skus[0], 1)])).await.unwrap();
+    assert_eq!(m.handle_payment_notice(&notice(&co, "n1", t0())).await.unwrap(), NoticeOutcome::Paid);
+    let mut second = notice(&co, "n2", t0());
+    second.transaction_id = "wx-second".into();
+    let NoticeOutcome::DuplicateRefunded { anomaly_ids } = m.handle_payment_notice(&second).await.unwrap() else {
+        panic!()
+    };
+    let a = m.anomaly(&anomaly_ids[0]).await.unwrap();
+    assert_eq!(
+        (a.kind, a.status, a.amount, a.transaction_id.as_str()),
+        (anomaly::AnomalyKind::DuplicatePayment, anomaly::AnomalyStatus::Refunded, Money::fen(1800), "wx-second")
+    );
+    assert_eq!(
+        count_calls(&e.gw, |c| matches!(c, GatewayCall::Refund(r)
+            if r.transaction_id.as_deref() == Some("wx-second") && r.refund == Money::fen(1800) && r.total == Money::fen(1800))),
+        1
+    );
+    // The first payment stands untouched.
+    let view = m.checkout_view(&co.group.id).await.unwrap();
+    assert_eq!((view.payment.status, view.payment.refunded), (PaymentStatus::Paid, Money::ZERO));
+    assert_eq!(view.payment.transaction_id.as_deref(), Some(format!("wx{}", co.group.id).as_str()));
+    assert_eq!(view.orders[0].status, OrderStatus::Paid);
+    // Redelivered, or found again under another id: refunded once.
+    assert_eq!(m.handle_payment_notice(&second).await.unwrap(), NoticeOutcome::Duplicate);
+    second.notify_id = "n3".into();
+    assert_eq!(
+        m.handle_payment_notice(&second).await.unwrap(),
+        NoticeOutcome::DuplicateRefunded { anomaly_ids: vec![] }
+    );
+    assert_eq!(count_calls(&e.gw, |c| matches!(c, GatewayCall::Refund(_))), 1);
+    // The first transaction again is just already paid.
+    assert_eq!(m.handle_payment_notice(&notice(&co, "n4", t0())).await.unwrap(), NoticeOutcome::AlreadyPaid);
+}
+
+async fn a_refund_made_outside_the_market_is_applied_to_the_order(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Outside", None, &[3000], 5).await;
+    let co = m.checkout(req("b1", "k", &[(&s.skus[0], 2)])).await.unwrap();
+    assert_eq!(m.handle_payment_notice(&notice(&co, "n1", t0())).await.unwrap(), NoticeOutcome::Paid);
+    assert_eq!(m.stock(&s.skus[0]).await.unwrap(), StockLevel { on_hand: 3, reserved: 0 });
+    let external = |no: &str, fen: i64| anomaly::RefundNotice {
+        notify_id: format!("rn-{no}"),
+        out_refund_no: no.into(),
+        out_trade_no: co.group.id.clone(),
+        transaction_id: format!("wx{}", co.group.id),
+        refund_id: format!("50{no}"),
+        succeeded: true,
+        amount: Money::fen(fen),
+    };
+    // Part of it, refunded in the merchant platform.
+    let a = m.handle_external_refund(&external("mp-1", 1000)).await.unwrap().unwrap();
+    assert_eq!(
+        (a.kind, a.status, a.refund_id.as_deref()),
+        (anomaly::AnomalyKind::ExternalRefund, anomaly::AnomalyStatus::Applied, Some("mp-1"))
+    );
+    assert_eq!(a.order_id.as_deref(), Some(co.orders[0].id.as_str()));
+    let view = m.checkout_view(&co.group.id).await.unwrap();
+    assert_eq!((view.payment.status, view.payment.refunded), (PaymentStatus::PartiallyRefunded, Money::fen(1000)));
+    assert_eq!(view.orders[0].status, OrderStatus::Paid);
+    let r = &m.refunds(&co.group.id).await.unwrap()[0];
+    assert_eq!(
+        (r.id.as_str(), r.status, r.amount, r.wx_refund_id.as_deref(), r.order_id.as_deref()),
+        ("mp-1", RefundStatus::Succeeded, Money::fen(1000), Some("50mp-1"), Some(co.orders[0].id.as_str()))
+    );
+    // Applied once, whatever repeats it; no refund was asked of WeChat Pay.
+    assert_eq!(m.handle_external_refund(&external("mp-1", 1000)).await.unwrap(), None);
+    assert_eq!(count_calls(&e.gw, |c| matches!(c, GatewayCall::Refund(_))), 0);
+    // More than is left is held, not applied.
+    let over = m.handle_external_refund(&external("mp-2", 5001)).await.unwrap().unwrap();
+    assert_eq!((over.status, over.expected), (anomaly::AnomalyStatus::Held, Some(Money::fen(5000))));
+    assert_eq!(m.checkout_view(&co.group.id).await.unwrap().payment.refunded, Money::fen(1000));
+    // The rest: the unshipped order is refunded in full, so it is cancelled and its units restocked.
+    m.handle_external_refund(&external("mp-3", 5000)).await.unwrap().unwrap();
+    let view = m.checkout_view(&co.group.id).await.unwrap();
+    assert_eq!((view.payment.status, view.payment.refunded), (PaymentStatus::Refunded, Money::fen(6000)));
+    assert_eq!(view.orders[0].status, OrderStatus::Cancelled);
+    assert_eq!(m.stock(&s.skus[0]).await.unwrap(), StockLevel { on_hand: 5, reserved: 0 });
+    assert_consistent(m, &s.merchant.id, &s.skus[0]).await;
+    let events = m.poll_events("test", 1000).await.unwrap();
+    let kinds = |t: &str| events.iter().filter(|e| e.event_type == t).count();
+    assert_eq!((kinds("refund.requested"), kinds("refund.succeeded"), kinds("anomaly.recorded")), (2, 2, 3));
+    // A refund of someone else's payment is not the market's.
+    let mut foreign = external("x-1", 100);
+    foreign.out_trade_no = "not-ours".into();
+    assert_eq!(m.handle_external_refund(&foreign).await.unwrap(), None);
+}
+
+async fn api_keys_are_random_scoped_revocable_and_rotate(e: Env) {
+    use access::{KeyScope, Role};
+    let m = &e.market;
+    let a = shop(m, "KeysA", None, &[100], 1).await;
+    let b = shop(m, "KeysB", None, &[100], 1).await;
+    let owner = m.issue_key(KeyScope::merchant(&a.merchant.id, Role::MerchantOwner), "owner", None).await.unwrap();
+    let staff = m.issue_key(KeyScope::merchant(&a.merchant.id, Role::MerchantStaff), "till", None).await.unwrap();
+    let other = m.issue_key(KeyScope::merchant(&b.merchant.id, Role::MerchantOwner), "owner", None).await.unwrap();
+    let admin = m.issue_key(KeyScope::platform(), "ops", None).await.unwrap();
+    assert_ne!(owner.secret.expose(), other.secret.expose());
+    assert!(owner.secret.expose().starts_with("wxk_") && owner.secret.expose().len() == 4 + 16 + 1 + 64);
+    let who = m.authenticate_key(staff.secret.expose()).await.unwrap();
+    assert_eq!((who.role, who.merchant_id.as_deref()), (Role::MerchantStaff, Some(a.merchant.id.as_str())));
+    assert_eq!(m.authenticate_key(admin.secret.expose()).await.unwrap().role, Role::Platform);
+    // Only digests are stored: the secret is nowhere in the key record.
+    let listed = m.keys(Some(&a.merchant.id)).await.unwrap();
+    assert_eq!(listed.iter().map(|k| k.label.as_str()).collect::<Vec<_>>().len(), 2);
+    assert!(!format!("{listed:?}").contains(&owner.secret.expose()[21..]));
+    // A wrong secret under a real id, a malformed key: refused alike.
+    let forged = format!("{}{}", &owner.secret.expose()[..21], "0".repeat(64));
+    for bad in [forged.as_str(), "", "mk_0123", "wxk_zz"] {
+        assert!(matches!(m.authenticate_key(bad).await, Err(MarketError::Unauthorized(_))), "{bad}");
+    }
+    // Scopes are checked: a platform key has no merchant, a merchant key needs one that exists.
+    assert!(
+        m.issue_key(KeyScope { role: Role::Platform, merchant_id: Some(a.merchant.id.clone()) }, "x", None)
+            .await
+            .is_err()
+    );
+    assert!(matches!(
+        m.issue_key(KeyScope::merchant("nope", Role::MerchantStaff), "x", None).await,
+        Err(MarketError::NotFound { .. })
+    ));
+    // Another merchant's key cannot be revoked or rotated through this one.
+    assert!(matches!(m.revoke_key(Some(&b.merchant.id), &staff.key.id).await, Err(MarketError::NotFound { .. })));
+    // Revoked: refused from then on; revoking again is a no-op.
+    let revoked = m.revoke_key(Some(&a.merchant.id), &staff.key.id).await.unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert!(matches!(m.authenticate_key(staff.secret.expose()).await, Err(MarketError::Unauthorized(_))));
+    assert_eq!(m.revoke_key(Some(&a.merchant.id), &staff.key.id).await.unwrap().revoked_at, revoked.revoked_at);
+    // Rotation: the successor works at once, the old key for the overlap only.
+    let next = m.rotate_key(Some(&a.merchant.id), &owner.key.id, Duration::from_secs(3600)).await.unwrap();
+    assert_eq!((next.key.role, next.key.label.as_str()), (Role::MerchantOwner, "owner"));
+    assert!(m.authenticate_key(next.secret.expose()).await.is_ok());
+    assert!(m.authenticate_key(owner.secret.expose()).await.is_ok());
+    e.clock.advance(Duration::from_secs(3601));
+    assert!(matches!(m.authenticate_key(owner.secret.expose()).await, Err(MarketError::Unauthorized(_))));
+    assert!(m.authenticate_key(next.secret.expose()).await.is_ok());
+    assert!(m.rotate_key(Some(&a.merchant.id), &owner.key.id, Duration::from_secs(1)).await.is_err());
+    // Expiring keys.
+    let temp = m.issue_key(KeyScope::platform(), "temp", Some(Duration::from_secs(60))).await.unwrap();
+    assert!(m.authenticate_key(temp.secret.expose()).await.is_ok());
+    e.clock.advance(Duration::from_secs(61));
+    assert!(m.authenticate_key(temp.secret.expose()).await.is_err());
+    assert_eq!(m.keys(None).await.unwrap().len(), 2);
+}
+
+async fn claims_are_shared_by_instances_and_expire(e: Env) {
+    use wxshop::push::dedupe::DedupeStore;
+    let m = &e.market;
+    // A second instance over the same database.
+    let other = Market::builder(m.store().clone())
+        .payments(e.gw.clone())
+        .shipping(e.gw.clone())
+        .clock(e.clock.clone())
+        .build()
+        .unwrap();
+    let (here, there) = (m.claims("push"), other.claims("push"));
+    assert!(here.claim("msg:1", Duration::from_secs(600)).await.unwrap());
+    assert!(!there.claim("msg:1", Duration::from_secs(600)).await.unwrap());
+    // Scopes are apart.
+    assert!(other.claims("open-push").claim("msg:1", Duration::from_secs(600)).await.unwrap());
+    // A released claim (the handler failed) can be taken again.
+    there.release("msg:1").await.unwrap();
+    assert!(there.claim("msg:1", Duration::from_secs(600)).await.unwrap());
+    // An expired one too, and pruning deletes expired rows only.
+    assert!(here.claim("msg:2", Duration::from_secs(60)).await.unwrap());
+    e.clock.advance(Duration::from_secs(61));
+    assert!(here.claim("msg:2", Duration::from_secs(60)).await.unwrap());
+    e.clock.advance(Duration::from_secs(30 * 86_400));
+    let report = m.prune(&Retention::default()).await.unwrap();
+    assert_eq!(report.claims, 3);
+    assert!(here.claim("msg:1", Duration::from_secs(600)).await.unwrap());
 }
 
 async fn expiry_releases_stock_and_closes_the_prepay(e: Env) {
@@ -885,11 +1135,11 @@ async fn prune_deletes_only_processed_rows_older_than_the_retention(e: Env) {
     assert!(matches!(m.prune(&short).await, Err(MarketError::Invalid(_))));
     // Nothing is older than 30 days yet.
     e.clock.advance(Duration::from_secs(30 * 86_400 - 60));
-    assert_eq!(m.prune(&Retention::default()).await.unwrap(), PruneReport { events: 0, acks: 0, notices: 0 });
+    assert_eq!(m.prune(&Retention::default()).await.unwrap(), PruneReport { events: 0, acks: 0, notices: 0, claims: 0 });
     // 30 days and a minute later: a consumer named but never acking holds every event back.
     e.clock.advance(Duration::from_secs(120));
     let waiting = Retention::default().consumer("c2");
-    assert_eq!(m.prune(&waiting).await.unwrap(), PruneReport { events: 0, acks: 0, notices: 1 });
+    assert_eq!(m.prune(&waiting).await.unwrap(), PruneReport { events: 0, acks: 0, notices: 1, claims: 0 });
     // A fresh event (unacked, young) and the default retention: the n − 2 events both governance and
     // c1 acked go, with their 2 × (n − 2) acks but one: c1's newest ack stays, so that c1 is still
     // waited for; the two c1 has not acked stay, and so does the new one.
@@ -899,7 +1149,7 @@ async fn prune_deletes_only_processed_rows_older_than_the_retention(e: Env) {
     assert!(!fresh.is_empty());
     let gov_pending = ids(m.poll_events(GOVERNANCE_CONSUMER, 1000).await.unwrap());
     let r = m.prune(&Retention::default()).await.unwrap();
-    assert_eq!(r, PruneReport { events: n - 2, acks: 2 * (n - 2) - 1, notices: 0 });
+    assert_eq!(r, PruneReport { events: n - 2, acks: 2 * (n - 2) - 1, notices: 0, claims: 0 });
     assert_eq!(m.prune(&Retention::default()).await.unwrap(), PruneReport::default(), "idempotent");
     let mut kept = vec![all[all.len() - 2].id.clone(), all[all.len() - 1].id.clone()];
     kept.extend(fresh);
@@ -1049,6 +1299,11 @@ fn cases() -> Vec<Case> {
         no_oversell_under_200_concurrent_checkouts,
         checkout_is_idempotent_by_key,
         five_redeliveries_make_one_paid_transition,
+        a_wrong_amount_is_held_for_review_then_refunded_or_dismissed,
+        a_second_payment_of_a_paid_checkout_is_refunded_automatically,
+        a_refund_made_outside_the_market_is_applied_to_the_order,
+        api_keys_are_random_scoped_revocable_and_rotate,
+        claims_are_shared_by_instances_and_expire,
         expiry_releases_stock_and_closes_the_prepay,
         late_payment_is_refunded_not_oversold,
         refund_calls_are_retried_until_they_succeed,

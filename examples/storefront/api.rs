@@ -109,7 +109,14 @@ impl From<wxshop::Error> for ApiError {
             E::Market { code, .. } => (StatusCode::CONFLICT, *code),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
-        ApiError { status, kind, code: e.errcode().map(|c| c.code()), message: e.to_string(), extra: None, retry_after: None }
+        ApiError {
+            status,
+            kind,
+            code: e.errcode().map(|c| c.code()),
+            message: e.to_string(),
+            extra: None,
+            retry_after: None,
+        }
     }
 }
 

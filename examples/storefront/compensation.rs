@@ -18,9 +18,9 @@ use serde_json::{Value, json};
 use wxshop::market::CompensationView;
 
 use crate::AppState;
+use crate::access::Platform;
 use crate::api::ApiError;
 use crate::api::Buyer;
-use crate::access::Platform;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -186,9 +186,10 @@ async fn run(demo_mode: bool) -> wxshop::Result<std::process::ExitCode> {
     let addr = listener.local_addr().map_err(|e| wxshop::Error::Config(e.to_string()))?;
     let app = router(state.clone());
     // The peer address keys the credential throttle.
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
-    });
+    let server =
+        tokio::spawn(
+            async move { axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await },
+        );
     let base = format!("http://{addr}");
     state.market.serving_at(&base);
     if demo_mode {
@@ -212,7 +213,9 @@ async fn run(demo_mode: bool) -> wxshop::Result<std::process::ExitCode> {
         println!(
             "  curl -s '{base}/api/share?product=42' -H 'authorization: Bearer <session_token>' | jq -r .wxacode_png_base64 | base64 -d > code.png"
         );
-        println!("  platform routes (/admin/...) take: authorization: Bearer <the platform key shown at the first run>");
+        println!(
+            "  platform routes (/admin/...) take: authorization: Bearer <the platform key shown at the first run>"
+        );
         println!("or run the whole buyer journey: cargo run --example storefront -- --demo");
     }
     let _ = tokio::signal::ctrl_c().await;

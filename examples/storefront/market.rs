@@ -56,8 +56,8 @@ use wxshop::market::{
 };
 
 use crate::AppState;
-use crate::api::{ApiError, Buyer};
 use crate::access::MerchantAuth;
+use crate::api::{ApiError, Buyer};
 use crate::api::{Body, Params};
 
 /// The marketplace part of the state.
@@ -320,10 +320,13 @@ async fn seed(
     for merchant in m.merchants(100).await? {
         // Keys are issued once, with the seed; later starts find only their digests.
         if fresh {
-            let issued = m
-                .issue_key(KeyScope::merchant(&merchant.id, Role::MerchantOwner), "seeded owner", None)
-                .await?;
-            println!("market: merchant {:?} owner key (shown once, keep it): {}", merchant.name, issued.secret.expose());
+            let issued =
+                m.issue_key(KeyScope::merchant(&merchant.id, Role::MerchantOwner), "seeded owner", None).await?;
+            println!(
+                "market: merchant {:?} owner key (shown once, keep it): {}",
+                merchant.name,
+                issued.secret.expose()
+            );
             keys.push((merchant.id.clone(), issued.secret.expose().to_string()));
         }
         seeded.push((merchant.name, merchant.id));

@@ -22,9 +22,9 @@ use wxshop::market::{MarketError, ShipCorrection};
 use wxshop::mp::shipping::{OrderRef, SF_EXPRESS};
 
 use crate::AppState;
-use crate::api::ApiError;
-use crate::access::Platform;
 use crate::access::MerchantAuth;
+use crate::access::Platform;
+use crate::api::ApiError;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -236,7 +236,8 @@ mod tests {
 
     #[test]
     fn malformed_keys_do_not_parse() {
-        for k in ["", "wxk_", "wxk_00_11", "mk_0123456789abcdef", &format!("wxk_{}_{}", "0".repeat(16), "g".repeat(64))] {
+        for k in ["", "wxk_", "wxk_00_11", "mk_0123456789abcdef", &format!("wxk_{}_{}", "0".repeat(16), "g".repeat(64))]
+        {
             assert_eq!(parse_key(k), None, "{k}");
         }
         assert!(parse_key(&format!("wxk_{}_{}", "a".repeat(16), "b".repeat(64))).is_some());

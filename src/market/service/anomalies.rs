@@ -58,7 +58,11 @@ impl Market {
                 if a.kind == AnomalyKind::ExternalRefund {
                     return Err(MarketError::invalid("an external refund has nothing to send back"));
                 }
-                let pay = tx.payment(&a.group_id).await?.ok_or_else(|| MarketError::not_found("payment", &a.group_id))?;
+                let Some(pay) = tx.payment(&a.group_id).await? else {
+                    return Err(MarketError::invalid(
+                        "a deposit pay-in has no checkout to refund against: return it outside the market, then dismiss",
+                    ));
+                };
                 let (timer, _) = refund_anomaly_in(&mut *tx, a, &pay, Some(note), at).await?;
                 tx.commit().await?;
                 Ok(vec![timer])
@@ -261,6 +265,39 @@ pub(super) async fn record_paid_anomalies(
         }
     }
     Ok((ids, timers))
+}
+
+/// Records a deposit pay-in of the wrong amount, Held: the deposit was not credited; the platform
+/// returns the money outside the market (a deposit has no checkout to refund against) and dismisses it.
+pub(super) async fn hold_deposit_payment(
+    tx: &mut dyn StoreTx,
+    n: &crate::market::payment::PaymentNotice,
+    detail: &str,
+    at: DateTime<Utc>,
+) -> Result<Vec<String>> {
+    let a = PaymentAnomaly {
+        id: new_id(),
+        kind: AnomalyKind::AmountMismatch,
+        status: AnomalyStatus::Held,
+        group_id: n.out_trade_no.clone(),
+        order_id: None,
+        out_trade_no: n.out_trade_no.clone(),
+        transaction_id: n.transaction_id.clone(),
+        event_key: format!("txn:{}:{}", n.transaction_id, n.out_trade_no),
+        amount: n.amount,
+        expected: None,
+        refund_id: None,
+        detail: format!("{detail} (notification {})", n.notify_id),
+        note: None,
+        version: 1,
+        created_at: at,
+        updated_at: at,
+    };
+    if !tx.insert_anomaly(&a).await? {
+        return Ok(Vec::new());
+    }
+    record_anomaly(tx, &a, at).await?;
+    Ok(vec![a.id])
 }
 
 /// Requests the refund of an anomaly's transaction (its refund timer is returned, to fire after commit)

@@ -290,7 +290,13 @@ impl Market {
 
     /// Sets `on_hand` only while it is still `expected` (the figure the merchant read, an HTTP
     /// `If-Match`): a sale or an adjustment since is [`MarketError::VersionMismatch`], never overwritten.
-    pub async fn set_stock_if(&self, merchant_id: &str, sku_id: &str, expected: i64, on_hand: i64) -> Result<StockLevel> {
+    pub async fn set_stock_if(
+        &self,
+        merchant_id: &str,
+        sku_id: &str,
+        expected: i64,
+        on_hand: i64,
+    ) -> Result<StockLevel> {
         self.set_stock_inner(merchant_id, sku_id, Some(expected), on_hand).await
     }
 

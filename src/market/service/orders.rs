@@ -32,9 +32,28 @@ impl Market {
         if n.notify_id.is_empty() || n.out_trade_no.is_empty() || n.transaction_id.is_empty() {
             return Err(MarketError::invalid("notify_id, out_trade_no and transaction_id are required"));
         }
-        let (outcome, timers) = self.retry(|| self.apply_notice(n)).await?;
+        let (outcome, timers) = match self.retry(|| self.apply_notice(n)).await {
+            // A deposit pay-in of the wrong amount: the pay-in was rolled back; record the anomaly.
+            Err(MarketError::PaymentMismatch { reason, .. }) if n.out_trade_no.starts_with(DEPOSIT_TRADE_PREFIX) => {
+                self.retry(|| self.hold_deposit_notice(n, &reason)).await?
+            }
+            other => other?,
+        };
         self.fire_now(timers).await;
         Ok(outcome)
+    }
+
+    async fn hold_deposit_notice(&self, n: &PaymentNotice, reason: &str) -> Result<(NoticeOutcome, Vec<Timer>)> {
+        let at = self.now();
+        let mut tx = self.begin().await?;
+        if !tx.insert_notice(&n.notify_id, &n.out_trade_no, &n.transaction_id, at).await? {
+            return Ok((NoticeOutcome::Duplicate, Vec::new()));
+        }
+        let anomaly_ids =
+            anomalies::hold_deposit_payment(&mut *tx, n, &format!("deposit pay-in {}: {reason}", n.out_trade_no), at)
+                .await?;
+        tx.commit().await?;
+        Ok((NoticeOutcome::Held { anomaly_ids }, Vec::new()))
     }
 
     async fn apply_notice(&self, n: &PaymentNotice) -> Result<(NoticeOutcome, Vec<Timer>)> {
@@ -66,7 +85,12 @@ impl Market {
             n.sub_orders
                 .iter()
                 .map(|s| {
-                    (s.out_trade_no.clone(), s.transaction_id.clone(), s.amount, orders.iter().find(|o| o.id == s.out_trade_no))
+                    (
+                        s.out_trade_no.clone(),
+                        s.transaction_id.clone(),
+                        s.amount,
+                        orders.iter().find(|o| o.id == s.out_trade_no),
+                    )
                 })
                 .collect()
         };
@@ -95,9 +119,9 @@ impl Market {
             Some(format!("paid {} fen, expected {} fen", n.amount.as_fen(), pay.amount.as_fen()))
         } else if pay.mode == PayMode::Combine
             && (n.sub_orders.len() != orders.len()
-                || orders.iter().any(|o| {
-                    n.sub_orders.iter().find(|s| s.out_trade_no == o.id).is_none_or(|s| s.amount != o.total)
-                }))
+                || orders
+                    .iter()
+                    .any(|o| n.sub_orders.iter().find(|s| s.out_trade_no == o.id).is_none_or(|s| s.amount != o.total)))
         {
             Some("sub-orders missing, unknown or with the wrong amount".to_string())
         } else {

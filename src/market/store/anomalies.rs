@@ -55,7 +55,8 @@ pub(crate) struct AnomalyRow {
 impl TryFrom<AnomalyRow> for PaymentAnomaly {
     type Error = MarketError;
     fn try_from(r: AnomalyRow) -> Result<Self> {
-        let corrupt = |e: MarketError| MarketError::Store { message: format!("corrupt anomaly row: {e}"), retryable: false };
+        let corrupt =
+            |e: MarketError| MarketError::Store { message: format!("corrupt anomaly row: {e}"), retryable: false };
         Ok(PaymentAnomaly {
             id: r.anomaly_id,
             kind: r.kind.parse().map_err(corrupt)?,

@@ -102,10 +102,14 @@ macro_rules! credential_repo {
                     let rows = match merchant_id {
                         Some(m) => {
                             let sql = format!("SELECT {KEY_COLS} FROM api_keys WHERE merchant_id = $1 ORDER BY key_id");
-                            sqlx::query_as::<_, KeyRow>(sqlx::AssertSqlSafe(sql)).bind(m).fetch_all(&mut *self.0).await?
+                            sqlx::query_as::<_, KeyRow>(sqlx::AssertSqlSafe(sql))
+                                .bind(m)
+                                .fetch_all(&mut *self.0)
+                                .await?
                         }
                         None => {
-                            let sql = format!("SELECT {KEY_COLS} FROM api_keys WHERE merchant_id IS NULL ORDER BY key_id");
+                            let sql =
+                                format!("SELECT {KEY_COLS} FROM api_keys WHERE merchant_id IS NULL ORDER BY key_id");
                             sqlx::query_as::<_, KeyRow>(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *self.0).await?
                         }
                     };
