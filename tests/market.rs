@@ -1135,7 +1135,10 @@ async fn prune_deletes_only_processed_rows_older_than_the_retention(e: Env) {
     assert!(matches!(m.prune(&short).await, Err(MarketError::Invalid(_))));
     // Nothing is older than 30 days yet.
     e.clock.advance(Duration::from_secs(30 * 86_400 - 60));
-    assert_eq!(m.prune(&Retention::default()).await.unwrap(), PruneReport { events: 0, acks: 0, notices: 0, claims: 0 });
+    assert_eq!(
+        m.prune(&Retention::default()).await.unwrap(),
+        PruneReport { events: 0, acks: 0, notices: 0, claims: 0 }
+    );
     // 30 days and a minute later: a consumer named but never acking holds every event back.
     e.clock.advance(Duration::from_secs(120));
     let waiting = Retention::default().consumer("c2");

@@ -49,7 +49,7 @@ pub async fn demo_browse(d: &mut Demo) -> Result<String, String> {
     ))
 }
 
-async fn first_sku_of(d: &Demo, merchant_name: &str) -> Result<String, String> {
+pub(crate) async fn first_sku_of(d: &Demo, merchant_name: &str) -> Result<String, String> {
     let id =
         d.state.market.seeded.iter().find(|(n, _)| n == merchant_name).map(|(_, id)| id.clone()).ok_or("not seeded")?;
     let page = d.get(&format!("/api/products?merchant={id}&limit=1")).await?;
@@ -117,13 +117,36 @@ async fn merchant_stock_step(d: &Demo) -> Result<String, String> {
     if after["on_hand"].as_i64() != Some(on_hand + 5) || after["reserved"].as_i64() != Some(reserved) {
         return Err(format!("a +5 adjustment gave {after} from {before}"));
     }
+    // An absolute set must name the version it read: blind, stale and current.
+    let path_ref = &path;
+    let put = |tag: Option<String>| {
+        let mut h = key.to_vec();
+        if let Some(t) = tag {
+            h.push(("if-match", t));
+        }
+        async move { d.call(reqwest::Method::PUT, path_ref, Some(json!({ "on_hand": on_hand + 6 })), &h, true).await }
+    };
+    let blind = put(None).await.err().ok_or("a PUT without If-Match was accepted")?;
+    let stale = put(Some(format!("\"{on_hand}\""))).await.err().ok_or("a stale If-Match was accepted")?;
+    if !blind.starts_with("HTTP 428") || !stale.starts_with("HTTP 412") || !stale.contains("version_mismatch") {
+        return Err(format!("If-Match: without it {blind}; stale {stale}"));
+    }
+    let version = after["version"].as_str().ok_or("no version")?;
+    let set = put(Some(format!("\"{version}\""))).await?;
+    if set["on_hand"].as_i64() != Some(on_hand + 6) {
+        return Err(format!("a current If-Match did not set the stock: {set}"));
+    }
     let other = [("x-merchant-key", key_of(d, "Silk Road")?)];
     let refused =
         d.call(reqwest::Method::GET, &path, None, &other, true).await.err().ok_or("another merchant read the stock")?;
     if !refused.starts_with("HTTP 404") {
         return Err(format!("another merchant's stock read was not a 404: {refused}"));
     }
-    Ok(format!("Leaf & Co sees {reserved} reserved of {on_hand}, adds 5 (on hand {}); Silk Road gets 404", on_hand + 5))
+    Ok(format!(
+        "Leaf & Co sees {reserved} reserved of {on_hand}, adds 5, sets {} with If-Match (blind 428, stale 412); \
+         Silk Road gets 404",
+        on_hand + 6
+    ))
 }
 
 /// Demo: the buyer pays the combined payment in the emulator's cashier; WeChat Pay's notification

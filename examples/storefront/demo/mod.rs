@@ -11,10 +11,12 @@ use wxshop::http::{Body, Host, Http, HttpConfig, Request};
 
 use crate::AppState;
 
+mod access;
 mod compensation;
 mod governance;
 mod login;
 mod market;
+mod pay;
 mod push;
 mod share;
 mod shipping;
@@ -54,6 +56,7 @@ const STEPS: &[(&str, StepFn)] = &[
     step!("configure and verify the push URL", push::demo_configure),
     step!("answer a customer message", push::demo_customer_message),
     step!("send a subscribe message", push::demo_subscribe),
+    step!("a push signed long ago, and a replayed one, are refused", push::demo_replay),
     step!("share a product: URL Link + wxacode with a signed referral", share::demo_share),
     step!("a friend arrives through the link; the click is recorded in the market", share::demo_arrive),
     step!(
@@ -80,6 +83,12 @@ const STEPS: &[(&str, StepFn)] = &[
         "a settled order shares its commission and the promoter's fee through WeChat Pay (分账)",
         governance::demo_profit_sharing
     ),
+    step!("merchant staff keys: issued, scoped, rotated, revoked", access::demo_keys),
+    step!(
+        "a wrong-amount notification is held for review; a refund made in the merchant platform is applied",
+        pay::demo_anomalies
+    ),
+    step!("guessing merchant keys is throttled", access::demo_brute_force),
 ];
 
 pub async fn run(base: &str, state: &AppState) -> bool {

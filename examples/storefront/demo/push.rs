@@ -76,3 +76,52 @@ pub async fn demo_subscribe(d: &mut Demo) -> Result<String, String> {
     let sent = emu.sent_messages().into_iter().filter(|m| m.kind == "subscribe").count();
     Ok(format!("{sent} subscribe message sent; the second was refused (43101, consent is one-shot)"))
 }
+
+/// Demo: a push signed ten years ago is refused (401); a fresh one is processed once, and its exact
+/// replay is acknowledged without being processed again (the claim is in the market's database).
+pub async fn demo_replay(d: &mut Demo) -> Result<String, String> {
+    let appid = d.state.client.appid().to_string();
+    let emu = d.state.emulator.clone().ok_or("the demo needs the emulator")?;
+    let openid = emu.openid_of(&appid, "alice");
+    let gh = wxshop::emulator::push::gh_id(&appid);
+    let crypt = wxshop::crypto::msgcrypt::MsgCrypt::new(EMULATOR_PUSH_TOKEN, EMULATOR_PUSH_AES_KEY, &appid)
+        .map_err(|e| e.to_string())?;
+    let verifier = crate::push::verifier(&appid).map_err(|e| e.to_string())?;
+    let http = reqwest::Client::new();
+    let text = "Is this message a replay?";
+    let send = |ts: i64, msg_id: u64| {
+        let plain = format!(
+            "<xml><ToUserName><![CDATA[{gh}]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>\
+             <CreateTime>{ts}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{text}]]></Content>\
+             <MsgId>{msg_id}</MsgId></xml>"
+        );
+        let (ts, nonce) = (ts.to_string(), "replay-nonce".to_string());
+        let encrypt = crypt.encrypt(plain.as_bytes());
+        let url = format!(
+            "{}/wx/push?signature={}&timestamp={ts}&nonce={nonce}&openid={openid}&encrypt_type=aes&msg_signature={}",
+            d.base,
+            verifier.signature(&ts, &nonce),
+            crypt.signature(&ts, &nonce, &encrypt)
+        );
+        let body =
+            format!("<xml><ToUserName><![CDATA[{gh}]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>");
+        let req = http.post(url).header("content-type", "text/xml").body(body);
+        async move {
+            let r = req.send().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>((r.status().as_u16(), r.text().await.unwrap_or_default()))
+        }
+    };
+    let now = chrono::Utc::now().timestamp();
+    let (old, _) = send(now - 10 * 365 * 86_400, 7_000_000_001).await?;
+    if old != 401 {
+        return Err(format!("a push signed ten years ago got HTTP {old}"));
+    }
+    let fresh = send(now, 7_000_000_002);
+    let (first, _) = fresh.await?;
+    let (again, body) = send(now, 7_000_000_002).await?;
+    let processed = d.state.inbox.messages.lock().map_err(|e| e.to_string())?.iter().filter(|(_, t)| t == text).count();
+    if first != 200 || again != 200 || body != "success" || processed != 1 {
+        return Err(format!("fresh {first}, replay {again} {body:?}: processed {processed} times"));
+    }
+    Ok("a push signed 10 years ago: 401; a fresh one processed once, its exact replay acknowledged unprocessed".into())
+}
