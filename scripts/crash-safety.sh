@@ -59,7 +59,7 @@ curl -sf -XPOST "$EMU/__emulator/pay/config" -H 'content-type: application/json'
 start_instance() { # $1 = index; same environment on every (re)start
   local port=$((BASE_PORT + $1))
   PORT=$port WXSHOP_EMULATOR_URL=$EMU DATABASE_URL=$DATABASE_URL MARKET_PG_SCHEMA=$SCHEMA \
-    REDIS_URL=$REDIS_URL REDIS_PREFIX=$PREFIX STOREFRONT_ADMIN_TOKEN=crash STOREFRONT_KEY_SECRET=crash RUST_LOG=${RUST_LOG:-warn} \
+    REDIS_URL=$REDIS_URL REDIS_PREFIX=$PREFIX STOREFRONT_ADMIN_TOKEN=crash RUST_LOG=${RUST_LOG:-warn} \
     "$BIN/examples/storefront" >>"$WORK/storefront-$1.log" 2>&1 &
   INST[$1]=$!
 }
@@ -74,9 +74,11 @@ INSTANCE_LIST=$(IFS=,; echo "${URLS[*]}")
 
 q() { PGOPTIONS="-c search_path=$SCHEMA" psql -qtA "$DATABASE_URL" -c "$1"; }
 # Restock through the merchant API, so the load lasts long enough to be killed in the middle of it.
+# Each merchant gets an owner key from the platform (the bootstrap token); the stocktake overwrites (If-Match: *).
 q "SELECT merchant_id, sku_id FROM inventory ORDER BY sku_id" | while IFS='|' read -r mid sku; do
-  key="mk_$(printf %s "$mid" | openssl dgst -sha256 -hmac crash -r | cut -d' ' -f1)" # HMAC of the merchant id
-  curl -sf -XPUT "${URLS[0]}/api/merchant/skus/$sku/stock" -H "x-merchant-key: $key" \
+  key=$(curl -sf -XPOST "${URLS[0]}/admin/merchants/$mid/keys" -H 'authorization: Bearer crash' \
+    -H 'content-type: application/json' -d '{"label":"crash-safety"}' | sed 's/.*"secret":"\([^"]*\)".*/\1/')
+  curl -sf -XPUT "${URLS[0]}/api/merchant/skus/$sku/stock" -H "x-merchant-key: $key" -H 'if-match: *' \
     -H 'content-type: application/json' -d "{\"on_hand\":$RESTOCK}" >/dev/null
 done
 q "SELECT sku_id, on_hand FROM inventory ORDER BY sku_id" >"$WORK/stock0"
