@@ -2163,3 +2163,132 @@ async fn deposit_exit_refund_through_wechat_pay() {
     let unknown = RefundQueryRequest { out_refund_no: "dpr-unknown".into(), sub_mchid: None };
     assert_eq!(gw.query_refund(&unknown).await.unwrap(), RefundQuery::NotFound);
 }
+
+/// Any sequence of payment and refund notifications — redelivered, repeated under new ids, with the
+/// wrong amount, a second transaction, refunds made outside the market — is accepted (what the HTTP
+/// endpoint answers 2xx) once recorded, and never applied twice.
+mod notice_sequences {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    pub enum Ev {
+        Pay { notify: u8, txn: u8, right_amount: bool },
+        ExternalRefund { no: u8, fen: i64 },
+    }
+
+    pub fn ev() -> impl Strategy<Value = Ev> {
+        prop_oneof![
+            3 => (0u8..6, 0u8..3, any::<bool>()).prop_map(|(notify, txn, right_amount)| Ev::Pay { notify, txn, right_amount }),
+            1 => (0u8..3, 1i64..=4000).prop_map(|(no, fen)| Ev::ExternalRefund { no, fen }),
+        ]
+    }
+
+    pub async fn run(store: Arc<dyn MarketStore>, evs: Vec<Ev>) {
+        let e = env(store);
+        let m = &e.market;
+        let s = shop(m, "Seq", None, &[2000], 5).await;
+        let co = m.checkout(req("b1", "k", &[(&s.skus[0], 2)])).await.unwrap();
+        let total = co.group.total.as_fen();
+        let mut seen_notify = std::collections::HashSet::new();
+        let mut paid_by: Option<String> = None;
+        let mut anomaly_keys = std::collections::HashSet::new();
+        let mut applied_refunds = std::collections::HashMap::new();
+        let mut refunded = 0i64;
+        for ev in evs {
+            match ev {
+                Ev::Pay { notify, txn, right_amount } => {
+                    let txn = format!("wx-{txn}");
+                    let mut n = notice(&co, &format!("n{notify}"), t0());
+                    n.transaction_id = txn.clone();
+                    // A notify id names one notification: its content never changes.
+                    let right_amount = right_amount || notify % 2 == 0;
+                    n.amount = if right_amount { co.group.total } else { Money::fen(total - 1) };
+                    let out = m.handle_payment_notice(&n).await.unwrap();
+                    if !seen_notify.insert(n.notify_id.clone()) {
+                        assert_eq!(out, NoticeOutcome::Duplicate);
+                        continue;
+                    }
+                    match &paid_by {
+                        Some(t) if *t == txn => assert_eq!(out, NoticeOutcome::AlreadyPaid),
+                        Some(_) => {
+                            let fresh = anomaly_keys.insert(("dup", txn.clone()));
+                            let NoticeOutcome::DuplicateRefunded { anomaly_ids } = out else { panic!("{out:?}") };
+                            assert_eq!(anomaly_ids.len(), usize::from(fresh));
+                        }
+                        None if right_amount => {
+                            assert_eq!(out, NoticeOutcome::Paid);
+                            paid_by = Some(txn);
+                        }
+                        None => {
+                            let fresh = anomaly_keys.insert(("held", txn.clone()));
+                            let NoticeOutcome::Held { anomaly_ids } = out else { panic!("{out:?}") };
+                            assert_eq!(anomaly_ids.len(), usize::from(fresh));
+                        }
+                    }
+                }
+                Ev::ExternalRefund { no, fen } => {
+                    let r = anomaly::RefundNotice {
+                        notify_id: format!("r{no}"),
+                        out_refund_no: format!("ext-{no}"),
+                        out_trade_no: co.group.id.clone(),
+                        transaction_id: paid_by.clone().unwrap_or_else(|| "wx-0".into()),
+                        refund_id: format!("50{no}"),
+                        succeeded: true,
+                        amount: Money::fen(*applied_refunds.get(&no).unwrap_or(&fen)),
+                    };
+                    let out = m.handle_external_refund(&r).await.unwrap();
+                    let first = !applied_refunds.contains_key(&no);
+                    applied_refunds.entry(no).or_insert(fen);
+                    let fits = paid_by.is_some() && refunded + r.amount.as_fen() <= total;
+                    match out {
+                        Some(a) if first && fits => {
+                            assert_eq!(a.status, anomaly::AnomalyStatus::Applied);
+                            refunded += r.amount.as_fen();
+                        }
+                        Some(a) if first => assert_eq!(a.status, anomaly::AnomalyStatus::Held),
+                        None if !first => {}
+                        other => panic!("refund {no} ({fen} fen, first {first}, fits {fits}): {other:?}"),
+                    }
+                }
+            }
+        }
+        let view = m.checkout_view(&co.group.id).await.unwrap();
+        assert_eq!(view.payment.refunded, Money::fen(refunded));
+        assert_eq!(view.group.status == GroupStatus::Paid, paid_by.is_some());
+        let paid_rows = m.audit_trail(&co.group.id).await.unwrap().into_iter().filter(|a| a.action == "paid").count();
+        assert_eq!(paid_rows, usize::from(paid_by.is_some()));
+        let dups = anomaly_keys.iter().filter(|(k, _)| *k == "dup").count();
+        assert_eq!(count_calls(&e.gw, |c| matches!(c, GatewayCall::Refund(_))), dups);
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 32, ..Default::default() })]
+    #[test]
+    fn sqlite_notification_sequences_apply_once(evs in proptest::collection::vec(notice_sequences::ev(), 1..16)) {
+        runtime().block_on(async {
+            let fresh = stores::sqlite_factory("wxshop-notices")().await;
+            notice_sequences::run(fresh.store, evs).await;
+            fresh.cleanup.await;
+        });
+    }
+}
+
+#[test]
+fn postgres_notification_sequences_apply_once() {
+    use proptest::strategy::{Strategy, ValueTree};
+    let Some(factory) = stores::postgres_factory("wxshop_n") else { return };
+    let rt = runtime();
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config::default());
+    let strategy = proptest::collection::vec(notice_sequences::ev(), 1..16);
+    for _ in 0..6 {
+        let evs = strategy.new_tree(&mut runner).unwrap().current();
+        eprintln!("events: {evs:?}"); // shown if the case fails
+        rt.block_on(async {
+            let fresh = factory().await;
+            notice_sequences::run(fresh.store, evs).await;
+            fresh.cleanup.await;
+        });
+    }
+}
