@@ -15,8 +15,11 @@
 //! | `POST /api/checkout` `{idempotency_key, lines?}` | check out the cart (or the given lines) |
 //! | `GET /api/checkout/{group_id}` | a checkout: group, orders, payment (`pay_params` for `wx.requestPayment`) |
 //! | `POST /api/checkout/{group_id}/cancel` | cancel an unpaid checkout |
-//! | `GET /api/market/orders?after=` · `GET /api/market/orders/{id}` | order list and detail |
+//! | `GET /api/market/orders?cursor=&limit=` · `GET /api/market/orders/{id}` | order list and detail |
 //! | `POST /api/market/orders/{id}/receive` | confirm receipt |
+//!
+//! Lists page one way: `?cursor=<next of the previous page>&limit=1..100` answered `{items, next}`; a
+//! malformed cursor or an out-of-range limit is 400 `invalid` on every route.
 //!
 //! Payment goes through WeChat Pay (`pay.rs` builds the client: the emulator's merchant, or one from
 //! the environment): one combined payment for several merchants, and `/wx/pay/notify` hands the
@@ -33,7 +36,7 @@
 //! | `PUT /api/merchant/skus/{sku_id}/stock` `{on_hand}` + `If-Match: "<version>"` | set stock (412 if it changed since; `If-Match: *` overwrites) |
 //! | `POST /api/merchant/skus/{sku_id}/stock/adjust` `{delta}` | add or remove units relatively |
 //! | `GET /api/merchant/me` | the merchant and the categories it may sell in |
-//! | `GET /api/merchant/orders?status=Paid` | orders |
+//! | `GET /api/merchant/orders?status=Paid&cursor=&limit=` | orders |
 //! | `POST /api/merchant/orders/{id}/ship` `{tracking_no, express_company, items?, receiver_phone?}` | ship a parcel (shipping info uploaded to WeChat; SF Express: the phone, sent masked, defaults to the buyer's bound phone) |
 //! | `POST /api/merchant/orders/{id}/shipping/correct` `{replaces?, tracking_no, express_company, receiver_phone?}` | correct the waybill once (`shipping.rs`) |
 
@@ -487,14 +490,18 @@ async fn checkout_view(State(s): State<AppState>, buyer: Buyer, Path(group_id): 
     ok(co)
 }
 
+/// Every list pages the same way: `?cursor=<the previous page's next>&limit=1..100`, answered
+/// `{items, next}`; a malformed cursor or limit is 400 (`after` is accepted for `cursor`).
 #[derive(Deserialize)]
 struct PageParams {
-    after: Option<String>,
+    #[serde(alias = "after")]
+    cursor: Option<String>,
+    limit: Option<i64>,
     status: Option<String>,
 }
 
 async fn orders(State(s): State<AppState>, buyer: Buyer, Params(p): Params<PageParams>) -> Answer {
-    ok(s.market.market.buyer_orders(&buyer.openid, p.after.as_deref(), 20).await?)
+    ok(s.market.market.buyer_orders(&buyer.openid, p.cursor.as_deref(), p.limit.unwrap_or(20)).await?)
 }
 
 async fn order(State(s): State<AppState>, buyer: Buyer, Path(id): Path<String>) -> Answer {
@@ -610,7 +617,7 @@ async fn set_stock(
 
 async fn merchant_orders(State(s): State<AppState>, me: MerchantAuth, Params(p): Params<PageParams>) -> Answer {
     let status = p.status.as_deref().map(str::parse::<OrderStatus>).transpose()?;
-    ok(s.market.market.merchant_orders(&me.0, status, p.after.as_deref(), 50).await?)
+    ok(s.market.market.merchant_orders(&me.0, status, p.cursor.as_deref(), p.limit.unwrap_or(50)).await?)
 }
 
 async fn ship(

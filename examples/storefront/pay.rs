@@ -10,7 +10,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /admin/anomalies?status=&after=&limit=` · `GET /admin/anomalies/{id}` | anomalies, oldest first |
+//! | `GET /admin/anomalies?status=&cursor=&limit=` · `GET /admin/anomalies/{id}` | anomalies, oldest first |
 //! | `POST /admin/anomalies/{id}/refund` `{note}` · `/dismiss` `{note}` | send a held payment back, or accept it |
 //!
 //! In emulator mode the pay client is the emulator's default merchant. Against real WeChat Pay,
@@ -91,14 +91,15 @@ fn ok(v: impl serde::Serialize) -> Answer {
 #[derive(Deserialize)]
 struct AnomalyParams {
     status: Option<AnomalyStatus>,
-    after: Option<String>,
+    #[serde(alias = "after")]
+    cursor: Option<String>,
     limit: Option<i64>,
 }
 
-/// `GET /admin/anomalies?status=Held&after=&limit=`: money events the market did not ask for (a wrong
+/// `GET /admin/anomalies?status=Held&cursor=&limit=`: money events the market did not ask for (a wrong
 /// amount held for review, a double payment being refunded, a refund made outside the market).
 async fn anomalies(State(s): State<AppState>, _: Platform, Params(p): Params<AnomalyParams>) -> Answer {
-    ok(s.market.market.anomalies(p.status, p.after.as_deref(), p.limit.unwrap_or(50)).await?)
+    ok(s.market.market.anomalies(p.status, p.cursor.as_deref(), p.limit.unwrap_or(50)).await?)
 }
 
 async fn anomaly(State(s): State<AppState>, _: Platform, Path(id): Path<String>) -> Answer {

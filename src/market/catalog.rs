@@ -357,8 +357,32 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+/// Checks a page request over ids (orders, anomalies): `limit` in 1..=100 and `after` (the previous
+/// page's `next`) shaped like an id, so a malformed cursor is [`MarketError::Invalid`] everywhere rather
+/// than an empty page.
+pub(crate) fn check_id_page(after: Option<&str>, limit: i64) -> Result<()> {
+    if !(1..=100).contains(&limit) {
+        return Err(MarketError::invalid(format!("limit {limit} is outside 1..=100")));
+    }
+    if let Some(a) = after
+        && !(a.len() == 32 && a.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    {
+        return Err(MarketError::invalid(format!("cursor {a:?} is not a page cursor (use the previous page's next)")));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn id_pages_refuse_bad_limits_and_malformed_cursors() {
+        use super::check_id_page;
+        assert!(check_id_page(None, 1).is_ok() && check_id_page(Some(&"0a".repeat(16)), 100).is_ok());
+        for (after, limit) in [(None, 0), (None, 101), (Some("x"), 10), (Some(&*"0A".repeat(16)), 10)] {
+            assert!(matches!(check_id_page(after, limit), Err(super::MarketError::Invalid(_))), "{after:?} {limit}");
+        }
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -33,16 +33,24 @@ pub async fn demo_browse(d: &mut Demo) -> Result<String, String> {
         (reqwest::Method::GET, "/api/products?sort=popular", None),
         (reqwest::Method::GET, "/api/products?min=cheap", None),
         (reqwest::Method::POST, "/api/cart/items", Some(json!({ "qty": "two" }))),
+        (reqwest::Method::GET, "/api/products?cursor=nonsense", None),
+        (reqwest::Method::GET, "/api/products?limit=0", None),
+        (reqwest::Method::GET, "/api/market/orders?cursor=nonsense", None),
+        (reqwest::Method::GET, "/api/market/orders?limit=1000", None),
     ] {
         let guest = [("x-cart-token", "guest-demo-bad".to_string())];
-        let refused = d.call(method, path, body, &guest, true).await.err().ok_or_else(|| format!("{path} accepted"))?;
+        // Order lists need the signed-in buyer; the catalog and the cart take the guest.
+        let anonymous = !path.starts_with("/api/market/");
+        let refused =
+            d.call(method, path, body, &guest, anonymous).await.err().ok_or_else(|| format!("{path} accepted"))?;
         if !refused.starts_with("HTTP 400") || !refused.contains(r#""kind":"invalid""#) {
             return Err(format!("{path}: expected 400 with kind invalid, got {refused}"));
         }
     }
     Ok(format!(
         "{} products from {} merchants; cheapest {}; a merchant key guessed from a public id refused (401); \
-         an unknown sort, a malformed query and a malformed body answered 400 in the one error shape",
+         an unknown sort, a malformed query or body, a malformed cursor and an out-of-range limit (catalog and \
+         orders alike) answered 400 in the one error shape",
         items.len(),
         merchants.len(),
         cheap["items"][0]["title"].as_str().unwrap_or("?")

@@ -28,7 +28,7 @@ impl Market {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Page<PaymentAnomaly>> {
-        let limit = limit.clamp(1, 100);
+        crate::market::catalog::check_id_page(after, limit)?;
         let mut items = self.read().await?.anomalies(status, after, limit + 1).await?;
         let next = if items.len() as i64 > limit {
             items.truncate(limit as usize);

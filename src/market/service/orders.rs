@@ -713,7 +713,7 @@ impl Market {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Page<MerchantOrder>> {
-        let limit = limit.clamp(1, 100);
+        crate::market::catalog::check_id_page(after, limit)?;
         let mut items = self.read().await?.orders_of_buyer(buyer_openid, after, limit + 1).await?;
         Ok(page(&mut items, limit))
     }
@@ -726,7 +726,7 @@ impl Market {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Page<MerchantOrder>> {
-        let limit = limit.clamp(1, 100);
+        crate::market::catalog::check_id_page(after, limit)?;
         let mut items = self.read().await?.orders_of_merchant(merchant_id, status, after, limit + 1).await?;
         Ok(page(&mut items, limit))
     }
