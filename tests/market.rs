@@ -644,6 +644,74 @@ async fn a_refund_made_outside_the_market_is_applied_to_the_order(e: Env) {
     assert_eq!(m.handle_external_refund(&foreign).await.unwrap(), None);
 }
 
+async fn a_trade_bill_finds_what_lost_notifications_hid(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Bill", None, &[1500], 5).await;
+    let day = chrono::NaiveDate::from_ymd_opt(2025, 6, 15).unwrap();
+    // A: paid, but the notification was lost and the checkout closed meanwhile.
+    let a = m.checkout(req("b1", "ka", &[(&s.skus[0], 1)])).await.unwrap();
+    e.clock.advance(Duration::from_secs(16 * 60));
+    m.run_due_timers(m.now()).await.unwrap();
+    assert_eq!(m.checkout_view(&a.group.id).await.unwrap().payment.status, PaymentStatus::Closed);
+    // B: paid and notified; then refunded in the merchant platform, and that notification was lost.
+    let b = m.checkout(req("b2", "kb", &[(&s.skus[0], 2)])).await.unwrap();
+    assert_eq!(m.handle_payment_notice(&notice(&b, "nb", m.now())).await.unwrap(), NoticeOutcome::Paid);
+    let paid = |c: &Checkout| BillLine::Paid {
+        out_trade_no: c.group.id.clone(),
+        transaction_id: format!("wx{}", c.group.id),
+        amount: c.group.total,
+    };
+    let lines = vec![
+        paid(&a),
+        paid(&b),
+        BillLine::Refunded {
+            out_trade_no: b.group.id.clone(),
+            transaction_id: format!("wx{}", b.group.id),
+            out_refund_no: "mp-refund-1".into(),
+            refund_id: "5000001".into(),
+            amount: Money::fen(500),
+        },
+        BillLine::Paid { out_trade_no: "someone-else".into(), transaction_id: "42".into(), amount: Money::fen(1) },
+    ];
+    e.gw.set_trade_bill(day, lines);
+    let r = m.reconcile_trade_bill(day).await.unwrap();
+    assert_eq!(
+        r,
+        BillReport {
+            lines: 4,
+            matched: 1,
+            payments_applied: 1,
+            refunds_applied: 1,
+            anomalies: 1,
+            foreign: 1,
+            failed: vec![]
+        }
+    );
+    // A's money goes back (its stock went back on sale); B's external refund is on its payment.
+    let va = m.checkout_view(&a.group.id).await.unwrap();
+    assert_eq!((va.payment.status, va.payment.refunded), (PaymentStatus::Refunded, Money::fen(1500)));
+    let vb = m.checkout_view(&b.group.id).await.unwrap();
+    assert_eq!((vb.payment.status, vb.payment.refunded), (PaymentStatus::PartiallyRefunded, Money::fen(500)));
+    // Reconciling again changes nothing.
+    let again = m.reconcile_trade_bill(day).await.unwrap();
+    assert_eq!(
+        again,
+        BillReport {
+            lines: 4,
+            matched: 3,
+            payments_applied: 0,
+            refunds_applied: 0,
+            anomalies: 0,
+            foreign: 1,
+            failed: vec![]
+        }
+    );
+    assert_eq!(m.checkout_view(&b.group.id).await.unwrap().payment.refunded, Money::fen(500));
+    // A day without a bill has nothing to reconcile.
+    let empty = m.reconcile_trade_bill(day.succ_opt().unwrap()).await.unwrap();
+    assert_eq!(empty, BillReport::default());
+}
+
 async fn api_keys_are_random_scoped_revocable_and_rotate(e: Env) {
     use access::{KeyScope, Role};
     let m = &e.market;
@@ -1306,6 +1374,7 @@ fn cases() -> Vec<Case> {
         a_second_payment_of_a_paid_checkout_is_refunded_automatically,
         a_refund_made_outside_the_market_is_applied_to_the_order,
         api_keys_are_random_scoped_revocable_and_rotate,
+        a_trade_bill_finds_what_lost_notifications_hid,
         claims_are_shared_by_instances_and_expire,
         expiry_releases_stock_and_closes_the_prepay,
         late_payment_is_refunded_not_oversold,

@@ -84,7 +84,7 @@ pub use clock::{Clock, ManualClock, SystemClock, new_id};
 pub use error::{MarketError, Result, Shortage};
 pub use events::{Actor, AuditEntry, OutboxEvent, Timer, TimerAction, TimerReport, TimerStatus};
 pub use gateway::{
-    CloseRequest, CompensationRequest, CompensationTicket, GatewayCall, LogisticsType, MpShippingGateway,
+    BillLine, CloseRequest, CompensationRequest, CompensationTicket, GatewayCall, LogisticsType, MpShippingGateway,
     PROMOTER_RELATION, PaymentGateway, PaymentQuery, PrepayRequest, PrepayTicket, ProfitShareReceiver,
     ProfitShareRequest, ProfitShareTicket, QueryRequest, RecordingGateway, RefundQuery, RefundQueryRequest,
     RefundRequest, RefundTicket, ShippingGateway, ShippingParcel, ShippingUpload, SubOrder, TransferNotice,
@@ -97,10 +97,10 @@ pub use order::{
     MerchantOrder, OrderDetail, OrderLine, OrderStatus, ShipCorrection, ShipItem, ShipRequest, Shipment, Step,
 };
 pub use payment::{NoticeOutcome, PayMode, Payment, PaymentNotice, PaymentStatus, Refund, RefundStatus, SubOrderPaid};
+pub use service::{BillReport, CompensationView, StoreClaims, TransferNoticeOutcome};
 pub use service::{
     CaseRequest, Checkout, DEFAULT_RETENTION_DAYS, DepositPrepay, DepositRefundView, DepositView, GOVERNANCE_CONSUMER,
     MIN_RETENTION_HOURS, Market, MarketBuilder, MarketConfig, MerchantBalances, NewMerchant, PenaltyLog, PruneReport,
     ReconcileReport, RefundSettled, Retention, ReviewRequest, StockReconciliation,
 };
-pub use service::{CompensationView, StoreClaims, TransferNoticeOutcome};
 pub use store::{Backend, MarketStore, StoreTx};

@@ -44,6 +44,7 @@ pub struct RecordingGateway {
     refunds: Mutex<Vec<(String, RefundQuery)>>,
     transfers: Mutex<Option<std::collections::HashMap<String, TransferQuery>>>,
     corrected: Mutex<Vec<String>>,
+    bills: Mutex<Vec<(chrono::NaiveDate, Vec<BillLine>)>>,
 }
 
 impl RecordingGateway {
@@ -56,6 +57,11 @@ impl RecordingGateway {
     /// notification was lost); its `notify_id` is replaced by [`query_notify_id`].
     pub fn set_paid(&self, notice: PaymentNotice) {
         self.paid.lock().unwrap_or_else(|p| p.into_inner()).push(notice);
+    }
+
+    /// Makes `trade_bill` answer `lines` for `date`.
+    pub fn set_trade_bill(&self, date: chrono::NaiveDate, lines: Vec<BillLine>) {
+        self.bills.lock().unwrap_or_else(|p| p.into_inner()).push((date, lines));
     }
 
     /// While `hold` is true, `refund` answers processing (WeChat Pay's usual answer) instead of
@@ -111,6 +117,11 @@ impl RecordingGateway {
 
 #[async_trait]
 impl PaymentGateway for RecordingGateway {
+    async fn trade_bill(&self, date: chrono::NaiveDate) -> crate::Result<Vec<BillLine>> {
+        let bills = self.bills.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(bills.iter().filter(|(d, _)| *d == date).flat_map(|(_, l)| l.clone()).collect())
+    }
+
     async fn prepay(&self, req: &PrepayRequest) -> crate::Result<PrepayTicket> {
         self.record("prepay", GatewayCall::Prepay(req.clone()))?;
         let prepay_id = format!("prepay_{}", req.out_trade_no);

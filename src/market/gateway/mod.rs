@@ -71,6 +71,10 @@ pub trait PaymentGateway: Send + Sync + fmt::Debug {
         let _ = out_bill_no;
         Ok(TransferQuery::Unknown)
     }
+    /// The payments and refunds of one day's trade bill (Beijing time). Gateways without bills refuse.
+    async fn trade_bill(&self, date: chrono::NaiveDate) -> crate::Result<Vec<BillLine>> {
+        Err(crate::Error::Config(format!("this payment gateway has no trade bill for {date}")))
+    }
 }
 
 /// WeChat shipping-info management, as the marketplace needs it.

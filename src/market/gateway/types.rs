@@ -389,3 +389,111 @@ pub enum RefundQuery {
         status: String,
     },
 }
+
+/// One line of a trade bill (交易账单), as [`PaymentGateway::trade_bill`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum BillLine {
+    /// A successful payment.
+    Paid {
+        /// `out_trade_no`.
+        out_trade_no: String,
+        /// WeChat Pay's transaction id.
+        transaction_id: String,
+        /// Amount paid.
+        amount: Money,
+    },
+    /// A successful refund.
+    Refunded {
+        /// `out_trade_no` of the payment refunded.
+        out_trade_no: String,
+        /// Its transaction id.
+        transaction_id: String,
+        /// `out_refund_no`.
+        out_refund_no: String,
+        /// WeChat Pay's refund id.
+        refund_id: String,
+        /// Amount refunded.
+        amount: Money,
+    },
+}
+
+impl BillLine {
+    /// The payment and refund lines of a parsed trade bill (`pay::bills::BillTable` of type ALL), found
+    /// by WeChat's column names; lines in other states, or whose amounts do not parse, are skipped.
+    pub fn from_trade_bill(t: &crate::pay::bills::BillTable) -> Vec<BillLine> {
+        let col = |name: &str| t.header.iter().position(|h| h == name);
+        let (Some(state), Some(txn), Some(otn)) = (col("交易状态"), col("微信订单号"), col("商户订单号"))
+        else {
+            return Vec::new();
+        };
+        let (paid, refund_no, out_refund_no, refunded) =
+            (col("应结订单金额"), col("微信退款单号"), col("商户退款单号"), col("退款金额"));
+        let get = |row: &[String], i: Option<usize>| i.and_then(|i| row.get(i)).cloned().unwrap_or_default();
+        let fen = |v: String| yuan_to_fen(&v).map(Money::fen);
+        t.rows
+            .iter()
+            .filter_map(|row| match row.get(state).map(String::as_str) {
+                Some("SUCCESS") => Some(BillLine::Paid {
+                    out_trade_no: get(row, Some(otn)),
+                    transaction_id: get(row, Some(txn)),
+                    amount: fen(get(row, paid))?,
+                }),
+                Some("REFUND") => Some(BillLine::Refunded {
+                    out_trade_no: get(row, Some(otn)),
+                    transaction_id: get(row, Some(txn)),
+                    out_refund_no: get(row, out_refund_no),
+                    refund_id: get(row, refund_no),
+                    amount: fen(get(row, refunded))?,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// "12.34" yuan → 1234 fen; `None` unless it has at most two decimals.
+fn yuan_to_fen(v: &str) -> Option<i64> {
+    let (whole, frac) = v.split_once('.').unwrap_or((v, "0"));
+    if whole.is_empty() || frac.len() > 2 || !whole.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let frac: i64 = format!("{frac:0<2}").parse().ok()?;
+    whole.parse::<i64>().ok()?.checked_mul(100)?.checked_add(frac)
+}
+
+#[cfg(test)]
+mod bill_tests {
+    use super::*;
+
+    #[test]
+    fn a_trade_bill_yields_its_payments_and_refunds() {
+        let text = "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注\n\
+`2026-12-03 10:00:00,`wx1,`1230000109,`0,`,`4200001,`g1,`o1,`JSAPI,`SUCCESS,`OTHERS,`CNY,`66.00,`0.00,`0,`0,`0.00,`0.00,`,`,`tea,`,`0.00000,`0.60%,`66.00,`0.00,`\n\
+`2026-12-03 11:00:00,`wx1,`1230000109,`0,`,`4200001,`g1,`o1,`JSAPI,`REFUND,`OTHERS,`CNY,`0.00,`0.00,`5001,`r1,`10.5,`0.00,`ORIGINAL,`SUCCESS,`tea,`,`0.00000,`0.60%,`66.00,`10.50,`\n\
+`2026-12-03 12:00:00,`wx1,`1230000109,`0,`,`4200002,`g2,`o1,`JSAPI,`SUCCESS,`OTHERS,`CNY,`1.234,`0.00,`0,`0,`0.00,`0.00,`,`,`tea,`,`0.00000,`0.60%,`1.23,`0.00,`\n\
+总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额\n\
+`3,`67.23,`10.50,`0.00,`0.00000,`67.23,`10.50\n";
+        let lines = BillLine::from_trade_bill(&crate::pay::bills::BillTable::parse(text));
+        assert_eq!(
+            lines,
+            vec![
+                BillLine::Paid {
+                    out_trade_no: "g1".into(),
+                    transaction_id: "4200001".into(),
+                    amount: Money::fen(6600)
+                },
+                BillLine::Refunded {
+                    out_trade_no: "g1".into(),
+                    transaction_id: "4200001".into(),
+                    out_refund_no: "r1".into(),
+                    refund_id: "5001".into(),
+                    amount: Money::fen(1050)
+                },
+            ]
+        );
+        assert_eq!(
+            [yuan_to_fen("0.01"), yuan_to_fen("7"), yuan_to_fen("-1"), yuan_to_fen("1.")],
+            [Some(1), Some(700), None, Some(100)]
+        );
+    }
+}

@@ -412,4 +412,17 @@ impl PaymentGateway for WechatPayGateway {
             Err(e) => Err(e),
         }
     }
+
+    async fn trade_bill(&self, date: chrono::NaiveDate) -> crate::Result<Vec<BillLine>> {
+        use crate::pay::bills::{BillTable, TradeBillType};
+        let day = date.format("%Y-%m-%d").to_string();
+        let bytes = match self.client.bills().trade_bill_file(&day, TradeBillType::All).await {
+            Ok(b) => b,
+            // A day without trades has no bill.
+            Err(e) if e.pay_code() == Some("NO_STATEMENT_EXIST") => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        Ok(BillLine::from_trade_bill(&BillTable::parse(&text)))
+    }
 }

@@ -18,6 +18,7 @@ use super::store::{MarketStore, StoreTx};
 
 mod access;
 mod anomalies;
+mod bills;
 mod cart;
 mod catalog;
 mod checkout;
@@ -27,6 +28,7 @@ mod merchants;
 mod orders;
 mod timers;
 
+pub use bills::BillReport;
 pub use catalog::StockReconciliation;
 pub use claims::StoreClaims;
 pub use governance::{
