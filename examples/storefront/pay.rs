@@ -8,12 +8,13 @@
 //! `WXSHOP_APIV3_KEY`, `WXSHOP_PAY_PUBLIC_KEY_ID` and `WXSHOP_PAY_PUBLIC_KEY_FILE` (pub_key.pem), and
 //! `WXSHOP_NOTIFY_URL` (the public https URL of `/wx/pay/notify`).
 
-use axum::Router;
+use axum::http::Method;
 use axum::routing::post;
 use wxshop::pay::notify::NotifyService;
 use wxshop::pay::{Notification, PayClient, PayConfig};
 
 use crate::AppState;
+use crate::routes::{Auth, Routes, doc};
 
 /// The pay client: the emulator's merchant, or one from the environment.
 pub fn pay_client(emulator: Option<&wxshop::emulator::EmulatorHandle>) -> wxshop::Result<Option<PayClient>> {
@@ -53,11 +54,15 @@ pub fn notify_service(pay: PayClient, state: AppState) -> NotifyService {
     })
 }
 
-pub fn routes(state: &AppState) -> Router<AppState> {
-    let mut r = Router::new();
+pub fn routes(state: &AppState) -> Routes {
+    let mut r = Routes::new("pay");
     if let Some(pay) = &state.pay {
         let svc = notify_service(pay.clone(), state.clone());
-        r = r.route("/wx/pay/notify", post(wxshop::pay::notify::handle).with_state(svc));
+        r = r.service(
+            "/wx/pay/notify",
+            post(wxshop::pay::notify::handle).with_state(svc),
+            vec![(Method::POST, doc("WeChat Pay's notifications: payments, refunds, transfers", Auth::WeChatPay))],
+        );
     }
     r
 }
