@@ -227,7 +227,7 @@ fn operation(r: &RouteDoc) -> Operation {
         .summary(Some(r.doc.summary))
         .tag(r.tag)
         .operation_id(Some(format!("{} {}", r.method, r.path)))
-        .parameters(Some(parameters))
+        .parameters((!parameters.is_empty()).then_some(parameters))
         .securities(Some(r.doc.auth.requirements()))
         .response(
             "200",
@@ -329,9 +329,9 @@ const DOCS_PAGE: &str = r#"<!doctype html>
 <style>
 body{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:70em;padding:0 1em;color:#222}
 h2{margin-top:1.6em;border-bottom:1px solid #ddd;text-transform:capitalize}
-table{border-collapse:collapse;width:100%}td{padding:.25em .5em;border-bottom:1px solid #eee;vertical-align:top}
+table{border-collapse:collapse;width:100%;table-layout:fixed}td{padding:.25em .5em;border-bottom:1px solid #eee;vertical-align:top}
 .m{font:bold 12px monospace;text-transform:uppercase;width:4em}.get{color:#0a7}.post{color:#06c}.put{color:#c70}
-.p{font-family:monospace}.a{color:#666;white-space:nowrap}
+.p{font-family:monospace;width:42%;overflow-wrap:anywhere}.a{color:#666;width:14em}
 </style></head><body>
 <h1 id="title">storefront API</h1><p id="info">Loading <a href="/openapi.json">/openapi.json</a>…</p><div id="ops"></div>
 <script>
