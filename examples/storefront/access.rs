@@ -22,17 +22,17 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use wxshop::market::access::{FailureThrottle, IssuedKey, KeyScope, Principal, Role};
 
 use crate::AppState;
 use crate::api::{ApiError, Body};
+use crate::routes::{Auth, Routes, doc};
 
 /// The credential settings of this process.
 pub struct Access {
@@ -174,14 +174,34 @@ impl FromRequestParts<AppState> for Platform {
     }
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/merchant/keys", get(merchant_keys).post(issue_merchant_key))
-        .route("/api/merchant/keys/{id}/rotate", post(rotate_merchant_key))
-        .route("/api/merchant/keys/{id}", delete(revoke_merchant_key))
-        .route("/admin/merchants/{id}/keys", post(admin_issue_owner_key))
-        .route("/admin/keys", get(platform_keys).post(issue_platform_key))
-        .route("/admin/keys/{id}", delete(revoke_platform_key))
+pub fn routes() -> Routes {
+    Routes::new("access")
+        .get("/api/merchant/keys", merchant_keys, doc("The merchant's API keys (never their secrets)", Auth::Merchant))
+        .post(
+            "/api/merchant/keys",
+            issue_merchant_key,
+            doc("Issue a staff or owner key (owner only; the secret is in this answer only)", Auth::Merchant)
+                .body::<IssueBody>(),
+        )
+        .post(
+            "/api/merchant/keys/{id}/rotate",
+            rotate_merchant_key,
+            doc("Rotate a key: its successor, and the old key for an overlap (owner only)", Auth::Merchant)
+                .body::<RotateBody>(),
+        )
+        .delete("/api/merchant/keys/{id}", revoke_merchant_key, doc("Revoke a key (owner only)", Auth::Merchant))
+        .post(
+            "/admin/merchants/{id}/keys",
+            admin_issue_owner_key,
+            doc("Issue an owner key for a merchant", Auth::Platform).body::<LabelBody>(),
+        )
+        .get("/admin/keys", platform_keys, doc("The platform operators' keys", Auth::Platform))
+        .post(
+            "/admin/keys",
+            issue_platform_key,
+            doc("Issue a platform operator's key", Auth::Platform).body::<LabelBody>(),
+        )
+        .delete("/admin/keys/{id}", revoke_platform_key, doc("Revoke a platform operator's key", Auth::Platform))
 }
 
 type Answer = Result<Json<Value>, ApiError>;
@@ -194,10 +214,12 @@ async fn merchant_keys(State(s): State<AppState>, me: MerchantAuth) -> Answer {
     Ok(Json(json!({ "items": s.market.market.keys(Some(&me.0)).await? })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct IssueBody {
     label: String,
+    /// `MerchantStaff` (default) or `MerchantOwner`.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     role: Option<Role>,
 }
 
@@ -209,7 +231,7 @@ async fn issue_merchant_key(State(s): State<AppState>, me: MerchantOwner, Body(b
     issued(s.market.market.issue_key(KeyScope::merchant(&me.0, role), &b.label, None).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RotateBody {
     #[serde(default)]
     overlap_secs: Option<u64>,
@@ -229,7 +251,7 @@ async fn revoke_merchant_key(State(s): State<AppState>, me: MerchantOwner, Path(
     Ok(Json(json!(s.market.market.revoke_key(Some(&me.0), &id).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct LabelBody {
     label: String,
 }

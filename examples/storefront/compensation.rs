@@ -11,9 +11,8 @@
 //! | `GET /api/compensations` | the signed-in buyer's compensations: status, transfer state, and when waiting `request_merchant_transfer` = `{mchId, appId, package}` |
 //! | `POST /admin/governance/compensations/{id}/reissue` | platform: pay a failed compensation again (a new transfer bill; idempotent) |
 
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde_json::{Value, json};
 use wxshop::market::CompensationView;
 
@@ -21,11 +20,16 @@ use crate::AppState;
 use crate::access::Platform;
 use crate::api::ApiError;
 use crate::api::Buyer;
+use crate::routes::{Auth, Routes, doc};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/compensations", get(mine))
-        .route("/admin/governance/compensations/{id}/reissue", post(reissue))
+pub fn routes() -> Routes {
+    Routes::new("compensation")
+        .get("/api/compensations", mine, doc("The signed-in buyer's compensations", Auth::Buyer))
+        .post(
+            "/admin/governance/compensations/{id}/reissue",
+            reissue,
+            doc("Pay a failed compensation again (a new transfer bill)", Auth::Platform),
+        )
 }
 
 /// A compensation as the buyer's mini program needs it.

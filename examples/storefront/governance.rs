@@ -49,8 +49,7 @@
 
 use axum::extract::{Path, State};
 
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use wxshop::market::governance::aftersale::{Decision, DisputeKind, Payer, Waybill};
@@ -63,48 +62,127 @@ use crate::AppState;
 use crate::access::{MerchantAuth, Platform};
 use crate::api::Body;
 use crate::api::{ApiError, Buyer};
+use crate::routes::{Auth, Routes, doc};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/aftersales", post(open_case))
-        .route("/api/aftersales/{id}", get(case))
-        .route("/api/aftersales/{id}/return", post(upload_return))
-        .route("/api/aftersales/{id}/cancel", post(cancel_case))
-        .route("/api/aftersales/{id}/escalate", post(escalate))
-        .route("/api/market/orders/{id}/lines/{line_no}/guarantee", post(guarantee))
-        .route("/api/market/orders/{id}/lines/{line_no}/review", post(review))
-        .route("/api/reviews/{id}/follow-up", post(follow_up))
-        .route("/api/reviews/{id}/appeal", post(appeal_review))
-        .route("/api/merchants/{id}/reviews", get(public_reviews))
-        .route("/api/merchants/{id}/score", get(public_score))
-        .route("/api/merchant/aftersales", get(merchant_cases))
-        .route("/api/merchant/aftersales/{id}/{action}", post(answer_case))
-        .route("/api/merchant/reviews/{id}/reply", post(reply))
-        .route("/api/merchant/deposit", get(deposit))
-        .route("/api/merchant/deposit/exit", post(deposit_exit))
-        .route("/api/merchant/deposit/refund", post(deposit_refund))
-        .route("/api/merchant/deposit/pay", post(deposit_pay))
-        .route("/api/merchant/deposit/refunds", get(deposit_refunds))
-        .route("/api/merchant/score", get(score))
-        .route("/api/merchant/penalties", get(penalties))
-        .route("/api/merchant/penalties/{id}/appeal", post(appeal_penalty))
-        .route("/api/merchant/balances", get(balances))
-        .route("/api/merchant/settlements", get(settlements))
-        .route("/api/merchant/settlements/{order_id}/payout", post(payout))
-        .route("/admin/governance/config", get(get_config).put(put_config))
-        .route("/admin/governance/commission-rules", put(put_commission))
-        .route("/admin/governance/merchants/{id}/disputes", get(disputes))
-        .route("/admin/governance/disputes/{id}/decide", post(decide))
-        .route("/admin/governance/violations", post(file_violation))
-        .route("/admin/governance/penalties/{id}/{action}", post(review_penalty))
-        .route("/admin/governance/reviews/{id}/{action}", post(moderate))
-        .route("/admin/governance/deposits/{id}/refund", post(admin_deposit_refund))
-        .route("/admin/governance/deposits/{id}/refunds", get(admin_deposit_refunds))
-        .route("/admin/governance/deposit-refunds/{id}/paid", post(admin_deposit_refund_paid))
-        .route("/admin/governance/orders/{id}/carrier-scan", post(carrier_scan))
-        .route("/admin/governance/settlements/{order_id}", get(settlement))
-        .route("/admin/governance/ledger/audit", get(audit))
-        .route("/admin/governance/timers/run", post(run_timers))
+pub fn routes() -> Routes {
+    Routes::new("governance")
+        .post("/api/aftersales", open_case, doc("Open an after-sales case", Auth::Buyer))
+        .get("/api/aftersales/{id}", case, doc("An after-sales case with its history", Auth::Buyer))
+        .post("/api/aftersales/{id}/return", upload_return, doc("Upload the return waybill", Auth::Buyer))
+        .post("/api/aftersales/{id}/cancel", cancel_case, doc("Withdraw a case", Auth::Buyer))
+        .post("/api/aftersales/{id}/escalate", escalate, doc("Escalate a rejection to the platform", Auth::Buyer))
+        .post(
+            "/api/market/orders/{id}/lines/{line_no}/guarantee",
+            guarantee,
+            doc("File a guarantee claim on an order line", Auth::Buyer),
+        )
+        .post(
+            "/api/market/orders/{id}/lines/{line_no}/review",
+            review,
+            doc("Review a received order line", Auth::Buyer),
+        )
+        .post("/api/reviews/{id}/follow-up", follow_up, doc("Follow up a review", Auth::Buyer).body::<FollowUpBody>())
+        .post(
+            "/api/reviews/{id}/appeal",
+            appeal_review,
+            doc("Appeal a review's moderation", Auth::Buyer).body::<ReasonBody>(),
+        )
+        .get("/api/merchants/{id}/reviews", public_reviews, doc("A merchant's published reviews", Auth::Public))
+        .get("/api/merchants/{id}/score", public_score, doc("A merchant's score", Auth::Public))
+        .get(
+            "/api/merchant/aftersales",
+            merchant_cases,
+            doc("The merchant's after-sales cases, newest first", Auth::Merchant),
+        )
+        .post(
+            "/api/merchant/aftersales/{id}/{action}",
+            answer_case,
+            doc("Answer a case: action = approve, reject, received, refuse or reship", Auth::Merchant)
+                .body::<AnswerBody>(),
+        )
+        .post(
+            "/api/merchant/reviews/{id}/reply",
+            reply,
+            doc("Reply to a review (once)", Auth::Merchant).body::<TextBody>(),
+        )
+        .get("/api/merchant/deposit", deposit, doc("The merchant's deposit", Auth::Merchant))
+        .post("/api/merchant/deposit/exit", deposit_exit, doc("Start leaving the platform", Auth::Merchant))
+        .post("/api/merchant/deposit/refund", deposit_refund, doc("Refund the deposit on exit", Auth::Merchant))
+        .post(
+            "/api/merchant/deposit/pay",
+            deposit_pay,
+            doc("Pay in or top up the deposit through WeChat Pay", Auth::Merchant),
+        )
+        .get("/api/merchant/deposit/refunds", deposit_refunds, doc("The deposit's exit refunds", Auth::Merchant))
+        .get("/api/merchant/score", score, doc("The merchant's score", Auth::Merchant))
+        .get("/api/merchant/penalties", penalties, doc("The merchant's penalty log", Auth::Merchant))
+        .post(
+            "/api/merchant/penalties/{id}/appeal",
+            appeal_penalty,
+            doc("Appeal a penalty", Auth::Merchant).body::<ReasonBody>(),
+        )
+        .get("/api/merchant/balances", balances, doc("The merchant's ledger balances", Auth::Merchant))
+        .get("/api/merchant/settlements", settlements, doc("The merchant's settlements", Auth::Merchant))
+        .post(
+            "/api/merchant/settlements/{order_id}/payout",
+            payout,
+            doc("Withdraw a released settlement", Auth::Merchant),
+        )
+        .get("/admin/governance/config", get_config, doc("Every governance policy", Auth::Platform))
+        .put("/admin/governance/config", put_config, doc("Replace the governance policies", Auth::Platform))
+        .put(
+            "/admin/governance/commission-rules",
+            put_commission,
+            doc("Add or change a commission rule", Auth::Platform),
+        )
+        .get("/admin/governance/merchants/{id}/disputes", disputes, doc("A merchant's disputes", Auth::Platform))
+        .post("/admin/governance/disputes/{id}/decide", decide, doc("Decide a dispute", Auth::Platform))
+        .post(
+            "/admin/governance/violations",
+            file_violation,
+            doc("File a manual violation", Auth::Platform).body::<ViolationBody>(),
+        )
+        .post(
+            "/admin/governance/penalties/{id}/{action}",
+            review_penalty,
+            doc("Review a penalty: action = confirm, dismiss or appeal", Auth::Platform),
+        )
+        .post(
+            "/admin/governance/reviews/{id}/{action}",
+            moderate,
+            doc("Moderate a review: action = moderate or appeal", Auth::Platform),
+        )
+        .post(
+            "/admin/governance/deposits/{id}/refund",
+            admin_deposit_refund,
+            doc("Refund a leaving merchant's deposit through WeChat Pay", Auth::Platform),
+        )
+        .get(
+            "/admin/governance/deposits/{id}/refunds",
+            admin_deposit_refunds,
+            doc("A deposit's exit refunds", Auth::Platform),
+        )
+        .post(
+            "/admin/governance/deposit-refunds/{id}/paid",
+            admin_deposit_refund_paid,
+            doc("Confirm a manual deposit payout", Auth::Platform).body::<PaidBody>(),
+        )
+        .post(
+            "/admin/governance/orders/{id}/carrier-scan",
+            carrier_scan,
+            doc("Record the carrier's first scan of an order's parcel", Auth::Platform),
+        )
+        .get(
+            "/admin/governance/settlements/{order_id}",
+            settlement,
+            doc("A settlement, its promoter attribution and profit sharing", Auth::Platform),
+        )
+        .get("/admin/governance/ledger/audit", audit, doc("The ledger checked against itself", Auth::Platform))
+        .post(
+            "/admin/governance/timers/run",
+            run_timers,
+            doc("Emulator mode: run the timers as if time had passed", Auth::Platform).body::<RunBody>(),
+        )
 }
 
 type Answer = Result<Json<Value>, ApiError>;
@@ -198,7 +276,7 @@ async fn review(
     ok(s.market.market.submit_review(&b.openid, &req, verdict).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct FollowUpBody {
     text: String,
     #[serde(default)]
@@ -210,7 +288,7 @@ async fn follow_up(State(s): State<AppState>, b: Buyer, Path(id): Path<String>, 
     ok(s.market.market.follow_up_review(&b.openid, &id, &f.text, f.images, v).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ReasonBody {
     #[serde(default)]
     reason: String,
@@ -239,7 +317,7 @@ async fn merchant_cases(State(s): State<AppState>, me: MerchantAuth) -> Answer {
     ok(s.market.market.merchant_cases(&me.0, 100).await?)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 struct AnswerBody {
     #[serde(default)]
     reason: String,
@@ -268,7 +346,7 @@ async fn answer_case(
     ok(c)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct TextBody {
     text: String,
 }
@@ -373,7 +451,7 @@ async fn decide(State(s): State<AppState>, _: Platform, Path(id): Path<String>, 
     ok(s.market.market.decide_dispute(&id, decision, &b.note).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ViolationBody {
     merchant_id: String,
     rule_code: String,
@@ -444,7 +522,7 @@ async fn admin_deposit_refunds(State(s): State<AppState>, _: Platform, Path(id):
     ok(s.market.market.deposit_refunds(&id).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct PaidBody {
     reference: String,
 }
@@ -493,7 +571,7 @@ async fn audit(State(s): State<AppState>, _: Platform) -> Answer {
                "clean": a.total == 0 && a.mismatches.is_empty() && a.unbalanced.is_empty() }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RunBody {
     #[serde(default)]
     advance_hours: i64,

@@ -3,14 +3,14 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::api::Body;
 use crate::api::{ApiError, Buyer};
+use crate::routes::{Auth, Routes, doc};
 
 /// Phone numbers by openid (a real server keeps them in its database).
 #[derive(Default)]
@@ -25,11 +25,18 @@ impl Profiles {
     }
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/login", post(login)).route("/api/me/phone", post(phone)).route("/api/me", get(me))
+pub fn routes() -> Routes {
+    Routes::new("login")
+        .post("/api/login", login, doc("Exchange a wx.login code for a session token", Auth::Public).body::<CodeBody>())
+        .post(
+            "/api/me/phone",
+            phone,
+            doc("Bind the phone number of a getPhoneNumber code", Auth::Buyer).body::<CodeBody>(),
+        )
+        .get("/api/me", me, doc("The signed-in buyer", Auth::Buyer))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct CodeBody {
     code: String,
 }

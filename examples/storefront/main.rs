@@ -5,7 +5,9 @@
 //! With `WXSHOP_APPID` and `WXSHOP_SECRET` set it talks to real WeChat instead. Its SQLite database
 //! lives in a data directory (`--data-dir DIR`, `STOREFRONT_DATA_DIR`, else the user's data directory).
 //! `cargo run --example storefront -- --demo` runs the buyer journey against itself, prints each
-//! step, and exits non-zero if any step fails.
+//! step, and exits non-zero if any step fails. `GET /openapi.json` is the OpenAPI 3.1 document of every
+//! route (`routes.rs`: each route is declared once, for the router and the document), `GET /docs` a page
+//! of it.
 
 mod access;
 mod api;
@@ -16,6 +18,7 @@ mod login;
 mod market;
 mod pay;
 mod push;
+mod routes;
 mod share;
 mod shipping;
 
@@ -97,19 +100,25 @@ impl Shared {
     }
 }
 
-/// The whole router: one `routes()` per capability module.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// Every route: one `routes()` per capability module, then `GET /openapi.json` (their OpenAPI 3.1
+/// document, generated from these same declarations) and `GET /docs`.
+pub fn routes(state: &AppState) -> (Router<AppState>, Vec<routes::RouteDoc>) {
+    routes::Routes::new("storefront")
         .merge(access::routes())
         .merge(login::routes())
         .merge(share::routes())
         .merge(shipping::routes())
-        .merge(pay::routes(&state))
-        .merge(push::routes(&state))
+        .merge(pay::routes(state))
+        .merge(push::routes(state))
         .merge(market::routes())
         .merge(governance::routes())
         .merge(compensation::routes())
-        .with_state(state)
+        .with_openapi()
+}
+
+/// The whole router.
+pub fn router(state: AppState) -> Router {
+    routes(&state).0.with_state(state)
 }
 
 async fn build_state(demo_mode: bool) -> wxshop::Result<AppState> {
@@ -221,4 +230,129 @@ async fn run(demo_mode: bool) -> wxshop::Result<std::process::ExitCode> {
     let _ = tokio::signal::ctrl_c().await;
     server.abort();
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::{Body, to_bytes};
+    use axum::http::{Method, Request, StatusCode};
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// The demo's state: in-process emulator, in-memory market (or the `DATABASE_URL` one, in a demo schema).
+    async fn state() -> AppState {
+        build_state(true).await.expect("the storefront's state")
+    }
+
+    /// Every (method, path) the document lists.
+    fn operations(doc: &Value) -> Vec<(String, String)> {
+        let mut ops = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for m in ["get", "put", "post", "delete", "patch", "head", "options", "trace"] {
+                if item[m].is_object() {
+                    ops.push((m.to_string(), path.clone()));
+                }
+            }
+        }
+        ops
+    }
+
+    #[tokio::test]
+    async fn every_registered_route_is_in_the_openapi_document() {
+        let state = state().await;
+        let (_, docs) = routes(&state);
+        let doc = serde_json::to_value(routes::openapi(&docs)).expect("the document as JSON");
+
+        assert!(doc["openapi"].as_str().expect("openapi").starts_with("3.1"), "openapi is {}", doc["openapi"]);
+        assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+        for r in &docs {
+            let op = &doc["paths"][r.path][r.method.as_str().to_lowercase()];
+            assert!(op.is_object(), "{} {} is missing from the document", r.method, r.path);
+            assert_eq!(op["summary"], r.doc.summary, "{} {}", r.method, r.path);
+            assert_eq!(op["tags"][0], r.tag, "{} {}", r.method, r.path);
+            assert_eq!(op["responses"]["4XX"]["$ref"], "#/components/responses/Error", "{} {}", r.method, r.path);
+            for name in r.path.split('/').filter_map(|s| s.strip_prefix('{')?.strip_suffix('}')) {
+                let listed = op["parameters"]
+                    .as_array()
+                    .is_some_and(|ps| ps.iter().any(|p| p["name"] == name && p["in"] == "path"));
+                assert!(listed, "{} {}: path parameter {name} is not documented", r.method, r.path);
+            }
+            let security = op["security"].as_array().map_or(0, Vec::len);
+            assert_eq!(
+                security == 0,
+                r.doc.auth == routes::Auth::Public,
+                "{} {}: security {}",
+                r.method,
+                r.path,
+                op["security"]
+            );
+        }
+        let mut registered: Vec<(String, String)> =
+            docs.iter().map(|r| (r.method.as_str().to_lowercase(), r.path.to_string())).collect();
+        registered.sort();
+        let mut listed = operations(&doc);
+        listed.sort();
+        assert_eq!(listed.len(), docs.len(), "operations in the document vs registered routes");
+        assert_eq!(listed, registered);
+        // The routes that depend on configuration are on in the demo's state, so they are covered too.
+        for (m, p) in [("post", "/wx/pay/notify"), ("get", "/wx/push"), ("post", "/wx/push"), ("post", "/api/checkout")]
+        {
+            assert!(listed.contains(&(m.to_string(), p.to_string())), "{m} {p} is not documented");
+        }
+        for scheme in ["buyer", "guest_cart", "merchant", "platform", "wechat_push", "wechat_pay"] {
+            assert!(doc["components"]["securitySchemes"][scheme].is_object(), "security scheme {scheme}");
+        }
+        assert_eq!(doc["components"]["schemas"]["Error"]["required"], serde_json::json!(["error", "kind", "code"]));
+        state.market.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn the_router_serves_the_document_and_answers_every_documented_operation() {
+        let state = state().await;
+        let (router, docs) = routes(&state);
+        let app = router.with_state(state.clone());
+        let call = |method: Method, uri: String| {
+            let app = app.clone();
+            async move {
+                let resp = app
+                    .oneshot(Request::builder().method(method).uri(uri).body(Body::empty()).expect("a request"))
+                    .await
+                    .expect("infallible");
+                let status = resp.status();
+                (status, to_bytes(resp.into_body(), usize::MAX).await.expect("the body"))
+            }
+        };
+
+        let (status, body) = call(Method::GET, "/openapi.json".into()).await;
+        assert_eq!(status, StatusCode::OK);
+        let served: Value = serde_json::from_slice(&body).expect("/openapi.json is JSON");
+        assert_eq!(served, serde_json::to_value(routes::openapi(&docs)).expect("JSON"));
+        assert!(served["paths"]["/api/checkout"]["post"].is_object());
+        let (status, page) = call(Method::GET, "/docs".into()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(String::from_utf8_lossy(&page).contains("fetch('/openapi.json')"));
+
+        // A path the router does not have answers its own empty 404, and a method it does not route 405.
+        let (status, body) = call(Method::GET, "/api/no-such-route".into()).await;
+        assert_eq!((status, body.is_empty()), (StatusCode::NOT_FOUND, true));
+        let (status, _) = call(Method::PATCH, "/api/checkout".into()).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        // So every documented operation is routed: no 405, no empty 404 (a handler's 404 is the error shape).
+        // Without credentials or a body each stops at its extractors (or finds nothing).
+        for r in &docs {
+            let uri: String =
+                r.path.split('/').map(|s| if s.starts_with('{') { "1" } else { s }).collect::<Vec<_>>().join("/");
+            let (status, body) = call(r.method.clone(), uri).await;
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{} {} is documented but not routed", r.method, r.path);
+            assert!(
+                !(status == StatusCode::NOT_FOUND && body.is_empty()),
+                "{} {} is documented but not routed",
+                r.method,
+                r.path
+            );
+        }
+        state.market.shutdown().await;
+    }
 }

@@ -47,8 +47,7 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use wxshop::market::access::{KeyScope, Role};
@@ -62,6 +61,7 @@ use crate::AppState;
 use crate::access::MerchantAuth;
 use crate::api::{ApiError, Buyer};
 use crate::api::{Body, Params};
+use crate::routes::{Auth, Routes, doc};
 
 /// The marketplace part of the state.
 #[derive(Clone)]
@@ -337,28 +337,61 @@ async fn seed(
     Ok((keys, seeded))
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/products", get(browse))
-        .route("/api/products/{id}", get(product))
-        .route("/api/cart", get(cart))
-        .route("/api/cart/items", post(cart_add))
-        .route("/api/cart/items/{sku_id}", put(cart_set))
-        .route("/api/cart/merge", post(cart_merge))
-        .route("/api/checkout", post(checkout))
-        .route("/api/checkout/{group_id}", get(checkout_view))
-        .route("/api/checkout/{group_id}/cancel", post(cancel))
-        .route("/api/market/orders", get(orders))
-        .route("/api/market/orders/{id}", get(order))
-        .route("/api/market/orders/{id}/receive", post(receive))
-        .route("/api/merchant/products", post(create_product))
-        .route("/api/merchant/products/{id}/list", post(list_product))
-        .route("/api/merchant/products/{id}/delist", post(delist_product))
-        .route("/api/merchant/skus/{sku_id}/stock", get(stock).put(set_stock))
-        .route("/api/merchant/skus/{sku_id}/stock/adjust", post(adjust_stock))
-        .route("/api/merchant/me", get(merchant_me))
-        .route("/api/merchant/orders", get(merchant_orders))
-        .route("/api/merchant/orders/{id}/ship", post(ship))
+pub fn routes() -> Routes {
+    Routes::new("market")
+        .get("/api/products", browse, doc("Browse listed products", Auth::Public).query::<BrowseParams>())
+        .get("/api/products/{id}", product, doc("A product, its SKUs and their stock", Auth::Public))
+        .get("/api/cart", cart, doc("The cart, re-priced, grouped by merchant", Auth::BuyerOrGuest))
+        .post("/api/cart/items", cart_add, doc("Add units to the cart", Auth::BuyerOrGuest).body::<QtyBody>())
+        .put(
+            "/api/cart/items/{sku_id}",
+            cart_set,
+            doc("Set a cart line's units (0 removes)", Auth::BuyerOrGuest).body::<QtyBody>(),
+        )
+        .post("/api/cart/merge", cart_merge, doc("Merge a guest cart at login", Auth::Buyer).body::<MergeBody>())
+        .post("/api/checkout", checkout, doc("Check out the cart (or the given lines)", Auth::Buyer))
+        .get(
+            "/api/checkout/{group_id}",
+            checkout_view,
+            doc("A checkout: group, orders, payment parameters", Auth::Buyer),
+        )
+        .post("/api/checkout/{group_id}/cancel", cancel, doc("Cancel an unpaid checkout", Auth::Buyer))
+        .get("/api/market/orders", orders, doc("The buyer's orders", Auth::Buyer).query::<PageParams>())
+        .get("/api/market/orders/{id}", order, doc("A buyer's order", Auth::Buyer))
+        .post("/api/market/orders/{id}/receive", receive, doc("Confirm receipt", Auth::Buyer))
+        .post("/api/merchant/products", create_product, doc("Create a product (Draft)", Auth::Merchant))
+        .post("/api/merchant/products/{id}/list", list_product, doc("List a product", Auth::Merchant))
+        .post("/api/merchant/products/{id}/delist", delist_product, doc("Delist a product", Auth::Merchant))
+        .get(
+            "/api/merchant/skus/{sku_id}/stock",
+            stock,
+            doc("A SKU's stock: on hand, reserved, available", Auth::Merchant),
+        )
+        .put(
+            "/api/merchant/skus/{sku_id}/stock",
+            set_stock,
+            doc("Set a SKU's stock on hand", Auth::Merchant).body::<StockBody>(),
+        )
+        .post(
+            "/api/merchant/skus/{sku_id}/stock/adjust",
+            adjust_stock,
+            doc("Adjust a SKU's stock by a delta", Auth::Merchant).body::<AdjustBody>(),
+        )
+        .get(
+            "/api/merchant/me",
+            merchant_me,
+            doc("The merchant, its status and the categories it may sell in", Auth::Merchant),
+        )
+        .get(
+            "/api/merchant/orders",
+            merchant_orders,
+            doc("The merchant's orders", Auth::Merchant).query::<PageParams>(),
+        )
+        .post(
+            "/api/merchant/orders/{id}/ship",
+            ship,
+            doc("Ship a parcel (shipping info uploaded to WeChat)", Auth::Merchant),
+        )
 }
 
 type Answer = Result<Json<Value>, ApiError>;
@@ -386,7 +419,7 @@ impl FromRequestParts<AppState> for Shopper {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 struct BrowseParams {
     category: Option<String>,
     merchant: Option<String>,
@@ -428,7 +461,7 @@ async fn product(State(s): State<AppState>, Path(id): Path<String>) -> Answer {
     ok(json!({ "product": d.product, "skus": d.skus, "available": stock }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct QtyBody {
     sku_id: Option<String>,
     qty: i64,
@@ -447,7 +480,7 @@ async fn cart_set(State(s): State<AppState>, who: Shopper, Path(sku): Path<Strin
     ok(s.market.market.cart_set(&who.0, &sku, b.qty).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct MergeBody {
     guest_token: String,
 }
@@ -492,7 +525,7 @@ async fn checkout_view(State(s): State<AppState>, buyer: Buyer, Path(group_id): 
 
 /// Every list pages the same way: `?cursor=<the previous page's next>&limit=1..100`, answered
 /// `{items, next}`; a malformed cursor or limit is 400 (`after` is accepted for `cursor`).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 struct PageParams {
     #[serde(alias = "after")]
     cursor: Option<String>,
@@ -528,7 +561,7 @@ async fn delist_product(State(s): State<AppState>, me: MerchantAuth, Path(id): P
     ok(s.market.market.delist_product(&me.0, &id).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct StockBody {
     on_hand: i64,
 }
@@ -564,7 +597,7 @@ async fn stock(
     Ok(stock_answer(&sku, &level))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct AdjustBody {
     delta: i64,
 }

@@ -12,15 +12,17 @@
 //! |---|---|
 //! | `GET /admin/anomalies?status=&cursor=&limit=` · `GET /admin/anomalies/{id}` | anomalies, oldest first |
 //! | `POST /admin/anomalies/{id}/refund` `{note}` · `/dismiss` `{note}` | send a held payment back, or accept it |
+//! | `POST /admin/reconcile/trade-bill` `{date}` | reconcile a day's trade bill (also run daily by the timer loop) |
 //!
 //! In emulator mode the pay client is the emulator's default merchant. Against real WeChat Pay,
 //! set `WXSHOP_MCHID`, `WXSHOP_MCH_SERIAL`, `WXSHOP_MCH_KEY_FILE` (apiclient_key.pem),
 //! `WXSHOP_APIV3_KEY`, `WXSHOP_PAY_PUBLIC_KEY_ID` and `WXSHOP_PAY_PUBLIC_KEY_FILE` (pub_key.pem), and
 //! `WXSHOP_NOTIFY_URL` (the public https URL of `/wx/pay/notify`).
 
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::http::Method;
+use axum::routing::post;
 use serde::Deserialize;
 use serde_json::Value;
 use wxshop::market::anomaly::AnomalyStatus;
@@ -30,6 +32,7 @@ use wxshop::pay::{Notification, PayClient, PayConfig};
 use crate::AppState;
 use crate::access::Platform;
 use crate::api::{ApiError, Body, Params};
+use crate::routes::{Auth, Routes, doc};
 
 /// The pay client: the emulator's merchant, or one from the environment.
 pub fn pay_client(emulator: Option<&wxshop::emulator::EmulatorHandle>) -> wxshop::Result<Option<PayClient>> {
@@ -69,15 +72,36 @@ pub fn notify_service(pay: PayClient, state: AppState) -> NotifyService {
     })
 }
 
-pub fn routes(state: &AppState) -> Router<AppState> {
-    let mut r = Router::new()
-        .route("/admin/anomalies", get(anomalies))
-        .route("/admin/anomalies/{id}", get(anomaly))
-        .route("/admin/anomalies/{id}/refund", post(refund_anomaly))
-        .route("/admin/anomalies/{id}/dismiss", post(dismiss_anomaly));
+pub fn routes(state: &AppState) -> Routes {
+    let mut r = Routes::new("pay")
+        .get(
+            "/admin/anomalies",
+            anomalies,
+            doc("Money events the market did not ask for, oldest first", Auth::Platform).query::<AnomalyParams>(),
+        )
+        .get("/admin/anomalies/{id}", anomaly, doc("One payment anomaly", Auth::Platform))
+        .post(
+            "/admin/anomalies/{id}/refund",
+            refund_anomaly,
+            doc("Send a held anomaly's money back", Auth::Platform).body::<NoteBody>(),
+        )
+        .post(
+            "/admin/anomalies/{id}/dismiss",
+            dismiss_anomaly,
+            doc("Accept a held anomaly as it is, with a note", Auth::Platform).body::<NoteBody>(),
+        )
+        .post(
+            "/admin/reconcile/trade-bill",
+            reconcile_bill,
+            doc("Reconcile one day's WeChat Pay trade bill", Auth::Platform).body::<BillBody>(),
+        );
     if let Some(pay) = &state.pay {
         let svc = notify_service(pay.clone(), state.clone());
-        r = r.route("/wx/pay/notify", post(wxshop::pay::notify::handle).with_state(svc));
+        r = r.service(
+            "/wx/pay/notify",
+            post(wxshop::pay::notify::handle).with_state(svc),
+            vec![(Method::POST, doc("WeChat Pay's notifications: payments, refunds, transfers", Auth::WeChatPay))],
+        );
     }
     r
 }
@@ -88,8 +112,9 @@ fn ok(v: impl serde::Serialize) -> Answer {
     Ok(Json(serde_json::to_value(v).map_err(|e| wxshop::market::MarketError::Invalid(e.to_string()))?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 struct AnomalyParams {
+    #[param(value_type = Option<String>)]
     status: Option<AnomalyStatus>,
     #[serde(alias = "after")]
     cursor: Option<String>,
@@ -106,7 +131,7 @@ async fn anomaly(State(s): State<AppState>, _: Platform, Path(id): Path<String>)
     ok(s.market.market.anomaly(&id).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NoteBody {
     note: String,
 }
@@ -129,4 +154,17 @@ async fn dismiss_anomaly(
     Body(b): Body<NoteBody>,
 ) -> Answer {
     ok(s.market.market.dismiss_anomaly(&id, &b.note).await?)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+struct BillBody {
+    /// The bill's day (Beijing time), `YYYY-MM-DD`; WeChat Pay has it from 10:00 the next day.
+    #[schema(value_type = String)]
+    date: chrono::NaiveDate,
+}
+
+/// `POST /admin/reconcile/trade-bill` `{date}`: reconciles one day's trade bill (the timer loop does it
+/// daily for the day before): what lost notifications hid is applied once.
+async fn reconcile_bill(State(s): State<AppState>, _: Platform, Body(b): Body<BillBody>) -> Answer {
+    ok(s.market.market.reconcile_trade_bill(b.date).await?)
 }

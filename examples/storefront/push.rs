@@ -11,9 +11,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::http::Method;
 use wxshop::mp::message::{CustomerServiceMessage, SubscribeData, SubscribeMessage};
 use wxshop::mp::security::MediaChecks;
 use wxshop::push::axum::{PushEndpoint, handler_fn};
@@ -21,6 +21,7 @@ use wxshop::push::{Incoming, Message, Reply, Verifier};
 
 use crate::AppState;
 use crate::api::{ApiError, Buyer};
+use crate::routes::{Auth, Routes, doc};
 
 /// The push settings of the emulator's console (a real server reads `WXSHOP_PUSH_TOKEN` and
 /// `WXSHOP_PUSH_AES_KEY`, the Token and EncodingAESKey of 消息推送配置).
@@ -84,12 +85,12 @@ async fn on_push(state: AppState, push: Incoming) -> wxshop::Result<Reply> {
     Ok(Reply::Success)
 }
 
-pub fn routes(state: &AppState) -> Router<AppState> {
+pub fn routes(state: &AppState) -> Routes {
     let verifier = match verifier(state.client.appid()) {
         Ok(v) => v,
         Err(e) => {
             tracing::error!(error = %e, "push is disabled: fix WXSHOP_PUSH_TOKEN / WXSHOP_PUSH_AES_KEY");
-            return Router::new();
+            return Routes::new("push");
         }
     };
     let s = state.clone();
@@ -99,10 +100,21 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     let endpoint = PushEndpoint::new(verifier, handler_fn(move |push| on_push(s.clone(), push)))
         .dedupe(std::sync::Arc::new(state.market.market.claims("push")))
         .dedupe_ttl(3 * PUSH_WINDOW);
-    Router::new()
-        .route("/wx/push", endpoint.method_router())
-        .route("/api/messages/subscribe", post(notify_shipped))
-        .route("/api/messages/inbox", get(inbox))
+    Routes::new("push")
+        .service(
+            "/wx/push",
+            endpoint.method_router(),
+            vec![
+                (Method::GET, doc("WeChat verifies the push URL (echostr)", Auth::WeChatPush)),
+                (Method::POST, doc("WeChat pushes messages and events", Auth::WeChatPush)),
+            ],
+        )
+        .post(
+            "/api/messages/subscribe",
+            notify_shipped,
+            doc("Send the buyer the order-shipped subscribe message", Auth::Buyer),
+        )
+        .get("/api/messages/inbox", inbox, doc("What the push callback learned about the buyer", Auth::Buyer))
 }
 
 /// Sends the signed-in buyer the "order shipped" subscribe message (needs their consent).

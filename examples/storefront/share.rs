@@ -19,10 +19,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Duration, Utc};
@@ -36,6 +35,7 @@ use wxshop::mp::wxacode::GetUnlimitedCode;
 use crate::AppState;
 use crate::api::{ApiError, Buyer};
 use crate::api::{Body, Params};
+use crate::routes::{Auth, Routes, doc};
 
 /// The product page every share opens.
 pub const PRODUCT_PAGE: &str = "pages/product/index";
@@ -91,11 +91,22 @@ impl ShareState {
     }
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/share", get(share)).route("/api/referral", post(arrive))
+pub fn routes() -> Routes {
+    Routes::new("share")
+        .get(
+            "/api/share",
+            share,
+            doc("Share a product: a signed referral as URL Link, wxacode and share path", Auth::Buyer)
+                .query::<ShareQuery>(),
+        )
+        .post(
+            "/api/referral",
+            arrive,
+            doc("Arrive through a share: verify the referral and record the click", Auth::Buyer).body::<ArriveBody>(),
+        )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 struct ShareQuery {
     product: u64,
     #[serde(default = "default_campaign")]
@@ -152,7 +163,7 @@ async fn share(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ArriveBody {
     /// The wxacode scene (`options.scene`, URI-decoded).
     scene: Option<String>,

@@ -14,9 +14,8 @@
 //! (`trade_manage_remind_shipping`, pushed to the push URL); the market's own ship deadline turns the
 //! same lateness into a late-shipment penalty (`governance.rs`).
 
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde_json::{Value, json};
 use wxshop::market::{MarketError, ShipCorrection};
 use wxshop::mp::shipping::{OrderRef, SF_EXPRESS};
@@ -25,11 +24,16 @@ use crate::AppState;
 use crate::access::MerchantAuth;
 use crate::access::Platform;
 use crate::api::ApiError;
+use crate::routes::{Auth, Routes, doc};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/merchant/orders/{id}/shipping/correct", post(correct))
-        .route("/admin/orders/{id}", get(order))
+pub fn routes() -> Routes {
+    Routes::new("shipping")
+        .post(
+            "/api/merchant/orders/{id}/shipping/correct",
+            correct,
+            doc("Correct a shipped order's waybill (WeChat allows one correction)", Auth::Merchant),
+        )
+        .get("/admin/orders/{id}", order, doc("A market order and WeChat's view of its payment", Auth::Platform))
 }
 
 /// WeChat's view of a market order's payment (by its transaction id).

@@ -16,6 +16,7 @@ mod compensation;
 mod governance;
 mod login;
 mod market;
+mod openapi;
 mod pay;
 mod push;
 mod share;
@@ -51,6 +52,7 @@ macro_rules! step {
 
 /// The journey, in order.
 const STEPS: &[(&str, StepFn)] = &[
+    step!("the API's OpenAPI 3.1 document and its page", openapi::demo_openapi),
     step!("log in with wx.login", login::demo_login),
     step!("bind a phone number", login::demo_phone),
     step!("configure and verify the push URL", push::demo_configure),
@@ -187,6 +189,13 @@ impl Demo {
             return Err(format!("HTTP {}: {json}", resp.status));
         }
         Ok(json)
+    }
+
+    /// GET a storefront page that is not JSON: its status and text.
+    pub async fn get_page(&self, path: &str) -> Result<(u16, String), String> {
+        let req = Request::new(Method::GET, Host::Absolute, format!("{}{path}", self.base));
+        let resp = self.http.execute(&req, None).await.map_err(|e| e.to_string())?;
+        Ok((resp.status, String::from_utf8_lossy(&resp.body).into_owned()))
     }
 
     /// GET a storefront path.
