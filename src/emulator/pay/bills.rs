@@ -4,13 +4,13 @@ use std::collections::HashMap;
 
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, Method, Uri};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::json;
 
-use super::extract::{Q, err, param_err, reply};
+use super::extract::{Authed, PayError, Q, reply};
 use super::{Bill, Order, PayState};
 use crate::emulator::{Shared, lock};
 
@@ -155,22 +155,22 @@ fn bill_reply(s: &Shared, what: &str, mchid: String, headers: &HeaderMap, text: 
     )
 }
 
-fn bill_date(s: &Shared, what: &str, q: &HashMap<String, String>) -> std::result::Result<String, Response> {
+fn bill_date(s: &Shared, q: &HashMap<String, String>) -> std::result::Result<String, PayError> {
     let Some(d) = q.get("bill_date") else {
-        return Err(param_err(s, what, "bill_date", "bill_date 必填"));
+        return Err(PayError::param("bill_date", "bill_date 必填"));
     };
     match chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d") {
         Ok(day) => {
             let today = s.now().with_timezone(&FixedOffset::east_opt(8 * 3600).expect("offset")).date_naive();
             if day > today {
-                Err(err(s, what, 400, "INVALID_BILL_DATE", "账单日期不能晚于今天"))
+                Err(PayError::new(400, "INVALID_BILL_DATE", "账单日期不能晚于今天"))
             } else if today - day > chrono::Duration::days(92) {
-                Err(err(s, what, 400, "INVALID_BILL_DATE", "仅支持三个月内的账单下载申请"))
+                Err(PayError::new(400, "INVALID_BILL_DATE", "仅支持三个月内的账单下载申请"))
             } else {
                 Ok(d.clone())
             }
         }
-        Err(_) => Err(param_err(s, what, "bill_date", "bill_date 格式须为yyyy-MM-dd")),
+        Err(_) => Err(PayError::param("bill_date", "bill_date 格式须为yyyy-MM-dd")),
     }
 }
 
@@ -181,62 +181,47 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/v3/billdownload/file", get(bill_download))
 }
 
-async fn trade_bill(State(s): State<Shared>, Query(q): Q, method: Method, uri: Uri, headers: HeaderMap) -> Response {
-    const W: &str = "GET /v3/bill/tradebill";
-    let mchid = authed!(s, W, method, uri, headers, b"");
-    let date = match bill_date(&s, W, &q) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+async fn trade_bill(State(s): State<Shared>, Query(q): Q, m: Authed) -> Result<Response, PayError> {
+    let Authed { mchid, what, headers, .. } = m;
+    let date = bill_date(&s, &q)?;
     let bill_type = q.get("bill_type").map(String::as_str).unwrap_or("ALL");
     if !matches!(bill_type, "ALL" | "SUCCESS" | "REFUND") {
-        return param_err(&s, W, "bill_type", "bill_type 取值错误");
+        return Err(PayError::param("bill_type", "bill_type 取值错误"));
     }
     let gzip = q.get("tar_type").map(String::as_str) == Some("GZIP");
     let text = trade_bill_text(&lock(&s.pay), &mchid, &date, bill_type);
-    bill_reply(&s, W, mchid, &headers, text, gzip)
+    Ok(bill_reply(&s, &what, mchid, &headers, text, gzip))
 }
 
-async fn fund_flow_bill(
-    State(s): State<Shared>,
-    Query(q): Q,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    const W: &str = "GET /v3/bill/fundflowbill";
-    let mchid = authed!(s, W, method, uri, headers, b"");
-    let date = match bill_date(&s, W, &q) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+async fn fund_flow_bill(State(s): State<Shared>, Query(q): Q, m: Authed) -> Result<Response, PayError> {
+    let Authed { mchid, what, headers, .. } = m;
+    let date = bill_date(&s, &q)?;
     if !matches!(q.get("account_type").map(String::as_str).unwrap_or("BASIC"), "BASIC" | "OPERATION" | "FEES") {
-        return param_err(&s, W, "account_type", "account_type 取值错误");
+        return Err(PayError::param("account_type", "account_type 取值错误"));
     }
     let gzip = q.get("tar_type").map(String::as_str) == Some("GZIP");
     let text = fund_flow_text(&lock(&s.pay), &mchid, &date);
-    bill_reply(&s, W, mchid, &headers, text, gzip)
+    Ok(bill_reply(&s, &what, mchid, &headers, text, gzip))
 }
 
-async fn bill_download(State(s): State<Shared>, Query(q): Q, method: Method, uri: Uri, headers: HeaderMap) -> Response {
-    const W: &str = "GET /v3/billdownload/file";
-    let mchid = authed!(s, W, method, uri, headers, b"");
+async fn bill_download(State(s): State<Shared>, Query(q): Q, m: Authed) -> Result<Response, PayError> {
+    let Authed { mchid, what, .. } = m;
     let now = s.now();
     let bill = q.get("token").and_then(|t| lock(&s.pay).bills.get(t).cloned());
     let Some(bill) = bill.filter(|b| b.mchid == mchid && b.expires > now) else {
-        return err(&s, W, 400, "INVALID_REQUEST", "下载链接已失效或不存在");
+        return Err(PayError::new(400, "INVALID_REQUEST", "下载链接已失效或不存在"));
     };
     let bytes = if bill.gzip {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         if std::io::Write::write_all(&mut enc, &bill.bytes).is_err() {
-            return err(&s, W, 500, "SYSTEM_ERROR", "gzip failed");
+            return Err(PayError::new(500, "SYSTEM_ERROR", "gzip failed"));
         }
         enc.finish().unwrap_or_default()
     } else {
         bill.bytes
     };
-    lock(&s.pay).push_log(now, "api", W.to_string(), 200, format!("{} bytes, unsigned", bytes.len()));
+    lock(&s.pay).push_log(now, "api", what, 200, format!("{} bytes, unsigned", bytes.len()));
     // Bill files are the one answer WeChat Pay does not sign.
     let ct = if bill.gzip { "application/octet-stream" } else { "text/plain; charset=utf-8" };
-    ([(axum::http::header::CONTENT_TYPE, ct)], bytes).into_response()
+    Ok(([(axum::http::header::CONTENT_TYPE, ct)], bytes).into_response())
 }

@@ -1,14 +1,12 @@
 //! Combined payments (合单支付): prepay, query, close (mirrors `crate::pay::combine`).
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 
-use super::extract::{err, insert_opt, int_field, param_err, parse_json, reply, str_field, valid_no};
+use super::extract::{Authed, PayError, found, insert_opt, int_field, parse_json, reply, str_field, valid_no};
 use super::transactions::order_skeleton;
 use super::{CombineOrder, Kind, PayState};
 use crate::emulator::{Shared, lock};
@@ -60,24 +58,20 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/v3/combine-transactions/out-trade-no/{no}/close", post(combine_close))
 }
 
-async fn combine_jsapi(State(s): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    const W: &str = "POST /v3/combine-transactions/jsapi";
-    let mchid = authed!(s, W, method, uri, headers, body);
-    let v = match parse_json(&s, W, &body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let appid = need_str!(&s, W, v, "combine_appid");
-    let cmchid = need_str!(&s, W, v, "combine_mchid");
-    let cno = need_str!(&s, W, v, "combine_out_trade_no");
-    let openid = need_str!(&s, W, v, "combine_payer_info"."openid");
-    let notify_url = need_str!(&s, W, v, "notify_url");
+async fn combine_jsapi(State(s): State<Shared>, m: Authed) -> Result<Response, PayError> {
+    let Authed { mchid, what, body, .. } = m;
+    let v = parse_json(&body)?;
+    let appid = need_str!(v, "combine_appid");
+    let cmchid = need_str!(v, "combine_mchid");
+    let cno = need_str!(v, "combine_out_trade_no");
+    let openid = need_str!(v, "combine_payer_info"."openid");
+    let notify_url = need_str!(v, "notify_url");
     if cmchid != mchid {
-        return param_err(&s, W, "combine_mchid", "combine_mchid 与请求头中的商户号不一致");
+        return Err(PayError::param("combine_mchid", "combine_mchid 与请求头中的商户号不一致"));
     }
     let subs = v.get("sub_orders").and_then(Value::as_array).cloned().unwrap_or_default();
     if !(2..=50).contains(&subs.len()) {
-        return param_err(&s, W, "sub_orders", "子单数量须为2-50");
+        return Err(PayError::param("sub_orders", "子单数量须为2-50"));
     }
     let mut orders = Vec::new();
     for sub in &subs {
@@ -86,14 +80,14 @@ async fn combine_jsapi(State(s): State<Shared>, method: Method, uri: Uri, header
             str_field(sub, &["out_trade_no"]),
             int_field(sub, &["amount", "total_amount"]),
         ) else {
-            return param_err(&s, W, "sub_orders", "子单须包含 mchid、out_trade_no、amount.total_amount");
+            return Err(PayError::param("sub_orders", "子单须包含 mchid、out_trade_no、amount.total_amount"));
         };
         if !valid_no(no, 6, 32)
             || total <= 0
             || str_field(sub, &["attach"]).is_none()
             || str_field(sub, &["description"]).is_none()
         {
-            return param_err(&s, W, "sub_orders", "子单字段不合法");
+            return Err(PayError::param("sub_orders", "子单字段不合法"));
         }
         let mut o = order_skeleton(
             sub,
@@ -118,14 +112,14 @@ async fn combine_jsapi(State(s): State<Shared>, method: Method, uri: Uri, header
         let prepay = c.prepay_id.clone();
         drop(p);
         return match (same, paid) {
-            (_, true) => err(&s, W, 400, "ORDERPAID", "该合单已支付或已关闭"),
-            (true, false) => reply(&s, W, 200, Some(json!({ "prepay_id": prepay }))),
-            (false, false) => err(&s, W, 400, "INVALID_REQUEST", "201 合单商户订单号重复"),
+            (_, true) => Err(PayError::new(400, "ORDERPAID", "该合单已支付或已关闭")),
+            (true, false) => Ok(reply(&s, &what, 200, Some(json!({ "prepay_id": prepay })))),
+            (false, false) => Err(PayError::new(400, "INVALID_REQUEST", "201 合单商户订单号重复")),
         };
     }
     if orders.iter().any(|(k, _)| p.orders.contains_key(k)) {
         drop(p);
-        return err(&s, W, 400, "INVALID_REQUEST", "201 子单商户订单号重复");
+        return Err(PayError::new(400, "INVALID_REQUEST", "201 子单商户订单号重复"));
     }
     let n = p.next();
     let prepay = format!("wx{}{:012}", now.format("%d%H%M%S"), n);
@@ -152,54 +146,34 @@ async fn combine_jsapi(State(s): State<Shared>, method: Method, uri: Uri, header
         },
     );
     drop(p);
-    reply(&s, W, 200, Some(json!({ "prepay_id": prepay })))
+    Ok(reply(&s, &what, 200, Some(json!({ "prepay_id": prepay }))))
 }
 
-async fn combine_query(
-    State(s): State<Shared>,
-    Path(no): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    const W: &str = "GET /v3/combine-transactions/out-trade-no/{no}";
-    let mchid = authed!(s, W, method, uri, headers, b"");
+async fn combine_query(State(s): State<Shared>, Path(no): Path<String>, m: Authed) -> Result<Response, PayError> {
+    let Authed { mchid, what, .. } = m;
     let p = lock(&s.pay);
     let v = p.combines.get(&(mchid, no)).map(|c| combine_json(&p, c));
     drop(p);
-    match v {
-        Some(v) => reply(&s, W, 200, Some(v)),
-        None => err(&s, W, 404, "ORDER_NOT_EXIST", "合单不存在"),
-    }
+    let v = found(v, "ORDER_NOT_EXIST", "合单不存在")?;
+    Ok(reply(&s, &what, 200, Some(v)))
 }
 
-async fn combine_close(
-    State(s): State<Shared>,
-    Path(no): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    const W: &str = "POST /v3/combine-transactions/out-trade-no/{no}/close";
-    let mchid = authed!(s, W, method, uri, headers, body);
-    let v = match parse_json(&s, W, &body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let appid = need_str!(&s, W, v, "combine_appid");
+async fn combine_close(State(s): State<Shared>, Path(no): Path<String>, m: Authed) -> Result<Response, PayError> {
+    let Authed { mchid, what, body, .. } = m;
+    let v = parse_json(&body)?;
+    let appid = need_str!(v, "combine_appid");
     let mut p = lock(&s.pay);
     let Some(c) = p.combines.get(&(mchid, no)).cloned() else {
         drop(p);
-        return err(&s, W, 404, "ORDER_NOT_EXIST", "合单不存在");
+        return Err(PayError::new(404, "ORDER_NOT_EXIST", "合单不存在"));
     };
     if c.appid != appid {
         drop(p);
-        return param_err(&s, W, "combine_appid", "combine_appid 不一致");
+        return Err(PayError::param("combine_appid", "combine_appid 不一致"));
     }
     if c.subs.iter().any(|k| p.orders.get(k).is_some_and(|o| matches!(o.state.as_str(), "SUCCESS" | "REFUND"))) {
         drop(p);
-        return err(&s, W, 400, "ORDERPAID", "订单已支付，不能关单");
+        return Err(PayError::new(400, "ORDERPAID", "订单已支付，不能关单"));
     }
     for k in &c.subs {
         if let Some(o) = p.orders.get_mut(k) {
@@ -207,5 +181,5 @@ async fn combine_close(
         }
     }
     drop(p);
-    reply(&s, W, 204, None)
+    Ok(reply(&s, &what, 204, None))
 }

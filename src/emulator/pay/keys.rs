@@ -6,13 +6,12 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::extract::{err, reply_with};
+use super::extract::{Authed, PayError, reply_with};
 use super::{PlatformCert, SignMode};
 use crate::crypto::pay::{MerchantKey, PlatformCertificate};
 use crate::emulator::{EmulatorState, Shared, lock};
@@ -64,29 +63,26 @@ pub(super) fn routes() -> Router<Shared> {
     Router::new().route("/v3/certificates", get(certificates))
 }
 
-pub(super) async fn certificates(State(s): State<Shared>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
-    const W: &str = "GET /v3/certificates";
-    let mchid = authed!(s, W, method, uri, headers, b"");
+pub(super) async fn certificates(State(s): State<Shared>, m: Authed) -> Result<Response, PayError> {
+    let Authed { mchid, what, .. } = m;
     let (mode, apiv3, certs) = {
         let p = lock(&s.pay);
         let apiv3 = p.merchants.get(&mchid).map(|m| m.apiv3.clone());
         (p.mode, apiv3, p.certs.iter().map(|c| c.cert.clone()).collect::<Vec<_>>())
     };
     if mode == SignMode::PublicKey {
-        return err(
-            s.as_ref(),
-            W,
+        return Err(PayError::new(
             404,
             "RESOURCE_NOT_EXISTS",
             "无可用的平台证书，请在商户平台-API安全申请使用微信支付公钥",
-        );
+        ));
     }
-    let Some(apiv3) = apiv3 else { return err(&s, W, 500, "SYSTEM_ERROR", "merchant vanished") };
+    let Some(apiv3) = apiv3 else { return Err(PayError::new(500, "SYSTEM_ERROR", "merchant vanished")) };
     let now = s.now();
     let mut data = Vec::new();
     for c in certs.iter().filter(|c| c.not_after() > now) {
         let Ok(enc) = EncryptedResource::encrypt(&apiv3, "certificate", None, c.pem().as_bytes()) else {
-            return err(&s, W, 500, "SYSTEM_ERROR", "encryption failed");
+            return Err(PayError::new(500, "SYSTEM_ERROR", "encryption failed"));
         };
         data.push(json!({
             "serial_no": c.serial_no(),
@@ -97,7 +93,7 @@ pub(super) async fn certificates(State(s): State<Shared>, method: Method, uri: U
     }
     s.bump("pay.certificates");
     // The certificate list is signed with a platform certificate, whatever the mode.
-    reply_with(&s, W, 200, Some(json!({ "data": data })), true)
+    Ok(reply_with(&s, &what, 200, Some(json!({ "data": data })), true))
 }
 
 pub(super) fn rotate(s: &EmulatorState) -> Result<String> {

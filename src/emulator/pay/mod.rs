@@ -80,23 +80,16 @@ use crate::http::{Body, Host, Http, HttpConfig, Request, RetryPolicy};
 use crate::pay::transactions::wechat_time;
 use crate::pay::{PayClient, PayConfig};
 
+/// The string at a path of the JSON body `$v`, or WeChat's `400 PARAM_ERROR` that it is required.
 macro_rules! need_str {
-    ($s:expr, $what:expr, $v:expr, $($p:literal).+) => {
+    ($v:expr, $($p:literal).+) => {
         match crate::emulator::pay::extract::str_field(&$v, &[$($p),+]) {
             Some(x) => x.to_string(),
             None => {
                 let field = [$($p),+].join(".");
-                return crate::emulator::pay::extract::param_err($s, $what, &field, &format!("输入源“/body/{}”映射到值字段“{}”必填性规则校验失败，此字段为必填项", field.replace('.', "/"), field));
+                let message = format!("输入源“/body/{}”映射到值字段“{}”必填性规则校验失败，此字段为必填项", field.replace('.', "/"), field);
+                return Err(crate::emulator::pay::extract::PayError::param(&field, message));
             }
-        }
-    };
-}
-
-macro_rules! authed {
-    ($s:expr, $what:expr, $method:expr, $uri:expr, $headers:expr, $body:expr) => {
-        match crate::emulator::pay::extract::authenticate(&$s, $what, &$method, &$uri, &$headers, &$body[..]) {
-            Ok(m) => m,
-            Err(r) => return r,
         }
     };
 }
@@ -454,7 +447,7 @@ impl PayState {
 // Routes
 // ---------------------------------------------------------------------------------------------
 
-pub(super) fn routes() -> Router<Shared> {
+pub(super) fn routes(state: Shared) -> Router<Shared> {
     Router::new()
         .merge(control::routes())
         .merge(keys::routes())
@@ -465,6 +458,7 @@ pub(super) fn routes() -> Router<Shared> {
         .merge(bills::routes())
         .merge(profitsharing::routes())
         .merge(transfers::routes())
+        .route_layer(axum::middleware::from_fn_with_state(state, extract::sign_errors))
 }
 
 // ---------------------------------------------------------------------------------------------

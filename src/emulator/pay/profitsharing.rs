@@ -1,14 +1,13 @@
 //! Profit sharing: receivers, orders, unfreeze, returns, amounts (mirrors `crate::pay::profitsharing`).
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method, Uri};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::extract::{Q, err, int_field, param_err, parse_json, reply, str_field};
+use super::extract::{Authed, PayError, Q, found, int_field, parse_json, reply, str_field};
 use super::{PayState, ReturnRec, SHARING_DAYS, Sharing};
 use crate::emulator::{Shared, lock};
 use crate::pay::transactions::wechat_time;
@@ -16,21 +15,16 @@ use crate::pay::transactions::wechat_time;
 // ----- profit sharing -----
 
 /// Decrypts an OAEP field with the platform key named by `Wechatpay-Serial`.
-fn decrypt_sensitive(s: &Shared, what: &str, headers: &HeaderMap, ct: &str) -> std::result::Result<String, Response> {
+fn decrypt_sensitive(s: &Shared, headers: &HeaderMap, ct: &str) -> std::result::Result<String, PayError> {
     let Some(serial) = headers.get("wechatpay-serial").and_then(|v| v.to_str().ok()) else {
-        return Err(param_err(s, what, "Wechatpay-Serial", "请求包含敏感信息时，HTTP头Wechatpay-Serial必填"));
+        return Err(PayError::param("Wechatpay-Serial", "请求包含敏感信息时，HTTP头Wechatpay-Serial必填"));
     };
     let Some(key) = lock(&s.pay).private_key_for(serial) else {
-        return Err(param_err(
-            s,
-            what,
-            "Wechatpay-Serial",
-            "Wechatpay-Serial 不是有效的平台证书序列号或微信支付公钥ID",
-        ));
+        return Err(PayError::param("Wechatpay-Serial", "Wechatpay-Serial 不是有效的平台证书序列号或微信支付公钥ID"));
     };
     key.decrypt_oaep(ct)
         .map(|z| z.to_string())
-        .map_err(|_| param_err(s, what, "name", "敏感信息解密失败，请使用Wechatpay-Serial对应的公钥以RSAES-OAEP加密"))
+        .map_err(|_| PayError::param("name", "敏感信息解密失败，请使用Wechatpay-Serial对应的公钥以RSAES-OAEP加密"))
 }
 
 pub(super) fn routes() -> Router<Shared> {
@@ -45,26 +39,19 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/v3/profitsharing/transactions/{transaction_id}/amounts", get(sharing_amounts))
 }
 
-async fn receivers_add(State(s): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    const W: &str = "POST /v3/profitsharing/receivers/add";
-    let mchid = authed!(s, W, method, uri, headers, body);
-    let v = match parse_json(&s, W, &body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    need_str!(&s, W, v, "appid");
-    let kind = need_str!(&s, W, v, "type");
-    let account = need_str!(&s, W, v, "account");
-    let relation = need_str!(&s, W, v, "relation_type");
+async fn receivers_add(State(s): State<Shared>, m: Authed) -> Result<Response, PayError> {
+    let Authed { mchid, what, headers, body } = m;
+    let v = parse_json(&body)?;
+    need_str!(v, "appid");
+    let kind = need_str!(v, "type");
+    let account = need_str!(v, "account");
+    let relation = need_str!(v, "relation_type");
     if !matches!(kind.as_str(), "MERCHANT_ID" | "PERSONAL_OPENID" | "PERSONAL_SUB_OPENID") {
-        return param_err(&s, W, "type", "type 取值错误");
+        return Err(PayError::param("type", "type 取值错误"));
     }
     let name = match str_field(&v, &["name"]) {
-        Some(ct) => match decrypt_sensitive(&s, W, &headers, ct) {
-            Ok(n) => Some(n),
-            Err(r) => return r,
-        },
-        None if kind == "MERCHANT_ID" => return param_err(&s, W, "name", "分账接收方类型为MERCHANT_ID时name必填"),
+        Some(ct) => Some(decrypt_sensitive(&s, &headers, ct)?),
+        None if kind == "MERCHANT_ID" => return Err(PayError::param("name", "分账接收方类型为MERCHANT_ID时name必填")),
         None => None,
     };
     let owner = str_field(&v, &["sub_mchid"]).map(str::to_string).unwrap_or(mchid);
@@ -78,27 +65,17 @@ async fn receivers_add(State(s): State<Shared>, method: Method, uri: Uri, header
         answer["name"] = str_field(&v, &["name"]).unwrap_or_default().into();
     }
     lock(&s.pay).receivers.insert((owner, kind, account), stored);
-    reply(&s, W, 200, Some(answer))
+    Ok(reply(&s, &what, 200, Some(answer)))
 }
 
-async fn receivers_delete(
-    State(s): State<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    const W: &str = "POST /v3/profitsharing/receivers/delete";
-    let mchid = authed!(s, W, method, uri, headers, body);
-    let v = match parse_json(&s, W, &body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let kind = need_str!(&s, W, v, "type");
-    let account = need_str!(&s, W, v, "account");
+async fn receivers_delete(State(s): State<Shared>, m: Authed) -> Result<Response, PayError> {
+    let Authed { mchid, what, body, .. } = m;
+    let v = parse_json(&body)?;
+    let kind = need_str!(v, "type");
+    let account = need_str!(v, "account");
     let owner = str_field(&v, &["sub_mchid"]).map(str::to_string).unwrap_or(mchid);
     lock(&s.pay).receivers.remove(&(owner, kind.clone(), account.clone()));
-    reply(&s, W, 200, Some(json!({ "type": kind, "account": account })))
+    Ok(reply(&s, &what, 200, Some(json!({ "type": kind, "account": account }))))
 }
 
 fn sharing_json(sh: &Sharing) -> Value {
@@ -135,29 +112,19 @@ fn sharing_cap(p: &PayState, transaction_id: &str, total: i64) -> i64 {
     total * 30 / 100 - shared
 }
 
-async fn sharing_create(
-    State(s): State<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    const W: &str = "POST /v3/profitsharing/orders";
-    let mchid = authed!(s, W, method, uri, headers, body);
-    let v = match parse_json(&s, W, &body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let txn = need_str!(&s, W, v, "transaction_id");
-    let out_order_no = need_str!(&s, W, v, "out_order_no");
+async fn sharing_create(State(s): State<Shared>, m: Authed) -> Result<Response, PayError> {
+    let Authed { mchid, what, headers, body } = m;
+    let v = parse_json(&body)?;
+    let txn = need_str!(v, "transaction_id");
+    let out_order_no = need_str!(v, "out_order_no");
     let Some(unfreeze) = v.get("unfreeze_unsplit").and_then(Value::as_bool) else {
-        return param_err(&s, W, "unfreeze_unsplit", "unfreeze_unsplit 必填");
+        return Err(PayError::param("unfreeze_unsplit", "unfreeze_unsplit 必填"));
     };
     let sub = str_field(&v, &["sub_mchid"]).map(str::to_string);
     let owner = sub.clone().unwrap_or_else(|| mchid.clone());
     let list = v.get("receivers").and_then(Value::as_array).cloned().unwrap_or_default();
     if list.is_empty() || list.len() > 50 {
-        return param_err(&s, W, "receivers", "分账接收方列表须为1-50个");
+        return Err(PayError::param("receivers", "分账接收方列表须为1-50个"));
     }
     let mut receivers = Vec::new();
     for r in &list {
@@ -167,15 +134,13 @@ async fn sharing_create(
             int_field(r, &["amount"]),
             str_field(r, &["description"]),
         ) else {
-            return param_err(&s, W, "receivers", "接收方须包含 type、account、amount、description");
+            return Err(PayError::param("receivers", "接收方须包含 type、account、amount、description"));
         };
         if amount <= 0 {
-            return param_err(&s, W, "receivers.amount", "分账金额须为正整数");
+            return Err(PayError::param("receivers.amount", "分账金额须为正整数"));
         }
-        if let Some(ct) = str_field(r, &["name"])
-            && let Err(resp) = decrypt_sensitive(&s, W, &headers, ct)
-        {
-            return resp;
+        if let Some(ct) = str_field(r, &["name"]) {
+            decrypt_sensitive(&s, &headers, ct)?;
         }
         receivers.push((kind.to_string(), account.to_string(), amount, desc.to_string()));
     }
@@ -186,43 +151,47 @@ async fn sharing_create(
         let (same, json) = (sh.request == v, sharing_json(sh));
         drop(p);
         return if same {
-            reply(&s, W, 200, Some(json))
+            Ok(reply(&s, &what, 200, Some(json)))
         } else {
-            err(&s, W, 400, "INVALID_REQUEST", "商户分账单号重复")
+            Err(PayError::new(400, "INVALID_REQUEST", "商户分账单号重复"))
         };
     }
     let order = p.by_txn.get(&txn).and_then(|k| p.orders.get(k)).filter(|o| o.owner == owner).cloned();
     let Some(order) = order else {
         drop(p);
-        return err(&s, W, 404, "RESOURCE_NOT_EXISTS", "订单不存在");
+        return Err(PayError::new(404, "RESOURCE_NOT_EXISTS", "订单不存在"));
     };
     if !order.profit_sharing {
         drop(p);
-        return err(&s, W, 400, "INVALID_REQUEST", "该订单不是分账订单 (settle_info.profit_sharing 未设置)");
+        return Err(PayError::new(400, "INVALID_REQUEST", "该订单不是分账订单 (settle_info.profit_sharing 未设置)"));
     }
     if p.unfrozen.get(&txn).copied().unwrap_or(false) {
         drop(p);
-        return err(&s, W, 400, "INVALID_REQUEST", "订单剩余资金已解冻，不能再分账");
+        return Err(PayError::new(400, "INVALID_REQUEST", "订单剩余资金已解冻，不能再分账"));
     }
     // The backstop: 180 days after payment WeChat unfreezes what was not shared to the payee.
     if order.success_time.is_some_and(|t| now > t + chrono::Duration::days(SHARING_DAYS)) {
         p.unfrozen.insert(txn.clone(), true);
         drop(p);
-        return err(&s, W, 400, "INVALID_REQUEST", "订单已超过分账期限（支付成功后 180 天），剩余资金已自动解冻");
+        return Err(PayError::new(
+            400,
+            "INVALID_REQUEST",
+            "订单已超过分账期限（支付成功后 180 天），剩余资金已自动解冻",
+        ));
     }
     if let Some((k, a, _, _)) =
         receivers.iter().find(|(k, a, _, _)| !p.receivers.contains_key(&(owner.clone(), k.clone(), a.clone())))
     {
         let msg = format!("分账接收方 {k} {a} 未添加");
         drop(p);
-        return err(&s, W, 400, "INVALID_REQUEST", &msg);
+        return Err(PayError::new(400, "INVALID_REQUEST", &msg));
     }
     let wanted: i64 = receivers.iter().map(|r| r.2).sum();
     let cap = sharing_cap(&p, &txn, order.total);
     if wanted > cap {
         let msg = format!("分账金额超出最大分账比例 30%：本次 {wanted} 分，剩余可分 {} 分", cap.max(0));
         drop(p);
-        return err(&s, W, 400, "INVALID_REQUEST", &msg);
+        return Err(PayError::new(400, "INVALID_REQUEST", &msg));
     }
     let n = p.next();
     let sh = Sharing {
@@ -241,46 +210,31 @@ async fn sharing_create(
     }
     drop(p);
     s.bump("pay.profitsharing");
-    reply(&s, W, 200, Some(json))
+    Ok(reply(&s, &what, 200, Some(json)))
 }
 
 async fn sharing_query(
     State(s): State<Shared>,
     Path(no): Path<String>,
     Query(q): Q,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    const W: &str = "GET /v3/profitsharing/orders/{out_order_no}";
-    let mchid = authed!(s, W, method, uri, headers, b"");
+    m: Authed,
+) -> Result<Response, PayError> {
+    let Authed { mchid, what, .. } = m;
     let Some(txn) = q.get("transaction_id") else {
-        return param_err(&s, W, "transaction_id", "transaction_id 必填");
+        return Err(PayError::param("transaction_id", "transaction_id 必填"));
     };
     let owner = q.get("sub_mchid").cloned().unwrap_or(mchid);
     let v = lock(&s.pay).sharing.get(&(owner, no)).filter(|sh| &sh.transaction_id == txn).map(sharing_json);
-    match v {
-        Some(v) => reply(&s, W, 200, Some(v)),
-        None => err(&s, W, 404, "RESOURCE_NOT_EXISTS", "分账单不存在"),
-    }
+    let v = found(v, "RESOURCE_NOT_EXISTS", "分账单不存在")?;
+    Ok(reply(&s, &what, 200, Some(v)))
 }
 
-async fn sharing_unfreeze(
-    State(s): State<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    const W: &str = "POST /v3/profitsharing/orders/unfreeze";
-    let mchid = authed!(s, W, method, uri, headers, body);
-    let v = match parse_json(&s, W, &body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let txn = need_str!(&s, W, v, "transaction_id");
-    let out_order_no = need_str!(&s, W, v, "out_order_no");
-    need_str!(&s, W, v, "description");
+async fn sharing_unfreeze(State(s): State<Shared>, m: Authed) -> Result<Response, PayError> {
+    let Authed { mchid, what, body, .. } = m;
+    let v = parse_json(&body)?;
+    let txn = need_str!(v, "transaction_id");
+    let out_order_no = need_str!(v, "out_order_no");
+    need_str!(v, "description");
     let sub = str_field(&v, &["sub_mchid"]).map(str::to_string);
     let owner = sub.clone().unwrap_or(mchid);
     let now = s.now();
@@ -289,17 +243,17 @@ async fn sharing_unfreeze(
     if let Some(sh) = p.sharing.get(&skey) {
         let json = sharing_json(sh);
         drop(p);
-        return reply(&s, W, 200, Some(json));
+        return Ok(reply(&s, &what, 200, Some(json)));
     }
     let order =
         p.by_txn.get(&txn).and_then(|k| p.orders.get(k)).filter(|o| o.owner == owner && o.profit_sharing).cloned();
     if order.is_none() {
         drop(p);
-        return err(&s, W, 404, "RESOURCE_NOT_EXISTS", "分账订单不存在");
+        return Err(PayError::new(404, "RESOURCE_NOT_EXISTS", "分账订单不存在"));
     }
     if p.unfrozen.get(&txn).copied().unwrap_or(false) {
         drop(p);
-        return err(&s, W, 400, "INVALID_REQUEST", "订单剩余资金已解冻");
+        return Err(PayError::new(400, "INVALID_REQUEST", "订单剩余资金已解冻"));
     }
     let n = p.next();
     let sh = Sharing {
@@ -315,23 +269,16 @@ async fn sharing_unfreeze(
     p.sharing.insert(skey, sh);
     p.unfrozen.insert(txn, true);
     drop(p);
-    reply(&s, W, 200, Some(json))
+    Ok(reply(&s, &what, 200, Some(json)))
 }
 
-async fn sharing_amounts(
-    State(s): State<Shared>,
-    Path(txn): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    const W: &str = "GET /v3/profitsharing/transactions/{transaction_id}/amounts";
-    let mchid = authed!(s, W, method, uri, headers, b"");
+async fn sharing_amounts(State(s): State<Shared>, Path(txn): Path<String>, m: Authed) -> Result<Response, PayError> {
+    let Authed { mchid, what, .. } = m;
     let p = lock(&s.pay);
     let order = p.by_txn.get(&txn).and_then(|k| p.orders.get(k)).filter(|o| o.notify_mchid == mchid).cloned();
     let Some(order) = order else {
         drop(p);
-        return err(&s, W, 404, "RESOURCE_NOT_EXISTS", "订单不存在");
+        return Err(PayError::new(404, "RESOURCE_NOT_EXISTS", "订单不存在"));
     };
     let unsplit = if !order.profit_sharing || p.unfrozen.get(&txn).copied().unwrap_or(false) {
         0
@@ -345,21 +292,17 @@ async fn sharing_amounts(
         order.total - shared
     };
     drop(p);
-    reply(&s, W, 200, Some(json!({ "transaction_id": txn, "unsplit_amount": unsplit })))
+    Ok(reply(&s, &what, 200, Some(json!({ "transaction_id": txn, "unsplit_amount": unsplit }))))
 }
 
-async fn return_create(State(s): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    const W: &str = "POST /v3/profitsharing/return-orders";
-    let mchid = authed!(s, W, method, uri, headers, body);
-    let v = match parse_json(&s, W, &body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let out_return_no = need_str!(&s, W, v, "out_return_no");
-    let return_mchid = need_str!(&s, W, v, "return_mchid");
-    let description = need_str!(&s, W, v, "description");
+async fn return_create(State(s): State<Shared>, m: Authed) -> Result<Response, PayError> {
+    let Authed { mchid, what, body, .. } = m;
+    let v = parse_json(&body)?;
+    let out_return_no = need_str!(v, "out_return_no");
+    let return_mchid = need_str!(v, "return_mchid");
+    let description = need_str!(v, "description");
     let Some(amount) = int_field(&v, &["amount"]).filter(|a| *a > 0) else {
-        return param_err(&s, W, "amount", "amount 须为正整数");
+        return Err(PayError::param("amount", "amount 须为正整数"));
     };
     let owner = str_field(&v, &["sub_mchid"]).map(str::to_string).unwrap_or(mchid);
     let now = s.now();
@@ -368,7 +311,7 @@ async fn return_create(State(s): State<Shared>, method: Method, uri: Uri, header
     if let Some(r) = p.returns.get(&rkey) {
         let json = r.json.clone();
         drop(p);
-        return reply(&s, W, 200, Some(json));
+        return Ok(reply(&s, &what, 200, Some(json)));
     }
     let sh = match (str_field(&v, &["out_order_no"]), str_field(&v, &["order_id"])) {
         (Some(o), _) => p.sharing.get(&(owner.clone(), o.to_string())).cloned(),
@@ -377,7 +320,7 @@ async fn return_create(State(s): State<Shared>, method: Method, uri: Uri, header
     };
     let Some(sh) = sh else {
         drop(p);
-        return err(&s, W, 404, "RESOURCE_NOT_EXISTS", "分账单不存在");
+        return Err(PayError::new(404, "RESOURCE_NOT_EXISTS", "分账单不存在"));
     };
     let shared_to: i64 = sh.receivers.iter().filter(|r| r.0 == "MERCHANT_ID" && r.1 == return_mchid).map(|r| r.2).sum();
     let returned: i64 = p
@@ -388,7 +331,7 @@ async fn return_create(State(s): State<Shared>, method: Method, uri: Uri, header
         .sum();
     if amount > shared_to - returned {
         drop(p);
-        return err(&s, W, 400, "INVALID_REQUEST", "回退金额超过该接收方已分得且未回退的金额");
+        return Err(PayError::new(400, "INVALID_REQUEST", "回退金额超过该接收方已分得且未回退的金额"));
     }
     let n = p.next();
     let json = json!({
@@ -399,24 +342,19 @@ async fn return_create(State(s): State<Shared>, method: Method, uri: Uri, header
     });
     p.returns.insert(rkey, ReturnRec { json: json.clone(), amount, out_order_no: sh.out_order_no, return_mchid });
     drop(p);
-    reply(&s, W, 200, Some(json))
+    Ok(reply(&s, &what, 200, Some(json)))
 }
 
 async fn return_query(
     State(s): State<Shared>,
     Path(no): Path<String>,
     Query(q): Q,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    const W: &str = "GET /v3/profitsharing/return-orders/{out_return_no}";
-    let mchid = authed!(s, W, method, uri, headers, b"");
+    m: Authed,
+) -> Result<Response, PayError> {
+    let Authed { mchid, what, .. } = m;
     let owner = q.get("sub_mchid").cloned().unwrap_or(mchid);
     let out_order_no = q.get("out_order_no").cloned().unwrap_or_default();
     let v = lock(&s.pay).returns.get(&(owner, no)).filter(|r| r.out_order_no == out_order_no).map(|r| r.json.clone());
-    match v {
-        Some(v) => reply(&s, W, 200, Some(v)),
-        None => err(&s, W, 404, "RESOURCE_NOT_EXISTS", "回退单不存在"),
-    }
+    let v = found(v, "RESOURCE_NOT_EXISTS", "回退单不存在")?;
+    Ok(reply(&s, &what, 200, Some(v)))
 }

@@ -1,14 +1,12 @@
 //! Domestic refunds: create and query (mirrors `crate::pay::refunds`).
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::extract::{Q, err, int_field, param_err, parse_json, reply, str_field, valid_no};
+use super::extract::{Authed, PayError, Q, found, int_field, parse_json, reply, str_field, valid_no};
 use super::notify::queue_notification;
 use super::{Kind, REFUND_DAYS, RefundRec};
 use crate::emulator::{Shared, lock};
@@ -69,23 +67,19 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/v3/refund/domestic/refunds/{out_refund_no}", get(query_refund))
 }
 
-async fn create_refund(State(s): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    const W: &str = "POST /v3/refund/domestic/refunds";
-    let mchid = authed!(s, W, method, uri, headers, body);
-    let v = match parse_json(&s, W, &body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let out_refund_no = need_str!(&s, W, v, "out_refund_no");
+async fn create_refund(State(s): State<Shared>, m: Authed) -> Result<Response, PayError> {
+    let Authed { mchid, what, body, .. } = m;
+    let v = parse_json(&body)?;
+    let out_refund_no = need_str!(v, "out_refund_no");
     if !valid_no(&out_refund_no, 1, 64) {
-        return param_err(&s, W, "out_refund_no", "out_refund_no 格式错误");
+        return Err(PayError::param("out_refund_no", "out_refund_no 格式错误"));
     }
     let (Some(refund), Some(total)) = (int_field(&v, &["amount", "refund"]), int_field(&v, &["amount", "total"]))
     else {
-        return param_err(&s, W, "amount", "amount.refund 与 amount.total 必填");
+        return Err(PayError::param("amount", "amount.refund 与 amount.total 必填"));
     };
     if refund <= 0 || total <= 0 {
-        return param_err(&s, W, "amount", "退款金额须为正整数");
+        return Err(PayError::param("amount", "退款金额须为正整数"));
     }
     let sub = str_field(&v, &["sub_mchid"]).map(str::to_string);
     let owner = sub.clone().unwrap_or_else(|| mchid.clone());
@@ -96,9 +90,9 @@ async fn create_refund(State(s): State<Shared>, method: Method, uri: Uri, header
         let (same, json) = (r.request == v, refund_json(r));
         drop(p);
         return if same {
-            reply(&s, W, 200, Some(json))
+            Ok(reply(&s, &what, 200, Some(json)))
         } else {
-            err(&s, W, 400, "INVALID_REQUEST", "商户退款单号重复且参数不一致")
+            Err(PayError::new(400, "INVALID_REQUEST", "商户退款单号重复且参数不一致"))
         };
     }
     let okey = match (str_field(&v, &["transaction_id"]), str_field(&v, &["out_trade_no"])) {
@@ -106,16 +100,16 @@ async fn create_refund(State(s): State<Shared>, method: Method, uri: Uri, header
         (None, Some(o)) => Some((owner.clone(), o.to_string())),
         _ => {
             drop(p);
-            return param_err(&s, W, "out_trade_no", "transaction_id 与 out_trade_no 须且仅须填写一个");
+            return Err(PayError::param("out_trade_no", "transaction_id 与 out_trade_no 须且仅须填写一个"));
         }
     };
     let Some(okey) = okey.filter(|k| k.0 == owner) else {
         drop(p);
-        return err(&s, W, 404, "RESOURCE_NOT_EXISTS", "订单不存在");
+        return Err(PayError::new(404, "RESOURCE_NOT_EXISTS", "订单不存在"));
     };
     let Some(o) = p.orders.get_mut(&okey) else {
         drop(p);
-        return err(&s, W, 404, "RESOURCE_NOT_EXISTS", "订单不存在");
+        return Err(PayError::new(404, "RESOURCE_NOT_EXISTS", "订单不存在"));
     };
     let auth_ok = match &o.kind {
         Kind::Partner { sp_mchid, .. } => sub.is_some() && *sp_mchid == mchid,
@@ -123,24 +117,24 @@ async fn create_refund(State(s): State<Shared>, method: Method, uri: Uri, header
     };
     if !auth_ok {
         drop(p);
-        return err(&s, W, 404, "RESOURCE_NOT_EXISTS", "订单不存在");
+        return Err(PayError::new(404, "RESOURCE_NOT_EXISTS", "订单不存在"));
     }
     if !matches!(o.state.as_str(), "SUCCESS" | "REFUND") {
         drop(p);
-        return err(&s, W, 400, "INVALID_REQUEST", "订单未支付，不能退款");
+        return Err(PayError::new(400, "INVALID_REQUEST", "订单未支付，不能退款"));
     }
     if total != o.total {
         drop(p);
-        return param_err(&s, W, "amount.total", "订单金额与原订单不一致");
+        return Err(PayError::param("amount.total", "订单金额与原订单不一致"));
     }
     // WeChat refunds only within a year of payment (支付成功时间 + 365 天).
     if o.success_time.is_some_and(|t| now > t + chrono::Duration::days(REFUND_DAYS)) {
         drop(p);
-        return err(&s, W, 400, "INVALID_REQUEST", "交易时间超过一年的订单无法提交退款");
+        return Err(PayError::new(400, "INVALID_REQUEST", "交易时间超过一年的订单无法提交退款"));
     }
     if refund > o.total - o.refunded {
         drop(p);
-        return err(&s, W, 400, "INVALID_REQUEST", "申请退款金额超过订单可退金额");
+        return Err(PayError::new(400, "INVALID_REQUEST", "申请退款金额超过订单可退金额"));
     }
     o.refunded += refund;
     o.state = "REFUND".into();
@@ -180,25 +174,20 @@ async fn create_refund(State(s): State<Shared>, method: Method, uri: Uri, header
     let url = str_field(&v, &["notify_url"]).map(str::to_string).unwrap_or(notify_fallback);
     queue_notification(&s, &notify_mchid, &url, "REFUND.SUCCESS", &out_trade_no, &notice);
     s.bump("pay.refund");
-    reply(&s, W, 200, Some(answer))
+    Ok(reply(&s, &what, 200, Some(answer)))
 }
 
 async fn query_refund(
     State(s): State<Shared>,
     Path(no): Path<String>,
     Query(q): Q,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    const W: &str = "GET /v3/refund/domestic/refunds/{out_refund_no}";
-    let mchid = authed!(s, W, method, uri, headers, b"");
+    m: Authed,
+) -> Result<Response, PayError> {
+    let Authed { mchid, what, .. } = m;
     let owner = q.get("sub_mchid").cloned().unwrap_or_else(|| mchid.clone());
     let p = lock(&s.pay);
     let v = p.refunds.get(&(owner, no)).filter(|r| r.notify_mchid == mchid).map(refund_json);
     drop(p);
-    match v {
-        Some(v) => reply(&s, W, 200, Some(v)),
-        None => err(&s, W, 404, "RESOURCE_NOT_EXISTS", "退款单不存在"),
-    }
+    let v = found(v, "RESOURCE_NOT_EXISTS", "退款单不存在")?;
+    Ok(reply(&s, &what, 200, Some(v)))
 }

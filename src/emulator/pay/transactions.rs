@@ -1,17 +1,15 @@
 //! Direct JSAPI payments: prepay, query by id or out_trade_no, close (mirrors `crate::pay::transactions`).
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use super::extract::{Q, err, insert_opt, int_field, param_err, parse_json, reply, str_field, valid_no};
+use super::extract::{Authed, PayError, Q, found, insert_opt, int_field, parse_json, reply, str_field, valid_no};
 use super::{Kind, Order};
-use crate::emulator::{EmulatorState, Shared, lock};
+use crate::emulator::{Shared, lock};
 use crate::pay::transactions::wechat_time;
 
 fn state_desc(state: &str) -> &'static str {
@@ -69,37 +67,42 @@ pub(super) fn transaction_json(o: &Order) -> Value {
 }
 
 /// Checks the order fields common to direct and partner prepay; `Err` is the answer.
-pub(super) fn check_order_fields(s: &EmulatorState, what: &str, v: &Value) -> std::result::Result<(), Response> {
+pub(super) fn check_order_fields(v: &Value) -> std::result::Result<(), PayError> {
     let no = str_field(v, &["out_trade_no"]).unwrap_or("");
     if !valid_no(no, 6, 32) {
-        return Err(param_err(s, what, "out_trade_no", "out_trade_no 须为6-32位数字、大小写字母_-|*@"));
+        return Err(PayError::param("out_trade_no", "out_trade_no 须为6-32位数字、大小写字母_-|*@"));
     }
     if int_field(v, &["amount", "total"]).is_none_or(|t| t <= 0) {
-        return Err(param_err(s, what, "amount.total", "amount.total 必须为正整数（分）"));
+        return Err(PayError::param("amount.total", "amount.total 必须为正整数（分）"));
     }
     if let Some(c) = str_field(v, &["amount", "currency"])
         && c != "CNY"
     {
-        return Err(param_err(s, what, "amount.currency", "currency 仅支持 CNY"));
+        return Err(PayError::param("amount.currency", "currency 仅支持 CNY"));
     }
     let url = str_field(v, &["notify_url"]).unwrap_or("");
     if url::Url::parse(url).map(|u| u.query().is_some() || !u.scheme().starts_with("http")).unwrap_or(true) {
-        return Err(param_err(s, what, "notify_url", "notify_url 需为不带参数的http(s)地址"));
+        return Err(PayError::param("notify_url", "notify_url 需为不带参数的http(s)地址"));
     }
     if let Some(t) = str_field(v, &["time_expire"])
         && DateTime::parse_from_rfc3339(t).is_err()
     {
-        return Err(param_err(s, what, "time_expire", "time_expire 格式须为rfc3339"));
+        return Err(PayError::param("time_expire", "time_expire 格式须为rfc3339"));
     }
     if str_field(v, &["attach"]).is_some_and(|a| a.len() > 128) {
-        return Err(param_err(s, what, "attach", "attach 长度不能超过128"));
+        return Err(PayError::param("attach", "attach 长度不能超过128"));
     }
     Ok(())
 }
 
 /// Stores a new order, or answers the prepay_id of the same one (WeChat's idempotency by
 /// out_trade_no), or the error for a different one.
-pub(super) fn upsert_order(s: &Shared, what: &str, key: (String, String), mut order: Order) -> Response {
+pub(super) fn upsert_order(
+    s: &Shared,
+    what: &str,
+    key: (String, String),
+    mut order: Order,
+) -> Result<Response, PayError> {
     let now = s.now();
     let mut p = lock(&s.pay);
     if let Some(existing) = p.orders.get(&key) {
@@ -107,12 +110,14 @@ pub(super) fn upsert_order(s: &Shared, what: &str, key: (String, String), mut or
             (existing.state.clone(), existing.request == order.request, existing.prepay_id.clone());
         drop(p);
         return match state.as_str() {
-            "SUCCESS" | "REFUND" => err(s, what, 400, "ORDERPAID", "该订单已支付"),
-            "CLOSED" => err(s, what, 400, "ORDER_CLOSED", "当前订单已关闭，请重新下单"),
-            _ if same => reply(s, what, 200, Some(json!({ "prepay_id": prepay }))),
-            _ => {
-                err(s, what, 400, "INVALID_REQUEST", "201 商户订单号重复 (same out_trade_no with different parameters)")
-            }
+            "SUCCESS" | "REFUND" => Err(PayError::new(400, "ORDERPAID", "该订单已支付")),
+            "CLOSED" => Err(PayError::new(400, "ORDER_CLOSED", "当前订单已关闭，请重新下单")),
+            _ if same => Ok(reply(s, what, 200, Some(json!({ "prepay_id": prepay })))),
+            _ => Err(PayError::new(
+                400,
+                "INVALID_REQUEST",
+                "201 商户订单号重复 (same out_trade_no with different parameters)",
+            )),
         };
     }
     let n = p.next();
@@ -123,7 +128,7 @@ pub(super) fn upsert_order(s: &Shared, what: &str, key: (String, String), mut or
     p.orders.insert(key, order);
     drop(p);
     s.bump("pay.prepay");
-    reply(s, what, 200, Some(json!({ "prepay_id": prepay })))
+    Ok(reply(s, what, 200, Some(json!({ "prepay_id": prepay }))))
 }
 
 pub(super) fn order_skeleton(
@@ -168,39 +173,27 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/v3/pay/transactions/out-trade-no/{out_trade_no}/close", post(close))
 }
 
-pub(super) async fn jsapi(
-    State(s): State<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    const W: &str = "POST /v3/pay/transactions/jsapi";
-    let mchid = authed!(s, W, method, uri, headers, body);
-    let v = match parse_json(&s, W, &body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let appid = need_str!(&s, W, v, "appid");
-    let body_mchid = need_str!(&s, W, v, "mchid");
-    need_str!(&s, W, v, "description");
-    need_str!(&s, W, v, "out_trade_no");
-    need_str!(&s, W, v, "notify_url");
-    let openid = need_str!(&s, W, v, "payer"."openid");
+pub(super) async fn jsapi(State(s): State<Shared>, m: Authed) -> Result<Response, PayError> {
+    let Authed { mchid, what, body, .. } = m;
+    let v = parse_json(&body)?;
+    let appid = need_str!(v, "appid");
+    let body_mchid = need_str!(v, "mchid");
+    need_str!(v, "description");
+    need_str!(v, "out_trade_no");
+    need_str!(v, "notify_url");
+    let openid = need_str!(v, "payer"."openid");
     if body_mchid != mchid {
-        return param_err(&s, W, "mchid", "mchid 与请求头中的商户号不一致");
+        return Err(PayError::param("mchid", "mchid 与请求头中的商户号不一致"));
     }
-    if let Err(r) = check_order_fields(&s, W, &v) {
-        return r;
-    }
+    check_order_fields(&v)?;
     let bound = lock(&s.pay).merchants.get(&mchid).map(|m| m.appids.is_empty() || m.appids.contains(&appid));
     if bound != Some(true) {
-        return param_err(&s, W, "appid", "appid和mch_id不匹配");
+        return Err(PayError::param("appid", "appid和mch_id不匹配"));
     }
     let key = (mchid.clone(), str_field(&v, &["out_trade_no"]).unwrap_or("").to_string());
     let order =
         order_skeleton(&v, mchid.clone(), mchid, Kind::Direct, appid, json!({ "openid": openid.clone() }), openid);
-    upsert_order(&s, W, key, order)
+    upsert_order(&s, &what, key, order)
 }
 
 pub(super) fn find_order_reply(
@@ -208,102 +201,76 @@ pub(super) fn find_order_reply(
     what: &str,
     key: Option<(String, String)>,
     sp_mchid: Option<&str>,
-) -> Response {
+) -> Result<Response, PayError> {
     let p = lock(&s.pay);
-    let found = key.and_then(|k| p.orders.get(&k)).filter(|o| match (&o.kind, sp_mchid) {
+    let order = key.and_then(|k| p.orders.get(&k)).filter(|o| match (&o.kind, sp_mchid) {
         (Kind::Partner { sp_mchid: sp, .. }, Some(x)) => sp == x,
         (Kind::Partner { .. }, None) | (_, Some(_)) => false,
         _ => true,
     });
-    match found.map(transaction_json) {
-        Some(v) => {
-            drop(p);
-            reply(s, what, 200, Some(v))
-        }
-        None => {
-            drop(p);
-            err(s, what, 404, "ORDER_NOT_EXIST", "订单不存在")
-        }
-    }
+    let v = order.map(transaction_json);
+    drop(p);
+    Ok(reply(s, what, 200, Some(found(v, "ORDER_NOT_EXIST", "订单不存在")?)))
 }
 
 async fn query_by_id(
     State(s): State<Shared>,
     Path(id): Path<String>,
     Query(q): Q,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    const W: &str = "GET /v3/pay/transactions/id/{transaction_id}";
-    let mchid = authed!(s, W, method, uri, headers, b"");
+    m: Authed,
+) -> Result<Response, PayError> {
+    let Authed { mchid, what, .. } = m;
     if q.get("mchid") != Some(&mchid) {
-        return param_err(&s, W, "mchid", "mchid 必填且须与请求头一致");
+        return Err(PayError::param("mchid", "mchid 必填且须与请求头一致"));
     }
     let key = lock(&s.pay).by_txn.get(&id).cloned().filter(|k| k.0 == mchid);
-    find_order_reply(&s, W, key, None)
+    find_order_reply(&s, &what, key, None)
 }
 
 async fn query_by_out_trade_no(
     State(s): State<Shared>,
     Path(no): Path<String>,
     Query(q): Q,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    const W: &str = "GET /v3/pay/transactions/out-trade-no/{out_trade_no}";
-    let mchid = authed!(s, W, method, uri, headers, b"");
+    m: Authed,
+) -> Result<Response, PayError> {
+    let Authed { mchid, what, .. } = m;
     if q.get("mchid") != Some(&mchid) {
-        return param_err(&s, W, "mchid", "mchid 必填且须与请求头一致");
+        return Err(PayError::param("mchid", "mchid 必填且须与请求头一致"));
     }
-    find_order_reply(&s, W, Some((mchid, no)), None)
+    find_order_reply(&s, &what, Some((mchid, no)), None)
 }
 
-pub(super) fn close_order(s: &Shared, what: &str, key: (String, String), sp_mchid: Option<&str>) -> Response {
+pub(super) fn close_order(
+    s: &Shared,
+    what: &str,
+    key: (String, String),
+    sp_mchid: Option<&str>,
+) -> Result<Response, PayError> {
     let mut p = lock(&s.pay);
-    let Some(o) = p.orders.get_mut(&key) else {
-        drop(p);
-        return err(s, what, 404, "ORDER_NOT_EXIST", "订单不存在");
-    };
+    let o = found(p.orders.get_mut(&key), "ORDER_NOT_EXIST", "订单不存在")?;
     let partner_ok = match (&o.kind, sp_mchid) {
         (Kind::Partner { sp_mchid: sp, .. }, Some(x)) => sp == x,
         (Kind::Partner { .. }, None) | (_, Some(_)) => false,
         _ => true,
     };
     if !partner_ok {
-        drop(p);
-        return err(s, what, 404, "ORDER_NOT_EXIST", "订单不存在");
+        return Err(PayError::new(404, "ORDER_NOT_EXIST", "订单不存在"));
     }
     match o.state.as_str() {
-        "SUCCESS" | "REFUND" => {
-            drop(p);
-            err(s, what, 400, "ORDERPAID", "订单已支付，不能关单")
-        }
+        "SUCCESS" | "REFUND" => Err(PayError::new(400, "ORDERPAID", "订单已支付，不能关单")),
         _ => {
             o.state = "CLOSED".into();
             drop(p);
-            reply(s, what, 204, None)
+            Ok(reply(s, what, 204, None))
         }
     }
 }
 
-pub(super) async fn close(
-    State(s): State<Shared>,
-    Path(no): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    const W: &str = "POST /v3/pay/transactions/out-trade-no/{out_trade_no}/close";
-    let mchid = authed!(s, W, method, uri, headers, body);
-    let v = match parse_json(&s, W, &body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub(super) async fn close(State(s): State<Shared>, Path(no): Path<String>, m: Authed) -> Result<Response, PayError> {
+    let Authed { mchid, what, body, .. } = m;
+    let v = parse_json(&body)?;
     if str_field(&v, &["mchid"]) != Some(mchid.as_str()) {
-        return param_err(&s, W, "mchid", "mchid 必填且须与请求头一致");
+        return Err(PayError::param("mchid", "mchid 必填且须与请求头一致"));
     }
-    close_order(&s, W, (mchid, no), None)
+    close_order(&s, &what, (mchid, no), None)
 }

@@ -4,13 +4,13 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{err, int_field, param_err, parse_json, reply, str_field};
+use super::extract::{Authed, PayError, found, int_field, parse_json, reply, str_field};
 use super::notify::queue_notification;
 use super::{PayState, TransferRec};
 use crate::emulator::{Shared, lock};
@@ -88,99 +88,83 @@ pub(super) fn routes() -> Router<Shared> {
     Router::new()
         .route("/v3/fund-app/mch-transfer/transfer-bills", post(transfer_create))
         .route("/v3/fund-app/mch-transfer/transfer-bills/out-bill-no/{out_bill_no}", get(transfer_query_out))
-        .route("/v3/fund-app/mch-transfer/transfer-bills/transfer-bill-no/{no}", get(transfer_query_wx))
+        .route("/v3/fund-app/mch-transfer/transfer-bills/transfer-bill-no/{transfer_bill_no}", get(transfer_query_wx))
         .route("/v3/fund-app/mch-transfer/transfer-bills/out-bill-no/{out_bill_no}/cancel", post(transfer_cancel))
         .route("/__emulator/pay/transfers", get(ctl_transfers))
         .route("/__emulator/pay/transfers/{mchid}/{out_bill_no}/{action}", post(ctl_transfer_action))
 }
 
-async fn transfer_create(
-    State(s): State<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    const W: &str = "POST /v3/fund-app/mch-transfer/transfer-bills";
-    let mchid = authed!(s, W, method, uri, headers, body);
-    let v = match parse_json(&s, W, &body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let appid = need_str!(&s, W, v, "appid");
-    let out_bill_no = need_str!(&s, W, v, "out_bill_no");
-    let scene = need_str!(&s, W, v, "transfer_scene_id");
-    let openid = need_str!(&s, W, v, "openid");
-    let remark = need_str!(&s, W, v, "transfer_remark");
+async fn transfer_create(State(s): State<Shared>, m: Authed) -> Result<Response, PayError> {
+    let Authed { mchid, what, headers, body } = m;
+    let v = parse_json(&body)?;
+    let appid = need_str!(v, "appid");
+    let out_bill_no = need_str!(v, "out_bill_no");
+    let scene = need_str!(v, "transfer_scene_id");
+    let openid = need_str!(v, "openid");
+    let remark = need_str!(v, "transfer_remark");
     if out_bill_no.len() > 32 || !out_bill_no.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return param_err(&s, W, "out_bill_no", "out_bill_no 须为1-32位数字、大小写字母");
+        return Err(PayError::param("out_bill_no", "out_bill_no 须为1-32位数字、大小写字母"));
     }
     let Some(amount) = int_field(&v, &["transfer_amount"]) else {
-        return param_err(&s, W, "transfer_amount", "transfer_amount 必填，单位为分");
+        return Err(PayError::param("transfer_amount", "transfer_amount 必填，单位为分"));
     };
     if amount < 10 {
-        return param_err(&s, W, "transfer_amount", "转账金额不能低于0.1元 (transfer_amount >= 10)");
+        return Err(PayError::param("transfer_amount", "转账金额不能低于0.1元 (transfer_amount >= 10)"));
     }
     if remark.chars().count() > 32 {
-        return param_err(&s, W, "transfer_remark", "transfer_remark 不能超过32个字符");
+        return Err(PayError::param("transfer_remark", "transfer_remark 不能超过32个字符"));
     }
     let reports = v.get("transfer_scene_report_infos").and_then(Value::as_array).cloned().unwrap_or_default();
     let valid_reports = !reports.is_empty()
         && reports.iter().all(|r| str_field(r, &["info_type"]).is_some() && str_field(r, &["info_content"]).is_some());
     if !valid_reports {
-        return param_err(
-            &s,
-            W,
+        return Err(PayError::param(
             "transfer_scene_report_infos",
             "transfer_scene_report_infos 必填，且每项须含 info_type 与 info_content",
-        );
+        ));
     }
     for need in required_reports(&scene) {
         if !reports.iter().any(|r| str_field(r, &["info_type"]) == Some(need)) {
-            return param_err(&s, W, "transfer_scene_report_infos", &format!("转账场景 {scene} 须报备“{need}”"));
+            return Err(PayError::param("transfer_scene_report_infos", format!("转账场景 {scene} 须报备“{need}”")));
         }
     }
     if let Some(u) = str_field(&v, &["notify_url"])
         && url::Url::parse(u).map(|u| u.query().is_some() || !u.scheme().starts_with("http")).unwrap_or(true)
     {
-        return param_err(&s, W, "notify_url", "notify_url 需为不带参数的http(s)地址");
+        return Err(PayError::param("notify_url", "notify_url 需为不带参数的http(s)地址"));
     }
     let bound = lock(&s.pay).merchants.get(&mchid).map(|m| m.appids.is_empty() || m.appids.contains(&appid));
     if bound != Some(true) {
-        return param_err(&s, W, "appid", "appid和mch_id不匹配");
+        return Err(PayError::param("appid", "appid和mch_id不匹配"));
     }
     if !lock(&s.mp).openid_in_app(&appid, &openid) {
-        return param_err(&s, W, "openid", "openid与appid不匹配");
+        return Err(PayError::param("openid", "openid与appid不匹配"));
     }
     let user_name = match str_field(&v, &["user_name"]) {
         Some(ct) => {
             let Some(serial) = headers.get("wechatpay-serial").and_then(|h| h.to_str().ok()) else {
-                return param_err(&s, W, "Wechatpay-Serial", "请求包含敏感信息时，HTTP头Wechatpay-Serial必填");
+                return Err(PayError::param("Wechatpay-Serial", "请求包含敏感信息时，HTTP头Wechatpay-Serial必填"));
             };
             let Some(key) = lock(&s.pay).private_key_for(serial) else {
-                return param_err(
-                    &s,
-                    W,
+                return Err(PayError::param(
                     "Wechatpay-Serial",
                     "Wechatpay-Serial 不是有效的平台证书序列号或微信支付公钥ID",
-                );
+                ));
             };
             match key.decrypt_oaep(ct) {
                 Ok(n) if !n.trim().is_empty() => Some(n.to_string()),
                 _ => {
-                    return param_err(
-                        &s,
-                        W,
+                    return Err(PayError::param(
                         "user_name",
                         "user_name 解密失败，请使用Wechatpay-Serial对应的公钥以RSAES-OAEP加密",
-                    );
+                    ));
                 }
             }
         }
         None => None,
     };
     if amount >= 200_000 && user_name.is_none() {
-        return param_err(&s, W, "user_name", "转账金额>=2000元时，收款用户姓名必填");
+        return Err(PayError::param("user_name", "转账金额>=2000元时，收款用户姓名必填"));
     }
     let mut request = v.clone();
     if let Some(n) = &user_name {
@@ -193,9 +177,13 @@ async fn transfer_create(
         let (same, answer) = (t.request == request, transfer_created_json(t));
         drop(p);
         return if same {
-            reply(&s, W, 200, Some(answer))
+            Ok(reply(&s, &what, 200, Some(answer)))
         } else {
-            err(&s, W, 400, "INVALID_REQUEST", "商户单号重复且参数不一致 (same out_bill_no with different parameters)")
+            Err(PayError::new(
+                400,
+                "INVALID_REQUEST",
+                "商户单号重复且参数不一致 (same out_bill_no with different parameters)",
+            ))
         };
     }
     let n = p.next();
@@ -221,43 +209,25 @@ async fn transfer_create(
     p.transfers.insert(key, t);
     drop(p);
     s.bump("pay.transfer");
-    reply(&s, W, 200, Some(answer))
+    Ok(reply(&s, &what, 200, Some(answer)))
 }
 
-async fn transfer_query_out(
-    State(s): State<Shared>,
-    Path(no): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    const W: &str = "GET /v3/fund-app/mch-transfer/transfer-bills/out-bill-no/{out_bill_no}";
-    let mchid = authed!(s, W, method, uri, headers, b"");
+async fn transfer_query_out(State(s): State<Shared>, Path(no): Path<String>, m: Authed) -> Result<Response, PayError> {
+    let Authed { mchid, what, .. } = m;
     let p = lock(&s.pay);
     let v = p.transfers.get(&(mchid, no)).map(|t| transfer_json(&p, t));
     drop(p);
-    match v {
-        Some(v) => reply(&s, W, 200, Some(v)),
-        None => err(&s, W, 404, "NOT_FOUND", "记录不存在"),
-    }
+    let v = found(v, "NOT_FOUND", "记录不存在")?;
+    Ok(reply(&s, &what, 200, Some(v)))
 }
 
-async fn transfer_query_wx(
-    State(s): State<Shared>,
-    Path(no): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    const W: &str = "GET /v3/fund-app/mch-transfer/transfer-bills/transfer-bill-no/{transfer_bill_no}";
-    let mchid = authed!(s, W, method, uri, headers, b"");
+async fn transfer_query_wx(State(s): State<Shared>, Path(no): Path<String>, m: Authed) -> Result<Response, PayError> {
+    let Authed { mchid, what, .. } = m;
     let p = lock(&s.pay);
     let v = p.transfers.values().find(|t| t.mchid == mchid && t.transfer_bill_no == no).map(|t| transfer_json(&p, t));
     drop(p);
-    match v {
-        Some(v) => reply(&s, W, 200, Some(v)),
-        None => err(&s, W, 404, "NOT_FOUND", "记录不存在"),
-    }
+    let v = found(v, "NOT_FOUND", "记录不存在")?;
+    Ok(reply(&s, &what, 200, Some(v)))
 }
 
 /// Moves a bill to a final state and queues its MCHTRANSFER.BILL.FINISHED notification.
@@ -289,16 +259,8 @@ fn finish_transfer(
     Ok(answer)
 }
 
-async fn transfer_cancel(
-    State(s): State<Shared>,
-    Path(no): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    const W: &str = "POST /v3/fund-app/mch-transfer/transfer-bills/out-bill-no/{out_bill_no}/cancel";
-    let mchid = authed!(s, W, method, uri, headers, body);
+async fn transfer_cancel(State(s): State<Shared>, Path(no): Path<String>, m: Authed) -> Result<Response, PayError> {
+    let Authed { mchid, what, .. } = m;
     let state = lock(&s.pay).transfers.get(&(mchid.clone(), no.clone())).map(|t| t.state.clone());
     let answer = |s: &Shared| {
         let p = lock(&s.pay);
@@ -307,18 +269,18 @@ async fn transfer_cancel(
                     "update_time": wechat_time(t.updated) })
         })
     };
-    match state.as_deref() {
-        None => err(&s, W, 404, "NOT_FOUND", "记录不存在"),
-        Some("CANCELLED") => reply(&s, W, 200, answer(&s)),
+    Ok(match state.as_deref() {
+        None => return Err(PayError::new(404, "NOT_FOUND", "记录不存在")),
+        Some("CANCELLED") => reply(&s, &what, 200, answer(&s)),
         Some("ACCEPTED" | "PROCESSING" | "WAIT_USER_CONFIRM") => {
             match finish_transfer(&s, &mchid, &no, &["ACCEPTED", "PROCESSING", "WAIT_USER_CONFIRM"], "CANCELLED", None)
             {
-                Ok(_) => reply(&s, W, 200, answer(&s)),
-                Err(e) => err(&s, W, 400, "INVALID_REQUEST", &e),
+                Ok(_) => reply(&s, &what, 200, answer(&s)),
+                Err(e) => return Err(PayError::new(400, "INVALID_REQUEST", &e)),
             }
         }
-        Some(other) => err(&s, W, 400, "INVALID_REQUEST", &format!("单据状态为{other}，不支持撤销")),
-    }
+        Some(other) => return Err(PayError::new(400, "INVALID_REQUEST", format!("单据状态为{other}，不支持撤销"))),
+    })
 }
 
 fn transfers_json(p: &PayState) -> Value {
