@@ -118,7 +118,6 @@ async fn combine_jsapi(State(s): State<Shared>, m: Authed) -> Result<Response, P
         };
     }
     if orders.iter().any(|(k, _)| p.orders.contains_key(k)) {
-        drop(p);
         return Err(PayError::new(400, "INVALID_REQUEST", "201 子单商户订单号重复"));
     }
     let n = p.next();
@@ -164,15 +163,12 @@ async fn combine_close(State(s): State<Shared>, Path(no): Path<String>, m: Authe
     let appid = need_str!(v, "combine_appid");
     let mut p = lock(&s.pay);
     let Some(c) = p.combines.get(&(mchid, no)).cloned() else {
-        drop(p);
         return Err(PayError::new(404, "ORDER_NOT_EXIST", "合单不存在"));
     };
     if c.appid != appid {
-        drop(p);
         return Err(PayError::param("combine_appid", "combine_appid 不一致"));
     }
     if c.subs.iter().any(|k| p.orders.get(k).is_some_and(|o| matches!(o.state.as_str(), "SUCCESS" | "REFUND"))) {
-        drop(p);
         return Err(PayError::new(400, "ORDERPAID", "订单已支付，不能关单"));
     }
     for k in &c.subs {

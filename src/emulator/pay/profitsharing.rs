@@ -158,21 +158,17 @@ async fn sharing_create(State(s): State<Shared>, m: Authed) -> Result<Response, 
     }
     let order = p.by_txn.get(&txn).and_then(|k| p.orders.get(k)).filter(|o| o.owner == owner).cloned();
     let Some(order) = order else {
-        drop(p);
         return Err(PayError::new(404, "RESOURCE_NOT_EXISTS", "订单不存在"));
     };
     if !order.profit_sharing {
-        drop(p);
         return Err(PayError::new(400, "INVALID_REQUEST", "该订单不是分账订单 (settle_info.profit_sharing 未设置)"));
     }
     if p.unfrozen.get(&txn).copied().unwrap_or(false) {
-        drop(p);
         return Err(PayError::new(400, "INVALID_REQUEST", "订单剩余资金已解冻，不能再分账"));
     }
     // The backstop: 180 days after payment WeChat unfreezes what was not shared to the payee.
     if order.success_time.is_some_and(|t| now > t + chrono::Duration::days(SHARING_DAYS)) {
         p.unfrozen.insert(txn.clone(), true);
-        drop(p);
         return Err(PayError::new(
             400,
             "INVALID_REQUEST",
@@ -183,14 +179,12 @@ async fn sharing_create(State(s): State<Shared>, m: Authed) -> Result<Response, 
         receivers.iter().find(|(k, a, _, _)| !p.receivers.contains_key(&(owner.clone(), k.clone(), a.clone())))
     {
         let msg = format!("分账接收方 {k} {a} 未添加");
-        drop(p);
         return Err(PayError::new(400, "INVALID_REQUEST", &msg));
     }
     let wanted: i64 = receivers.iter().map(|r| r.2).sum();
     let cap = sharing_cap(&p, &txn, order.total);
     if wanted > cap {
         let msg = format!("分账金额超出最大分账比例 30%：本次 {wanted} 分，剩余可分 {} 分", cap.max(0));
-        drop(p);
         return Err(PayError::new(400, "INVALID_REQUEST", &msg));
     }
     let n = p.next();
@@ -248,11 +242,9 @@ async fn sharing_unfreeze(State(s): State<Shared>, m: Authed) -> Result<Response
     let order =
         p.by_txn.get(&txn).and_then(|k| p.orders.get(k)).filter(|o| o.owner == owner && o.profit_sharing).cloned();
     if order.is_none() {
-        drop(p);
         return Err(PayError::new(404, "RESOURCE_NOT_EXISTS", "分账订单不存在"));
     }
     if p.unfrozen.get(&txn).copied().unwrap_or(false) {
-        drop(p);
         return Err(PayError::new(400, "INVALID_REQUEST", "订单剩余资金已解冻"));
     }
     let n = p.next();
@@ -277,7 +269,6 @@ async fn sharing_amounts(State(s): State<Shared>, Path(txn): Path<String>, m: Au
     let p = lock(&s.pay);
     let order = p.by_txn.get(&txn).and_then(|k| p.orders.get(k)).filter(|o| o.notify_mchid == mchid).cloned();
     let Some(order) = order else {
-        drop(p);
         return Err(PayError::new(404, "RESOURCE_NOT_EXISTS", "订单不存在"));
     };
     let unsplit = if !order.profit_sharing || p.unfrozen.get(&txn).copied().unwrap_or(false) {
@@ -319,7 +310,6 @@ async fn return_create(State(s): State<Shared>, m: Authed) -> Result<Response, P
         _ => None,
     };
     let Some(sh) = sh else {
-        drop(p);
         return Err(PayError::new(404, "RESOURCE_NOT_EXISTS", "分账单不存在"));
     };
     let shared_to: i64 = sh.receivers.iter().filter(|r| r.0 == "MERCHANT_ID" && r.1 == return_mchid).map(|r| r.2).sum();
@@ -330,7 +320,6 @@ async fn return_create(State(s): State<Shared>, m: Authed) -> Result<Response, P
         .map(|r| r.amount)
         .sum();
     if amount > shared_to - returned {
-        drop(p);
         return Err(PayError::new(400, "INVALID_REQUEST", "回退金额超过该接收方已分得且未回退的金额"));
     }
     let n = p.next();

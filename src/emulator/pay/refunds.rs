@@ -99,16 +99,13 @@ async fn create_refund(State(s): State<Shared>, m: Authed) -> Result<Response, P
         (Some(t), None) => p.by_txn.get(t).cloned(),
         (None, Some(o)) => Some((owner.clone(), o.to_string())),
         _ => {
-            drop(p);
             return Err(PayError::param("out_trade_no", "transaction_id 与 out_trade_no 须且仅须填写一个"));
         }
     };
     let Some(okey) = okey.filter(|k| k.0 == owner) else {
-        drop(p);
         return Err(PayError::new(404, "RESOURCE_NOT_EXISTS", "订单不存在"));
     };
     let Some(o) = p.orders.get_mut(&okey) else {
-        drop(p);
         return Err(PayError::new(404, "RESOURCE_NOT_EXISTS", "订单不存在"));
     };
     let auth_ok = match &o.kind {
@@ -116,24 +113,19 @@ async fn create_refund(State(s): State<Shared>, m: Authed) -> Result<Response, P
         _ => sub.is_none(),
     };
     if !auth_ok {
-        drop(p);
         return Err(PayError::new(404, "RESOURCE_NOT_EXISTS", "订单不存在"));
     }
     if !matches!(o.state.as_str(), "SUCCESS" | "REFUND") {
-        drop(p);
         return Err(PayError::new(400, "INVALID_REQUEST", "订单未支付，不能退款"));
     }
     if total != o.total {
-        drop(p);
         return Err(PayError::param("amount.total", "订单金额与原订单不一致"));
     }
     // WeChat refunds only within a year of payment (支付成功时间 + 365 天).
     if o.success_time.is_some_and(|t| now > t + chrono::Duration::days(REFUND_DAYS)) {
-        drop(p);
         return Err(PayError::new(400, "INVALID_REQUEST", "交易时间超过一年的订单无法提交退款"));
     }
     if refund > o.total - o.refunded {
-        drop(p);
         return Err(PayError::new(400, "INVALID_REQUEST", "申请退款金额超过订单可退金额"));
     }
     o.refunded += refund;
