@@ -323,7 +323,7 @@ impl Emulator {
             .merge(mp_auth::routes())
             .merge(links::routes())
             .merge(shipping::routes())
-            .merge(pay::routes())
+            .merge(pay::routes(state.clone()))
             .merge(push::routes())
             .layer(middleware::from_fn_with_state(state.clone(), count_and_inject))
             .with_state(state)

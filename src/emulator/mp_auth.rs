@@ -78,6 +78,12 @@ pub fn unionid_for(user: &str) -> String {
     format!("u{}", &URL_SAFE_NO_PAD.encode(h)[..27])
 }
 
+/// The original id (`gh_…`) the emulator gives an app: the `ToUserName` of its pushes, one per app
+/// across capabilities.
+pub fn original_id(appid: &str) -> String {
+    format!("gh_{}", &sig::sha1_hex(appid.as_bytes())[..12])
+}
+
 fn random_token(prefix: &str, bytes: usize) -> String {
     let raw: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
     format!("{prefix}{}", URL_SAFE_NO_PAD.encode(raw))

@@ -205,7 +205,7 @@ impl PushShared {
 /// The `gh_…` original id the emulator gives an app (the `ToUserName` of its pushes); one per app
 /// across capabilities.
 pub fn gh_id(appid: &str) -> String {
-    super::shipping::original_id(appid)
+    super::mp_auth::original_id(appid)
 }
 
 fn valid_openid(s: &str) -> bool {

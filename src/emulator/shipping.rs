@@ -51,6 +51,7 @@ use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
 use super::mp_auth::authorize;
+pub use super::mp_auth::original_id;
 use super::{DEFAULT_APPID, EmulatorHandle, EmulatorState, Shared, json_body, lock, wx_error, wx_ok};
 use crate::error::{Error, Result};
 use crate::mp::shipping::{
@@ -234,11 +235,6 @@ pub struct ShippingState {
     pushed: usize,
     jump_paths: HashMap<String, String>,
     managed: HashMap<String, (bool, bool)>,
-}
-
-/// The original id (`gh_…`) the emulator gives an app: the `ToUserName` of its pushes.
-pub fn original_id(appid: &str) -> String {
-    format!("gh_{}", &crate::crypto::sig::sha1_hex(appid.as_bytes())[..12])
 }
 
 fn envelope(appid: &str, openid: &str, event: &str, create_time: i64, body: impl Serialize) -> serde_json::Value {

@@ -4,7 +4,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::penalties::sync_merchant_status;
+use super::status::sync_merchant_status;
 use super::{balance, config, post, record, schedule, schedule_call, won};
 use crate::market::error::MarketError;
 use crate::market::events::Actor;

@@ -30,6 +30,7 @@ mod deposits;
 mod penalties;
 mod reviews;
 mod settlements;
+mod status;
 mod transfers;
 
 pub use aftersales::CaseRequest;

@@ -6,18 +6,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::deposits::{after_balance_change, deposit_balance, ensure_deposit};
+use super::status::sync_merchant_status;
 use super::{config, post, record, schedule, schedule_call, won};
 use crate::market::catalog::ProductStatus;
 use crate::market::clock::new_id;
 use crate::market::events::{Actor, Timer};
 use crate::market::governance::aftersale::Payer;
 use crate::market::governance::penalty::{
-    Detection, Effect, Penalty, PenaltyContext, PenaltyLogEntry, RestrictionKind, ShipmentFacts, Violation,
-    detect_fake_shipment, detect_late_shipment, points_in_period,
+    Detection, Effect, Penalty, PenaltyContext, PenaltyLogEntry, ShipmentFacts, Violation, detect_fake_shipment,
+    detect_late_shipment, points_in_period,
 };
 use crate::market::governance::settlement::{Compensation, PayoutStatus};
 use crate::market::governance::{self as gov, GovError, GovResult, GovernanceConfig, Transition};
-use crate::market::merchant::{MerchantStatus, Restrictions};
 use crate::market::money::Money;
 use crate::market::order::OrderStatus;
 use crate::market::service::{Agg, Change, Market};
@@ -544,63 +544,6 @@ async fn relist(
             Change::new("relisted").states(p.status, next.status).reason(Some(penalty_id)).event(
                 "product.listed",
                 json!({ "product_id": product_id, "merchant_id": merchant_id, "penalty_id": penalty_id, "appeal_upheld": true }),
-            ),
-        )
-        .await?;
-    Ok(())
-}
-
-/// Derives the merchant's status from governance: any active suspension (or one the platform set by
-/// hand) → Suspended; any active restriction, a restricted deposit or a restriction the platform set by
-/// hand → Restricted; else Active. What the platform set by hand ([`Merchant::manual_restrictions`],
-/// [`Merchant::manual_suspension`]) is never lifted here, only by the platform. Only merchants that are
-/// Active, Restricted or Suspended are moved.
-///
-/// [`Merchant::manual_restrictions`]: crate::market::Merchant::manual_restrictions
-/// [`Merchant::manual_suspension`]: crate::market::Merchant::manual_suspension
-pub(super) async fn sync_merchant_status(
-    tx: &mut dyn StoreTx,
-    merchant_id: &str,
-    _cfg: &GovernanceConfig,
-    at: DateTime<Utc>,
-) -> GovResult<()> {
-    let Some(cur) = tx.merchant(merchant_id).await? else { return Ok(()) };
-    if !matches!(cur.status, MerchantStatus::Active | MerchantStatus::Restricted | MerchantStatus::Suspended) {
-        return Ok(());
-    }
-    let active: Vec<_> = tx.restrictions_of(merchant_id).await?.into_iter().filter(|r| r.active(at)).collect();
-    let deposit_restricted = tx.deposit(merchant_id).await?.is_some_and(|d| d.value.restricts_merchant());
-    let mut bits = cur.manual_restrictions;
-    if active.iter().any(|r| r.kind == RestrictionKind::Restricted) {
-        bits = bits | Restrictions::LISTING | Restrictions::PAYOUT;
-    }
-    if deposit_restricted {
-        bits = bits | Restrictions::LISTING | Restrictions::CHECKOUT;
-    }
-    let to = if cur.manual_suspension || active.iter().any(|r| r.kind == RestrictionKind::Suspended) {
-        MerchantStatus::Suspended
-    } else if !bits.is_empty() {
-        MerchantStatus::Restricted
-    } else {
-        MerchantStatus::Active
-    };
-    let Some(mut next) = cur.moved(to, bits, at)? else { return Ok(()) };
-    next.version = cur.version + 1;
-    won(tx.update_merchant(&next, cur.version).await?, "merchant")?;
-    let event_type = match next.status {
-        MerchantStatus::Restricted => "merchant.restricted",
-        MerchantStatus::Suspended => "merchant.suspended",
-        _ => "merchant.activated",
-    };
-    Agg::new("merchant", merchant_id, Some(merchant_id))
-        .record(
-            tx,
-            at,
-            &Actor::Platform,
-            Change::new("status").states(cur.status, next.status).reason(Some("governance")).event(
-                event_type,
-                json!({ "merchant_id": merchant_id, "from": cur.status, "to": next.status,
-                        "restrictions": next.restrictions.bits(), "reason": "governance" }),
             ),
         )
         .await?;
