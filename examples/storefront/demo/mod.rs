@@ -21,6 +21,7 @@ mod pay;
 mod push;
 mod share;
 mod shipping;
+mod tenancy;
 
 /// What every step gets: the server's address, the shared state, the buyer's session.
 pub struct Demo {
@@ -89,6 +90,10 @@ const STEPS: &[(&str, StepFn)] = &[
     step!(
         "a wrong-amount notification is held for review; a refund made in the merchant platform is applied",
         pay::demo_anomalies
+    ),
+    step!(
+        "every route of the route list, tried by another merchant, another buyer, a merchant on platform routes",
+        tenancy::demo_cross_tenant
     ),
     step!("guessing merchant keys is throttled", access::demo_brute_force),
 ];
