@@ -57,8 +57,12 @@ macro_rules! deposit_repo {
         const _: () = {
             use chrono::{DateTime, Utc};
             use $crate::market::error::Result;
-            use $crate::market::governance::deposit::{DepositAccount, DepositPayment, DepositRefund, DepositRefundStatus};
-            use $crate::market::store::governance::{Versioned, doc, docs, get_doc, get_docs, get_versioned, update_versioned};
+            use $crate::market::governance::deposit::{
+                DepositAccount, DepositPayment, DepositRefund, DepositRefundStatus,
+            };
+            use $crate::market::store::governance::{
+                Versioned, doc, docs, get_doc, get_docs, get_versioned, update_versioned,
+            };
             use $crate::market::store::ms;
 
             #[async_trait::async_trait]

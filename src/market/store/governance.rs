@@ -116,7 +116,10 @@ pub(crate) use get_versioned;
 /// `UPDATE … SET <pre columns>, version = $n, <post columns> WHERE <key> = $m AND version = $m+1`, bound in
 /// that order (`pre`, `expected + 1`, `post`, `key`, `expected`); evaluates to `Result<bool>`, whether it won.
 macro_rules! update_versioned {
-    ($conn:expr, $sql:literal, [$($pre:expr),* $(,)?], [$($post:expr),* $(,)?], key = $key:expr, expected = $expected:expr $(,)?) => {{
+    (
+        $conn:expr, $sql:literal, [$($pre:expr),* $(,)?], [$($post:expr),* $(,)?],
+        key = $key:expr, expected = $expected:expr $(,)?
+    ) => {{
         let r = sqlx::query($sql)
             $(.bind($pre))*
             .bind($expected + 1)

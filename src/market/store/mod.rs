@@ -15,7 +15,7 @@
 //! | `shipments.rs` | [`ShipmentRepo`] | parcels, carrier scans, shipping deadlines |
 //! | `payments.rs` | [`PaymentRepo`] | payments, payment notifications, refunds |
 //! | `outbox.rs` | [`OutboxRepo`] | audit log, outbox events and acks, timers |
-//! | `governance.rs` | [`GovConfigRepo`], [`GovTx`] | governance configuration; the governance bundle and its document helpers |
+//! | `governance.rs` | [`GovConfigRepo`], [`GovTx`] | governance configuration; the bundle; document helpers |
 //! | `ledger.rs` | [`LedgerRepo`] | ledger transactions, entries, balances; [`governance::post`] |
 //! | `deposits.rs` | [`DepositRepo`] | deposit accounts, pay-ins, exit refunds |
 //! | `reviews.rs` | [`ReviewRepo`] | reviews, category star sums |
