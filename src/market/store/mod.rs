@@ -50,8 +50,8 @@
 //! # Ok(()) }
 //! ```
 
-// With `market` but neither backend feature, the shared statements have no one to serve.
-#![cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code, unused_imports))]
+// With `market` but neither backend feature, the repositories' statement macros have no one to serve.
+#![cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code, unused_imports, unused_macros))]
 
 use std::fmt;
 use std::sync::Arc;
