@@ -9,8 +9,8 @@
 //!
 //! The repositories: [`LedgerRepo`] (with [`post`], the one way into the ledger), [`DepositRepo`],
 //! [`ReviewRepo`], [`AfterSaleRepo`], [`PenaltyRepo`], [`SettlementRepo`], [`TransferRepo`], [`PromoterRepo`],
-//! and [`GovConfigRepo`] here; the per-order facts governance reads (shipping deadlines, carrier scans, flags)
-//! are on [`OrderRepo`](super::OrderRepo).
+//! and [`GovConfigRepo`] here; the facts governance reads about orders are on [`OrderRepo`] (paid orders,
+//! flags) and [`ShipmentRepo`] (shipping deadlines, carrier scans).
 //!
 //! ```no_run
 //! # async fn demo() -> wxshop::market::Result<()> {
