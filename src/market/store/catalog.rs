@@ -170,7 +170,7 @@ macro_rules! catalog_repo {
             use $crate::market::error::Result;
             use $crate::market::money::Money;
             use $crate::market::store::catalog::{OfferRow, PRODUCT_COLS, ProductRow, SkuRow};
-            use $crate::market::store::{convert, json, ms};
+            use $crate::market::store::{convert, json, ms, push_list};
 
             #[async_trait::async_trait]
             impl $crate::market::store::catalog::CatalogRepo for $tx {
@@ -294,11 +294,8 @@ macro_rules! catalog_repo {
                          FROM skus s JOIN products p ON p.merchant_id = s.merchant_id AND p.product_id = s.product_id \
                          JOIN merchants m ON m.merchant_id = s.merchant_id WHERE s.sku_id IN (",
                     );
-                    let mut sep = q.separated(", ");
-                    for id in sku_ids {
-                        sep.push_bind(id.clone());
-                    }
-                    q.push(") ORDER BY s.merchant_id, s.sku_id");
+                    push_list(&mut q, sku_ids);
+                    q.push(" ORDER BY s.merchant_id, s.sku_id");
                     let rows = q.build_query_as::<OfferRow>().fetch_all(&mut *self.0).await?;
                     convert(rows)
                 }

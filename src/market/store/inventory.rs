@@ -138,7 +138,7 @@ macro_rules! inventory_repo {
             use $crate::market::error::Result;
             use $crate::market::inventory::{Demand, Movement, Reservation, ReservationStatus, StockLevel};
             use $crate::market::store::inventory::{MovementRow, ReservationRow, StockRow};
-            use $crate::market::store::{convert, ms};
+            use $crate::market::store::{convert, ms, push_list};
 
             #[async_trait::async_trait]
             impl $crate::market::store::inventory::InventoryRepo for $tx {
@@ -149,11 +149,7 @@ macro_rules! inventory_repo {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "SELECT sku_id, on_hand, reserved FROM inventory WHERE sku_id IN (",
                     );
-                    let mut sep = q.separated(", ");
-                    for id in sku_ids {
-                        sep.push_bind(id.clone());
-                    }
-                    q.push(")");
+                    push_list(&mut q, sku_ids);
                     let rows = q.build_query_as::<StockRow>().fetch_all(&mut *self.0).await?;
                     Ok(rows
                         .into_iter()

@@ -131,7 +131,7 @@ macro_rules! merchant_repo {
             use $crate::market::error::Result;
             use $crate::market::merchant::Merchant;
             use $crate::market::store::merchants::{CategoryRow, MERCHANT_COLS, MerchantRow, RuleRow};
-            use $crate::market::store::{convert, ms};
+            use $crate::market::store::{convert, ms, push_list};
 
             #[async_trait::async_trait]
             impl $crate::market::store::merchants::MerchantRepo for $tx {
@@ -285,11 +285,7 @@ macro_rules! merchant_repo {
                          FROM category_rules r WHERE r.version = (SELECT MAX(r2.version) FROM category_rules r2 \
                          WHERE r2.category_id = r.category_id) AND r.category_id IN (",
                     );
-                    let mut sep = q.separated(", ");
-                    for id in category_ids {
-                        sep.push_bind(id.clone());
-                    }
-                    q.push(")");
+                    push_list(&mut q, category_ids);
                     let rows = q.build_query_as::<RuleRow>().fetch_all(&mut *self.0).await?;
                     convert(rows)
                 }

@@ -263,6 +263,19 @@ pub(crate) fn convert<R, T: TryFrom<R, Error = MarketError>>(rows: Vec<R>) -> Re
     rows.into_iter().map(T::try_from).collect()
 }
 
+/// Pushes `ids` as bound parameters separated by commas, then `)`: the body of an `IN (` the query ends with.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn push_list<DB: sqlx::Database>(q: &mut sqlx::QueryBuilder<DB>, ids: &[String])
+where
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    let mut sep = q.separated(", ");
+    for id in ids {
+        sep.push_bind(id.clone());
+    }
+    q.push(")");
+}
+
 pub(crate) fn json(v: &impl serde::Serialize) -> Result<String> {
     serde_json::to_string(v).map_err(|e| MarketError::Store { message: format!("encode: {e}"), retryable: false })
 }

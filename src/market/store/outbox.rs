@@ -144,7 +144,7 @@ macro_rules! outbox_repo {
             use $crate::market::error::Result;
             use $crate::market::events::{AuditEntry, OutboxEvent, Timer, TimerAction, TimerStatus};
             use $crate::market::store::outbox::{AuditRow, EventRow, TimerRow};
-            use $crate::market::store::{convert, json, ms};
+            use $crate::market::store::{convert, json, ms, push_list};
 
             #[async_trait::async_trait]
             impl $crate::market::store::outbox::OutboxRepo for $tx {
@@ -269,11 +269,7 @@ macro_rules! outbox_repo {
                          MAX(event_id) AS m FROM outbox_acks GROUP BY consumer) k \
                          WHERE k.c = outbox_acks.consumer AND k.m = outbox_acks.event_id)";
                     let mut q = sqlx::QueryBuilder::<$db>::new("DELETE FROM outbox_acks WHERE event_id IN (");
-                    let mut sep = q.separated(", ");
-                    for id in &ids {
-                        sep.push_bind(id.clone());
-                    }
-                    q.push(")");
+                    push_list(&mut q, &ids);
                     q.push(NOT_NEWEST);
                     let mut acks = q.build().execute(&mut *self.0).await?.rows_affected();
                     // Markers left by earlier runs whose consumer has acked something newer since.
@@ -283,11 +279,7 @@ macro_rules! outbox_repo {
                     );
                     acks += sqlx::query(sqlx::AssertSqlSafe(stale)).execute(&mut *self.0).await?.rows_affected();
                     let mut q = sqlx::QueryBuilder::<$db>::new("DELETE FROM outbox WHERE event_id IN (");
-                    let mut sep = q.separated(", ");
-                    for id in &ids {
-                        sep.push_bind(id.clone());
-                    }
-                    q.push(")");
+                    push_list(&mut q, &ids);
                     let events = q.build().execute(&mut *self.0).await?.rows_affected();
                     Ok((events, acks))
                 }

@@ -32,7 +32,7 @@ macro_rules! review_repo {
             use $crate::market::error::Result;
             use $crate::market::governance::review::Review;
             use $crate::market::store::governance::{Versioned, doc, docs, get_docs, get_versioned, update_versioned};
-            use $crate::market::store::ms;
+            use $crate::market::store::{ms, push_list};
 
             #[async_trait::async_trait]
             impl $crate::market::store::reviews::ReviewRepo for $tx {
@@ -106,11 +106,7 @@ macro_rules! review_repo {
                     );
                     q.push_bind(ms(since));
                     q.push(" AND category_id IN (");
-                    let mut sep = q.separated(", ");
-                    for id in category_ids {
-                        sep.push_bind(id.clone());
-                    }
-                    q.push(")");
+                    push_list(&mut q, category_ids);
                     let rows: Vec<(String,)> = q.build_query_as().fetch_all(&mut *self.0).await?;
                     let reviews: Vec<Review> = docs("review", rows)?;
                     let mut acc = (0i64, 0i64, 0i64, 0i64);
