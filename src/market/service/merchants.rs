@@ -369,7 +369,7 @@ impl Market {
     pub async fn merchant_categories(&self, merchant_id: &str) -> Result<Vec<Category>> {
         let mut tx = self.snapshot().await?;
         tx.merchant(merchant_id).await?.ok_or_else(|| MarketError::not_found("merchant", merchant_id))?;
-        let ids = crate::market::store::GovTx::merchant_categories(&mut *tx, merchant_id).await?;
+        let ids = tx.merchant_categories(merchant_id).await?;
         let mut categories = Vec::with_capacity(ids.len());
         for id in ids {
             categories.push(tx.category(&id).await?.ok_or_else(|| MarketError::not_found("category", &id))?);

@@ -175,3 +175,4 @@ macro_rules! anomaly_repo {
         };
     };
 }
+pub(crate) use anomaly_repo;

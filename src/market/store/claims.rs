@@ -70,3 +70,4 @@ macro_rules! claim_repo {
         };
     };
 }
+pub(crate) use claim_repo;

@@ -153,3 +153,4 @@ macro_rules! credential_repo {
         };
     };
 }
+pub(crate) use credential_repo;

@@ -14,11 +14,9 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool, Postgres};
 
@@ -116,8 +114,30 @@ impl MarketStore for PgStore {
     }
 }
 
-sql_store_tx!(PgTx, Postgres);
-gov_store_tx!(PgTx, Postgres);
-anomaly_repo!(PgTx, Postgres);
-claim_repo!(PgTx, Postgres);
-credential_repo!(PgTx, Postgres);
+#[async_trait]
+impl StoreTx for PgTx {
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.0.commit().await
+    }
+}
+
+governance::gov_config_repo!(PgTx, Postgres);
+carts::cart_repo!(PgTx, Postgres);
+merchants::merchant_repo!(PgTx, Postgres);
+catalog::catalog_repo!(PgTx, Postgres);
+inventory::inventory_repo!(PgTx, Postgres);
+orders::order_repo!(PgTx, Postgres);
+shipments::shipment_repo!(PgTx, Postgres);
+payments::payment_repo!(PgTx, Postgres);
+outbox::outbox_repo!(PgTx, Postgres);
+ledger::ledger_repo!(PgTx, Postgres);
+deposits::deposit_repo!(PgTx, Postgres);
+reviews::review_repo!(PgTx, Postgres);
+aftersales::aftersale_repo!(PgTx, Postgres);
+penalties::penalty_repo!(PgTx, Postgres);
+settlements::settlement_repo!(PgTx, Postgres);
+transfers::transfer_repo!(PgTx, Postgres);
+promoters::promoter_repo!(PgTx, Postgres);
+anomalies::anomaly_repo!(PgTx, Postgres);
+claims::claim_repo!(PgTx, Postgres);
+credentials::credential_repo!(PgTx, Postgres);

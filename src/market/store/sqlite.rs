@@ -15,12 +15,10 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool};
 
@@ -105,8 +103,30 @@ impl MarketStore for SqliteStore {
     }
 }
 
-sql_store_tx!(SqliteTx, Sqlite);
-gov_store_tx!(SqliteTx, Sqlite);
-anomaly_repo!(SqliteTx, Sqlite);
-claim_repo!(SqliteTx, Sqlite);
-credential_repo!(SqliteTx, Sqlite);
+#[async_trait]
+impl StoreTx for SqliteTx {
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.0.commit().await
+    }
+}
+
+governance::gov_config_repo!(SqliteTx, Sqlite);
+carts::cart_repo!(SqliteTx, Sqlite);
+merchants::merchant_repo!(SqliteTx, Sqlite);
+catalog::catalog_repo!(SqliteTx, Sqlite);
+inventory::inventory_repo!(SqliteTx, Sqlite);
+orders::order_repo!(SqliteTx, Sqlite);
+shipments::shipment_repo!(SqliteTx, Sqlite);
+payments::payment_repo!(SqliteTx, Sqlite);
+outbox::outbox_repo!(SqliteTx, Sqlite);
+ledger::ledger_repo!(SqliteTx, Sqlite);
+deposits::deposit_repo!(SqliteTx, Sqlite);
+reviews::review_repo!(SqliteTx, Sqlite);
+aftersales::aftersale_repo!(SqliteTx, Sqlite);
+penalties::penalty_repo!(SqliteTx, Sqlite);
+settlements::settlement_repo!(SqliteTx, Sqlite);
+transfers::transfer_repo!(SqliteTx, Sqlite);
+promoters::promoter_repo!(SqliteTx, Sqlite);
+anomalies::anomaly_repo!(SqliteTx, Sqlite);
+claims::claim_repo!(SqliteTx, Sqlite);
+credentials::credential_repo!(SqliteTx, Sqlite);
