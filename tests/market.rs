@@ -165,6 +165,18 @@ async fn a_merchant_reads_only_its_own_stock(e: Env) {
     let cats = m.merchant_categories(&a.merchant.id).await.unwrap();
     assert_eq!(cats.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["Leaf goods"]);
     assert!(matches!(m.merchant_categories("nope").await, Err(MarketError::NotFound { entity: "merchant", .. })));
+    // An absolute set conditional on what was read: a sale (or adjustment) in between refuses it.
+    m.adjust_stock(&a.merchant.id, &a.skus[0], -1).await.unwrap();
+    let stale = m.set_stock_if(&a.merchant.id, &a.skus[0], 7, 20).await.unwrap_err();
+    assert!(
+        matches!(&stale, MarketError::VersionMismatch { entity: "stock", expected, actual } if expected == "7" && actual == "6"),
+        "{stale:?}"
+    );
+    assert_eq!(
+        m.set_stock_if(&a.merchant.id, &a.skus[0], 6, 20).await.unwrap(),
+        StockLevel { on_hand: 20, reserved: 2 }
+    );
+    assert!(matches!(m.set_stock_if(&b.merchant.id, &a.skus[0], 20, 1).await, Err(MarketError::NotFound { .. })));
 }
 
 async fn merchant_restrictions_block_what_they_name(e: Env) {

@@ -10,9 +10,8 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> wxshop::market::Result<()> {
 //! use wxshop::market::access::{KeyScope, Role};
 //! use wxshop::market::*;
-//! let market = Market::builder(store::open("sqlite::memory:").await?)
-//!     .payments(std::sync::Arc::new(RecordingGateway::default()))
-//!     .build()?;
+//! let gw = std::sync::Arc::new(RecordingGateway::default());
+//! let market = Market::builder(store::open("sqlite::memory:").await?).payments(gw.clone()).shipping(gw).build()?;
 //! let shop = market.create_merchant(NewMerchant::new("Leaf & Co")).await?;
 //! let issued = market.issue_key(KeyScope::merchant(&shop.id, Role::MerchantOwner), "owner", None).await?;
 //! let who = market.authenticate_key(issued.secret.expose()).await?;

@@ -16,9 +16,8 @@ use crate::push::dedupe::DedupeStore;
 /// use std::time::Duration;
 /// use wxshop::market::*;
 /// use wxshop::push::dedupe::DedupeStore;
-/// let market = Market::builder(store::open("sqlite::memory:").await?)
-///     .payments(std::sync::Arc::new(RecordingGateway::default()))
-///     .build()?;
+/// let gw = std::sync::Arc::new(RecordingGateway::default());
+/// let market = Market::builder(store::open("sqlite::memory:").await?).payments(gw.clone()).shipping(gw).build()?;
 /// let claims = market.claims("push");
 /// assert!(claims.claim("msg:1", Duration::from_secs(600)).await?);
 /// assert!(!claims.claim("msg:1", Duration::from_secs(600)).await?); // a replay

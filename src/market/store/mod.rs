@@ -100,10 +100,10 @@ pub use sqlite::SqliteStore;
 pub mod prelude {
     pub use super::aftersales::AfterSaleRepo;
     pub use super::anomalies::AnomalyRepo;
-    pub use super::claims::ClaimRepo;
-    pub use super::credentials::CredentialRepo;
     pub use super::carts::CartRepo;
     pub use super::catalog::CatalogRepo;
+    pub use super::claims::ClaimRepo;
+    pub use super::credentials::CredentialRepo;
     pub use super::deposits::DepositRepo;
     pub use super::governance::GovConfigRepo;
     pub use super::inventory::InventoryRepo;
