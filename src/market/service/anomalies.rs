@@ -17,6 +17,16 @@ use crate::market::order::{MerchantOrder, OrderStatus};
 use crate::market::payment::{PayMode, Payment, PaymentStatus, Refund, RefundStatus};
 use crate::market::store::StoreTx;
 
+/// What a notice revealed: its anomaly kind, what was expected, why, which notification, and whether
+/// the money goes back at once.
+pub(super) struct Finding<'a> {
+    pub kind: AnomalyKind,
+    pub expected: Option<Money>,
+    pub detail: &'a str,
+    pub notify_id: &'a str,
+    pub refund: bool,
+}
+
 /// One transaction a notice was about: `(out_trade_no, transaction_id, amount, order)`.
 pub(super) type Paid<'a> = (String, String, Money, Option<&'a MerchantOrder>);
 
@@ -224,15 +234,12 @@ impl Market {
 /// payment). Returns the anomalies recorded now (none on a repeat) and the refund timers to fire.
 pub(super) async fn record_paid_anomalies(
     tx: &mut dyn StoreTx,
-    kind: AnomalyKind,
     pay: &Payment,
     paid: &[Paid<'_>],
-    expected: Option<Money>,
-    detail: &str,
-    notify_id: &str,
-    refund: bool,
+    f: Finding<'_>,
     at: DateTime<Utc>,
 ) -> Result<(Vec<String>, Vec<Timer>)> {
+    let Finding { kind, expected, detail, notify_id, refund } = f;
     let mut ids = Vec::new();
     let mut timers = Vec::new();
     for (out_trade_no, txn, amount, order) in paid {

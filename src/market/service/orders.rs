@@ -100,18 +100,17 @@ impl Market {
                 return Ok((NoticeOutcome::AlreadyPaid, Vec::new()));
             }
             // A second transaction for a checkout already paid: send it back.
-            let (anomaly_ids, timers) = anomalies::record_paid_anomalies(
-                &mut *tx,
-                AnomalyKind::DuplicatePayment,
-                &pay,
-                &transactions,
-                None,
-                &format!("checkout {} was already paid by {}", group.id, pay.transaction_id.as_deref().unwrap_or("?")),
-                &n.notify_id,
-                true,
-                at,
-            )
-            .await?;
+            let detail =
+                format!("checkout {} was already paid by {}", group.id, pay.transaction_id.as_deref().unwrap_or("?"));
+            let finding = anomalies::Finding {
+                kind: AnomalyKind::DuplicatePayment,
+                expected: None,
+                detail: &detail,
+                notify_id: &n.notify_id,
+                refund: true,
+            };
+            let (anomaly_ids, timers) =
+                anomalies::record_paid_anomalies(&mut *tx, &pay, &transactions, finding, at).await?;
             tx.commit().await?;
             return Ok((NoticeOutcome::DuplicateRefunded { anomaly_ids }, timers));
         }
@@ -129,18 +128,15 @@ impl Market {
         };
         if let Some(reason) = mismatch {
             // Recorded and acknowledged, never applied: the platform reviews it (refund or dismiss).
-            let (anomaly_ids, _) = anomalies::record_paid_anomalies(
-                &mut *tx,
-                AnomalyKind::AmountMismatch,
-                &pay,
-                &transactions,
-                Some(pay.amount),
-                &format!("payment of checkout {}: {reason}", group.id),
-                &n.notify_id,
-                false,
-                at,
-            )
-            .await?;
+            let detail = format!("payment of checkout {}: {reason}", group.id);
+            let finding = anomalies::Finding {
+                kind: AnomalyKind::AmountMismatch,
+                expected: Some(pay.amount),
+                detail: &detail,
+                notify_id: &n.notify_id,
+                refund: false,
+            };
+            let (anomaly_ids, _) = anomalies::record_paid_anomalies(&mut *tx, &pay, &transactions, finding, at).await?;
             tx.commit().await?;
             return Ok((NoticeOutcome::Held { anomaly_ids }, Vec::new()));
         }
