@@ -390,7 +390,7 @@ pub enum RefundQuery {
     },
 }
 
-/// One line of a trade bill (交易账单), as [`PaymentGateway::trade_bill`] reports it.
+/// One line of a trade bill (交易账单), as [`PaymentGateway::trade_bill`](super::PaymentGateway::trade_bill) reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BillLine {
     /// A successful payment.

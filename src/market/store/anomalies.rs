@@ -1,5 +1,5 @@
 //! The payment-anomaly repository: money events the market did not ask for
-//! ([`PaymentAnomaly`](crate::market::anomaly::PaymentAnomaly)), one row each, deduplicated by kind and
+//! (`PaymentAnomaly`, see [`crate::market::anomaly`]), one row each, deduplicated by kind and
 //! notification id.
 
 use async_trait::async_trait;

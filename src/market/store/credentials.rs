@@ -1,5 +1,5 @@
 //! The credential repository: API keys of merchant staff and platform operators
-//! ([`ApiKey`](crate::market::access::ApiKey)), kept as digests only.
+//! ([`crate::market::access::ApiKey`]), kept as digests only.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
