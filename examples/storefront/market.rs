@@ -154,6 +154,20 @@ pub async fn build(
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "payment reconciliation"),
                 }
+                // Yesterday's trade bill (Beijing time; WeChat Pay has it from 10:00): what a lost
+                // notification hid. Idempotent, so running it every reconciliation round is harmless.
+                if tick % BILL_EVERY == 0 {
+                    let yesterday = (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive().pred_opt();
+                    if let Some(day) = yesterday {
+                        match timers.reconcile_trade_bill(day).await {
+                            Ok(r) if r.payments_applied + r.refunds_applied > 0 || !r.failed.is_empty() => {
+                                println!("market: trade bill {day}: {r:?}")
+                            }
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, %day, "trade-bill reconciliation"),
+                        }
+                    }
+                }
                 // Compensation transfers whose MCHTRANSFER.BILL.FINISHED got lost, likewise.
                 if let Err(e) = timers.reconcile_pending_transfers(timers.now()).await {
                     tracing::warn!(error = %e, "transfer reconciliation");
@@ -179,6 +193,8 @@ pub async fn build(
 
 /// Timer ticks (seconds) between payment reconciliations.
 const RECONCILE_EVERY: u64 = 10;
+/// Timer ticks (seconds) between trade-bill reconciliations of the day before: hourly.
+const BILL_EVERY: u64 = 3600;
 /// Timer ticks (seconds) between housekeeping runs ([`Market::prune`]): once an hour.
 const PRUNE_EVERY: u64 = 3600;
 
