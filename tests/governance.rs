@@ -347,6 +347,51 @@ async fn merchant_answers_within_48_hours_or_the_refund_is_approved(e: Env) {
     e.audit().await;
 }
 
+async fn a_refund_made_in_the_merchant_platform_settles_the_open_case(e: Env) {
+    let m = &e.market;
+    let s = shop(m, "Outside", 0, &[5_000]).await;
+    let order = buy(&e, &s, "b1", &[(0, 2)]).await;
+    ship_and_receive(&e, &s, "b1", &order).await;
+    let req = CaseRequest {
+        order_id: order.clone(),
+        line_no: 1,
+        kind: CaseKind::RefundOnly,
+        amount: Money::fen(3_000),
+        reason: "破损".into(),
+        evidence: vec![],
+    };
+    let c = m.open_case("b1", &req).await.unwrap();
+    let o = m.order(&order).await.unwrap().order;
+    // The merchant refunds in WeChat Pay's merchant platform instead of answering the case.
+    let n = wxshop::market::anomaly::RefundNotice {
+        notify_id: "rn-1".into(),
+        out_refund_no: "mp-1".into(),
+        out_trade_no: o.group_id.clone(),
+        transaction_id: o.transaction_id.clone().unwrap(),
+        refund_id: "50001".into(),
+        succeeded: true,
+        amount: Money::fen(3_000),
+    };
+    let a = m.handle_external_refund(&n).await.unwrap().unwrap();
+    assert_eq!(a.note, Some(format!("settles after-sale case {}", c.id)));
+    e.run().await;
+    let c = m.case(&c.id).await.unwrap();
+    assert_eq!(c.state, CaseState::Refunded);
+    let notes: Vec<&str> = c.history.iter().map(|t| t.note.as_str()).collect();
+    assert_eq!(notes, ["opened", "refunded_outside"]);
+    // No refund was asked of WeChat Pay; the one made outside is booked like any refund.
+    assert!(!calls(&e.gw).iter().any(|c| matches!(c, GatewayCall::Refund(_))));
+    assert_eq!(m.settlement(&order).await.unwrap().lines[0].refunded, Money::fen(3_000));
+    assert_eq!(e.balance(Account::MerchantPending(s.merchant.clone())).await, 7_000);
+    assert_eq!(e.balance(Account::BuyerRefundPayable("b1".into())).await, 0);
+    assert_eq!(e.balance(Account::Clearing).await, -7_000);
+    // The timers of the case stopped: the merchant's 48 hours pass without a penalty.
+    e.advance(hours(49));
+    e.run().await;
+    assert!(m.penalty_log(&s.merchant).await.unwrap().records.is_empty());
+    e.audit().await;
+}
+
 async fn a_return_becomes_a_refund_and_the_settlement_splits_to_the_fen(e: Env) {
     let m = &e.market;
     let s = shop(m, "Return", 0, &[6_000, 4_000]).await;
@@ -1443,6 +1488,7 @@ fn cases() -> Vec<Case> {
         late_shipment_becomes_a_penalty_and_a_deposit_deduction_and_an_upheld_appeal_restores_it,
         an_unrefilled_deposit_restricts_the_merchant_after_the_grace_period,
         merchant_answers_within_48_hours_or_the_refund_is_approved,
+        a_refund_made_in_the_merchant_platform_settles_the_open_case,
         cancelling_after_a_partial_refund_refunds_only_the_rest,
         a_return_becomes_a_refund_and_the_settlement_splits_to_the_fen,
         return_and_receipt_timers_at_their_boundaries,

@@ -513,6 +513,23 @@ impl Case {
         Ok(self.go(CaseState::Refunded, Actor::Gateway, now, "refund_succeeded", None, vec![]))
     }
 
+    /// The merchant refunded the case outside the market (WeChat Pay's merchant platform): a case still
+    /// waiting for the merchant, for the return, or rejected concludes Refunded, with no refund of its own.
+    pub fn refunded_outside(&mut self, now: DateTime<Utc>) -> GovResult<Step> {
+        if self.kind == CaseKind::Exchange
+            || !matches!(
+                self.state,
+                CaseState::MerchantReview
+                    | CaseState::AwaitingReturn
+                    | CaseState::ReturnInTransit
+                    | CaseState::Rejected
+            )
+        {
+            return Err(GovError::illegal("case", self.state, "refunded_outside"));
+        }
+        Ok(self.go(CaseState::Refunded, Actor::Gateway, now, "refunded_outside", None, vec![]))
+    }
+
     /// The buyer escalates a rejection to a platform dispute (within 7 days).
     pub fn escalate(&mut self, now: DateTime<Utc>) -> GovResult<Step> {
         self.expect(CaseState::Rejected, "escalate")?;

@@ -218,7 +218,17 @@ impl Market {
                 )
                 .await?;
             conclude_refund(&mut *tx, refund, RefundStatus::Succeeded, Some(n.refund_id.clone()), at).await?;
-            if o.status == OrderStatus::Paid && refunded_of(&o.id)?.checked_add(n.amount)? >= o.total {
+            // An after-sale case waiting on the merchant is answered by this refund.
+            let case = super::governance::settle_case_refunded_outside(&mut *tx, &o.id, n.amount, at).await?;
+            if let Some(case_id) = &case {
+                let mut next = a.clone();
+                next.note = Some(format!("settles after-sale case {case_id}"));
+                next.version = a.version + 1;
+                won(tx.update_anomaly(&next, a.version).await?, "anomaly")?;
+                a = next;
+            }
+            if case.is_none() && o.status == OrderStatus::Paid && refunded_of(&o.id)?.checked_add(n.amount)? >= o.total
+            {
                 cancel_refunded_order(&mut *tx, o, at).await?;
             }
             record_anomaly(&mut *tx, &a, at).await?;

@@ -308,6 +308,29 @@ impl Market {
     }
 }
 
+/// A refund of `amount` made outside the market on `order_id` answers the open refund case it covers (the
+/// oldest a refund that large settles): it concludes Refunded without a refund of its own, and its timers
+/// stop. The refund itself is booked like any order refund. `None` when no case was waiting for it.
+pub(in crate::market::service) async fn settle_case_refunded_outside(
+    tx: &mut dyn StoreTx,
+    order_id: &str,
+    amount: Money,
+    at: DateTime<Utc>,
+) -> GovResult<Option<String>> {
+    let cfg = config(tx).await?;
+    for c in tx.cases_of_order(order_id).await? {
+        if c.amount > amount || c.kind == CaseKind::Exchange || !c.state.is_open() {
+            continue;
+        }
+        let Some(mut v) = tx.case(&c.id).await? else { continue };
+        let Ok(step) = v.value.refunded_outside(at) else { continue };
+        let line_no = line_no_of(&v.value.line_id)?;
+        apply_step(tx, &mut v, line_no, step, &cfg, None, at).await?;
+        return Ok(Some(c.id));
+    }
+    Ok(None)
+}
+
 fn line_no_of(line_id: &str) -> GovResult<i64> {
     line_id
         .rsplit_once(':')

@@ -34,6 +34,7 @@ mod status;
 mod transfers;
 
 pub use aftersales::CaseRequest;
+pub(super) use aftersales::settle_case_refunded_outside;
 pub(super) use deposits::apply_deposit_notice;
 pub use deposits::{DepositPrepay, DepositRefundView, DepositView};
 pub use penalties::PenaltyLog;
