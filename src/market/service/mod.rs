@@ -18,6 +18,7 @@ use super::store::{MarketStore, StoreTx};
 
 mod access;
 mod anomalies;
+mod anomaly_records;
 mod bills;
 mod cart;
 mod catalog;

@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{Agg, Change, Checkout, Market, anomalies, won};
+use super::anomaly_records as anomalies;
+use super::{Agg, Change, Checkout, Market, won};
 use crate::market::anomaly::{AnomalyKind, RefundNotice};
 use crate::market::catalog::Page;
 use crate::market::checkout::{CheckoutGroup, GroupStatus};
