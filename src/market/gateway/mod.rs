@@ -14,7 +14,7 @@
 //! let req = PrepayRequest {
 //!     mode: PayMode::Jsapi, out_trade_no: "g1".into(), description: "tea".into(),
 //!     payer_openid: "o1".into(), total: Money::fen(100),
-//!     time_expire: chrono::Utc::now(), sub_mchid: None, sub_orders: vec![],
+//!     time_expire: chrono::Utc::now(), sub_mchid: None, sub_orders: vec![], purpose: Default::default(),
 //! };
 //! let ticket = gw.prepay(&req).await.unwrap();
 //! assert_eq!(ticket.prepay_id, "prepay_g1");

@@ -41,14 +41,16 @@ pub struct PrepayRequest {
     pub sub_mchid: Option<String>,
     /// Sub-orders, in combined mode.
     pub sub_orders: Vec<SubOrder>,
+    /// What it pays for (a sale unless said otherwise).
+    #[serde(default)]
+    pub purpose: crate::market::payment::PaymentPurpose,
 }
 
 impl PrepayRequest {
-    /// Whether this pays for goods (a checkout) rather than a merchant's deposit (an `out_trade_no`
-    /// starting with [`DEPOSIT_TRADE_PREFIX`](crate::market::governance::deposit::DEPOSIT_TRADE_PREFIX)):
-    /// only sales are shared out at settlement, so only they are marked for profit sharing.
+    /// Whether this pays for goods (a checkout) rather than a merchant's deposit: only sales are shared
+    /// out at settlement, so only they are marked for profit sharing.
     pub fn is_sale(&self) -> bool {
-        !self.out_trade_no.starts_with(crate::market::governance::deposit::DEPOSIT_TRADE_PREFIX)
+        self.purpose == crate::market::payment::PaymentPurpose::Sale
     }
 }
 

@@ -148,27 +148,32 @@ impl Market {
             Ok(Some(_)) => self.handle_refund_notice(out_refund_no, true, Some(refund_id)).await.map(|_| {
                 report.refunds_applied += 1;
             }),
-            Ok(None) if out_refund_no.starts_with(crate::market::governance::deposit::DEPOSIT_REFUND_PREFIX) => {
-                self.handle_refund_notice(out_refund_no, true, Some(refund_id)).await.map(|_| report.matched += 1)
-            }
-            Ok(None) => {
-                let n = RefundNotice {
-                    notify_id: format!("bill:{out_refund_no}"),
-                    out_refund_no: out_refund_no.into(),
-                    out_trade_no: out_trade_no.into(),
-                    transaction_id: transaction_id.into(),
-                    refund_id: refund_id.into(),
-                    succeeded: true,
-                    amount,
-                };
-                self.handle_external_refund(&n).await.map(|a| match a {
-                    Some(_) => {
-                        report.refunds_applied += 1;
-                        report.anomalies += 1;
-                    }
-                    None => report.foreign += 1,
-                })
-            }
+            Ok(None) => match self.handle_refund_notice(out_refund_no, true, Some(refund_id)).await {
+                // A deposit exit refund, concluded (or already).
+                Ok(_) => {
+                    report.matched += 1;
+                    Ok(())
+                }
+                Err(MarketError::NotFound { .. }) => {
+                    let n = RefundNotice {
+                        notify_id: format!("bill:{out_refund_no}"),
+                        out_refund_no: out_refund_no.into(),
+                        out_trade_no: out_trade_no.into(),
+                        transaction_id: transaction_id.into(),
+                        refund_id: refund_id.into(),
+                        succeeded: true,
+                        amount,
+                    };
+                    self.handle_external_refund(&n).await.map(|a| match a {
+                        Some(_) => {
+                            report.refunds_applied += 1;
+                            report.anomalies += 1;
+                        }
+                        None => report.foreign += 1,
+                    })
+                }
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         if let Err(e) = result {

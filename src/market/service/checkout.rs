@@ -261,6 +261,7 @@ fn prepay_request(mode: PayMode, g: &CheckoutGroup, subs: Vec<SubOrder>, descrip
         time_expire: g.pay_deadline,
         sub_mchid: if mode == PayMode::Partner { subs.first().and_then(|s| s.sub_mchid.clone()) } else { None },
         sub_orders: if mode == PayMode::Combine { subs } else { Vec::new() },
+        purpose: crate::market::payment::PaymentPurpose::Sale,
     }
 }
 

@@ -12,7 +12,6 @@ use crate::market::clock::{new_id, trunc_ms};
 use crate::market::error::{MarketError, Result};
 use crate::market::events::{Actor, Timer, TimerAction};
 use crate::market::gateway::{LogisticsType, ShippingParcel, ShippingUpload};
-use crate::market::governance::deposit::DEPOSIT_TRADE_PREFIX;
 use crate::market::inventory::{Movement, MovementKind, ReservationStatus};
 use crate::market::money::Money;
 use crate::market::order::{
@@ -35,7 +34,7 @@ impl Market {
         }
         let (outcome, timers) = match self.retry(|| self.apply_notice(n)).await {
             // A deposit pay-in of the wrong amount: the pay-in was rolled back; record the anomaly.
-            Err(MarketError::PaymentMismatch { reason, .. }) if n.out_trade_no.starts_with(DEPOSIT_TRADE_PREFIX) => {
+            Err(MarketError::PaymentMismatch { out_trade_no, reason }) if out_trade_no == n.out_trade_no => {
                 self.retry(|| self.hold_deposit_notice(n, &reason)).await?
             }
             other => other?,
@@ -63,14 +62,16 @@ impl Market {
         if !tx.insert_notice(&n.notify_id, &n.out_trade_no, &n.transaction_id, at).await? {
             return Ok((NoticeOutcome::Duplicate, Vec::new()));
         }
-        if n.out_trade_no.starts_with(DEPOSIT_TRADE_PREFIX) {
-            // A merchant's deposit pay-in, not a checkout.
+        // What it pays for is what the market stored for this out_trade_no: a checkout's payment, or a
+        // merchant's deposit pay-in.
+        let Some(pay) = tx.payment(&n.out_trade_no).await? else {
+            if tx.deposit_payment(&n.out_trade_no).await?.is_none() {
+                return Err(MarketError::not_found("payment", &n.out_trade_no));
+            }
             let applied = super::governance::apply_deposit_notice(&mut *tx, n, at).await?;
             tx.commit().await?;
             return Ok((if applied { NoticeOutcome::Paid } else { NoticeOutcome::AlreadyPaid }, Vec::new()));
-        }
-        let pay =
-            tx.payment(&n.out_trade_no).await?.ok_or_else(|| MarketError::not_found("payment", &n.out_trade_no))?;
+        };
         let group = tx.group(&pay.group_id).await?.ok_or_else(|| MarketError::not_found("checkout", &pay.group_id))?;
         let mut orders = tx.orders_of_group(&group.id).await?;
         let sub_txn = |o: &MerchantOrder| {
@@ -800,7 +801,8 @@ impl Market {
         succeeded: bool,
         wx_refund_id: Option<&str>,
     ) -> Result<RefundSettled> {
-        if out_refund_no.starts_with(crate::market::governance::deposit::DEPOSIT_REFUND_PREFIX) {
+        // A deposit exit refund is the one the market stored as such.
+        if self.read().await?.deposit_refund(out_refund_no).await?.is_some() {
             let r = self.deposit_refund_settled(out_refund_no, succeeded, wx_refund_id).await?;
             return Ok(RefundSettled::Deposit(r));
         }

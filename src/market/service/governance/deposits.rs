@@ -184,6 +184,7 @@ impl Market {
             time_expire: expires,
             sub_mchid: None,
             sub_orders: Vec::new(),
+            purpose: crate::market::payment::PaymentPurpose::Deposit,
         };
         let ticket = self.inner.pay.prepay(&req).await.map_err(MarketError::from)?;
         Ok(DepositPrepay {
