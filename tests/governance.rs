@@ -1010,7 +1010,9 @@ async fn a_deposit_prepaid_through_wechat_pay_is_credited_once_by_its_notificati
     assert!(prepays.iter().all(|r| r.out_trade_no == p.out_trade_no
         && r.total == Money::fen(30_000)
         && r.mode == PayMode::Jsapi
-        && r.payer_openid == "o-boss"));
+        && r.payer_openid == "o-boss"
+        && r.purpose == wxshop::market::payment::PaymentPurpose::Deposit
+        && !r.is_sale()));
     let notice = |id: &str, fen: i64| PaymentNotice {
         notify_id: id.into(),
         out_trade_no: p.out_trade_no.clone(),

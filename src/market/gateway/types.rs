@@ -468,6 +468,30 @@ mod bill_tests {
     use super::*;
 
     #[test]
+    fn a_prepay_is_a_sale_by_its_purpose_not_its_id() {
+        let req = |no: &str, purpose| PrepayRequest {
+            mode: crate::market::PayMode::Jsapi,
+            out_trade_no: no.into(),
+            description: "x".into(),
+            payer_openid: "o".into(),
+            total: Money::fen(1),
+            time_expire: chrono::DateTime::UNIX_EPOCH,
+            sub_mchid: None,
+            sub_orders: vec![],
+            purpose,
+        };
+        use crate::market::payment::PaymentPurpose::{Deposit, Sale};
+        assert!(req("dep0123", Sale).is_sale());
+        assert!(!req("0123", Deposit).is_sale());
+        let parsed: PrepayRequest = serde_json::from_value(serde_json::json!({
+            "mode": "Jsapi", "out_trade_no": "g", "description": "d", "payer_openid": "o", "total": 1,
+            "time_expire": "2026-01-01T00:00:00Z", "sub_mchid": null, "sub_orders": []
+        }))
+        .unwrap();
+        assert_eq!(parsed.purpose, Sale);
+    }
+
+    #[test]
     fn a_trade_bill_yields_its_payments_and_refunds() {
         let text = "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注\n\
 `2026-12-03 10:00:00,`wx1,`1230000109,`0,`,`4200001,`g1,`o1,`JSAPI,`SUCCESS,`OTHERS,`CNY,`66.00,`0.00,`0,`0,`0.00,`0.00,`,`,`tea,`,`0.00000,`0.60%,`66.00,`0.00,`\n\
