@@ -45,17 +45,13 @@ impl PayMode {
 str_enum! {
     /// What a payment pays for: the market tells a sale from a deposit by the row it stored for it
     /// (a checkout's payment, a deposit pay-in), never by the shape of its `out_trade_no`.
+    #[derive(Default)]
     pub enum PaymentPurpose {
         /// A checkout's goods (shared out at settlement).
+        #[default]
         Sale,
         /// A merchant's deposit (保证金) pay-in.
         Deposit,
-    }
-}
-
-impl Default for PaymentPurpose {
-    fn default() -> Self {
-        PaymentPurpose::Sale
     }
 }
 
