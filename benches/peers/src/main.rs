@@ -71,11 +71,12 @@ fn wxa(rows: &mut Vec<(String, f64, String)>) {
     let s = |k: &str| v[k].as_str().expect(k).to_string();
     let (appid, key, iv, data) = (s("appid"), s("session_key"), s("iv"), s("encrypted_data"));
     // wechat-minapp's Credential is only named through `User::login`'s output; build it from JSON.
+    #[allow(unused_mut)]
     let mut cred = None;
     #[allow(unreachable_code, unused_assignments)]
     if false {
-        let user: &wechat_minapp::user::User = unreachable!();
-        cred = output_of(user.login(""));
+        let _user: &wechat_minapp::user::User = unreachable!();
+        cred = output_of(_user.login(""));
     }
     let cred =
         cred.unwrap_or_else(|| serde_json::from_value(json!({"openid": "o", "session_key": key})).expect("credential"));
