@@ -37,10 +37,6 @@ struct WithWatermark {
     watermark: Watermark,
 }
 
-fn b64(what: &str, s: &str) -> Result<Vec<u8>> {
-    STANDARD.decode(s.trim()).map_err(|e| Error::crypto(CryptoKind::Base64, format!("{what} is not valid base64: {e}")))
-}
-
 /// Decodes a base64 block of exactly 16 bytes without allocating.
 fn b64_block(what: &str, s: &str, kind: CryptoKind) -> Result<[u8; 16]> {
     let mut buf = [0u8; 18];
@@ -62,18 +58,40 @@ fn b64_block(what: &str, s: &str, kind: CryptoKind) -> Result<[u8; 16]> {
 
 /// Decrypts to the exact plaintext bytes, without the watermark check.
 fn decrypt_unchecked(session_key: &str, iv: &str, encrypted_data: &str) -> Result<Vec<u8>> {
+    with_plaintext(session_key, iv, encrypted_data, |plain| Ok(plain.to_vec()))
+}
+
+/// Decrypts and hands the plaintext to `f`. The ciphertext is decoded and decrypted in place in a
+/// buffer on the stack when it fits (every real payload does: a profile is well under 2 KB), so the
+/// common path allocates nothing of its own.
+fn with_plaintext<R>(
+    session_key: &str,
+    iv: &str,
+    encrypted_data: &str,
+    f: impl FnOnce(&[u8]) -> Result<R>,
+) -> Result<R> {
     let key = b64_block("session_key", session_key, CryptoKind::Key)?;
     let iv = b64_block("iv", iv, CryptoKind::Iv)?;
-    let mut data = b64("encryptedData", encrypted_data)?;
+    // Strict standard base64 (padding required, no trailing bits), SIMD where the CPU has it.
+    let not_base64 = || Error::crypto(CryptoKind::Base64, "encryptedData is not valid base64");
+    let src = encrypted_data.trim().as_bytes();
+    let len = base64_simd::STANDARD.decoded_length(src).map_err(|_| not_base64())?;
+    let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
+    let mut heap;
+    let out = if len <= stack.len() {
+        base64_simd::Out::from_uninit_slice(&mut stack[..len])
+    } else {
+        heap = vec![0u8; len];
+        base64_simd::Out::from_slice(&mut heap)
+    };
+    let data = base64_simd::STANDARD.decode(src, out).map_err(|_| not_base64())?;
     if data.is_empty() || data.len() % 16 != 0 {
         return Err(Error::crypto(CryptoKind::Length, "encryptedData is not a whole number of AES blocks"));
     }
-    let plain_len = cbc::Decryptor::<Aes128>::new(&key.into(), &iv.into())
-        .decrypt_padded::<Pkcs7>(&mut data)
-        .map_err(|_| Error::crypto(CryptoKind::Padding, "bad padding: wrong session_key or iv, or tampered data"))?
-        .len();
-    data.truncate(plain_len);
-    Ok(data)
+    let plain = cbc::Decryptor::<Aes128>::new(&key.into(), &iv.into())
+        .decrypt_padded::<Pkcs7>(data)
+        .map_err(|_| Error::crypto(CryptoKind::Padding, "bad padding: wrong session_key or iv, or tampered data"))?;
+    f(plain)
 }
 
 fn check_watermark(watermark: &Watermark, appid: &str) -> Result<()> {
@@ -98,12 +116,15 @@ pub fn decrypt_bytes(appid: &str, session_key: &str, iv: &str, encrypted_data: &
 /// `wx.getUserInfo` encryptedData into [`UserInfo`], with the `watermark.appid` check, parsing the
 /// JSON once ([`decrypt_json`] parses it twice: once for the watermark, once for `T`).
 pub fn decrypt_user_info(appid: &str, session_key: &str, iv: &str, encrypted_data: &str) -> Result<UserInfo> {
-    let plain = decrypt_unchecked(session_key, iv, encrypted_data)?;
-    let info: UserInfo = match serde_json::from_slice(&plain) {
+    with_plaintext(session_key, iv, encrypted_data, |plain| user_info(appid, plain))
+}
+
+fn user_info(appid: &str, plain: &[u8]) -> Result<UserInfo> {
+    let info: UserInfo = match serde_json::from_slice(plain) {
         Ok(info) => info,
         Err(e) => {
             // The same errors, in the same order, as decrypt_json::<UserInfo>.
-            let wm: WithWatermark = serde_json::from_slice(&plain).map_err(|e| {
+            let wm: WithWatermark = serde_json::from_slice(plain).map_err(|e| {
                 Error::crypto(CryptoKind::Plaintext, format!("plaintext is not JSON with a watermark: {e}"))
             })?;
             check_watermark(&wm.watermark, appid)?;
