@@ -176,14 +176,15 @@ impl MsgCrypt {
     /// Checks `msg_signature` in constant time. WeChat sends it in lowercase hex; an uppercase
     /// one is refused (as wechatpy does) with its own message.
     pub fn verify_signature(&self, msg_signature: &str, timestamp: &str, nonce: &str, encrypt: &str) -> Result<()> {
+        if sig::verify_sha1_sorted(&[self.token.expose_secret(), timestamp, nonce, encrypt], msg_signature) {
+            return Ok(());
+        }
+        // Uppercase never verifies (WeChat signs in lowercase); telling it apart is only for the message,
+        // so it is looked at once verification has failed, off the hot path.
         if sig::is_uppercase_hex_sha1(msg_signature) {
             return Err(Error::Signature(UPPERCASE_MSG_SIGNATURE.into()));
         }
-        if sig::verify_sha1_sorted(&[self.token.expose_secret(), timestamp, nonce, encrypt], msg_signature) {
-            Ok(())
-        } else {
-            Err(Error::Signature("msg_signature does not match sha1(sort(token, timestamp, nonce, Encrypt))".into()))
-        }
+        Err(Error::Signature("msg_signature does not match sha1(sort(token, timestamp, nonce, Encrypt))".into()))
     }
 
     /// Verifies `msg_signature`, then decrypts `encrypt` (see [`MsgCrypt::decrypt`]).

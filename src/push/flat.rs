@@ -56,6 +56,15 @@ fn append<'a>(slot: &mut Option<Cow<'a, str>>, s: Cow<'a, str>) {
     }
 }
 
+/// Text as UTF-8, checked with SIMD: a user's message is mostly CJK text, where the standard check is at
+/// its slowest (it was a tenth of a 1 KB push's time).
+fn utf8(bytes: Cow<'_, [u8]>) -> Option<Cow<'_, str>> {
+    match bytes {
+        Cow::Borrowed(b) => simdutf8::basic::from_utf8(b).ok().map(Cow::Borrowed),
+        Cow::Owned(v) => String::from_utf8(v).ok().map(Cow::Owned),
+    }
+}
+
 fn xml(body: &[u8]) -> Option<Fields<'_>> {
     let mut reader = quick_xml::Reader::from_reader(body);
     let mut fields: Fields<'_> = Default::default();
@@ -108,7 +117,7 @@ fn xml(body: &[u8]) -> Option<Fields<'_>> {
                 }
             }
             Event::Text(t) => {
-                let text = t.decode().ok()?;
+                let text = utf8(t.into_inner())?;
                 match (depth, current) {
                     (2, Some(i)) => append(&mut fields[i], text),
                     (0, _) if !text.trim().is_empty() => return None,
@@ -117,7 +126,7 @@ fn xml(body: &[u8]) -> Option<Fields<'_>> {
             }
             Event::CData(t) => match (depth, current) {
                 (0, _) => return None,
-                (2, Some(i)) => append(&mut fields[i], t.decode().ok()?),
+                (2, Some(i)) => append(&mut fields[i], utf8(t.into_inner())?),
                 _ => {}
             },
             Event::GeneralRef(r) => {

@@ -393,14 +393,14 @@ impl Verifier {
             .as_deref()
             .filter(|s| !s.is_empty())
             .ok_or_else(|| Error::Signature("signature is missing".into()))?;
+        if sig::verify_sha1_sorted(&[self.token.expose_secret(), timestamp, nonce], given) {
+            return Ok(());
+        }
+        // Uppercase never verifies; told apart only for the message, once verification has failed.
         if sig::is_uppercase_hex_sha1(given) {
             return Err(Error::Signature("signature is uppercase hex; WeChat signs in lowercase hex".into()));
         }
-        if sig::verify_sha1_sorted(&[self.token.expose_secret(), timestamp, nonce], given) {
-            Ok(())
-        } else {
-            Err(Error::Signature("signature does not match sha1(sort(token, timestamp, nonce))".into()))
-        }
+        Err(Error::Signature("signature does not match sha1(sort(token, timestamp, nonce))".into()))
     }
 
     fn check_window(&self, timestamp: &str, now: i64) -> Result<()> {
