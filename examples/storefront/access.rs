@@ -27,11 +27,11 @@ use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use wxshop::market::access::{FailureThrottle, IssuedKey, KeyScope, Principal, Role};
 
 use crate::AppState;
-use crate::api::{ApiError, Body};
+use crate::api::{Answer, ApiError, Body};
 use crate::routes::{Auth, Routes, doc};
 
 /// The credential settings of this process.
@@ -203,8 +203,6 @@ pub fn routes() -> Routes {
         )
         .delete("/admin/keys/{id}", revoke_platform_key, doc("Revoke a platform operator's key", Auth::Platform))
 }
-
-type Answer = Result<Json<Value>, ApiError>;
 
 fn issued(k: IssuedKey) -> Answer {
     Ok(Json(json!({ "key": k.key, "secret": k.secret.expose() })))

@@ -134,6 +134,14 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// What a JSON route answers.
+pub type Answer = Result<Json<serde_json::Value>, ApiError>;
+
+/// `v` as the route's JSON answer (a value that cannot be serialized is the server's fault: 500).
+pub fn ok(v: impl serde::Serialize) -> Answer {
+    serde_json::to_value(v).map(Json).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
 /// A JSON request body; a body that is not JSON, or not of the route's shape, is answered with the one
 /// error shape (400, kind `invalid`) instead of axum's plain-text rejection.
 pub struct Body<T>(pub T);

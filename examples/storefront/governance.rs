@@ -51,7 +51,7 @@ use axum::extract::{Path, State};
 
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use wxshop::market::governance::aftersale::{Decision, DisputeKind, Payer, Waybill};
 use wxshop::market::governance::commission::CommissionRule;
 use wxshop::market::governance::review::{Ratings, ReviewStatus, TextVerdict};
@@ -61,7 +61,7 @@ use wxshop::market::{CaseRequest, Money, ReviewRequest};
 use crate::AppState;
 use crate::access::{MerchantAuth, Platform};
 use crate::api::Body;
-use crate::api::{ApiError, Buyer};
+use crate::api::{Answer, ApiError, Buyer, ok};
 use crate::routes::{Auth, Routes, doc};
 
 pub fn routes() -> Routes {
@@ -183,12 +183,6 @@ pub fn routes() -> Routes {
             run_timers,
             doc("Emulator mode: run the timers as if time had passed", Auth::Platform).body::<RunBody>(),
         )
-}
-
-type Answer = Result<Json<Value>, ApiError>;
-
-fn ok(v: impl serde::Serialize) -> Answer {
-    Ok(Json(serde_json::to_value(v).map_err(|e| GovError::Invalid(e.to_string()))?))
 }
 
 fn emulator_only(s: &AppState) -> Result<(), ApiError> {

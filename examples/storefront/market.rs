@@ -59,7 +59,7 @@ use wxshop::market::{
 
 use crate::AppState;
 use crate::access::MerchantAuth;
-use crate::api::{ApiError, Buyer};
+use crate::api::{Answer, ApiError, Buyer, ok};
 use crate::api::{Body, Params};
 use crate::routes::{Auth, Routes, doc};
 
@@ -408,12 +408,6 @@ pub fn routes() -> Routes {
             ship,
             doc("Ship a parcel (shipping info uploaded to WeChat)", Auth::Merchant),
         )
-}
-
-type Answer = Result<Json<Value>, ApiError>;
-
-fn ok(v: impl serde::Serialize) -> Answer {
-    Ok(Json(serde_json::to_value(v).map_err(|e| MarketError::Invalid(e.to_string()))?))
 }
 
 /// The cart owner: the signed-in buyer, or a guest by `X-Cart-Token`.

@@ -19,19 +19,17 @@
 //! `WXSHOP_APIV3_KEY`, `WXSHOP_PAY_PUBLIC_KEY_ID` and `WXSHOP_PAY_PUBLIC_KEY_FILE` (pub_key.pem), and
 //! `WXSHOP_NOTIFY_URL` (the public https URL of `/wx/pay/notify`).
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::Method;
 use axum::routing::post;
 use serde::Deserialize;
-use serde_json::Value;
 use wxshop::market::anomaly::AnomalyStatus;
 use wxshop::pay::notify::NotifyService;
 use wxshop::pay::{Notification, PayClient, PayConfig};
 
 use crate::AppState;
 use crate::access::Platform;
-use crate::api::{ApiError, Body, Params};
+use crate::api::{Answer, Body, Params, ok};
 use crate::routes::{Auth, Routes, doc};
 
 /// The pay client: the emulator's merchant, or one from the environment.
@@ -104,12 +102,6 @@ pub fn routes(state: &AppState) -> Routes {
         );
     }
     r
-}
-
-type Answer = Result<Json<Value>, ApiError>;
-
-fn ok(v: impl serde::Serialize) -> Answer {
-    Ok(Json(serde_json::to_value(v).map_err(|e| wxshop::market::MarketError::Invalid(e.to_string()))?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

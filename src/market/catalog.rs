@@ -357,6 +357,20 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// A page from `limit + 1` rows fetched: the extra row, if there, only says there is a next page,
+    /// whose cursor is the key of the page's last item.
+    pub(crate) fn from_overfetch(mut items: Vec<T>, limit: i64, key: impl Fn(&T) -> String) -> Page<T> {
+        let next = if items.len() as i64 > limit {
+            items.truncate(limit as usize);
+            items.last().map(key)
+        } else {
+            None
+        };
+        Page { items, next }
+    }
+}
+
 /// Checks a page request over ids (orders, anomalies): `limit` in 1..=100 and `after` (the previous
 /// page's `next`) shaped like an id, so a malformed cursor is [`MarketError::Invalid`] everywhere rather
 /// than an empty page.

@@ -15,21 +15,18 @@ use crate::routes::Auth;
 struct Fixture {
     /// For merchant routes: segment → (owning merchant's name, id).
     merchant: BTreeMap<&'static str, (String, String)>,
-    /// Every id the attacker must not see in its own lists.
-    foreign_ids: Vec<String>,
     /// For buyer routes: segment → an id owned by some other buyer.
     buyer: BTreeMap<&'static str, String>,
 }
 
 async fn fixture(d: &Demo) -> Result<Fixture, String> {
     let m = &d.state.market.market;
-    let mut f = Fixture { merchant: BTreeMap::new(), foreign_ids: Vec::new(), buyer: BTreeMap::new() };
+    let mut f = Fixture { merchant: BTreeMap::new(), buyer: BTreeMap::new() };
     for (name, id) in d.state.market.seeded.iter() {
         let e = |e: wxshop::market::MarketError| e.to_string();
         let g = |e: wxshop::market::governance::GovError| e.to_string();
         let mut put = |seg: &'static str, v: Option<String>| {
             if let Some(v) = v {
-                f.foreign_ids.push(v.clone());
                 f.merchant.entry(seg).or_insert((name.clone(), v));
             }
         };

@@ -5,14 +5,13 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::anomaly_records::{move_anomaly, record_anomaly, refund_anomaly_in};
-use super::orders::conclude_refund;
+use super::orders::{conclude_refund, restock_unshipped};
 use super::{Agg, Change, Market, won};
 use crate::market::anomaly::{AnomalyKind, AnomalyStatus, PaymentAnomaly, RefundNotice};
 use crate::market::catalog::Page;
 use crate::market::clock::new_id;
 use crate::market::error::{MarketError, Result};
-use crate::market::events::{Actor, TimerAction};
-use crate::market::inventory::{Movement, MovementKind};
+use crate::market::events::Actor;
 use crate::market::money::Money;
 use crate::market::order::{MerchantOrder, OrderStatus};
 use crate::market::payment::{PayMode, PaymentStatus, Refund, RefundStatus};
@@ -27,14 +26,8 @@ impl Market {
         limit: i64,
     ) -> Result<Page<PaymentAnomaly>> {
         crate::market::catalog::check_id_page(after, limit)?;
-        let mut items = self.read().await?.anomalies(status, after, limit + 1).await?;
-        let next = if items.len() as i64 > limit {
-            items.truncate(limit as usize);
-            items.last().map(|a| a.id.clone())
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        let items = self.read().await?.anomalies(status, after, limit + 1).await?;
+        Ok(Page::from_overfetch(items, limit, |a| a.id.clone()))
     }
 
     /// One anomaly.
@@ -127,8 +120,12 @@ impl Market {
                     .try_fold(Money::ZERO, |sum, r| sum.checked_add(r.amount))
             };
             // The order it refunds: the sub-order named, else the first with enough left to refund.
+            let candidates = match &order {
+                Some(o) => std::slice::from_ref(o),
+                None => orders.as_slice(),
+            };
             let mut target = None;
-            for o in order.iter().chain(orders.iter().filter(|_| order.is_none())) {
+            for o in candidates {
                 if o.total.checked_sub(refunded_of(&o.id)?)? >= n.amount {
                     target = Some(o.clone());
                     break;
@@ -237,21 +234,7 @@ async fn cancel_refunded_order(tx: &mut dyn StoreTx, o: MerchantOrder, at: DateT
     next.version = o.version + 1;
     next.updated_at = at;
     won(tx.update_order(&next, o.version).await?, "order")?;
-    for l in tx.order_lines(&o.merchant_id, &o.id).await? {
-        tx.add_on_hand(&o.merchant_id, &l.sku_id, l.qty, at).await?;
-        tx.insert_movement(&Movement {
-            id: new_id(),
-            merchant_id: o.merchant_id.clone(),
-            sku_id: l.sku_id.clone(),
-            kind: MovementKind::Restock,
-            on_hand_delta: l.qty,
-            reserved_delta: 0,
-            ref_id: Some(o.id.clone()),
-            at,
-        })
-        .await?;
-    }
-    tx.cancel_timers(&o.id, TimerAction::ShipOverdue, at).await?;
+    restock_unshipped(tx, &o.merchant_id, &o.id, at).await?;
     Agg::new("order", &o.id, Some(&o.merchant_id))
         .record(
             tx,

@@ -251,14 +251,8 @@ impl Market {
     pub async fn browse(&self, q: &BrowseQuery) -> Result<Page<Product>> {
         let cursor = q.decoded_cursor()?;
         let mut tx = self.read().await?;
-        let mut items = tx.browse(q, cursor.as_ref(), q.limit + 1).await?;
-        let next = if items.len() as i64 > q.limit {
-            items.truncate(q.limit as usize);
-            items.last().map(|p| Cursor::after(p, q.sort).encode())
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        let items = tx.browse(q, cursor.as_ref(), q.limit + 1).await?;
+        Ok(Page::from_overfetch(items, q.limit, |p| Cursor::after(p, q.sort).encode()))
     }
 
     /// The stock of a SKU.

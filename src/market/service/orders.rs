@@ -413,21 +413,7 @@ impl Market {
                 next.version = o.version + 1;
                 next.updated_at = at;
                 won(tx.update_order(&next, o.version).await?, "order")?;
-                for l in tx.order_lines(merchant_id, order_id).await? {
-                    tx.add_on_hand(merchant_id, &l.sku_id, l.qty, at).await?;
-                    tx.insert_movement(&Movement {
-                        id: new_id(),
-                        merchant_id: merchant_id.into(),
-                        sku_id: l.sku_id.clone(),
-                        kind: MovementKind::Restock,
-                        on_hand_delta: l.qty,
-                        reserved_delta: 0,
-                        ref_id: Some(order_id.into()),
-                        at,
-                    })
-                    .await?;
-                }
-                tx.cancel_timers(order_id, TimerAction::ShipOverdue, at).await?;
+                restock_unshipped(&mut *tx, merchant_id, order_id, at).await?;
                 let out_trade_no = if pay.mode == PayMode::Combine { o.id.clone() } else { group.id.clone() };
                 // Only what was not already refunded (after-sales may have refunded part of the order).
                 let mut already = Money::ZERO;
@@ -712,8 +698,8 @@ impl Market {
         limit: i64,
     ) -> Result<Page<MerchantOrder>> {
         crate::market::catalog::check_id_page(after, limit)?;
-        let mut items = self.read().await?.orders_of_buyer(buyer_openid, after, limit + 1).await?;
-        Ok(page(&mut items, limit))
+        let items = self.read().await?.orders_of_buyer(buyer_openid, after, limit + 1).await?;
+        Ok(Page::from_overfetch(items, limit, |o| o.id.clone()))
     }
 
     /// A merchant's orders, newest first, optionally in one status.
@@ -725,8 +711,8 @@ impl Market {
         limit: i64,
     ) -> Result<Page<MerchantOrder>> {
         crate::market::catalog::check_id_page(after, limit)?;
-        let mut items = self.read().await?.orders_of_merchant(merchant_id, status, after, limit + 1).await?;
-        Ok(page(&mut items, limit))
+        let items = self.read().await?.orders_of_merchant(merchant_id, status, after, limit + 1).await?;
+        Ok(Page::from_overfetch(items, limit, |o| o.id.clone()))
     }
 
     /// The refunds of a checkout group.
@@ -844,14 +830,30 @@ pub enum RefundSettled {
     Deposit(crate::market::governance::deposit::DepositRefund),
 }
 
-fn page(items: &mut Vec<MerchantOrder>, limit: i64) -> Page<MerchantOrder> {
-    let next = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|o| o.id.clone())
-    } else {
-        None
-    };
-    Page { items: std::mem::take(items), next }
+/// A cancelled unshipped order's units go back on hand (each with its movement), and its ship deadline
+/// stops.
+pub(super) async fn restock_unshipped(
+    tx: &mut dyn StoreTx,
+    merchant_id: &str,
+    order_id: &str,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    for l in tx.order_lines(merchant_id, order_id).await? {
+        tx.add_on_hand(merchant_id, &l.sku_id, l.qty, at).await?;
+        tx.insert_movement(&Movement {
+            id: new_id(),
+            merchant_id: merchant_id.into(),
+            sku_id: l.sku_id.clone(),
+            kind: MovementKind::Restock,
+            on_hand_delta: l.qty,
+            reserved_delta: 0,
+            ref_id: Some(order_id.into()),
+            at,
+        })
+        .await?;
+    }
+    tx.cancel_timers(order_id, TimerAction::ShipOverdue, at).await?;
+    Ok(())
 }
 
 async fn owned_order(
