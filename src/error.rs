@@ -313,11 +313,11 @@ pub enum Error {
     #[error("store error: {0}")]
     Store(String),
     /// A marketplace rule was violated (illegal transition, out of stock, conflict…). `code` is the
-    /// stable machine-readable code of the market or governance error (`"out_of_stock"`,
+    /// stable machine-readable code of the market error (`"out_of_stock"`,
     /// `"illegal_transition"`, `"refund_exceeds"`…), so callers can branch without parsing `message`.
     #[error("{message}")]
     Market {
-        /// `MarketError::code()` / `GovError::code()`.
+        /// `MarketError::code()`.
         code: &'static str,
         /// What went wrong, for people.
         message: String,

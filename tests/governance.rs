@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use wxshop::market::governance::GovernanceConfig;
 use wxshop::market::governance::aftersale::{CaseKind, CaseState, CloseReason, Decision, Payer, Waybill};
 use wxshop::market::governance::commission::{CommissionRule, Rate, Scope};
 use wxshop::market::governance::deposit::{DepositRefund, DepositRefundStatus, DepositStatus};
@@ -17,7 +18,6 @@ use wxshop::market::governance::ledger::Account;
 use wxshop::market::governance::penalty::PenaltyStatus;
 use wxshop::market::governance::review::{Ratings, ReviewStatus, TextVerdict};
 use wxshop::market::governance::settlement::{AttributionState, PayoutStatus, SettlementState};
-use wxshop::market::governance::{GovError, GovResult, GovernanceConfig};
 use wxshop::market::*;
 
 use stores::{BoxFut, Factory};
@@ -52,17 +52,17 @@ impl Env {
 
     async fn run(&self) {
         // Twice: gateway calls scheduled by the first run's last step are due at once.
-        self.market.run_due_timers(self.market.now()).await.unwrap();
-        self.market.run_due_timers(self.market.now()).await.unwrap();
+        self.market.ops().run_due_timers(self.market.now()).await.unwrap();
+        self.market.ops().run_due_timers(self.market.now()).await.unwrap();
     }
 
     async fn audit(&self) {
-        let a = self.market.ledger_audit().await.unwrap();
+        let a = self.market.governance().ledger_audit().await.unwrap();
         assert_eq!((a.total, a.mismatches.len(), a.unbalanced.len()), (0, 0, 0), "ledger audit {a:?}");
     }
 
     async fn balance(&self, a: Account) -> i64 {
-        self.market.ledger_balance(&a).await.unwrap().as_fen()
+        self.market.governance().ledger_balance(&a).await.unwrap().as_fen()
     }
 }
 
@@ -92,10 +92,10 @@ async fn shop(m: &Market, name: &str, deposit: i64, prices: &[i64]) -> Shop {
 async fn shop_of(m: &Market, nm: NewMerchant, deposit: i64, prices: &[i64]) -> Shop {
     let name = nm.name.clone();
     let spec = RuleSpec { deposit_required: Money::fen(deposit), ..RuleSpec::default() };
-    let (category, _) = m.create_category(&format!("{name} goods"), None, spec).await.unwrap();
-    let merchant = m.create_merchant(nm).await.unwrap();
-    m.approve_merchant(&merchant.id).await.unwrap();
-    m.grant_category(&merchant.id, &category.id).await.unwrap();
+    let (category, _) = m.categories().create_category(&format!("{name} goods"), None, spec).await.unwrap();
+    let merchant = m.merchants().create_merchant(nm).await.unwrap();
+    m.merchants().approve_merchant(&merchant.id).await.unwrap();
+    m.merchants().grant_category(&merchant.id, &category.id).await.unwrap();
     let skus = prices
         .iter()
         .enumerate()
@@ -106,6 +106,7 @@ async fn shop_of(m: &Market, nm: NewMerchant, deposit: i64, prices: &[i64]) -> S
         })
         .collect();
     let p = m
+        .catalog()
         .create_product(
             &merchant.id,
             NewProduct {
@@ -117,10 +118,10 @@ async fn shop_of(m: &Market, nm: NewMerchant, deposit: i64, prices: &[i64]) -> S
         )
         .await
         .unwrap();
-    m.list_product(&merchant.id, &p.product.id).await.unwrap();
+    m.catalog().list_product(&merchant.id, &p.product.id).await.unwrap();
     let skus: Vec<String> = p.skus.iter().map(|s| s.id.clone()).collect();
     for s in &skus {
-        m.set_stock(&merchant.id, s, 100).await.unwrap();
+        m.inventory().set_stock(&merchant.id, s, 100).await.unwrap();
     }
     Shop { merchant: merchant.id, category: category.id, product: p.product.id, skus }
 }
@@ -133,7 +134,7 @@ async fn buy(e: &Env, s: &Shop, buyer: &str, lines: &[(usize, i64)]) -> String {
         new_id(),
         lines.iter().map(|(i, q)| CheckoutLine::new(s.skus[*i].clone(), *q)).collect(),
     );
-    let co = m.checkout(req).await.unwrap();
+    let co = m.orders().checkout(req).await.unwrap();
     let n = PaymentNotice {
         notify_id: new_id(),
         out_trade_no: co.group.id.clone(),
@@ -142,8 +143,8 @@ async fn buy(e: &Env, s: &Shop, buyer: &str, lines: &[(usize, i64)]) -> String {
         paid_at: m.now(),
         sub_orders: vec![],
     };
-    assert_eq!(m.handle_payment_notice(&n).await.unwrap(), NoticeOutcome::Paid);
-    m.sync_governance().await.unwrap();
+    assert_eq!(m.payments().handle_payment_notice(&n).await.unwrap(), NoticeOutcome::Paid);
+    m.governance().sync_governance().await.unwrap();
     co.orders[0].id.clone()
 }
 
@@ -155,9 +156,9 @@ async fn ship_and_receive(e: &Env, s: &Shop, buyer: &str, order: &str) {
         items: None,
         receiver_phone: None,
     };
-    m.ship(&s.merchant, order, ship).await.unwrap();
-    m.confirm_receipt(buyer, order).await.unwrap();
-    m.sync_governance().await.unwrap();
+    m.orders().ship(&s.merchant, order, ship).await.unwrap();
+    m.orders().confirm_receipt(buyer, order).await.unwrap();
+    m.governance().sync_governance().await.unwrap();
 }
 
 fn calls(gw: &RecordingGateway) -> Vec<GatewayCall> {
@@ -175,7 +176,7 @@ fn deposit_refund_calls(gw: &RecordingGateway) -> Vec<RefundRequest> {
 /// Pays a deposit in through WeChat Pay (prepay, then its notification); returns the out_trade_no.
 async fn pay_deposit(e: &Env, merchant: &str, fen: i64, key: &str) -> String {
     let m = &e.market;
-    let p = m.deposit_prepay(merchant, Money::fen(fen), "o-boss", key).await.unwrap();
+    let p = m.governance().deposits().deposit_prepay(merchant, Money::fen(fen), "o-boss", key).await.unwrap();
     let n = PaymentNotice {
         notify_id: format!("n-{key}"),
         out_trade_no: p.out_trade_no.clone(),
@@ -184,7 +185,7 @@ async fn pay_deposit(e: &Env, merchant: &str, fen: i64, key: &str) -> String {
         paid_at: m.now(),
         sub_orders: Vec::new(),
     };
-    assert_eq!(m.handle_payment_notice(&n).await.unwrap(), NoticeOutcome::Paid);
+    assert_eq!(m.payments().handle_payment_notice(&n).await.unwrap(), NoticeOutcome::Paid);
     p.out_trade_no
 }
 
@@ -197,25 +198,25 @@ fn refund_of<'a>(refunds: &'a [DepositRefund], payment: &str) -> &'a DepositRefu
 async fn late_shipment_becomes_a_penalty_and_a_deposit_deduction_and_an_upheld_appeal_restores_it(e: Env) {
     let m = &e.market;
     let s = shop(m, "Late", 50_000, &[10_000]).await;
-    let d = m.deposit(&s.merchant).await.unwrap();
+    let d = m.governance().deposits().deposit(&s.merchant).await.unwrap();
     assert_eq!(
         (d.account.status, d.account.required, d.balance),
         (DepositStatus::Unfunded, Money::fen(50_000), Money::ZERO)
     );
-    m.deposit_paid_in(&s.merchant, "wxdep1", Money::fen(50_000)).await.unwrap();
-    let d = m.deposit_paid_in(&s.merchant, "wxdep1", Money::fen(50_000)).await.unwrap();
+    m.governance().deposits().deposit_paid_in(&s.merchant, "wxdep1", Money::fen(50_000)).await.unwrap();
+    let d = m.governance().deposits().deposit_paid_in(&s.merchant, "wxdep1", Money::fen(50_000)).await.unwrap();
     assert_eq!((d.account.status, d.balance), (DepositStatus::Funded, Money::fen(50_000)), "a repeated pay-in is one");
     let order = buy(&e, &s, "b1", &[(0, 1)]).await;
-    let before = m.merchant_score(&s.merchant).await.unwrap();
+    let before = m.governance().reviews().merchant_score(&s.merchant).await.unwrap();
 
     // 47 h 59 m after payment: not late yet.
     e.advance(hours(48) - minutes(1));
     e.run().await;
-    assert!(m.penalty_log(&s.merchant).await.unwrap().records.is_empty());
+    assert!(m.governance().penalties().penalty_log(&s.merchant).await.unwrap().records.is_empty());
     // 48 h 01 m: the shipping deadline has passed: a late-shipment penalty, paid from the deposit.
     e.advance(minutes(2));
     e.run().await;
-    let log = m.penalty_log(&s.merchant).await.unwrap();
+    let log = m.governance().penalties().penalty_log(&s.merchant).await.unwrap();
     assert_eq!(log.records.len(), 1);
     let rec = &log.records[0];
     assert_eq!((rec.rule_code.as_str(), rec.minus_score, rec.points, rec.status), ("late_shipment", 1, 2, Some(2)));
@@ -233,62 +234,68 @@ async fn late_shipment_becomes_a_penalty_and_a_deposit_deduction_and_an_upheld_a
         (Money::fen(500), "DEPOSIT_COMPENSATION", "b1")
     );
     assert_eq!(e.balance(Account::BuyerRefundPayable("b1".into())).await, 0, "compensation paid out");
-    let d = m.deposit(&s.merchant).await.unwrap();
+    let d = m.governance().deposits().deposit(&s.merchant).await.unwrap();
     assert_eq!(d.account.status, DepositStatus::Insufficient);
-    let mid = m.merchant_score(&s.merchant).await.unwrap();
+    let mid = m.governance().reviews().merchant_score(&s.merchant).await.unwrap();
     assert_eq!((mid.penalty_deduction, mid.score), (100, mid.base - 100));
     // A second run does not penalize twice.
     e.run().await;
-    assert_eq!(m.penalty_log(&s.merchant).await.unwrap().records.len(), 1);
+    assert_eq!(m.governance().penalties().penalty_log(&s.merchant).await.unwrap().records.len(), 1);
 
     // The merchant appeals; the platform upholds: deposit, status, points and score come back exactly.
     let pid = rec.id.clone();
-    assert!(matches!(m.appeal_penalty("other", &pid, "x").await, Err(GovError::NotFound { .. })));
-    m.appeal_penalty(&s.merchant, &pid, "快递停运").await.unwrap();
-    assert_eq!(m.penalty(&pid).await.unwrap().status, PenaltyStatus::Appealing);
-    let p = m.decide_penalty_appeal(&pid, true, "承运商原因").await.unwrap();
+    assert!(matches!(
+        m.governance().penalties().appeal_penalty("other", &pid, "x").await,
+        Err(MarketError::NotFound { .. })
+    ));
+    m.governance().penalties().appeal_penalty(&s.merchant, &pid, "快递停运").await.unwrap();
+    assert_eq!(m.governance().penalties().penalty(&pid).await.unwrap().status, PenaltyStatus::Appealing);
+    let p = m.governance().penalties().decide_penalty_appeal(&pid, true, "承运商原因").await.unwrap();
     assert_eq!(p.status, PenaltyStatus::AppealUpheld);
-    let d = m.deposit(&s.merchant).await.unwrap();
+    let d = m.governance().deposits().deposit(&s.merchant).await.unwrap();
     assert_eq!((d.account.status, d.balance), (DepositStatus::Funded, Money::fen(50_000)));
-    let log = m.penalty_log(&s.merchant).await.unwrap();
+    let log = m.governance().penalties().penalty_log(&s.merchant).await.unwrap();
     assert_eq!((log.points, log.records[0].status), (0, Some(6)));
-    let after = m.merchant_score(&s.merchant).await.unwrap();
+    let after = m.governance().reviews().merchant_score(&s.merchant).await.unwrap();
     assert_eq!((after.penalty_deduction, after.score), (0, after.base));
     assert_eq!(after.components, mid.components);
     assert!(before.score >= after.score, "the late shipment itself still counts in on-time shipping");
     // The buyer keeps the compensation; the platform refilled the deposit.
     assert_eq!(e.balance(Account::PlatformPenalty).await, -500);
-    assert!(matches!(m.appeal_penalty(&s.merchant, &pid, "again").await, Err(GovError::IllegalTransition { .. })));
+    assert!(matches!(
+        m.governance().penalties().appeal_penalty(&s.merchant, &pid, "again").await,
+        Err(MarketError::IllegalTransition { .. })
+    ));
     e.audit().await;
 }
 
 async fn an_unrefilled_deposit_restricts_the_merchant_after_the_grace_period(e: Env) {
     let m = &e.market;
     let s = shop(m, "Grace", 20_000, &[10_000]).await;
-    m.deposit_paid_in(&s.merchant, "wxd", Money::fen(20_000)).await.unwrap();
+    m.governance().deposits().deposit_paid_in(&s.merchant, "wxd", Money::fen(20_000)).await.unwrap();
     buy(&e, &s, "b1", &[(0, 1)]).await;
     e.advance(hours(49));
     let deducted_at = m.now();
     e.run().await;
-    let d = m.deposit(&s.merchant).await.unwrap();
+    let d = m.governance().deposits().deposit(&s.merchant).await.unwrap();
     assert_eq!((d.account.status, d.balance), (DepositStatus::Insufficient, Money::fen(19_500)));
     let grace = d.account.grace_until.unwrap();
     assert_eq!(grace, deducted_at + hours(168));
     e.advance(grace - m.now() - minutes(1));
     e.run().await;
-    assert_eq!(m.merchant(&s.merchant).await.unwrap().status, MerchantStatus::Active);
+    assert_eq!(m.merchants().merchant(&s.merchant).await.unwrap().status, MerchantStatus::Active);
     e.advance(minutes(2));
     e.run().await;
-    assert_eq!(m.deposit(&s.merchant).await.unwrap().account.status, DepositStatus::Restricted);
-    let merchant = m.merchant(&s.merchant).await.unwrap();
+    assert_eq!(m.governance().deposits().deposit(&s.merchant).await.unwrap().account.status, DepositStatus::Restricted);
+    let merchant = m.merchants().merchant(&s.merchant).await.unwrap();
     assert_eq!(
         (merchant.status, merchant.restrictions),
         (MerchantStatus::Restricted, Restrictions::LISTING | Restrictions::CHECKOUT)
     );
     // A top-up lifts it.
-    m.deposit_paid_in(&s.merchant, "wxd2", Money::fen(500)).await.unwrap();
-    assert_eq!(m.deposit(&s.merchant).await.unwrap().account.status, DepositStatus::Funded);
-    assert_eq!(m.merchant(&s.merchant).await.unwrap().status, MerchantStatus::Active);
+    m.governance().deposits().deposit_paid_in(&s.merchant, "wxd2", Money::fen(500)).await.unwrap();
+    assert_eq!(m.governance().deposits().deposit(&s.merchant).await.unwrap().account.status, DepositStatus::Funded);
+    assert_eq!(m.merchants().merchant(&s.merchant).await.unwrap().status, MerchantStatus::Active);
     e.audit().await;
 }
 
@@ -305,26 +312,29 @@ async fn merchant_answers_within_48_hours_or_the_refund_is_approved(e: Env) {
         reason: "破损".into(),
         evidence: vec![],
     };
-    assert!(matches!(m.open_case("b2", &req).await, Err(GovError::NotFound { .. })));
+    assert!(matches!(m.governance().aftersales().open_case("b2", &req).await, Err(MarketError::NotFound { .. })));
     let too_much = CaseRequest { amount: Money::fen(10_001), ..req.clone() };
     assert!(matches!(
-        m.open_case("b1", &too_much).await,
-        Err(GovError::RefundExceeds { requested: 10_001, refundable: 10_000 })
+        m.governance().aftersales().open_case("b1", &too_much).await,
+        Err(MarketError::RefundExceeds { requested: 10_001, refundable: 10_000 })
     ));
-    let c = m.open_case("b1", &req).await.unwrap();
+    let c = m.governance().aftersales().open_case("b1", &req).await.unwrap();
     assert_eq!(c.state, CaseState::MerchantReview);
-    assert!(matches!(m.open_case("b1", &req).await, Err(GovError::CaseLimit { open: 1, total: 1, .. })));
+    assert!(matches!(
+        m.governance().aftersales().open_case("b1", &req).await,
+        Err(MarketError::CaseLimit { open: 1, total: 1, .. })
+    ));
 
     e.advance(hours(48) - minutes(1));
     e.run().await;
-    assert_eq!(m.case(&c.id).await.unwrap().state, CaseState::MerchantReview);
+    assert_eq!(m.governance().aftersales().case(&c.id).await.unwrap().state, CaseState::MerchantReview);
     e.advance(minutes(2));
     assert!(matches!(
-        m.approve_case(&s.merchant, &c.id).await,
-        Err(GovError::DeadlinePassed { what: "merchant_response", .. })
+        m.governance().aftersales().approve_case(&s.merchant, &c.id).await,
+        Err(MarketError::DeadlinePassed { what: "merchant_response", .. })
     ));
     e.run().await;
-    let c = m.case(&c.id).await.unwrap();
+    let c = m.governance().aftersales().case(&c.id).await.unwrap();
     assert_eq!(c.state, CaseState::Refunded);
     let notes: Vec<&str> = c.history.iter().map(|t| t.note.as_str()).collect();
     assert_eq!(notes, ["opened", "merchant_response_overdue", "refund_succeeded"]);
@@ -333,17 +343,20 @@ async fn merchant_answers_within_48_hours_or_the_refund_is_approved(e: Env) {
     assert_eq!(refunds.len(), 1);
     assert_eq!((refunds[0].refund, refunds[0].total), (Money::fen(3_000), Money::fen(10_000)));
     // The timeout is a penalty of its own.
-    let log = m.penalty_log(&s.merchant).await.unwrap();
+    let log = m.governance().penalties().penalty_log(&s.merchant).await.unwrap();
     assert_eq!(log.records.iter().map(|r| r.rule_code.as_str()).collect::<Vec<_>>(), ["after_sale_timeout"]);
     // Ledger: 10 000 paid, 3 000 refunded and paid out; 7 000 still pending.
     assert_eq!(e.balance(Account::MerchantPending(s.merchant.clone())).await, 7_000);
     assert_eq!(e.balance(Account::BuyerRefundPayable("b1".into())).await, 0);
     assert_eq!(e.balance(Account::Clearing).await, -7_000);
-    let st = m.settlement(&order).await.unwrap();
+    let st = m.governance().settlements().settlement(&order).await.unwrap();
     assert_eq!(st.lines[0].refunded, Money::fen(3_000));
     // The next case may ask at most what is left.
     let left = CaseRequest { amount: Money::fen(7_001), ..req };
-    assert!(matches!(m.open_case("b1", &left).await, Err(GovError::RefundExceeds { refundable: 7_000, .. })));
+    assert!(matches!(
+        m.governance().aftersales().open_case("b1", &left).await,
+        Err(MarketError::RefundExceeds { refundable: 7_000, .. })
+    ));
     e.audit().await;
 }
 
@@ -360,8 +373,8 @@ async fn a_refund_made_in_the_merchant_platform_settles_the_open_case(e: Env) {
         reason: "破损".into(),
         evidence: vec![],
     };
-    let c = m.open_case("b1", &req).await.unwrap();
-    let o = m.order(&order).await.unwrap().order;
+    let c = m.governance().aftersales().open_case("b1", &req).await.unwrap();
+    let o = m.orders().order(&order).await.unwrap().order;
     // The merchant refunds in WeChat Pay's merchant platform instead of answering the case.
     let n = wxshop::market::anomaly::RefundNotice {
         notify_id: "rn-1".into(),
@@ -372,23 +385,23 @@ async fn a_refund_made_in_the_merchant_platform_settles_the_open_case(e: Env) {
         succeeded: true,
         amount: Money::fen(3_000),
     };
-    let a = m.handle_external_refund(&n).await.unwrap().unwrap();
+    let a = m.payments().handle_external_refund(&n).await.unwrap().unwrap();
     assert_eq!(a.note, Some(format!("settles after-sale case {}", c.id)));
     e.run().await;
-    let c = m.case(&c.id).await.unwrap();
+    let c = m.governance().aftersales().case(&c.id).await.unwrap();
     assert_eq!(c.state, CaseState::Refunded);
     let notes: Vec<&str> = c.history.iter().map(|t| t.note.as_str()).collect();
     assert_eq!(notes, ["opened", "refunded_outside"]);
     // No refund was asked of WeChat Pay; the one made outside is booked like any refund.
     assert!(!calls(&e.gw).iter().any(|c| matches!(c, GatewayCall::Refund(_))));
-    assert_eq!(m.settlement(&order).await.unwrap().lines[0].refunded, Money::fen(3_000));
+    assert_eq!(m.governance().settlements().settlement(&order).await.unwrap().lines[0].refunded, Money::fen(3_000));
     assert_eq!(e.balance(Account::MerchantPending(s.merchant.clone())).await, 7_000);
     assert_eq!(e.balance(Account::BuyerRefundPayable("b1".into())).await, 0);
     assert_eq!(e.balance(Account::Clearing).await, -7_000);
     // The timers of the case stopped: the merchant's 48 hours pass without a penalty.
     e.advance(hours(49));
     e.run().await;
-    assert!(m.penalty_log(&s.merchant).await.unwrap().records.is_empty());
+    assert!(m.governance().penalties().penalty_log(&s.merchant).await.unwrap().records.is_empty());
     e.audit().await;
 }
 
@@ -396,25 +409,36 @@ async fn a_return_becomes_a_refund_and_the_settlement_splits_to_the_fen(e: Env) 
     let m = &e.market;
     let s = shop(m, "Return", 0, &[6_000, 4_000]).await;
     let t = m.now();
-    m.put_commission_rule(CommissionRule::new("global", Scope::Global, Rate::Bps(600), Money::ZERO, t)).await.unwrap();
-    m.put_commission_rule(CommissionRule::new(
-        "cat",
-        Scope::Category(s.category.clone()),
-        Rate::Bps(500),
-        Money::ZERO,
-        t,
-    ))
-    .await
-    .unwrap();
-    m.record_click("b1", "p1", "tok1").await.unwrap();
+    m.governance()
+        .settlements()
+        .put_commission_rule(CommissionRule::new("global", Scope::Global, Rate::Bps(600), Money::ZERO, t))
+        .await
+        .unwrap();
+    m.governance()
+        .settlements()
+        .put_commission_rule(CommissionRule::new(
+            "cat",
+            Scope::Category(s.category.clone()),
+            Rate::Bps(500),
+            Money::ZERO,
+            t,
+        ))
+        .await
+        .unwrap();
+    m.governance().settlements().record_click("b1", "p1", "tok1").await.unwrap();
     let order = buy(&e, &s, "b1", &[(0, 1), (1, 1)]).await;
-    let st = m.settlement(&order).await.unwrap();
+    let st = m.governance().settlements().settlement(&order).await.unwrap();
     assert_eq!(st.state, SettlementState::Frozen);
     assert_eq!(st.lines.iter().map(|l| l.commission.rule_id.as_str()).collect::<Vec<_>>(), ["cat", "cat"]);
-    assert_eq!(m.attribution(&order).await.unwrap().unwrap().state, AttributionState::Attributed);
+    assert_eq!(
+        m.governance().settlements().attribution(&order).await.unwrap().unwrap().state,
+        AttributionState::Attributed
+    );
     ship_and_receive(&e, &s, "b1", &order).await;
 
     let c = m
+        .governance()
+        .aftersales()
         .open_case(
             "b1",
             &CaseRequest {
@@ -428,21 +452,24 @@ async fn a_return_becomes_a_refund_and_the_settlement_splits_to_the_fen(e: Env) 
         )
         .await
         .unwrap();
-    m.approve_case(&s.merchant, &c.id).await.unwrap();
+    m.governance().aftersales().approve_case(&s.merchant, &c.id).await.unwrap();
     let wb = Waybill { company: "SF".into(), number: "SF123".into() };
     assert!(matches!(
-        m.upload_return("b1", &c.id, Waybill { company: "".into(), number: "1".into() }).await,
-        Err(GovError::Invalid(_))
+        m.governance()
+            .aftersales()
+            .upload_return("b1", &c.id, Waybill { company: "".into(), number: "1".into() })
+            .await,
+        Err(MarketError::Invalid(_))
     ));
-    m.upload_return("b1", &c.id, wb).await.unwrap();
-    m.confirm_return_received(&s.merchant, &c.id).await.unwrap();
-    m.sync_governance().await.unwrap();
-    assert_eq!(m.case(&c.id).await.unwrap().state, CaseState::Refunded);
+    m.governance().aftersales().upload_return("b1", &c.id, wb).await.unwrap();
+    m.governance().aftersales().confirm_return_received(&s.merchant, &c.id).await.unwrap();
+    m.governance().sync_governance().await.unwrap();
+    assert_eq!(m.governance().aftersales().case(&c.id).await.unwrap().state, CaseState::Refunded);
 
     // The after-sale window closes: released.
     e.advance(days(7));
     e.run().await;
-    let st = m.settlement(&order).await.unwrap();
+    let st = m.governance().settlements().settlement(&order).await.unwrap();
     assert_eq!(st.state, SettlementState::Released);
     let a = st.amounts.unwrap();
     // commission: 6 000 × 5 % = 300, × 3 500 / 6 000 = 175; 4 000 × 5 % = 200.
@@ -463,13 +490,13 @@ async fn a_return_becomes_a_refund_and_the_settlement_splits_to_the_fen(e: Env) 
     assert_eq!(shares[0].sub_mchid, None);
     assert!(shares[0].unfreeze_unsplit);
     assert_eq!(shares[0].transaction_id, st.transaction_id);
-    let attr = m.attribution(&order).await.unwrap().unwrap();
+    let attr = m.governance().settlements().attribution(&order).await.unwrap().unwrap();
     assert_eq!((attr.state, attr.amount), (AttributionState::Paid, Money::fen(375)));
     assert_eq!(e.balance(Account::MerchantPending(s.merchant.clone())).await, 0);
     assert_eq!(e.balance(Account::MerchantAvailable(s.merchant.clone())).await, 6_750);
     assert_eq!(e.balance(Account::PlatformCommission).await, 375);
     assert_eq!(e.balance(Account::PromoterCommission("p1".into())).await, 0);
-    let paid = m.payout_settlement(&s.merchant, &order).await.unwrap();
+    let paid = m.governance().settlements().payout_settlement(&s.merchant, &order).await.unwrap();
     assert_eq!(paid.state, SettlementState::PaidOut);
     assert_eq!(e.balance(Account::MerchantAvailable(s.merchant.clone())).await, 0);
     // Clearing: 10 000 in; 2 500 refunded, 375 to the promoter, 6 750 to the merchant out: 375 left.
@@ -491,29 +518,38 @@ async fn return_and_receipt_timers_at_their_boundaries(e: Env) {
         evidence: vec![],
     };
     // The buyer never ships the return: closed 7 days after approval.
-    let c = m.open_case("b1", &open(1_000)).await.unwrap();
-    m.approve_case(&s.merchant, &c.id).await.unwrap();
+    let c = m.governance().aftersales().open_case("b1", &open(1_000)).await.unwrap();
+    m.governance().aftersales().approve_case(&s.merchant, &c.id).await.unwrap();
     e.advance(days(7) - minutes(1));
     e.run().await;
-    assert_eq!(m.case(&c.id).await.unwrap().state, CaseState::AwaitingReturn);
+    assert_eq!(m.governance().aftersales().case(&c.id).await.unwrap().state, CaseState::AwaitingReturn);
     e.advance(minutes(2));
     e.run().await;
-    let c = m.case(&c.id).await.unwrap();
+    let c = m.governance().aftersales().case(&c.id).await.unwrap();
     assert_eq!((c.state, c.close_reason), (CaseState::Closed, Some(CloseReason::ReturnNotShipped)));
 
     // The window is 7 days after receipt: it has closed now; re-open the window with a fresh order.
     let order = buy(&e, &s, "b1", &[(0, 1)]).await;
     ship_and_receive(&e, &s, "b1", &order).await;
-    let c = m.open_case("b1", &CaseRequest { order_id: order.clone(), ..open(3_000) }).await.unwrap();
-    m.approve_case(&s.merchant, &c.id).await.unwrap();
-    m.upload_return("b1", &c.id, Waybill { company: "YTO".into(), number: "YT1".into() }).await.unwrap();
+    let c = m
+        .governance()
+        .aftersales()
+        .open_case("b1", &CaseRequest { order_id: order.clone(), ..open(3_000) })
+        .await
+        .unwrap();
+    m.governance().aftersales().approve_case(&s.merchant, &c.id).await.unwrap();
+    m.governance()
+        .aftersales()
+        .upload_return("b1", &c.id, Waybill { company: "YTO".into(), number: "YT1".into() })
+        .await
+        .unwrap();
     // The merchant never confirms the goods: accepted and refunded 10 days later.
     e.advance(days(10) - minutes(1));
     e.run().await;
-    assert_eq!(m.case(&c.id).await.unwrap().state, CaseState::ReturnInTransit);
+    assert_eq!(m.governance().aftersales().case(&c.id).await.unwrap().state, CaseState::ReturnInTransit);
     e.advance(minutes(2));
     e.run().await;
-    let c = m.case(&c.id).await.unwrap();
+    let c = m.governance().aftersales().case(&c.id).await.unwrap();
     assert_eq!(c.state, CaseState::Refunded);
     assert!(c.history.iter().any(|t| t.note == "merchant_receive_overdue"));
     e.audit().await;
@@ -522,7 +558,7 @@ async fn return_and_receipt_timers_at_their_boundaries(e: Env) {
 async fn a_rejection_escalates_within_7_days_and_the_platform_decides_from_the_deposit(e: Env) {
     let m = &e.market;
     let s = shop(m, "Dispute", 10_000, &[8_000]).await;
-    m.deposit_paid_in(&s.merchant, "wxd", Money::fen(10_000)).await.unwrap();
+    m.governance().deposits().deposit_paid_in(&s.merchant, "wxd", Money::fen(10_000)).await.unwrap();
     let order = buy(&e, &s, "b1", &[(0, 1)]).await;
     ship_and_receive(&e, &s, "b1", &order).await;
     let req = CaseRequest {
@@ -533,38 +569,48 @@ async fn a_rejection_escalates_within_7_days_and_the_platform_decides_from_the_d
         reason: "假货".into(),
         evidence: vec!["img".into()],
     };
-    let c = m.open_case("b1", &req).await.unwrap();
-    m.reject_case(&s.merchant, &c.id, "正品").await.unwrap();
+    let c = m.governance().aftersales().open_case("b1", &req).await.unwrap();
+    m.governance().aftersales().reject_case(&s.merchant, &c.id, "正品").await.unwrap();
     // Unescalated for 7 days: closed.
     e.advance(days(7) + minutes(1));
     e.run().await;
-    assert_eq!(m.case(&c.id).await.unwrap().close_reason, Some(CloseReason::NotEscalated));
+    assert_eq!(m.governance().aftersales().case(&c.id).await.unwrap().close_reason, Some(CloseReason::NotEscalated));
     // Next time the buyer escalates at 6 days 23 h 59 m (the window is the order's 7 days, so a fresh order).
     let order = buy(&e, &s, "b1", &[(0, 1)]).await;
     ship_and_receive(&e, &s, "b1", &order).await;
-    let c = m.open_case("b1", &CaseRequest { order_id: order.clone(), ..req.clone() }).await.unwrap();
-    m.reject_case(&s.merchant, &c.id, "正品").await.unwrap();
+    let c = m
+        .governance()
+        .aftersales()
+        .open_case("b1", &CaseRequest { order_id: order.clone(), ..req.clone() })
+        .await
+        .unwrap();
+    m.governance().aftersales().reject_case(&s.merchant, &c.id, "正品").await.unwrap();
     e.advance(days(7) - minutes(1));
-    let c = m.escalate_case("b1", &c.id).await.unwrap();
+    let c = m.governance().aftersales().escalate_case("b1", &c.id).await.unwrap();
     assert_eq!(c.state, CaseState::Escalated);
-    let disputes = m.merchant_disputes(&s.merchant, 10).await.unwrap();
+    let disputes = m.governance().aftersales().merchant_disputes(&s.merchant, 10).await.unwrap();
     let d = disputes.iter().find(|d| d.case_id.as_deref() == Some(c.id.as_str())).unwrap();
     let too_much = Decision::BuyerWins { refund: Money::fen(8_001), payer: Payer::Deposit };
-    assert!(matches!(m.decide_dispute(&d.id, too_much, "").await, Err(GovError::RefundExceeds { .. })));
-    m.decide_dispute(&d.id, Decision::BuyerWins { refund: Money::fen(8_000), payer: Payer::Deposit }, "假货成立")
+    assert!(matches!(
+        m.governance().aftersales().decide_dispute(&d.id, too_much, "").await,
+        Err(MarketError::RefundExceeds { .. })
+    ));
+    m.governance()
+        .aftersales()
+        .decide_dispute(&d.id, Decision::BuyerWins { refund: Money::fen(8_000), payer: Payer::Deposit }, "假货成立")
         .await
         .unwrap();
     e.run().await;
-    let c = m.case(&c.id).await.unwrap();
+    let c = m.governance().aftersales().case(&c.id).await.unwrap();
     assert_eq!(c.state, CaseState::Refunded);
     // 8 000 from the deposit to the buyer, through WeChat Pay's deposit compensation.
     assert_eq!(e.balance(Account::MerchantDeposit(s.merchant.clone())).await, 2_000);
     assert!(calls(&e.gw).iter().any(|c| matches!(c, GatewayCall::Compensate(r) if r.amount == Money::fen(8_000))));
     // The merchant keeps its sale proceeds (the deposit paid), and lost a dispute.
-    assert_eq!(m.settlement(&order).await.unwrap().lines[0].refunded, Money::ZERO);
-    let log = m.penalty_log(&s.merchant).await.unwrap();
+    assert_eq!(m.governance().settlements().settlement(&order).await.unwrap().lines[0].refunded, Money::ZERO);
+    let log = m.governance().penalties().penalty_log(&s.merchant).await.unwrap();
     assert!(log.records.iter().any(|r| r.rule_code == "dispute_lost"));
-    let score = m.merchant_score(&s.merchant).await.unwrap();
+    let score = m.governance().reviews().merchant_score(&s.merchant).await.unwrap();
     assert_eq!(score.samples.disputes_lost, 1);
     e.audit().await;
 }
@@ -583,11 +629,14 @@ async fn at_most_one_open_and_five_total_cases_per_line(e: Env) {
         evidence: vec![],
     };
     for _ in 0..5 {
-        let c = m.open_case("b1", &req).await.unwrap();
-        m.cancel_case("b1", &c.id).await.unwrap();
+        let c = m.governance().aftersales().open_case("b1", &req).await.unwrap();
+        m.governance().aftersales().cancel_case("b1", &c.id).await.unwrap();
     }
-    assert!(matches!(m.open_case("b1", &req).await, Err(GovError::CaseLimit { open: 0, total: 5, .. })));
-    assert_eq!(m.cases_of_order(&order).await.unwrap().len(), 5);
+    assert!(matches!(
+        m.governance().aftersales().open_case("b1", &req).await,
+        Err(MarketError::CaseLimit { open: 0, total: 5, .. })
+    ));
+    assert_eq!(m.governance().aftersales().cases_of_order(&order).await.unwrap().len(), 5);
     e.audit().await;
 }
 
@@ -602,28 +651,40 @@ async fn reviews_are_once_per_line_after_receipt_and_feed_the_score(e: Env) {
         text: "差".into(),
         images: vec![],
     };
-    assert!(matches!(m.submit_review("b1", &r, TextVerdict::Pass).await, Err(GovError::NotEligible(_))));
+    assert!(matches!(
+        m.governance().reviews().submit_review("b1", &r, TextVerdict::Pass).await,
+        Err(MarketError::NotEligible(_))
+    ));
     ship_and_receive(&e, &s, "b1", &order).await;
-    assert!(matches!(m.submit_review("b2", &r, TextVerdict::Pass).await, Err(GovError::NotFound { .. })));
-    let before = m.merchant_score(&s.merchant).await.unwrap();
-    let rev = m.submit_review("b1", &r, TextVerdict::Pass).await.unwrap();
+    assert!(matches!(
+        m.governance().reviews().submit_review("b2", &r, TextVerdict::Pass).await,
+        Err(MarketError::NotFound { .. })
+    ));
+    let before = m.governance().reviews().merchant_score(&s.merchant).await.unwrap();
+    let rev = m.governance().reviews().submit_review("b1", &r, TextVerdict::Pass).await.unwrap();
     assert_eq!(rev.status, ReviewStatus::Published);
-    assert!(matches!(m.submit_review("b1", &r, TextVerdict::Pass).await, Err(GovError::AlreadyDone("review"))));
-    let with = m.merchant_score(&s.merchant).await.unwrap();
+    assert!(matches!(
+        m.governance().reviews().submit_review("b1", &r, TextVerdict::Pass).await,
+        Err(MarketError::AlreadyDone("review"))
+    ));
+    let with = m.governance().reviews().merchant_score(&s.merchant).await.unwrap();
     assert_eq!(with.samples.reviews, 1);
     // One 1★ review against the 4.5★ prior… the category's own mean is that review: 1★.
     assert!(with.components.ratings < before.components.ratings);
-    m.reply_review(&s.merchant, &rev.id, "抱歉").await.unwrap();
-    assert!(matches!(m.reply_review(&s.merchant, &rev.id, "again").await, Err(GovError::AlreadyDone("reply"))));
-    m.follow_up_review("b1", &rev.id, "还是差", vec![], TextVerdict::Pass).await.unwrap();
+    m.governance().reviews().reply_review(&s.merchant, &rev.id, "抱歉").await.unwrap();
+    assert!(matches!(
+        m.governance().reviews().reply_review(&s.merchant, &rev.id, "again").await,
+        Err(MarketError::AlreadyDone("reply"))
+    ));
+    m.governance().reviews().follow_up_review("b1", &rev.id, "还是差", vec![], TextVerdict::Pass).await.unwrap();
     // Hidden by the platform: it stops counting; restored on appeal: it counts again.
-    m.moderate_review(&rev.id, ReviewStatus::Hidden, "辱骂").await.unwrap();
-    assert_eq!(m.merchant_score(&s.merchant).await.unwrap().samples.reviews, 0);
-    m.appeal_review("b1", &rev.id, "没有辱骂").await.unwrap();
-    m.decide_review_appeal(&rev.id, true).await.unwrap();
-    let restored = m.merchant_score(&s.merchant).await.unwrap();
+    m.governance().reviews().moderate_review(&rev.id, ReviewStatus::Hidden, "辱骂").await.unwrap();
+    assert_eq!(m.governance().reviews().merchant_score(&s.merchant).await.unwrap().samples.reviews, 0);
+    m.governance().reviews().appeal_review("b1", &rev.id, "没有辱骂").await.unwrap();
+    m.governance().reviews().decide_review_appeal(&rev.id, true).await.unwrap();
+    let restored = m.governance().reviews().merchant_score(&s.merchant).await.unwrap();
     assert_eq!(restored, with);
-    assert_eq!(m.merchant_reviews(&s.merchant, false, 10).await.unwrap().len(), 1);
+    assert_eq!(m.governance().reviews().merchant_reviews(&s.merchant, false, 10).await.unwrap().len(), 1);
     e.audit().await;
 }
 
@@ -638,35 +699,40 @@ async fn manual_penalty_delists_and_restricts_and_an_upheld_appeal_relists_exact
         .unwrap()
         .actions
         .push(wxshop::market::governance::penalty::Action::Restrict { days: 3 });
-    m.set_governance_config(&cfg).await.unwrap();
-    assert_eq!(m.governance_config().await.unwrap(), cfg);
-    let p = m.file_violation(&s.merchant, "manual", "虚假宣传", None, vec![s.product.clone()]).await.unwrap();
+    m.governance().set_governance_config(&cfg).await.unwrap();
+    assert_eq!(m.governance().governance_config().await.unwrap(), cfg);
+    let p = m
+        .governance()
+        .penalties()
+        .file_violation(&s.merchant, "manual", "虚假宣传", None, vec![s.product.clone()])
+        .await
+        .unwrap();
     assert_eq!(p.status, PenaltyStatus::PendingReview);
-    assert_eq!(m.product(&s.product).await.unwrap().product.status, ProductStatus::Listed);
-    m.confirm_penalty(&p.id).await.unwrap();
-    assert_eq!(m.product(&s.product).await.unwrap().product.status, ProductStatus::ForceDelisted);
-    let merchant = m.merchant(&s.merchant).await.unwrap();
+    assert_eq!(m.catalog().product(&s.product).await.unwrap().product.status, ProductStatus::Listed);
+    m.governance().penalties().confirm_penalty(&p.id).await.unwrap();
+    assert_eq!(m.catalog().product(&s.product).await.unwrap().product.status, ProductStatus::ForceDelisted);
+    let merchant = m.merchants().merchant(&s.merchant).await.unwrap();
     assert_eq!(
         (merchant.status, merchant.restrictions),
         (MerchantStatus::Restricted, Restrictions::LISTING | Restrictions::PAYOUT)
     );
-    assert_eq!(m.merchant_restrictions(&s.merchant).await.unwrap().len(), 1);
-    m.appeal_penalty(&s.merchant, &p.id, "有依据").await.unwrap();
-    m.decide_penalty_appeal(&p.id, true, "ok").await.unwrap();
-    assert_eq!(m.product(&s.product).await.unwrap().product.status, ProductStatus::Listed);
-    assert_eq!(m.merchant(&s.merchant).await.unwrap().status, MerchantStatus::Active);
-    assert!(m.merchant_restrictions(&s.merchant).await.unwrap().is_empty());
+    assert_eq!(m.governance().penalties().merchant_restrictions(&s.merchant).await.unwrap().len(), 1);
+    m.governance().penalties().appeal_penalty(&s.merchant, &p.id, "有依据").await.unwrap();
+    m.governance().penalties().decide_penalty_appeal(&p.id, true, "ok").await.unwrap();
+    assert_eq!(m.catalog().product(&s.product).await.unwrap().product.status, ProductStatus::Listed);
+    assert_eq!(m.merchants().merchant(&s.merchant).await.unwrap().status, MerchantStatus::Active);
+    assert!(m.governance().penalties().merchant_restrictions(&s.merchant).await.unwrap().is_empty());
 
     // Confirmed again (a new violation) and left alone: the restriction ends by its timer after 3 days.
-    let p = m.file_violation(&s.merchant, "manual", "again", None, vec![]).await.unwrap();
-    m.confirm_penalty(&p.id).await.unwrap();
-    assert_eq!(m.merchant(&s.merchant).await.unwrap().status, MerchantStatus::Restricted);
+    let p = m.governance().penalties().file_violation(&s.merchant, "manual", "again", None, vec![]).await.unwrap();
+    m.governance().penalties().confirm_penalty(&p.id).await.unwrap();
+    assert_eq!(m.merchants().merchant(&s.merchant).await.unwrap().status, MerchantStatus::Restricted);
     e.advance(days(3) - minutes(1));
     e.run().await;
-    assert_eq!(m.merchant(&s.merchant).await.unwrap().status, MerchantStatus::Restricted);
+    assert_eq!(m.merchants().merchant(&s.merchant).await.unwrap().status, MerchantStatus::Restricted);
     e.advance(minutes(2));
     e.run().await;
-    assert_eq!(m.merchant(&s.merchant).await.unwrap().status, MerchantStatus::Active);
+    assert_eq!(m.merchants().merchant(&s.merchant).await.unwrap().status, MerchantStatus::Active);
     e.audit().await;
 }
 
@@ -678,8 +744,10 @@ async fn profit_sharing_shares_from_whoever_collected_the_payment(e: Env) {
     let m = &e.market;
     let mut cfg = GovernanceConfig::default();
     cfg.settlement.platform_mchid = "1230000109".into();
-    m.set_governance_config(&cfg).await.unwrap();
-    m.put_commission_rule(CommissionRule::new("global", Scope::Global, Rate::Bps(500), Money::ZERO, m.now()))
+    m.governance().set_governance_config(&cfg).await.unwrap();
+    m.governance()
+        .settlements()
+        .put_commission_rule(CommissionRule::new("global", Scope::Global, Rate::Bps(500), Money::ZERO, m.now()))
         .await
         .unwrap();
     let direct = shop(m, "Direct", 0, &[10_000]).await;
@@ -688,7 +756,7 @@ async fn profit_sharing_shares_from_whoever_collected_the_payment(e: Env) {
     ship_and_receive(&e, &direct, "b1", &a).await;
     let b = buy(&e, &partner, "b2", &[(0, 1)]).await;
     ship_and_receive(&e, &partner, "b2", &b).await;
-    assert_eq!(m.profit_share_of(&b).await.unwrap(), None);
+    assert_eq!(m.governance().settlements().profit_share_of(&b).await.unwrap(), None);
     e.advance(days(7));
     e.run().await;
     type Share = (String, Option<String>, Vec<(String, String, i64)>, bool);
@@ -714,7 +782,7 @@ async fn profit_sharing_shares_from_whoever_collected_the_payment(e: Env) {
     want.sort();
     assert_eq!(shares, want);
     for o in [&a, &b] {
-        let p = m.profit_share_of(o).await.unwrap().unwrap();
+        let p = m.governance().settlements().profit_share_of(o).await.unwrap().unwrap();
         assert_eq!((p.status, p.amount()), (ShareStatus::Finished, Money::fen(500)));
     }
     assert_eq!(e.balance(Account::PlatformCommission).await, 1_000);
@@ -729,7 +797,7 @@ async fn fake_shipment_is_judged_only_with_carrier_tracking_and_only_without_a_s
     let m = &e.market;
     assert!(!GovernanceConfig::default().carrier_tracking);
     let s = shop(m, "Fake", 50_000, &[10_000]).await;
-    m.deposit_paid_in(&s.merchant, "wxf1", Money::fen(50_000)).await.unwrap();
+    m.governance().deposits().deposit_paid_in(&s.merchant, "wxf1", Money::fen(50_000)).await.unwrap();
     let ship = |o: &str| ShipRequest {
         tracking_no: format!("SF{}", &o[..8]),
         express_company: "SF".into(),
@@ -737,24 +805,24 @@ async fn fake_shipment_is_judged_only_with_carrier_tracking_and_only_without_a_s
         receiver_phone: None,
     };
     let untracked = buy(&e, &s, "b1", &[(0, 1)]).await;
-    m.ship(&s.merchant, &untracked, ship(&untracked)).await.unwrap();
-    m.sync_governance().await.unwrap();
+    m.orders().ship(&s.merchant, &untracked, ship(&untracked)).await.unwrap();
+    m.governance().sync_governance().await.unwrap();
     let cfg = GovernanceConfig { carrier_tracking: true, ..GovernanceConfig::default() };
-    m.set_governance_config(&cfg).await.unwrap();
+    m.governance().set_governance_config(&cfg).await.unwrap();
     let scanned = buy(&e, &s, "b2", &[(0, 1)]).await;
     let fake = buy(&e, &s, "b3", &[(0, 1)]).await;
     for o in [&scanned, &fake] {
-        m.ship(&s.merchant, o, ship(o)).await.unwrap();
+        m.orders().ship(&s.merchant, o, ship(o)).await.unwrap();
     }
-    m.sync_governance().await.unwrap();
+    m.governance().sync_governance().await.unwrap();
     e.advance(hours(2));
-    m.record_carrier_event(&scanned, m.now()).await.unwrap();
+    m.governance().penalties().record_carrier_event(&scanned, m.now()).await.unwrap();
     e.advance(hours(46) - minutes(1));
     e.run().await;
-    assert!(m.penalty_log(&s.merchant).await.unwrap().records.is_empty());
+    assert!(m.governance().penalties().penalty_log(&s.merchant).await.unwrap().records.is_empty());
     e.advance(minutes(2));
     e.run().await;
-    let log = m.penalty_log(&s.merchant).await.unwrap();
+    let log = m.governance().penalties().penalty_log(&s.merchant).await.unwrap();
     assert_eq!(log.records.len(), 1, "{log:?}");
     let rec = &log.records[0];
     assert_eq!(
@@ -771,52 +839,52 @@ async fn a_manual_restriction_outlives_governance_until_the_platform_lifts_it(e:
     let m = &e.market;
     let s = shop(m, "Held", 20_000, &[1_000]).await;
     let view = |mm: Merchant| (mm.status, mm.restrictions, mm.manual_restrictions, mm.manual_suspension);
-    let held = m.restrict_merchant(&s.merchant, Restrictions::CHECKOUT, "资质复核").await.unwrap();
+    let held = m.merchants().restrict_merchant(&s.merchant, Restrictions::CHECKOUT, "资质复核").await.unwrap();
     assert_eq!(view(held), (MerchantStatus::Restricted, Restrictions::CHECKOUT, Restrictions::CHECKOUT, false));
     // The deposit is funded: governance recomputes the status and keeps the platform's restriction.
-    let d = m.deposit_paid_in(&s.merchant, "wxh1", Money::fen(20_000)).await.unwrap();
+    let d = m.governance().deposits().deposit_paid_in(&s.merchant, "wxh1", Money::fen(20_000)).await.unwrap();
     assert_eq!(d.account.status, DepositStatus::Funded);
     assert_eq!(
-        view(m.merchant(&s.merchant).await.unwrap()),
+        view(m.merchants().merchant(&s.merchant).await.unwrap()),
         (MerchantStatus::Restricted, Restrictions::CHECKOUT, Restrictions::CHECKOUT, false)
     );
     // A 3-day penalty restriction adds listing and payout; when it expires, only the platform's stays.
     let mut cfg = GovernanceConfig::default();
     let rule = cfg.penalty.rules.iter_mut().find(|r| r.code == "manual").unwrap();
     rule.actions = vec![wxshop::market::governance::penalty::Action::Restrict { days: 3 }];
-    m.set_governance_config(&cfg).await.unwrap();
-    let p = m.file_violation(&s.merchant, "manual", "虚假宣传", None, vec![]).await.unwrap();
-    m.confirm_penalty(&p.id).await.unwrap();
+    m.governance().set_governance_config(&cfg).await.unwrap();
+    let p = m.governance().penalties().file_violation(&s.merchant, "manual", "虚假宣传", None, vec![]).await.unwrap();
+    m.governance().penalties().confirm_penalty(&p.id).await.unwrap();
     let all = Restrictions::LISTING | Restrictions::CHECKOUT | Restrictions::PAYOUT;
     assert_eq!(
-        view(m.merchant(&s.merchant).await.unwrap()),
+        view(m.merchants().merchant(&s.merchant).await.unwrap()),
         (MerchantStatus::Restricted, all, Restrictions::CHECKOUT, false)
     );
     e.advance(days(3) + minutes(1));
     e.run().await;
-    assert!(m.merchant_restrictions(&s.merchant).await.unwrap().is_empty());
+    assert!(m.governance().penalties().merchant_restrictions(&s.merchant).await.unwrap().is_empty());
     assert_eq!(
-        view(m.merchant(&s.merchant).await.unwrap()),
+        view(m.merchants().merchant(&s.merchant).await.unwrap()),
         (MerchantStatus::Restricted, Restrictions::CHECKOUT, Restrictions::CHECKOUT, false)
     );
     // The platform lifts it: Active, nothing held.
-    let lifted = m.lift_restrictions(&s.merchant, Restrictions::CHECKOUT, "复核通过").await.unwrap();
+    let lifted = m.merchants().lift_restrictions(&s.merchant, Restrictions::CHECKOUT, "复核通过").await.unwrap();
     assert_eq!(view(lifted), (MerchantStatus::Active, Restrictions::NONE, Restrictions::NONE, false));
     // A suspension by hand outlives a penalty restriction's expiry too; only reinstating ends it.
-    m.suspend_merchant(&s.merchant, "涉嫌欺诈").await.unwrap();
-    let p = m.file_violation(&s.merchant, "manual", "again", None, vec![]).await.unwrap();
-    m.confirm_penalty(&p.id).await.unwrap();
+    m.merchants().suspend_merchant(&s.merchant, "涉嫌欺诈").await.unwrap();
+    let p = m.governance().penalties().file_violation(&s.merchant, "manual", "again", None, vec![]).await.unwrap();
+    m.governance().penalties().confirm_penalty(&p.id).await.unwrap();
     assert_eq!(
-        view(m.merchant(&s.merchant).await.unwrap()),
+        view(m.merchants().merchant(&s.merchant).await.unwrap()),
         (MerchantStatus::Suspended, Restrictions::NONE, Restrictions::NONE, true)
     );
     e.advance(days(3) + minutes(1));
     e.run().await;
     assert_eq!(
-        view(m.merchant(&s.merchant).await.unwrap()),
+        view(m.merchants().merchant(&s.merchant).await.unwrap()),
         (MerchantStatus::Suspended, Restrictions::NONE, Restrictions::NONE, true)
     );
-    let back = m.reinstate_merchant(&s.merchant, "调查结束").await.unwrap();
+    let back = m.merchants().reinstate_merchant(&s.merchant, "调查结束").await.unwrap();
     assert_eq!(view(back), (MerchantStatus::Active, Restrictions::NONE, Restrictions::NONE, false));
     e.audit().await;
 }
@@ -824,29 +892,29 @@ async fn a_manual_restriction_outlives_governance_until_the_platform_lifts_it(e:
 async fn the_deposit_is_refunded_on_exit_only_after_the_windows_close(e: Env) {
     let m = &e.market;
     let s = shop(m, "Exit", 5_000, &[1_000]).await;
-    m.deposit_paid_in(&s.merchant, "wx1", Money::fen(5_000)).await.unwrap();
+    m.governance().deposits().deposit_paid_in(&s.merchant, "wx1", Money::fen(5_000)).await.unwrap();
     let order = buy(&e, &s, "b1", &[(0, 1)]).await;
-    m.request_deposit_exit(&s.merchant).await.unwrap();
-    assert!(matches!(m.refund_deposit(&s.merchant).await, Err(GovError::OpenItems(_))));
+    m.governance().deposits().request_deposit_exit(&s.merchant).await.unwrap();
+    assert!(matches!(m.governance().deposits().refund_deposit(&s.merchant).await, Err(MarketError::OpenItems(_))));
     ship_and_receive(&e, &s, "b1", &order).await;
     e.advance(days(7));
     e.run().await;
-    assert_eq!(m.settlement(&order).await.unwrap().state, SettlementState::Released);
+    assert_eq!(m.governance().settlements().settlement(&order).await.unwrap().state, SettlementState::Released);
     // Released, but a late rejection could still be escalated for 7 more days.
-    assert!(matches!(m.refund_deposit(&s.merchant).await, Err(GovError::Window { .. })));
+    assert!(matches!(m.governance().deposits().refund_deposit(&s.merchant).await, Err(MarketError::Window { .. })));
     e.advance(days(7));
     // Paid in outside a DepositPayment (deposit_paid_in): no WeChat Pay payment to refund, so it is
     // owed to the merchant as a manual payout until the platform confirms it.
-    let d = m.refund_deposit(&s.merchant).await.unwrap();
+    let d = m.governance().deposits().refund_deposit(&s.merchant).await.unwrap();
     assert_eq!((d.account.status, d.balance, d.refunding), (DepositStatus::Refunding, Money::ZERO, Money::fen(5_000)));
     assert_eq!(d.refunds.len(), 1);
     let r = &d.refunds[0];
     assert_eq!((r.status, r.amount, r.payment_id.as_deref()), (DepositRefundStatus::Manual, Money::fen(5_000), None));
     assert_eq!(deposit_refund_calls(&e.gw).len(), 0);
     e.audit().await;
-    let paid = m.deposit_refund_paid_manually(&r.id, "BANK-0001").await.unwrap();
+    let paid = m.governance().deposits().deposit_refund_paid_manually(&r.id, "BANK-0001").await.unwrap();
     assert_eq!((paid.status, paid.note.as_deref()), (DepositRefundStatus::Succeeded, Some("paid manually: BANK-0001")));
-    let d = m.deposit_refunds(&s.merchant).await.unwrap();
+    let d = m.governance().deposits().deposit_refunds(&s.merchant).await.unwrap();
     assert_eq!((d.account.status, d.balance, d.refunding), (DepositStatus::Closed, Money::ZERO, Money::ZERO));
     assert_eq!(e.balance(Account::DepositRefundPayable(s.merchant.clone())).await, 0);
     e.audit().await;
@@ -856,7 +924,7 @@ async fn ledger_stays_balanced_through_a_random_run(e: Env) {
     use rand::{Rng, SeedableRng};
     let m = &e.market;
     let s = shop(m, "Random", 3_000, &[1_500, 2_700]).await;
-    m.deposit_paid_in(&s.merchant, "wx0", Money::fen(3_000)).await.unwrap();
+    m.governance().deposits().deposit_paid_in(&s.merchant, "wx0", Money::fen(3_000)).await.unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut orders: Vec<(String, String)> = Vec::new();
     for step in 0..40 {
@@ -874,8 +942,8 @@ async fn ledger_stays_balanced_through_a_random_run(e: Env) {
                     items: None,
                     receiver_phone: None,
                 };
-                if m.ship(&s.merchant, &o, ship).await.is_ok() {
-                    let _ = m.confirm_receipt(&b, &o).await;
+                if m.orders().ship(&s.merchant, &o, ship).await.is_ok() {
+                    let _ = m.orders().confirm_receipt(&b, &o).await;
                 }
             }
             3 if !orders.is_empty() => {
@@ -888,21 +956,21 @@ async fn ledger_stays_balanced_through_a_random_run(e: Env) {
                     reason: "r".into(),
                     evidence: vec![],
                 };
-                if let Ok(c) = m.open_case(&b, &req).await
+                if let Ok(c) = m.governance().aftersales().open_case(&b, &req).await
                     && rng.random_bool(0.5)
                 {
-                    let _ = m.approve_case(&s.merchant, &c.id).await;
+                    let _ = m.governance().aftersales().approve_case(&s.merchant, &c.id).await;
                 }
             }
             4 if !orders.is_empty() => {
                 let (o, _) = orders[rng.random_range(0..orders.len())].clone();
-                let _ = m.cancel_paid_order(&s.merchant, &o, "out of stock").await;
+                let _ = m.orders().cancel_paid_order(&s.merchant, &o, "out of stock").await;
             }
             _ => e.advance(hours(rng.random_range(1..60))),
         }
         e.run().await;
         e.audit().await;
-        if m.deposit(&s.merchant).await.unwrap().balance.is_negative() {
+        if m.governance().deposits().deposit(&s.merchant).await.unwrap().balance.is_negative() {
             panic!("the deposit went negative at step {step}");
         }
     }
@@ -973,11 +1041,11 @@ async fn cancelling_after_a_partial_refund_refunds_only_the_rest(e: Env) {
         reason: "少发一件".into(),
         evidence: vec![],
     };
-    let c = m.open_case("b1", &req).await.unwrap();
-    m.approve_case(&s.merchant, &c.id).await.unwrap();
+    let c = m.governance().aftersales().open_case("b1", &req).await.unwrap();
+    m.governance().aftersales().approve_case(&s.merchant, &c.id).await.unwrap();
     e.run().await;
-    assert_eq!(m.case(&c.id).await.unwrap().state, CaseState::Refunded);
-    m.cancel_paid_order(&s.merchant, &order, "out of stock").await.unwrap();
+    assert_eq!(m.governance().aftersales().case(&c.id).await.unwrap().state, CaseState::Refunded);
+    m.orders().cancel_paid_order(&s.merchant, &order, "out of stock").await.unwrap();
     e.run().await;
     let refunds: Vec<Money> = calls(&e.gw)
         .into_iter()
@@ -995,15 +1063,17 @@ type Case = (&'static str, fn(Env) -> BoxFut<()>);
 async fn a_deposit_prepaid_through_wechat_pay_is_credited_once_by_its_notification(e: Env) {
     let m = &e.market;
     let s = shop(m, "Dep", 30_000, &[1_000]).await;
-    let p = m.deposit_prepay(&s.merchant, Money::fen(30_000), "o-boss", "top-1").await.unwrap();
+    let p = m.governance().deposits().deposit_prepay(&s.merchant, Money::fen(30_000), "o-boss", "top-1").await.unwrap();
     assert_eq!((p.out_trade_no.len(), &p.out_trade_no[..3]), (32, "dep"));
     assert!(p.out_trade_no.bytes().all(|b| b.is_ascii_alphanumeric()), "{}", p.out_trade_no);
     assert_eq!(p.pay_params["package"], format!("prepay_id=prepay_{}", p.out_trade_no));
     // The same key is the same payment; another amount under it is refused, and nothing is pending twice.
-    let again = m.deposit_prepay(&s.merchant, Money::fen(30_000), "o-boss", "top-1").await.unwrap();
+    let again =
+        m.governance().deposits().deposit_prepay(&s.merchant, Money::fen(30_000), "o-boss", "top-1").await.unwrap();
     assert_eq!(again.out_trade_no, p.out_trade_no);
-    let err = m.deposit_prepay(&s.merchant, Money::fen(1), "o-boss", "top-1").await.unwrap_err();
-    assert!(matches!(err, GovError::Invalid(_)), "{err:?}");
+    let err =
+        m.governance().deposits().deposit_prepay(&s.merchant, Money::fen(1), "o-boss", "top-1").await.unwrap_err();
+    assert!(matches!(err, MarketError::Invalid(_)), "{err:?}");
     let prepays: Vec<PrepayRequest> =
         calls(&e.gw).into_iter().filter_map(|c| if let GatewayCall::Prepay(r) = c { Some(r) } else { None }).collect();
     assert_eq!(prepays.len(), 2);
@@ -1022,35 +1092,37 @@ async fn a_deposit_prepaid_through_wechat_pay_is_credited_once_by_its_notificati
         sub_orders: Vec::new(),
     };
     // A wrong amount credits nothing: it is recorded, held for review, and acknowledged.
-    let NoticeOutcome::Held { anomaly_ids } = m.handle_payment_notice(&notice("n0", 29_999)).await.unwrap() else {
+    let NoticeOutcome::Held { anomaly_ids } = m.payments().handle_payment_notice(&notice("n0", 29_999)).await.unwrap()
+    else {
         panic!()
     };
-    let a = m.anomaly(&anomaly_ids[0]).await.unwrap();
+    let a = m.payments().anomaly(&anomaly_ids[0]).await.unwrap();
     assert_eq!(
         (a.group_id.as_str(), a.amount, a.status),
         (p.out_trade_no.as_str(), Money::fen(29_999), wxshop::market::anomaly::AnomalyStatus::Held)
     );
-    assert_eq!(m.handle_payment_notice(&notice("n0", 29_999)).await.unwrap(), NoticeOutcome::Duplicate);
-    assert!(matches!(m.refund_anomaly(&a.id, "x").await, Err(MarketError::Invalid(_))));
-    let d = m.deposit(&s.merchant).await.unwrap();
+    assert_eq!(m.payments().handle_payment_notice(&notice("n0", 29_999)).await.unwrap(), NoticeOutcome::Duplicate);
+    assert!(matches!(m.payments().refund_anomaly(&a.id, "x").await, Err(MarketError::Invalid(_))));
+    let d = m.governance().deposits().deposit(&s.merchant).await.unwrap();
     assert_eq!((d.account.status, d.balance), (DepositStatus::Unfunded, Money::ZERO));
-    assert_eq!(m.handle_payment_notice(&notice("n1", 30_000)).await.unwrap(), NoticeOutcome::Paid);
-    assert_eq!(m.handle_payment_notice(&notice("n1", 30_000)).await.unwrap(), NoticeOutcome::Duplicate);
-    assert_eq!(m.handle_payment_notice(&notice("n2", 30_000)).await.unwrap(), NoticeOutcome::AlreadyPaid);
-    let d = m.deposit(&s.merchant).await.unwrap();
+    assert_eq!(m.payments().handle_payment_notice(&notice("n1", 30_000)).await.unwrap(), NoticeOutcome::Paid);
+    assert_eq!(m.payments().handle_payment_notice(&notice("n1", 30_000)).await.unwrap(), NoticeOutcome::Duplicate);
+    assert_eq!(m.payments().handle_payment_notice(&notice("n2", 30_000)).await.unwrap(), NoticeOutcome::AlreadyPaid);
+    let d = m.governance().deposits().deposit(&s.merchant).await.unwrap();
     assert_eq!((d.account.status, d.balance), (DepositStatus::Funded, Money::fen(30_000)));
     assert_eq!(e.balance(Account::MerchantDeposit(s.merchant.clone())).await, 30_000);
     e.audit().await;
     // A paid key cannot be prepaid again; a new key tops up.
-    let err = m.deposit_prepay(&s.merchant, Money::fen(30_000), "o-boss", "top-1").await.unwrap_err();
-    assert!(matches!(err, GovError::AlreadyDone(_)), "{err:?}");
-    let p2 = m.deposit_prepay(&s.merchant, Money::fen(500), "o-boss", "top-2").await.unwrap();
+    let err =
+        m.governance().deposits().deposit_prepay(&s.merchant, Money::fen(30_000), "o-boss", "top-1").await.unwrap_err();
+    assert!(matches!(err, MarketError::AlreadyDone(_)), "{err:?}");
+    let p2 = m.governance().deposits().deposit_prepay(&s.merchant, Money::fen(500), "o-boss", "top-2").await.unwrap();
     assert_ne!(p2.out_trade_no, p.out_trade_no);
     // An unknown deposit out_trade_no is refused, not applied.
     let mut stray = notice("n3", 500);
     stray.out_trade_no = "dep0000000000000000000000000000x".into();
-    assert!(m.handle_payment_notice(&stray).await.is_err());
-    assert_eq!(m.deposit(&s.merchant).await.unwrap().balance, Money::fen(30_000));
+    assert!(m.payments().handle_payment_notice(&stray).await.is_err());
+    assert_eq!(m.governance().deposits().deposit(&s.merchant).await.unwrap().balance, Money::fen(30_000));
 }
 
 async fn the_exit_refund_is_split_over_the_pay_ins_newest_first_through_wechat_pay(e: Env) {
@@ -1059,9 +1131,9 @@ async fn the_exit_refund_is_split_over_the_pay_ins_newest_first_through_wechat_p
     let older = pay_deposit(&e, &s.merchant, 20_000, "k1").await;
     e.advance(days(1));
     let newer = pay_deposit(&e, &s.merchant, 15_001, "k2").await;
-    m.request_deposit_exit(&s.merchant).await.unwrap();
+    m.governance().deposits().request_deposit_exit(&s.merchant).await.unwrap();
     e.gw.hold_refunds(true); // WeChat Pay answers PROCESSING; notifications conclude
-    let d = m.refund_deposit(&s.merchant).await.unwrap();
+    let d = m.governance().deposits().refund_deposit(&s.merchant).await.unwrap();
     assert_eq!((d.account.status, d.balance, d.refunding), (DepositStatus::Refunding, Money::ZERO, Money::fen(35_001)));
     assert_eq!(d.awaiting_retry, Money::ZERO);
     assert_eq!(d.refunds.len(), 2);
@@ -1090,45 +1162,51 @@ async fn the_exit_refund_is_split_over_the_pay_ins_newest_first_through_wechat_p
     assert_eq!(e.balance(Account::DepositRefundPayable(s.merchant.clone())).await, 35_001);
     e.audit().await;
     // A repeated call asks nothing again; so do the timers.
-    let again = m.refund_deposit(&s.merchant).await.unwrap();
+    let again = m.governance().deposits().refund_deposit(&s.merchant).await.unwrap();
     assert_eq!(again.refunds, d.refunds);
     e.run().await;
     assert_eq!(deposit_refund_calls(&e.gw).len(), 2);
     // The newer refund's notification arrives, twice.
-    let RefundSettled::Deposit(r) = m.handle_refund_notice(&rn.id, true, Some("50300001")).await.unwrap() else {
+    let RefundSettled::Deposit(r) = m.payments().handle_refund_notice(&rn.id, true, Some("50300001")).await.unwrap()
+    else {
         panic!("not a deposit refund")
     };
     assert_eq!((r.status, r.wx_refund_id.as_deref()), (DepositRefundStatus::Succeeded, Some("50300001")));
-    let RefundSettled::Deposit(r2) = m.handle_refund_notice(&rn.id, true, Some("50300001")).await.unwrap() else {
+    let RefundSettled::Deposit(r2) = m.payments().handle_refund_notice(&rn.id, true, Some("50300001")).await.unwrap()
+    else {
         panic!("not a deposit refund")
     };
     assert_eq!(r2, r, "a redelivered notice changes nothing");
     // A late contradicting notice cannot undo a concluded refund.
-    let RefundSettled::Deposit(r3) = m.handle_refund_notice(&rn.id, false, None).await.unwrap() else {
+    let RefundSettled::Deposit(r3) = m.payments().handle_refund_notice(&rn.id, false, None).await.unwrap() else {
         panic!("not a deposit refund")
     };
     assert_eq!(r3, r);
-    assert_eq!(m.deposit_refunds(&s.merchant).await.unwrap().refunds[0].status, DepositRefundStatus::Succeeded);
+    assert_eq!(
+        m.governance().deposits().deposit_refunds(&s.merchant).await.unwrap().refunds[0].status,
+        DepositRefundStatus::Succeeded
+    );
     assert_eq!(e.balance(Account::DepositRefundPayable(s.merchant.clone())).await, 20_000);
-    assert_eq!(m.deposit(&s.merchant).await.unwrap().account.status, DepositStatus::Refunding);
+    assert_eq!(m.governance().deposits().deposit(&s.merchant).await.unwrap().account.status, DepositStatus::Refunding);
     // The older refund's notification is lost: reconciliation queries it a minute later.
     e.gw.settle_refund(&ro.id, RefundQuery::Succeeded { refund_id: "50300002".into() });
-    let r = m.reconcile_pending_payments(m.now()).await.unwrap();
+    let r = m.payments().reconcile_pending_payments(m.now()).await.unwrap();
     assert_eq!(r, ReconcileReport::default(), "not before a minute");
     e.advance(minutes(1));
-    let r = m.reconcile_pending_payments(m.now()).await.unwrap();
+    let r = m.payments().reconcile_pending_payments(m.now()).await.unwrap();
     assert_eq!(r, ReconcileReport { checked: 1, applied: 1, failed: 0 });
-    let d = m.deposit_refunds(&s.merchant).await.unwrap();
+    let d = m.governance().deposits().deposit_refunds(&s.merchant).await.unwrap();
     assert_eq!((d.account.status, d.balance, d.refunding), (DepositStatus::Closed, Money::ZERO, Money::ZERO));
     assert!(d.refunds.iter().all(|r| r.status == DepositRefundStatus::Succeeded));
     // The late notification is a no-op, and so is another refund request.
-    m.handle_refund_notice(&ro.id, true, Some("50300002")).await.unwrap();
-    let after = m.refund_deposit(&s.merchant).await.unwrap();
+    m.payments().handle_refund_notice(&ro.id, true, Some("50300002")).await.unwrap();
+    let after = m.governance().deposits().refund_deposit(&s.merchant).await.unwrap();
     assert_eq!(after.refunds, d.refunds);
     assert_eq!(deposit_refund_calls(&e.gw).len(), 2);
     assert_eq!(e.balance(Account::MerchantDeposit(s.merchant.clone())).await, 0);
     assert_eq!(e.balance(Account::DepositRefundPayable(s.merchant.clone())).await, 0);
     let mut kinds: Vec<(String, i64)> = m
+        .governance()
         .ledger_txns(&format!("deposit:{}", s.merchant))
         .await
         .unwrap()
@@ -1154,10 +1232,10 @@ async fn a_failed_deposit_refund_stays_visible_until_the_platform_retries_it(e: 
     let m = &e.market;
     let s = shop(m, "Retry", 30_000, &[1_000]).await;
     let pay = pay_deposit(&e, &s.merchant, 30_000, "k1").await;
-    m.request_deposit_exit(&s.merchant).await.unwrap();
+    m.governance().deposits().request_deposit_exit(&s.merchant).await.unwrap();
     // WeChat Pay refuses the call for good: the refund fails, the money stays owed and visible.
     e.gw.fail_next("refund", false);
-    let d = m.refund_deposit(&s.merchant).await.unwrap();
+    let d = m.governance().deposits().refund_deposit(&s.merchant).await.unwrap();
     assert_eq!(d.account.status, DepositStatus::Refunding);
     assert_eq!((d.refunding, d.awaiting_retry), (Money::fen(30_000), Money::fen(30_000)));
     let first = d.refunds[0].clone();
@@ -1167,7 +1245,7 @@ async fn a_failed_deposit_refund_stays_visible_until_the_platform_retries_it(e: 
     // The platform retries: a new refund of the same payment; WeChat Pay accepts it (PROCESSING) but
     // then reports it abnormal.
     e.gw.hold_refunds(true);
-    let d = m.refund_deposit(&s.merchant).await.unwrap();
+    let d = m.governance().deposits().refund_deposit(&s.merchant).await.unwrap();
     assert_eq!(d.refunds.len(), 2);
     let second = d.refunds[1].clone();
     assert_eq!(
@@ -1175,21 +1253,21 @@ async fn a_failed_deposit_refund_stays_visible_until_the_platform_retries_it(e: 
         (DepositRefundStatus::Processing, Money::fen(30_000), Some(pay.as_str()), Some(first.id.as_str()))
     );
     assert_eq!(d.awaiting_retry, Money::ZERO);
-    m.handle_refund_notice(&second.id, false, Some("50300009")).await.unwrap();
-    let d = m.deposit_refunds(&s.merchant).await.unwrap();
+    m.payments().handle_refund_notice(&second.id, false, Some("50300009")).await.unwrap();
+    let d = m.governance().deposits().deposit_refunds(&s.merchant).await.unwrap();
     assert_eq!((d.account.status, d.awaiting_retry), (DepositStatus::Refunding, Money::fen(30_000)));
     assert_eq!(d.refunds[1].status, DepositRefundStatus::Failed);
     // Again: this time a transient error first, then the timers retry the same out_refund_no.
     e.gw.hold_refunds(false);
     e.gw.fail_next("refund", true);
-    let d = m.refund_deposit(&s.merchant).await.unwrap();
+    let d = m.governance().deposits().refund_deposit(&s.merchant).await.unwrap();
     let third = d.refunds[2].clone();
     assert_eq!((third.status, third.retry_of.as_deref()), (DepositRefundStatus::Requested, Some(second.id.as_str())));
     e.advance(minutes(10));
     e.run().await;
     let asked: Vec<String> = deposit_refund_calls(&e.gw).into_iter().map(|r| r.out_refund_no).collect();
     assert_eq!(asked, [first.id.clone(), second.id.clone(), third.id.clone(), third.id.clone()]);
-    let d = m.deposit_refunds(&s.merchant).await.unwrap();
+    let d = m.governance().deposits().deposit_refunds(&s.merchant).await.unwrap();
     assert_eq!(
         d.refunds.iter().map(|r| r.status).collect::<Vec<_>>(),
         [DepositRefundStatus::Failed, DepositRefundStatus::Failed, DepositRefundStatus::Succeeded]
@@ -1203,12 +1281,12 @@ async fn the_exit_refund_is_refused_while_an_order_case_dispute_or_settlement_is
     let s = shop(m, "Busy", 10_000, &[8_000]).await;
     pay_deposit(&e, &s.merchant, 10_000, "k1").await;
     let order = buy(&e, &s, "b1", &[(0, 1)]).await;
-    m.request_deposit_exit(&s.merchant).await.unwrap();
-    let refused = |r: GovResult<DepositRefundView>| match r {
-        Err(GovError::OpenItems(what)) => what,
+    m.governance().deposits().request_deposit_exit(&s.merchant).await.unwrap();
+    let refused = |r: Result<DepositRefundView>| match r {
+        Err(MarketError::OpenItems(what)) => what,
         other => panic!("not refused: {other:?}"),
     };
-    assert_eq!(refused(m.refund_deposit(&s.merchant).await), "1 orders, 1 settlements");
+    assert_eq!(refused(m.governance().deposits().refund_deposit(&s.merchant).await), "1 orders, 1 settlements");
     ship_and_receive(&e, &s, "b1", &order).await;
     let req = CaseRequest {
         order_id: order.clone(),
@@ -1218,20 +1296,26 @@ async fn the_exit_refund_is_refused_while_an_order_case_dispute_or_settlement_is
         reason: "假货".into(),
         evidence: vec!["img".into()],
     };
-    let c = m.open_case("b1", &req).await.unwrap();
-    assert_eq!(refused(m.refund_deposit(&s.merchant).await), "1 orders, 1 cases, 1 settlements");
-    m.reject_case(&s.merchant, &c.id, "正品").await.unwrap();
-    m.escalate_case("b1", &c.id).await.unwrap();
-    assert_eq!(refused(m.refund_deposit(&s.merchant).await), "1 orders, 1 cases, 1 disputes, 1 settlements");
-    let disputes = m.merchant_disputes(&s.merchant, 10).await.unwrap();
-    m.decide_dispute(&disputes[0].id, Decision::MerchantWins, "正品").await.unwrap();
+    let c = m.governance().aftersales().open_case("b1", &req).await.unwrap();
+    assert_eq!(
+        refused(m.governance().deposits().refund_deposit(&s.merchant).await),
+        "1 orders, 1 cases, 1 settlements"
+    );
+    m.governance().aftersales().reject_case(&s.merchant, &c.id, "正品").await.unwrap();
+    m.governance().aftersales().escalate_case("b1", &c.id).await.unwrap();
+    assert_eq!(
+        refused(m.governance().deposits().refund_deposit(&s.merchant).await),
+        "1 orders, 1 cases, 1 disputes, 1 settlements"
+    );
+    let disputes = m.governance().aftersales().merchant_disputes(&s.merchant, 10).await.unwrap();
+    m.governance().aftersales().decide_dispute(&disputes[0].id, Decision::MerchantWins, "正品").await.unwrap();
     e.advance(days(7) + minutes(1));
     e.run().await;
-    assert!(matches!(m.refund_deposit(&s.merchant).await, Err(GovError::Window { .. })));
+    assert!(matches!(m.governance().deposits().refund_deposit(&s.merchant).await, Err(MarketError::Window { .. })));
     assert_eq!(deposit_refund_calls(&e.gw).len(), 0);
-    assert_eq!(m.deposit(&s.merchant).await.unwrap().account.status, DepositStatus::Exiting);
+    assert_eq!(m.governance().deposits().deposit(&s.merchant).await.unwrap().account.status, DepositStatus::Exiting);
     e.advance(days(7));
-    let d = m.refund_deposit(&s.merchant).await.unwrap();
+    let d = m.governance().deposits().refund_deposit(&s.merchant).await.unwrap();
     assert_eq!((d.account.status, d.balance, d.refunding), (DepositStatus::Closed, Money::ZERO, Money::ZERO));
     assert_eq!(deposit_refund_calls(&e.gw).len(), 1);
     e.audit().await;
@@ -1244,8 +1328,8 @@ async fn a_pay_in_older_than_a_year_is_paid_back_manually(e: Env) {
     e.advance(days(300));
     let new = pay_deposit(&e, &s.merchant, 2_500, "k2").await;
     e.advance(days(65)); // the first pay-in is exactly a year old: WeChat Pay no longer refunds it
-    m.request_deposit_exit(&s.merchant).await.unwrap();
-    let d = m.refund_deposit(&s.merchant).await.unwrap();
+    m.governance().deposits().request_deposit_exit(&s.merchant).await.unwrap();
+    let d = m.governance().deposits().refund_deposit(&s.merchant).await.unwrap();
     assert_eq!(d.refunds.len(), 2);
     let r = refund_of(&d.refunds, &new);
     assert_eq!((r.amount, r.status), (Money::fen(2_500), DepositRefundStatus::Succeeded));
@@ -1253,11 +1337,11 @@ async fn a_pay_in_older_than_a_year_is_paid_back_manually(e: Env) {
     assert_eq!((manual.amount, manual.status), (Money::fen(10_000), DepositRefundStatus::Manual));
     assert!(deposit_refund_calls(&e.gw).iter().all(|r| r.out_trade_no != old));
     assert_eq!((d.account.status, d.refunding), (DepositStatus::Refunding, Money::fen(10_000)));
-    let err = m.deposit_refund_paid_manually(&r.id, "BANK-1").await.unwrap_err();
-    assert!(matches!(err, GovError::IllegalTransition { .. }), "a WeChat Pay refund is not paid manually: {err:?}");
-    m.deposit_refund_paid_manually(&manual.id, "BANK-2").await.unwrap();
-    m.deposit_refund_paid_manually(&manual.id, "BANK-2").await.unwrap();
-    let d = m.deposit_refunds(&s.merchant).await.unwrap();
+    let err = m.governance().deposits().deposit_refund_paid_manually(&r.id, "BANK-1").await.unwrap_err();
+    assert!(matches!(err, MarketError::IllegalTransition { .. }), "a WeChat Pay refund is not paid manually: {err:?}");
+    m.governance().deposits().deposit_refund_paid_manually(&manual.id, "BANK-2").await.unwrap();
+    m.governance().deposits().deposit_refund_paid_manually(&manual.id, "BANK-2").await.unwrap();
+    let d = m.governance().deposits().deposit_refunds(&s.merchant).await.unwrap();
     assert_eq!((d.account.status, d.balance, d.refunding), (DepositStatus::Closed, Money::ZERO, Money::ZERO));
     e.audit().await;
 }
@@ -1265,8 +1349,8 @@ async fn a_pay_in_older_than_a_year_is_paid_back_manually(e: Env) {
 async fn a_lost_deposit_payment_notice_is_credited_once_by_reconciliation(e: Env) {
     let m = &e.market;
     let s = shop(m, "Lost", 30_000, &[1_000]).await;
-    let p = m.deposit_prepay(&s.merchant, Money::fen(30_000), "o-boss", "k1").await.unwrap();
-    let unpaid = m.deposit_prepay(&s.merchant, Money::fen(700), "o-boss", "k2").await.unwrap();
+    let p = m.governance().deposits().deposit_prepay(&s.merchant, Money::fen(30_000), "o-boss", "k1").await.unwrap();
+    let unpaid = m.governance().deposits().deposit_prepay(&s.merchant, Money::fen(700), "o-boss", "k2").await.unwrap();
     let notice = PaymentNotice {
         notify_id: "real-notice".into(),
         out_trade_no: p.out_trade_no.clone(),
@@ -1276,18 +1360,18 @@ async fn a_lost_deposit_payment_notice_is_credited_once_by_reconciliation(e: Env
         sub_orders: Vec::new(),
     };
     e.gw.set_paid(notice.clone()); // the buyer paid; the notification is lost
-    assert_eq!(m.reconcile_pending_payments(m.now()).await.unwrap(), ReconcileReport::default());
+    assert_eq!(m.payments().reconcile_pending_payments(m.now()).await.unwrap(), ReconcileReport::default());
     e.advance(minutes(1));
-    let r = m.reconcile_pending_payments(m.now()).await.unwrap();
+    let r = m.payments().reconcile_pending_payments(m.now()).await.unwrap();
     assert_eq!(r, ReconcileReport { checked: 2, applied: 1, failed: 0 });
-    let d = m.deposit(&s.merchant).await.unwrap();
+    let d = m.governance().deposits().deposit(&s.merchant).await.unwrap();
     assert_eq!((d.account.status, d.balance), (DepositStatus::Funded, Money::fen(30_000)));
     // Again: the paid one is no longer pending; the late notification changes nothing.
-    let r = m.reconcile_pending_payments(m.now()).await.unwrap();
+    let r = m.payments().reconcile_pending_payments(m.now()).await.unwrap();
     assert_eq!(r, ReconcileReport { checked: 1, applied: 0, failed: 0 });
-    assert_eq!(m.handle_payment_notice(&notice).await.unwrap(), NoticeOutcome::AlreadyPaid);
-    assert_eq!(m.deposit(&s.merchant).await.unwrap().balance, Money::fen(30_000));
-    let pay_ins = m.ledger_txns(&format!("deposit:{}", s.merchant)).await.unwrap();
+    assert_eq!(m.payments().handle_payment_notice(&notice).await.unwrap(), NoticeOutcome::AlreadyPaid);
+    assert_eq!(m.governance().deposits().deposit(&s.merchant).await.unwrap().balance, Money::fen(30_000));
+    let pay_ins = m.governance().ledger_txns(&format!("deposit:{}", s.merchant)).await.unwrap();
     assert_eq!(pay_ins.len(), 1);
     assert_eq!(pay_ins[0].id, "payin:4200000077");
     // The unpaid one expires with its prepay order (15 minutes): closed at WeChat Pay and here.
@@ -1298,16 +1382,16 @@ async fn a_lost_deposit_payment_notice_is_credited_once_by_reconciliation(e: Env
             .filter(|c| matches!(c, GatewayCall::Close(r) if r.out_trade_no == unpaid.out_trade_no))
             .count()
     };
-    m.reconcile_pending_payments(m.now()).await.unwrap();
+    m.payments().reconcile_pending_payments(m.now()).await.unwrap();
     assert_eq!(closes(&e.gw), 0);
     e.advance(minutes(1));
-    let r = m.reconcile_pending_payments(m.now()).await.unwrap();
+    let r = m.payments().reconcile_pending_payments(m.now()).await.unwrap();
     assert_eq!(r, ReconcileReport { checked: 1, applied: 0, failed: 0 });
     assert_eq!(closes(&e.gw), 1);
-    assert_eq!(m.reconcile_pending_payments(m.now()).await.unwrap(), ReconcileReport::default());
-    let err = m.deposit_prepay(&s.merchant, Money::fen(700), "o-boss", "k2").await.unwrap_err();
-    assert!(matches!(err, GovError::Window { .. }), "{err:?}");
-    assert_eq!(m.deposit(&s.merchant).await.unwrap().balance, Money::fen(30_000));
+    assert_eq!(m.payments().reconcile_pending_payments(m.now()).await.unwrap(), ReconcileReport::default());
+    let err = m.governance().deposits().deposit_prepay(&s.merchant, Money::fen(700), "o-boss", "k2").await.unwrap_err();
+    assert!(matches!(err, MarketError::Window { .. }), "{err:?}");
+    assert_eq!(m.governance().deposits().deposit(&s.merchant).await.unwrap().balance, Money::fen(30_000));
     e.audit().await;
 }
 
@@ -1317,11 +1401,11 @@ async fn late_compensation_by_transfer(e: &Env) -> (Shop, String) {
     let m = &e.market;
     e.gw.pay_by_transfer();
     let s = shop(m, "Transfer", 50_000, &[10_000]).await;
-    m.deposit_paid_in(&s.merchant, "wxdep-t", Money::fen(50_000)).await.unwrap();
+    m.governance().deposits().deposit_paid_in(&s.merchant, "wxdep-t", Money::fen(50_000)).await.unwrap();
     buy(e, &s, "b1", &[(0, 1)]).await;
     e.advance(hours(48) + minutes(1));
     e.run().await;
-    let list = m.buyer_compensations("b1").await.unwrap();
+    let list = m.governance().transfers().buyer_compensations("b1").await.unwrap();
     assert_eq!(list.len(), 1);
     let c = &list[0];
     let t = c.transfer.clone().expect("a transfer bill");
@@ -1358,16 +1442,27 @@ async fn a_compensation_transfer_is_paid_exactly_once_by_its_notification(e: Env
     let m = &e.market;
     let (_, id) = late_compensation_by_transfer(&e).await;
     // A notice whose amount is not the compensation's changes nothing (and leaves its id unused).
-    let err = m.handle_transfer_notice(&transfer_notice("t1", &id, TransferOutcome::Success, 499)).await.unwrap_err();
-    assert!(matches!(err, GovError::Market(MarketError::PaymentMismatch { .. })), "{err:?}");
+    let err = m
+        .governance()
+        .transfers()
+        .handle_transfer_notice(&transfer_notice("t1", &id, TransferOutcome::Success, 499))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MarketError::PaymentMismatch { .. }), "{err:?}");
     let stray = transfer_notice("t0", "0123456789abcdef0123456789abcdef", TransferOutcome::Success, 500);
-    assert!(matches!(m.handle_transfer_notice(&stray).await, Err(GovError::NotFound { .. })));
+    assert!(matches!(
+        m.governance().transfers().handle_transfer_notice(&stray).await,
+        Err(MarketError::NotFound { .. })
+    ));
     let ok = transfer_notice("t1", &id, TransferOutcome::Success, 500);
-    assert_eq!(m.handle_transfer_notice(&ok).await.unwrap(), TransferNoticeOutcome::Paid);
-    assert_eq!(m.handle_transfer_notice(&ok).await.unwrap(), TransferNoticeOutcome::Duplicate);
+    assert_eq!(m.governance().transfers().handle_transfer_notice(&ok).await.unwrap(), TransferNoticeOutcome::Paid);
+    assert_eq!(m.governance().transfers().handle_transfer_notice(&ok).await.unwrap(), TransferNoticeOutcome::Duplicate);
     let again = transfer_notice("t2", &id, TransferOutcome::Success, 500);
-    assert_eq!(m.handle_transfer_notice(&again).await.unwrap(), TransferNoticeOutcome::AlreadyApplied);
-    let v = m.compensation_view(&id).await.unwrap();
+    assert_eq!(
+        m.governance().transfers().handle_transfer_notice(&again).await.unwrap(),
+        TransferNoticeOutcome::AlreadyApplied
+    );
+    let v = m.governance().transfers().compensation_view(&id).await.unwrap();
     let t = v.transfer.unwrap();
     assert_eq!(
         (v.compensation.status, t.state.as_str(), t.package_info, t.transfer_bill_no),
@@ -1375,8 +1470,8 @@ async fn a_compensation_transfer_is_paid_exactly_once_by_its_notification(e: Env
     );
     assert_eq!(e.balance(Account::BuyerRefundPayable("b1".into())).await, 0, "paid out once");
     // Nothing is left to reconcile, and a paid compensation is not re-issued.
-    assert_eq!(m.reconcile_pending_transfers(m.now()).await.unwrap().checked, 0);
-    assert!(matches!(m.reissue_compensation(&id).await, Err(GovError::AlreadyDone(_))));
+    assert_eq!(m.governance().transfers().reconcile_pending_transfers(m.now()).await.unwrap().checked, 0);
+    assert!(matches!(m.governance().transfers().reissue_compensation(&id).await, Err(MarketError::AlreadyDone(_))));
     e.audit().await;
 }
 
@@ -1384,22 +1479,25 @@ async fn a_failed_compensation_transfer_stays_owed_and_is_reissued_once(e: Env) 
     let m = &e.market;
     let (_, id) = late_compensation_by_transfer(&e).await;
     let fail = transfer_notice("f1", &id, TransferOutcome::Fail, 500);
-    assert_eq!(m.handle_transfer_notice(&fail).await.unwrap(), TransferNoticeOutcome::Failed);
-    assert_eq!(m.handle_transfer_notice(&fail).await.unwrap(), TransferNoticeOutcome::Duplicate);
-    let v = m.compensation_view(&id).await.unwrap();
+    assert_eq!(m.governance().transfers().handle_transfer_notice(&fail).await.unwrap(), TransferNoticeOutcome::Failed);
+    assert_eq!(
+        m.governance().transfers().handle_transfer_notice(&fail).await.unwrap(),
+        TransferNoticeOutcome::Duplicate
+    );
+    let v = m.governance().transfers().compensation_view(&id).await.unwrap();
     let t = v.transfer.clone().unwrap();
     assert_eq!(
         (v.compensation.status, t.state.as_str(), t.fail_reason.as_deref()),
         (PayoutStatus::Failed, "FAIL", Some("PAYEE_ACCOUNT_ABNORMAL"))
     );
-    let trail = m.audit_trail(&id).await.unwrap();
+    let trail = m.ops().audit_trail(&id).await.unwrap();
     assert!(trail.iter().any(|a| a.reason.as_deref() == Some("PAYEE_ACCOUNT_ABNORMAL")), "{trail:?}");
     // Still owed to the buyer.
     assert_eq!(e.balance(Account::BuyerRefundPayable("b1".into())).await, 500);
     e.audit().await;
 
     // The platform re-issues it: a new bill with a new out_bill_no, asked of WeChat Pay at once; twice is once.
-    let r = m.reissue_compensation(&id).await.unwrap();
+    let r = m.governance().transfers().reissue_compensation(&id).await.unwrap();
     let t2 = r.transfer.clone().unwrap();
     assert_eq!(
         (r.compensation.status, t2.attempt, t2.state.as_str()),
@@ -1407,7 +1505,7 @@ async fn a_failed_compensation_transfer_stays_owed_and_is_reissued_once(e: Env) 
     );
     assert_ne!(t2.out_bill_no, id);
     assert!(t2.out_bill_no.len() == 32 && t2.out_bill_no.bytes().all(|b| b.is_ascii_alphanumeric()));
-    let r2 = m.reissue_compensation(&id).await.unwrap();
+    let r2 = m.governance().transfers().reissue_compensation(&id).await.unwrap();
     assert_eq!(r2.transfer.unwrap().out_bill_no, t2.out_bill_no);
     let asked: Vec<String> = calls(&e.gw)
         .into_iter()
@@ -1416,21 +1514,30 @@ async fn a_failed_compensation_transfer_stays_owed_and_is_reissued_once(e: Env) 
     assert_eq!(asked, vec![id.clone(), t2.out_bill_no.clone()]);
     // The old bill's failure delivered again under another id changes nothing.
     let late = transfer_notice("f2", &id, TransferOutcome::Fail, 500);
-    assert_eq!(m.handle_transfer_notice(&late).await.unwrap(), TransferNoticeOutcome::AlreadyApplied);
-    assert_eq!(m.compensation_view(&id).await.unwrap().compensation.status, PayoutStatus::Requested);
+    assert_eq!(
+        m.governance().transfers().handle_transfer_notice(&late).await.unwrap(),
+        TransferNoticeOutcome::AlreadyApplied
+    );
+    assert_eq!(
+        m.governance().transfers().compensation_view(&id).await.unwrap().compensation.status,
+        PayoutStatus::Requested
+    );
 
     // The new bill's notification is lost; reconciliation finds it SUCCESS by query, once.
     let mut found = transfer_notice("", &t2.out_bill_no, TransferOutcome::Success, 500);
     found.notify_id = transfer_query_notify_id(&found.transfer_bill_no, TransferOutcome::Success);
     e.gw.set_transfer(&t2.out_bill_no, TransferQuery::Finished(found.clone()));
-    let rep = m.reconcile_pending_transfers(m.now()).await.unwrap();
+    let rep = m.governance().transfers().reconcile_pending_transfers(m.now()).await.unwrap();
     assert_eq!((rep.checked, rep.applied, rep.failed), (1, 1, 0));
-    let rep = m.reconcile_pending_transfers(m.now()).await.unwrap();
+    let rep = m.governance().transfers().reconcile_pending_transfers(m.now()).await.unwrap();
     assert_eq!((rep.checked, rep.applied, rep.failed), (0, 0, 0));
     // The notification arriving after all is a no-op.
     let late_ok = transfer_notice("s9", &t2.out_bill_no, TransferOutcome::Success, 500);
-    assert_eq!(m.handle_transfer_notice(&late_ok).await.unwrap(), TransferNoticeOutcome::AlreadyApplied);
-    let v = m.compensation_view(&id).await.unwrap();
+    assert_eq!(
+        m.governance().transfers().handle_transfer_notice(&late_ok).await.unwrap(),
+        TransferNoticeOutcome::AlreadyApplied
+    );
+    let v = m.governance().transfers().compensation_view(&id).await.unwrap();
     assert_eq!((v.compensation.status, v.transfer.unwrap().state.as_str()), (PayoutStatus::Succeeded, "SUCCESS"));
     assert_eq!(e.balance(Account::BuyerRefundPayable("b1".into())).await, 0);
     e.audit().await;
@@ -1438,21 +1545,21 @@ async fn a_failed_compensation_transfer_stays_owed_and_is_reissued_once(e: Env) 
 
 async fn promoter_ids_are_small_durable_and_one_per_openid(e: Env) {
     let m = &e.market;
-    assert_eq!(m.promoter_openid(1).await.unwrap(), None);
-    assert_eq!(m.promoter_id("p-alice").await.unwrap(), 1);
-    assert_eq!(m.promoter_id("p-alice").await.unwrap(), 1);
-    assert_eq!(m.promoter_id("p-bob").await.unwrap(), 2);
-    assert_eq!(m.promoter_openid(1).await.unwrap().as_deref(), Some("p-alice"));
-    assert_eq!(m.promoter_openid(2).await.unwrap().as_deref(), Some("p-bob"));
-    assert_eq!(m.promoter_openid(3).await.unwrap(), None);
-    assert_eq!(m.promoter_openid(0).await.unwrap(), None);
-    assert_eq!(m.promoter_openid(u64::MAX).await.unwrap(), None);
-    assert!(matches!(m.promoter_id("").await, Err(GovError::Invalid(_))));
+    assert_eq!(m.governance().settlements().promoter_openid(1).await.unwrap(), None);
+    assert_eq!(m.governance().settlements().promoter_id("p-alice").await.unwrap(), 1);
+    assert_eq!(m.governance().settlements().promoter_id("p-alice").await.unwrap(), 1);
+    assert_eq!(m.governance().settlements().promoter_id("p-bob").await.unwrap(), 2);
+    assert_eq!(m.governance().settlements().promoter_openid(1).await.unwrap().as_deref(), Some("p-alice"));
+    assert_eq!(m.governance().settlements().promoter_openid(2).await.unwrap().as_deref(), Some("p-bob"));
+    assert_eq!(m.governance().settlements().promoter_openid(3).await.unwrap(), None);
+    assert_eq!(m.governance().settlements().promoter_openid(0).await.unwrap(), None);
+    assert_eq!(m.governance().settlements().promoter_openid(u64::MAX).await.unwrap(), None);
+    assert!(matches!(m.governance().settlements().promoter_id("").await, Err(MarketError::Invalid(_))));
     // Sixteen first shares of one buyer at once: one id, and no id spent by the losers.
     let calls: Vec<_> = (0..16)
         .map(|_| {
             let m = m.clone();
-            tokio::spawn(async move { m.promoter_id("p-carol").await.unwrap() })
+            tokio::spawn(async move { m.governance().settlements().promoter_id("p-carol").await.unwrap() })
         })
         .collect();
     let mut ids = Vec::new();
@@ -1464,7 +1571,9 @@ async fn promoter_ids_are_small_durable_and_one_per_openid(e: Env) {
     let calls: Vec<_> = (0..16)
         .map(|i| {
             let m = m.clone();
-            tokio::spawn(async move { m.promoter_id(&format!("p-many-{i:02}")).await.unwrap() })
+            tokio::spawn(
+                async move { m.governance().settlements().promoter_id(&format!("p-many-{i:02}")).await.unwrap() },
+            )
         })
         .collect();
     let mut ids = Vec::new();
@@ -1473,11 +1582,11 @@ async fn promoter_ids_are_small_durable_and_one_per_openid(e: Env) {
     }
     ids.sort_unstable();
     assert_eq!(ids, (4..=19).collect::<Vec<u64>>());
-    assert_eq!(m.promoter_id("p-dave").await.unwrap(), 20);
+    assert_eq!(m.governance().settlements().promoter_id("p-dave").await.unwrap(), 20);
     // A restarted storefront (a new Market over the same store) reads the same ids back.
     let restarted = env(m.store().clone()).market;
-    assert_eq!(restarted.promoter_id("p-carol").await.unwrap(), 3);
-    assert_eq!(restarted.promoter_openid(2).await.unwrap().as_deref(), Some("p-bob"));
+    assert_eq!(restarted.governance().settlements().promoter_id("p-carol").await.unwrap(), 3);
+    assert_eq!(restarted.governance().settlements().promoter_openid(2).await.unwrap().as_deref(), Some("p-bob"));
     e.audit().await;
 }
 

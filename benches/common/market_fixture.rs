@@ -52,11 +52,14 @@ pub fn sku_count(default: usize) -> usize {
 pub async fn fixture(name: &'static str, store: Arc<dyn MarketStore>, raw: Raw, sku_count: usize) -> Fixture {
     let gw = Arc::new(NoGateway);
     let market = Market::builder(store).payments(gw.clone()).shipping(gw).build().unwrap();
-    let (cat, _) =
-        market.create_category("Bench", None, RuleSpec { commission_bps: 300, ..RuleSpec::default() }).await.unwrap();
-    let merchant = market.create_merchant(NewMerchant::new("Bench shop")).await.unwrap();
-    market.approve_merchant(&merchant.id).await.unwrap();
-    market.grant_category(&merchant.id, &cat.id).await.unwrap();
+    let (cat, _) = market
+        .categories()
+        .create_category("Bench", None, RuleSpec { commission_bps: 300, ..RuleSpec::default() })
+        .await
+        .unwrap();
+    let merchant = market.merchants().create_merchant(NewMerchant::new("Bench shop")).await.unwrap();
+    market.merchants().approve_merchant(&merchant.id).await.unwrap();
+    market.merchants().grant_category(&merchant.id, &cat.id).await.unwrap();
     let started = Instant::now();
     let mut skus = Vec::new();
     for p in 0..sku_count / SKUS_PER_PRODUCT {
@@ -72,8 +75,8 @@ pub async fn fixture(name: &'static str, store: Arc<dyn MarketStore>, raw: Raw, 
                 })
                 .collect(),
         };
-        let d = market.create_product(&merchant.id, np).await.unwrap();
-        market.list_product(&merchant.id, &d.product.id).await.unwrap();
+        let d = market.catalog().create_product(&merchant.id, np).await.unwrap();
+        market.catalog().list_product(&merchant.id, &d.product.id).await.unwrap();
         skus.extend(d.skus.into_iter().map(|s| s.id));
     }
     // Stock for the whole catalog in one statement (seeding only; the benches go through the API).
@@ -86,7 +89,7 @@ pub async fn fixture(name: &'static str, store: Arc<dyn MarketStore>, raw: Raw, 
     // The cursor of a page half-way through the category (the first page's if there is only one).
     let mut q = BrowseQuery::default().category(&cat.id).limit(20);
     for _ in 0..(sku_count / SKUS_PER_PRODUCT / 2 / 20).max(1) {
-        match market.browse(&q).await.unwrap().next {
+        match market.catalog().browse(&q).await.unwrap().next {
             Some(c) => q = q.after(c),
             None => break,
         }
@@ -132,6 +135,7 @@ impl ShippingGateway for NoGateway {
 pub async fn wx_checkout(f: &Fixture, sku: &str, n: u64) {
     let co = f
         .market
+        .orders()
         .checkout(CheckoutRequest::new(format!("b{n}"), format!("k{n}"), vec![CheckoutLine::new(sku, 1)]))
         .await;
     co.unwrap();
@@ -261,7 +265,7 @@ pub async fn wx_page(f: &Fixture, deep: bool) -> usize {
     if deep {
         q = q.after(f.deep_cursor.clone());
     }
-    f.market.browse(&q).await.unwrap().items.len()
+    f.market.catalog().browse(&q).await.unwrap().items.len()
 }
 
 pub fn deep_after(cursor: &str) -> String {

@@ -66,11 +66,11 @@ pub async fn first_run(market: &wxshop::market::Market) -> wxshop::Result<Option
     if std::env::var("STOREFRONT_ADMIN_TOKEN").is_ok_and(|t| !t.is_empty()) {
         return Ok(None);
     }
-    if !market.keys(None).await?.is_empty() {
+    if !market.access().keys(None).await?.is_empty() {
         println!("platform keys exist (shown once when issued); add more with POST /admin/keys");
         return Ok(None);
     }
-    let issued = market.issue_key(KeyScope::platform(), "first-run admin", None).await?;
+    let issued = market.access().issue_key(KeyScope::platform(), "first-run admin", None).await?;
     println!("platform key (shown once, keep it): {}", issued.secret.expose());
     Ok(Some(issued.secret.expose().to_string()))
 }
@@ -91,7 +91,7 @@ async fn authenticate(parts: &Parts, state: &AppState, presented: &str) -> Resul
     let client = client_of(parts);
     let access = &state.access;
     access.throttle.check(&client).map_err(too_many)?;
-    match state.market.market.authenticate_key(presented).await {
+    match state.market.market.access().authenticate_key(presented).await {
         Ok(p) => {
             access.throttle.succeed(&client);
             Ok(p)
@@ -209,7 +209,7 @@ fn issued(k: IssuedKey) -> Answer {
 }
 
 async fn merchant_keys(State(s): State<AppState>, me: MerchantAuth) -> Answer {
-    Ok(Json(json!({ "items": s.market.market.keys(Some(&me.0)).await? })))
+    Ok(Json(json!({ "items": s.market.market.access().keys(Some(&me.0)).await? })))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -226,7 +226,7 @@ async fn issue_merchant_key(State(s): State<AppState>, me: MerchantOwner, Body(b
     if role == Role::Platform {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "a merchant issues only its own keys"));
     }
-    issued(s.market.market.issue_key(KeyScope::merchant(&me.0, role), &b.label, None).await?)
+    issued(s.market.market.access().issue_key(KeyScope::merchant(&me.0, role), &b.label, None).await?)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -242,11 +242,11 @@ async fn rotate_merchant_key(
     Body(b): Body<RotateBody>,
 ) -> Answer {
     let overlap = Duration::from_secs(b.overlap_secs.unwrap_or(86_400).min(30 * 86_400));
-    issued(s.market.market.rotate_key(Some(&me.0), &id, overlap).await?)
+    issued(s.market.market.access().rotate_key(Some(&me.0), &id, overlap).await?)
 }
 
 async fn revoke_merchant_key(State(s): State<AppState>, me: MerchantOwner, Path(id): Path<String>) -> Answer {
-    Ok(Json(json!(s.market.market.revoke_key(Some(&me.0), &id).await?)))
+    Ok(Json(json!(s.market.market.access().revoke_key(Some(&me.0), &id).await?)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -260,17 +260,17 @@ async fn admin_issue_owner_key(
     Path(id): Path<String>,
     Body(b): Body<LabelBody>,
 ) -> Answer {
-    issued(s.market.market.issue_key(KeyScope::merchant(&id, Role::MerchantOwner), &b.label, None).await?)
+    issued(s.market.market.access().issue_key(KeyScope::merchant(&id, Role::MerchantOwner), &b.label, None).await?)
 }
 
 async fn platform_keys(State(s): State<AppState>, _: Platform) -> Answer {
-    Ok(Json(json!({ "items": s.market.market.keys(None).await? })))
+    Ok(Json(json!({ "items": s.market.market.access().keys(None).await? })))
 }
 
 async fn issue_platform_key(State(s): State<AppState>, _: Platform, Body(b): Body<LabelBody>) -> Answer {
-    issued(s.market.market.issue_key(KeyScope::platform(), &b.label, None).await?)
+    issued(s.market.market.access().issue_key(KeyScope::platform(), &b.label, None).await?)
 }
 
 async fn revoke_platform_key(State(s): State<AppState>, _: Platform, Path(id): Path<String>) -> Answer {
-    Ok(Json(json!(s.market.market.revoke_key(None, &id).await?)))
+    Ok(Json(json!(s.market.market.access().revoke_key(None, &id).await?)))
 }

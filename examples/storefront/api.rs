@@ -8,7 +8,6 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 
 use wxshop::market::MarketError;
-use wxshop::market::governance::GovError;
 
 use crate::AppState;
 
@@ -45,20 +44,19 @@ impl ApiError {
     }
 }
 
-/// The status of a market error (governance errors map onto the same classes).
+/// The status of a market error, by its class.
 fn market_status(e: &MarketError) -> StatusCode {
-    use MarketError as E;
-    match e {
-        E::NotFound { .. } => StatusCode::NOT_FOUND,
-        E::Invalid(_) | E::Money(_) | E::PaymentMismatch { .. } => StatusCode::BAD_REQUEST,
-        E::MerchantBlocked { .. } | E::CategoryNotAllowed { .. } => StatusCode::FORBIDDEN,
-        E::PurchaseLimit { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        E::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-        E::VersionMismatch { .. } => StatusCode::PRECONDITION_FAILED,
-        E::Gateway(_) => StatusCode::BAD_GATEWAY,
-        E::Conflict(_) => StatusCode::SERVICE_UNAVAILABLE,
-        E::Store { retryable: true, .. } => StatusCode::SERVICE_UNAVAILABLE,
-        E::Store { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    use wxshop::market::ErrorKind as K;
+    match e.kind() {
+        K::NotFound => StatusCode::NOT_FOUND,
+        K::Invalid => StatusCode::BAD_REQUEST,
+        K::Unauthorized => StatusCode::UNAUTHORIZED,
+        K::Forbidden => StatusCode::FORBIDDEN,
+        K::Limit => StatusCode::UNPROCESSABLE_ENTITY,
+        K::Stale => StatusCode::PRECONDITION_FAILED,
+        K::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        K::Upstream => StatusCode::BAD_GATEWAY,
+        K::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::CONFLICT,
     }
 }
@@ -70,23 +68,6 @@ impl From<MarketError> for ApiError {
             err.extra = Some(serde_json::json!({ "shortages": shortages }));
         }
         err
-    }
-}
-
-impl From<GovError> for ApiError {
-    fn from(e: GovError) -> Self {
-        use GovError as E;
-        let e = match e {
-            E::Market(m) => return m.into(),
-            other => other,
-        };
-        let status = match &e {
-            E::NotFound { .. } => StatusCode::NOT_FOUND,
-            E::Invalid(_) => StatusCode::BAD_REQUEST,
-            E::Forbidden(_) => StatusCode::FORBIDDEN,
-            _ => StatusCode::CONFLICT,
-        };
-        ApiError::with_kind(status, e.code(), e.to_string())
     }
 }
 

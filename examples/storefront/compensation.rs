@@ -60,11 +60,11 @@ fn view_json(s: &AppState, v: &CompensationView) -> Value {
 }
 
 async fn mine(State(s): State<AppState>, b: Buyer) -> Result<Json<Value>, ApiError> {
-    let list = s.market.market.buyer_compensations(&b.openid).await?;
+    let list = s.market.market.governance().transfers().buyer_compensations(&b.openid).await?;
     Ok(Json(json!({ "items": list.iter().map(|v| view_json(&s, v)).collect::<Vec<_>>() })))
 }
 
 async fn reissue(State(s): State<AppState>, _: Platform, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let v = s.market.market.reissue_compensation(&id).await?;
+    let v = s.market.market.governance().transfers().reissue_compensation(&id).await?;
     Ok(Json(view_json(&s, &v)))
 }

@@ -52,10 +52,11 @@ use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
+use wxshop::market::MarketError;
+use wxshop::market::governance::GovernanceConfig;
 use wxshop::market::governance::aftersale::{Decision, DisputeKind, Payer, Waybill};
 use wxshop::market::governance::commission::CommissionRule;
 use wxshop::market::governance::review::{Ratings, ReviewStatus, TextVerdict};
-use wxshop::market::governance::{GovError, GovernanceConfig};
 use wxshop::market::{CaseRequest, Money, ReviewRequest};
 
 use crate::AppState;
@@ -187,7 +188,7 @@ pub fn routes() -> Routes {
 
 fn emulator_only(s: &AppState) -> Result<(), ApiError> {
     if s.emulator.is_none() {
-        return Err(GovError::Forbidden("only against the emulator".into()).into());
+        return Err(MarketError::Forbidden("only against the emulator".into()).into());
     }
     Ok(())
 }
@@ -195,27 +196,27 @@ fn emulator_only(s: &AppState) -> Result<(), ApiError> {
 // ---------------------------------------------------------------- buyer
 
 async fn open_case(State(s): State<AppState>, b: Buyer, Body(req): Body<CaseRequest>) -> Answer {
-    ok(s.market.market.open_case(&b.openid, &req).await?)
+    ok(s.market.market.governance().aftersales().open_case(&b.openid, &req).await?)
 }
 
 async fn case(State(s): State<AppState>, b: Buyer, Path(id): Path<String>) -> Answer {
-    let c = s.market.market.case(&id).await?;
+    let c = s.market.market.governance().aftersales().case(&id).await?;
     if c.buyer_id != b.openid {
-        return Err(GovError::NotFound { entity: "case", id }.into());
+        return Err(MarketError::NotFound { entity: "case", id }.into());
     }
     ok(c)
 }
 
 async fn upload_return(State(s): State<AppState>, b: Buyer, Path(id): Path<String>, Body(w): Body<Waybill>) -> Answer {
-    ok(s.market.market.upload_return(&b.openid, &id, w).await?)
+    ok(s.market.market.governance().aftersales().upload_return(&b.openid, &id, w).await?)
 }
 
 async fn cancel_case(State(s): State<AppState>, b: Buyer, Path(id): Path<String>) -> Answer {
-    ok(s.market.market.cancel_case(&b.openid, &id).await?)
+    ok(s.market.market.governance().aftersales().cancel_case(&b.openid, &id).await?)
 }
 
 async fn escalate(State(s): State<AppState>, b: Buyer, Path(id): Path<String>) -> Answer {
-    ok(s.market.market.escalate_case(&b.openid, &id).await?)
+    ok(s.market.market.governance().aftersales().escalate_case(&b.openid, &id).await?)
 }
 
 #[derive(Deserialize)]
@@ -231,7 +232,12 @@ async fn guarantee(
     Path((order_id, line_no)): Path<(String, i64)>,
     Body(g): Body<GuaranteeBody>,
 ) -> Answer {
-    ok(s.market.market.open_guarantee_claim(&b.openid, &order_id, line_no, g.kind, g.claim, &g.reason).await?)
+    ok(s.market
+        .market
+        .governance()
+        .aftersales()
+        .open_guarantee_claim(&b.openid, &order_id, line_no, g.kind, g.claim, &g.reason)
+        .await?)
 }
 
 #[derive(Deserialize)]
@@ -267,7 +273,7 @@ async fn review(
 ) -> Answer {
     let verdict = text_verdict(&s, &b.openid, &r.text).await?;
     let req = ReviewRequest { order_id, line_no, ratings: r.ratings, text: r.text, images: r.images };
-    ok(s.market.market.submit_review(&b.openid, &req, verdict).await?)
+    ok(s.market.market.governance().reviews().submit_review(&b.openid, &req, verdict).await?)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -279,7 +285,7 @@ struct FollowUpBody {
 
 async fn follow_up(State(s): State<AppState>, b: Buyer, Path(id): Path<String>, Body(f): Body<FollowUpBody>) -> Answer {
     let v = text_verdict(&s, &b.openid, &f.text).await?;
-    ok(s.market.market.follow_up_review(&b.openid, &id, &f.text, f.images, v).await?)
+    ok(s.market.market.governance().reviews().follow_up_review(&b.openid, &id, &f.text, f.images, v).await?)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -294,21 +300,21 @@ async fn appeal_review(
     Path(id): Path<String>,
     Body(r): Body<ReasonBody>,
 ) -> Answer {
-    ok(s.market.market.appeal_review(&b.openid, &id, &r.reason).await?)
+    ok(s.market.market.governance().reviews().appeal_review(&b.openid, &id, &r.reason).await?)
 }
 
 async fn public_reviews(State(s): State<AppState>, Path(id): Path<String>) -> Answer {
-    ok(s.market.market.merchant_reviews(&id, false, 50).await?)
+    ok(s.market.market.governance().reviews().merchant_reviews(&id, false, 50).await?)
 }
 
 async fn public_score(State(s): State<AppState>, Path(id): Path<String>) -> Answer {
-    ok(s.market.market.merchant_score(&id).await?)
+    ok(s.market.market.governance().reviews().merchant_score(&id).await?)
 }
 
 // ---------------------------------------------------------------- merchant
 
 async fn merchant_cases(State(s): State<AppState>, me: MerchantAuth) -> Answer {
-    ok(s.market.market.merchant_cases(&me.0, 100).await?)
+    ok(s.market.market.governance().aftersales().merchant_cases(&me.0, 100).await?)
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
@@ -330,12 +336,17 @@ async fn answer_case(
     let m = &s.market.market;
     let b = body.map(|Json(b)| b).unwrap_or_default();
     let c = match action.as_str() {
-        "approve" => m.approve_case(&me.0, &id).await?,
-        "reject" => m.reject_case(&me.0, &id, &b.reason).await?,
-        "received" => m.confirm_return_received(&me.0, &id).await?,
-        "refuse" => m.refuse_returned_goods(&me.0, &id, &b.reason).await?,
-        "reship" => m.ship_replacement(&me.0, &id, Waybill { company: b.company, number: b.number }).await?,
-        other => return Err(GovError::Invalid(format!("unknown action {other}")).into()),
+        "approve" => m.governance().aftersales().approve_case(&me.0, &id).await?,
+        "reject" => m.governance().aftersales().reject_case(&me.0, &id, &b.reason).await?,
+        "received" => m.governance().aftersales().confirm_return_received(&me.0, &id).await?,
+        "refuse" => m.governance().aftersales().refuse_returned_goods(&me.0, &id, &b.reason).await?,
+        "reship" => {
+            m.governance()
+                .aftersales()
+                .ship_replacement(&me.0, &id, Waybill { company: b.company, number: b.number })
+                .await?
+        }
+        other => return Err(MarketError::Invalid(format!("unknown action {other}")).into()),
     };
     ok(c)
 }
@@ -346,23 +357,23 @@ struct TextBody {
 }
 
 async fn reply(State(s): State<AppState>, me: MerchantAuth, Path(id): Path<String>, Body(t): Body<TextBody>) -> Answer {
-    ok(s.market.market.reply_review(&me.0, &id, &t.text).await?)
+    ok(s.market.market.governance().reviews().reply_review(&me.0, &id, &t.text).await?)
 }
 
 async fn deposit(State(s): State<AppState>, me: MerchantAuth) -> Answer {
-    ok(s.market.market.refresh_deposit_requirement(&me.0).await?)
+    ok(s.market.market.governance().deposits().refresh_deposit_requirement(&me.0).await?)
 }
 
 async fn deposit_exit(State(s): State<AppState>, me: MerchantAuth) -> Answer {
-    ok(s.market.market.request_deposit_exit(&me.0).await?)
+    ok(s.market.market.governance().deposits().request_deposit_exit(&me.0).await?)
 }
 
 async fn deposit_refund(State(s): State<AppState>, me: MerchantAuth) -> Answer {
-    ok(s.market.market.refund_deposit(&me.0).await?)
+    ok(s.market.market.governance().deposits().refund_deposit(&me.0).await?)
 }
 
 async fn deposit_refunds(State(s): State<AppState>, me: MerchantAuth) -> Answer {
-    ok(s.market.market.deposit_refunds(&me.0).await?)
+    ok(s.market.market.governance().deposits().deposit_refunds(&me.0).await?)
 }
 
 #[derive(Deserialize)]
@@ -374,15 +385,20 @@ struct DepositPayBody {
 
 /// Pays in (or tops up) the deposit through WeChat Pay: the payment notification credits it.
 async fn deposit_pay(State(s): State<AppState>, me: MerchantAuth, Body(b): Body<DepositPayBody>) -> Answer {
-    ok(s.market.market.deposit_prepay(&me.0, b.amount, &b.payer_openid, &b.idempotency_key).await?)
+    ok(s.market
+        .market
+        .governance()
+        .deposits()
+        .deposit_prepay(&me.0, b.amount, &b.payer_openid, &b.idempotency_key)
+        .await?)
 }
 
 async fn score(State(s): State<AppState>, me: MerchantAuth) -> Answer {
-    ok(s.market.market.merchant_score(&me.0).await?)
+    ok(s.market.market.governance().reviews().merchant_score(&me.0).await?)
 }
 
 async fn penalties(State(s): State<AppState>, me: MerchantAuth) -> Answer {
-    ok(s.market.market.penalty_log(&me.0).await?)
+    ok(s.market.market.governance().penalties().penalty_log(&me.0).await?)
 }
 
 async fn appeal_penalty(
@@ -391,38 +407,38 @@ async fn appeal_penalty(
     Path(id): Path<String>,
     Body(r): Body<ReasonBody>,
 ) -> Answer {
-    ok(s.market.market.appeal_penalty(&me.0, &id, &r.reason).await?)
+    ok(s.market.market.governance().penalties().appeal_penalty(&me.0, &id, &r.reason).await?)
 }
 
 async fn balances(State(s): State<AppState>, me: MerchantAuth) -> Answer {
-    ok(s.market.market.merchant_balances(&me.0).await?)
+    ok(s.market.market.governance().merchant_balances(&me.0).await?)
 }
 
 async fn settlements(State(s): State<AppState>, me: MerchantAuth) -> Answer {
-    ok(s.market.market.merchant_settlements(&me.0, 100).await?)
+    ok(s.market.market.governance().settlements().merchant_settlements(&me.0, 100).await?)
 }
 
 async fn payout(State(s): State<AppState>, me: MerchantAuth, Path(order_id): Path<String>) -> Answer {
-    ok(s.market.market.payout_settlement(&me.0, &order_id).await?)
+    ok(s.market.market.governance().settlements().payout_settlement(&me.0, &order_id).await?)
 }
 
 // ---------------------------------------------------------------- platform
 
 async fn get_config(State(s): State<AppState>, _: Platform) -> Answer {
-    ok(s.market.market.governance_config().await?)
+    ok(s.market.market.governance().governance_config().await?)
 }
 
 async fn put_config(State(s): State<AppState>, _: Platform, Body(cfg): Body<GovernanceConfig>) -> Answer {
-    s.market.market.set_governance_config(&cfg).await?;
+    s.market.market.governance().set_governance_config(&cfg).await?;
     ok(cfg)
 }
 
 async fn put_commission(State(s): State<AppState>, _: Platform, Body(rule): Body<CommissionRule>) -> Answer {
-    ok(s.market.market.put_commission_rule(rule).await?)
+    ok(s.market.market.governance().settlements().put_commission_rule(rule).await?)
 }
 
 async fn disputes(State(s): State<AppState>, _: Platform, Path(id): Path<String>) -> Answer {
-    ok(s.market.market.merchant_disputes(&id, 100).await?)
+    ok(s.market.market.governance().aftersales().merchant_disputes(&id, 100).await?)
 }
 
 #[derive(Deserialize)]
@@ -440,9 +456,9 @@ async fn decide(State(s): State<AppState>, _: Platform, Path(id): Path<String>, 
     let decision = match b.outcome.as_str() {
         "buyer_wins" => Decision::BuyerWins { refund: b.refund, payer: b.payer.unwrap_or(Payer::Merchant) },
         "merchant_wins" => Decision::MerchantWins,
-        other => return Err(GovError::Invalid(format!("outcome {other}: buyer_wins or merchant_wins")).into()),
+        other => return Err(MarketError::Invalid(format!("outcome {other}: buyer_wins or merchant_wins")).into()),
     };
-    ok(s.market.market.decide_dispute(&id, decision, &b.note).await?)
+    ok(s.market.market.governance().aftersales().decide_dispute(&id, decision, &b.note).await?)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -458,7 +474,10 @@ struct ViolationBody {
 
 async fn file_violation(State(s): State<AppState>, _: Platform, Body(v): Body<ViolationBody>) -> Answer {
     let m = &s.market.market;
-    ok(m.file_violation(&v.merchant_id, &v.rule_code, &v.detail, v.order_id.as_deref(), v.product_ids).await?)
+    ok(m.governance()
+        .penalties()
+        .file_violation(&v.merchant_id, &v.rule_code, &v.detail, v.order_id.as_deref(), v.product_ids)
+        .await?)
 }
 
 #[derive(Deserialize, Default)]
@@ -482,10 +501,10 @@ async fn review_penalty(
     let m = &s.market.market;
     let b = body.map(|Json(b)| b).unwrap_or_default();
     match action.as_str() {
-        "confirm" => ok(m.confirm_penalty(&id).await?),
-        "dismiss" => ok(m.dismiss_penalty(&id, &b.note).await?),
-        "appeal" => ok(m.decide_penalty_appeal(&id, b.upheld, &b.note).await?),
-        other => Err(GovError::Invalid(format!("unknown action {other}")).into()),
+        "confirm" => ok(m.governance().penalties().confirm_penalty(&id).await?),
+        "dismiss" => ok(m.governance().penalties().dismiss_penalty(&id, &b.note).await?),
+        "appeal" => ok(m.governance().penalties().decide_penalty_appeal(&id, b.upheld, &b.note).await?),
+        other => Err(MarketError::Invalid(format!("unknown action {other}")).into()),
     }
 }
 
@@ -498,22 +517,22 @@ async fn moderate(
     let m = &s.market.market;
     match action.as_str() {
         "moderate" => {
-            let to = b.status.ok_or_else(|| GovError::Invalid("status is required".into()))?;
-            ok(m.moderate_review(&id, to, &b.note).await?)
+            let to = b.status.ok_or_else(|| MarketError::Invalid("status is required".into()))?;
+            ok(m.governance().reviews().moderate_review(&id, to, &b.note).await?)
         }
-        "appeal" => ok(m.decide_review_appeal(&id, b.restore).await?),
-        other => Err(GovError::Invalid(format!("unknown action {other}")).into()),
+        "appeal" => ok(m.governance().reviews().decide_review_appeal(&id, b.restore).await?),
+        other => Err(MarketError::Invalid(format!("unknown action {other}")).into()),
     }
 }
 
 /// Refunds a leaving merchant's deposit through WeChat Pay (after the exit check); called again, it
 /// retries what failed. Answers the deposit with its refund rows.
 async fn admin_deposit_refund(State(s): State<AppState>, _: Platform, Path(id): Path<String>) -> Answer {
-    ok(s.market.market.refund_deposit(&id).await?)
+    ok(s.market.market.governance().deposits().refund_deposit(&id).await?)
 }
 
 async fn admin_deposit_refunds(State(s): State<AppState>, _: Platform, Path(id): Path<String>) -> Answer {
-    ok(s.market.market.deposit_refunds(&id).await?)
+    ok(s.market.market.governance().deposits().deposit_refunds(&id).await?)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -528,7 +547,7 @@ async fn admin_deposit_refund_paid(
     Path(id): Path<String>,
     Body(b): Body<PaidBody>,
 ) -> Answer {
-    ok(s.market.market.deposit_refund_paid_manually(&id, &b.reference).await?)
+    ok(s.market.market.governance().deposits().deposit_refund_paid_manually(&id, &b.reference).await?)
 }
 
 #[derive(Deserialize, Default)]
@@ -548,19 +567,19 @@ async fn carrier_scan(
 ) -> Answer {
     let m = &s.market.market;
     let at = body.and_then(|Json(b)| b.at).unwrap_or_else(|| m.now());
-    m.record_carrier_event(&id, at).await?;
+    m.governance().penalties().record_carrier_event(&id, at).await?;
     ok(json!({ "order_id": id, "first_scan_at": at }))
 }
 
 async fn settlement(State(s): State<AppState>, _: Platform, Path(order_id): Path<String>) -> Answer {
     let m = &s.market.market;
-    let st = m.settlement(&order_id).await?;
-    ok(json!({ "settlement": st, "attribution": m.attribution(&order_id).await?,
-               "profit_share": m.profit_share_of(&order_id).await? }))
+    let st = m.governance().settlements().settlement(&order_id).await?;
+    ok(json!({ "settlement": st, "attribution": m.governance().settlements().attribution(&order_id).await?,
+               "profit_share": m.governance().settlements().profit_share_of(&order_id).await? }))
 }
 
 async fn audit(State(s): State<AppState>, _: Platform) -> Answer {
-    let a = s.market.market.ledger_audit().await?;
+    let a = s.market.market.governance().ledger_audit().await?;
     ok(json!({ "total": a.total, "mismatches": a.mismatches, "unbalanced": a.unbalanced,
                "clean": a.total == 0 && a.mismatches.is_empty() && a.unbalanced.is_empty() }))
 }
@@ -576,13 +595,13 @@ struct RunBody {
 async fn run_timers(State(s): State<AppState>, _: Platform, Body(b): Body<RunBody>) -> Answer {
     emulator_only(&s)?;
     if !(0..=24 * 400).contains(&b.advance_hours) {
-        return Err(GovError::Invalid("advance_hours within 0..=9600".into()).into());
+        return Err(MarketError::Invalid("advance_hours within 0..=9600".into()).into());
     }
     let m = &s.market.market;
     let at = m.now() + chrono::Duration::hours(b.advance_hours);
     let mut fired = 0;
     for _ in 0..3 {
-        fired += m.run_due_timers(at).await?.fired;
+        fired += m.ops().run_due_timers(at).await?.fired;
     }
     ok(json!({ "fired": fired, "as_of": at }))
 }

@@ -136,7 +136,7 @@ pub async fn build(
         // and notification dedupe rows older than 30 days) runs at startup and every PRUNE_EVERY ticks.
         for tick in 0u64.. {
             if tick % PRUNE_EVERY == 0 {
-                match timers.prune(&Retention::default()).await {
+                match timers.ops().prune(&Retention::default()).await {
                     Ok(r) if r != PruneReport::default() => println!(
                         "market: pruned {} outbox events, {} acks, {} notification dedupe rows",
                         r.events, r.acks, r.notices
@@ -146,7 +146,7 @@ pub async fn build(
                 }
             }
             if tick % RECONCILE_EVERY == 0 {
-                match timers.reconcile_pending_payments(timers.now()).await {
+                match timers.payments().reconcile_pending_payments(timers.now()).await {
                     Ok(r) if tick == 0 => println!(
                         "market: reconciled at startup: {} checked, {} applied, {} failed",
                         r.checked, r.applied, r.failed
@@ -159,7 +159,7 @@ pub async fn build(
                 if tick % BILL_EVERY == 0 {
                     let yesterday = (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive().pred_opt();
                     if let Some(day) = yesterday {
-                        match timers.reconcile_trade_bill(day).await {
+                        match timers.payments().reconcile_trade_bill(day).await {
                             Ok(r) if r.payments_applied + r.refunds_applied > 0 || !r.failed.is_empty() => {
                                 println!("market: trade bill {day}: {r:?}")
                             }
@@ -169,11 +169,11 @@ pub async fn build(
                     }
                 }
                 // Compensation transfers whose MCHTRANSFER.BILL.FINISHED got lost, likewise.
-                if let Err(e) = timers.reconcile_pending_transfers(timers.now()).await {
+                if let Err(e) = timers.governance().transfers().reconcile_pending_transfers(timers.now()).await {
                     tracing::warn!(error = %e, "transfer reconciliation");
                 }
             }
-            if let Err(e) = timers.run_due_timers(timers.now()).await {
+            if let Err(e) = timers.ops().run_due_timers(timers.now()).await {
                 tracing::warn!(error = %e, "market timers");
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -207,7 +207,7 @@ async fn add_profit_sharing_receivers(m: &Market, pay: &wxshop::pay::PayClient, 
     use wxshop::pay::profitsharing::AddReceiver;
     let name = std::env::var("STOREFRONT_PLATFORM_NAME").unwrap_or_else(|_| "wxshop 示例平台有限公司".into());
     let mut n = 0;
-    for merchant in m.merchants(1000).await? {
+    for merchant in m.merchants().merchants(1000).await? {
         let Some(sub) = merchant.sub_mchid else { continue };
         let r = AddReceiver::merchant(appid, pay.mchid(), "SERVICE_PROVIDER").name(name.as_str()).sub_mchid(sub);
         pay.profit_sharing().add_receiver(r).await?;
@@ -299,28 +299,34 @@ async fn seed(
 ) -> wxshop::Result<(Vec<(String, String)>, Vec<(String, String)>)> {
     let mut keys = Vec::new();
     let mut seeded = Vec::new();
-    let fresh = m.merchants(1).await?.is_empty();
+    let fresh = m.merchants().merchants(1).await?.is_empty();
     if fresh {
-        let mut cfg = m.governance_config().await?;
+        let mut cfg = m.governance().governance_config().await?;
         cfg.carrier_tracking = true;
         if let Some(mchid) = platform_mchid {
             cfg.settlement.platform_mchid = mchid.to_string();
         }
-        m.set_governance_config(&cfg).await?;
-        let (tea, _) = m.create_category("Tea", None, RuleSpec { commission_bps: 300, ..RuleSpec::default() }).await?;
-        let (silk, _) =
-            m.create_category("Silk", None, RuleSpec { commission_bps: 500, ..RuleSpec::default() }).await?;
+        m.governance().set_governance_config(&cfg).await?;
+        let (tea, _) = m
+            .categories()
+            .create_category("Tea", None, RuleSpec { commission_bps: 300, ..RuleSpec::default() })
+            .await?;
+        let (silk, _) = m
+            .categories()
+            .create_category("Silk", None, RuleSpec { commission_bps: 500, ..RuleSpec::default() })
+            .await?;
         for (name, sub, cat, products) in [
             ("Leaf & Co", None, &tea, vec![("West Lake Longjing", 8800, 20), ("Tieguanyin", 6600, 15)]),
             ("Silk Road", Some("1900000109"), &silk, vec![("Silk scarf", 19900, 5), ("Silk pillowcase", 12900, 8)]),
         ] {
             let mut nm = NewMerchant::new(name);
             nm.sub_mchid = sub.map(str::to_string);
-            let merchant = m.create_merchant(nm).await?;
-            m.approve_merchant(&merchant.id).await?;
-            m.grant_category(&merchant.id, &cat.id).await?;
+            let merchant = m.merchants().create_merchant(nm).await?;
+            m.merchants().approve_merchant(&merchant.id).await?;
+            m.merchants().grant_category(&merchant.id, &cat.id).await?;
             for (title, price, stock) in products {
                 let p = m
+                    .catalog()
                     .create_product(
                         &merchant.id,
                         NewProduct {
@@ -331,16 +337,18 @@ async fn seed(
                         },
                     )
                     .await?;
-                m.list_product(&merchant.id, &p.product.id).await?;
-                m.set_stock(&merchant.id, &p.skus[0].id, stock).await?;
+                m.catalog().list_product(&merchant.id, &p.product.id).await?;
+                m.inventory().set_stock(&merchant.id, &p.skus[0].id, stock).await?;
             }
         }
     }
-    for merchant in m.merchants(100).await? {
+    for merchant in m.merchants().merchants(100).await? {
         // Keys are issued once, with the seed; later starts find only their digests.
         if fresh {
-            let issued =
-                m.issue_key(KeyScope::merchant(&merchant.id, Role::MerchantOwner), "seeded owner", None).await?;
+            let issued = m
+                .access()
+                .issue_key(KeyScope::merchant(&merchant.id, Role::MerchantOwner), "seeded owner", None)
+                .await?;
             println!(
                 "market: merchant {:?} owner key (shown once, keep it): {}",
                 merchant.name,
@@ -458,15 +466,15 @@ async fn browse(State(s): State<AppState>, Params(p): Params<BrowseParams>) -> A
         limit: p.limit.unwrap_or(20),
         cursor: p.cursor,
     };
-    ok(s.market.market.browse(&q).await?)
+    ok(s.market.market.catalog().browse(&q).await?)
 }
 
 async fn product(State(s): State<AppState>, Path(id): Path<String>) -> Answer {
     let m = &s.market.market;
-    let d = m.product(&id).await?;
+    let d = m.catalog().product(&id).await?;
     let mut stock = serde_json::Map::new();
     for sku in &d.skus {
-        stock.insert(sku.id.clone(), json!(m.stock(&sku.id).await?.available()));
+        stock.insert(sku.id.clone(), json!(m.inventory().stock(&sku.id).await?.available()));
     }
     ok(json!({ "product": d.product, "skus": d.skus, "available": stock }))
 }
@@ -478,16 +486,16 @@ struct QtyBody {
 }
 
 async fn cart(State(s): State<AppState>, who: Shopper) -> Answer {
-    ok(s.market.market.cart(&who.0).await?)
+    ok(s.market.market.carts().cart(&who.0).await?)
 }
 
 async fn cart_add(State(s): State<AppState>, who: Shopper, Body(b): Body<QtyBody>) -> Answer {
     let sku = b.sku_id.ok_or_else(|| MarketError::Invalid("sku_id is required".into()))?;
-    ok(s.market.market.cart_add(&who.0, &sku, b.qty).await?)
+    ok(s.market.market.carts().cart_add(&who.0, &sku, b.qty).await?)
 }
 
 async fn cart_set(State(s): State<AppState>, who: Shopper, Path(sku): Path<String>, Body(b): Body<QtyBody>) -> Answer {
-    ok(s.market.market.cart_set(&who.0, &sku, b.qty).await?)
+    ok(s.market.market.carts().cart_set(&who.0, &sku, b.qty).await?)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -496,7 +504,7 @@ struct MergeBody {
 }
 
 async fn cart_merge(State(s): State<AppState>, buyer: Buyer, Body(b): Body<MergeBody>) -> Answer {
-    ok(s.market.market.merge_carts(&b.guest_token, &buyer.openid).await?)
+    ok(s.market.market.carts().merge_carts(&b.guest_token, &buyer.openid).await?)
 }
 
 #[derive(Deserialize)]
@@ -514,19 +522,19 @@ async fn checkout(State(s): State<AppState>, buyer: Buyer, Body(b): Body<Checkou
         Some(lines) => {
             let mut r = CheckoutRequest::new(&buyer.openid, &b.idempotency_key, lines);
             r.expected_total = b.expected_total;
-            m.checkout(r).await?
+            m.orders().checkout(r).await?
         }
-        None => m.checkout_cart(&buyer.openid, &b.idempotency_key).await?,
+        None => m.carts().checkout_cart(&buyer.openid, &b.idempotency_key).await?,
     };
     ok(co)
 }
 
 async fn cancel(State(s): State<AppState>, buyer: Buyer, Path(group_id): Path<String>) -> Answer {
-    ok(s.market.market.cancel_checkout(&buyer.openid, &group_id).await?)
+    ok(s.market.market.orders().cancel_checkout(&buyer.openid, &group_id).await?)
 }
 
 async fn checkout_view(State(s): State<AppState>, buyer: Buyer, Path(group_id): Path<String>) -> Answer {
-    let co = s.market.market.checkout_view(&group_id).await?;
+    let co = s.market.market.orders().checkout_view(&group_id).await?;
     if co.group.buyer_openid != buyer.openid {
         return Err(MarketError::NotFound { entity: "checkout", id: group_id }.into());
     }
@@ -544,11 +552,11 @@ struct PageParams {
 }
 
 async fn orders(State(s): State<AppState>, buyer: Buyer, Params(p): Params<PageParams>) -> Answer {
-    ok(s.market.market.buyer_orders(&buyer.openid, p.cursor.as_deref(), p.limit.unwrap_or(20)).await?)
+    ok(s.market.market.orders().buyer_orders(&buyer.openid, p.cursor.as_deref(), p.limit.unwrap_or(20)).await?)
 }
 
 async fn order(State(s): State<AppState>, buyer: Buyer, Path(id): Path<String>) -> Answer {
-    let d = s.market.market.order(&id).await?;
+    let d = s.market.market.orders().order(&id).await?;
     if d.order.buyer_openid != buyer.openid {
         return Err(MarketError::NotFound { entity: "order", id }.into());
     }
@@ -556,19 +564,19 @@ async fn order(State(s): State<AppState>, buyer: Buyer, Path(id): Path<String>) 
 }
 
 async fn receive(State(s): State<AppState>, buyer: Buyer, Path(id): Path<String>) -> Answer {
-    ok(s.market.market.confirm_receipt(&buyer.openid, &id).await?)
+    ok(s.market.market.orders().confirm_receipt(&buyer.openid, &id).await?)
 }
 
 async fn create_product(State(s): State<AppState>, me: MerchantAuth, Body(p): Body<NewProduct>) -> Answer {
-    ok(s.market.market.create_product(&me.0, p).await?)
+    ok(s.market.market.catalog().create_product(&me.0, p).await?)
 }
 
 async fn list_product(State(s): State<AppState>, me: MerchantAuth, Path(id): Path<String>) -> Answer {
-    ok(s.market.market.list_product(&me.0, &id).await?)
+    ok(s.market.market.catalog().list_product(&me.0, &id).await?)
 }
 
 async fn delist_product(State(s): State<AppState>, me: MerchantAuth, Path(id): Path<String>) -> Answer {
-    ok(s.market.market.delist_product(&me.0, &id).await?)
+    ok(s.market.market.catalog().delist_product(&me.0, &id).await?)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -578,8 +586,8 @@ struct StockBody {
 
 /// `GET /api/merchant/me`: the signed-in merchant (status, restrictions) and the categories it may sell in.
 async fn merchant_me(State(s): State<AppState>, me: MerchantAuth) -> Answer {
-    let merchant = s.market.market.merchant(&me.0).await?;
-    let categories = s.market.market.merchant_categories(&me.0).await?;
+    let merchant = s.market.market.merchants().merchant(&me.0).await?;
+    let categories = s.market.market.merchants().merchant_categories(&me.0).await?;
     Ok(Json(json!({ "merchant": merchant, "categories": categories })))
 }
 
@@ -603,7 +611,7 @@ async fn stock(
     me: MerchantAuth,
     Path(sku): Path<String>,
 ) -> Result<axum::response::Response, ApiError> {
-    let level = s.market.market.merchant_stock(&me.0, &sku).await?;
+    let level = s.market.market.inventory().merchant_stock(&me.0, &sku).await?;
     Ok(stock_answer(&sku, &level))
 }
 
@@ -620,7 +628,7 @@ async fn adjust_stock(
     Path(sku): Path<String>,
     Body(b): Body<AdjustBody>,
 ) -> Result<axum::response::Response, ApiError> {
-    let level = s.market.market.adjust_stock(&me.0, &sku, b.delta).await?;
+    let level = s.market.market.inventory().adjust_stock(&me.0, &sku, b.delta).await?;
     Ok(stock_answer(&sku, &level))
 }
 
@@ -645,14 +653,14 @@ async fn set_stock(
             e.kind = "precondition_required";
             return Err(e);
         }
-        Some("*") => m.set_stock(&me.0, &sku, b.on_hand).await?,
+        Some("*") => m.inventory().set_stock(&me.0, &sku, b.on_hand).await?,
         Some(tag) => {
             let expected = tag
                 .trim_start_matches("W/")
                 .trim_matches('"')
                 .parse::<i64>()
                 .map_err(|_| MarketError::Invalid(format!("If-Match {tag:?} is not a stock version")))?;
-            m.set_stock_if(&me.0, &sku, expected, b.on_hand).await?
+            m.inventory().set_stock_if(&me.0, &sku, expected, b.on_hand).await?
         }
     };
     Ok(stock_answer(&sku, &level))
@@ -660,7 +668,7 @@ async fn set_stock(
 
 async fn merchant_orders(State(s): State<AppState>, me: MerchantAuth, Params(p): Params<PageParams>) -> Answer {
     let status = p.status.as_deref().map(str::parse::<OrderStatus>).transpose()?;
-    ok(s.market.market.merchant_orders(&me.0, status, p.cursor.as_deref(), p.limit.unwrap_or(50)).await?)
+    ok(s.market.market.orders().merchant_orders(&me.0, status, p.cursor.as_deref(), p.limit.unwrap_or(50)).await?)
 }
 
 async fn ship(
@@ -672,7 +680,7 @@ async fn ship(
     let m = &s.market.market;
     // SF Express needs a (masked) contact: the buyer's bound phone unless the merchant gave one.
     if r.receiver_phone.is_none() && r.express_company == wxshop::mp::shipping::SF_EXPRESS {
-        r.receiver_phone = s.profiles.phone_of(&m.order(&id).await?.order.buyer_openid);
+        r.receiver_phone = s.profiles.phone_of(&m.orders().order(&id).await?.order.buyer_openid);
     }
-    ok(m.ship(&me.0, &id, r).await?)
+    ok(m.orders().ship(&me.0, &id, r).await?)
 }

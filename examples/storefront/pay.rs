@@ -62,7 +62,7 @@ pub fn notify_service(pay: PayClient, state: AppState) -> NotifyService {
     NotifyService::new(pay, move |n: Notification| {
         let state = state.clone();
         async move {
-            if !state.market.market.handle_pay_notification(&n).await? {
+            if !state.market.market.payments().handle_pay_notification(&n).await? {
                 tracing::info!(id = %n.id, event = %n.event_type, "pay notification for nothing the market knows");
             }
             Ok(())
@@ -116,11 +116,11 @@ struct AnomalyParams {
 /// `GET /admin/anomalies?status=Held&cursor=&limit=`: money events the market did not ask for (a wrong
 /// amount held for review, a double payment being refunded, a refund made outside the market).
 async fn anomalies(State(s): State<AppState>, _: Platform, Params(p): Params<AnomalyParams>) -> Answer {
-    ok(s.market.market.anomalies(p.status, p.cursor.as_deref(), p.limit.unwrap_or(50)).await?)
+    ok(s.market.market.payments().anomalies(p.status, p.cursor.as_deref(), p.limit.unwrap_or(50)).await?)
 }
 
 async fn anomaly(State(s): State<AppState>, _: Platform, Path(id): Path<String>) -> Answer {
-    ok(s.market.market.anomaly(&id).await?)
+    ok(s.market.market.payments().anomaly(&id).await?)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -135,7 +135,7 @@ async fn refund_anomaly(
     Path(id): Path<String>,
     Body(b): Body<NoteBody>,
 ) -> Answer {
-    ok(s.market.market.refund_anomaly(&id, &b.note).await?)
+    ok(s.market.market.payments().refund_anomaly(&id, &b.note).await?)
 }
 
 /// `POST /admin/anomalies/{id}/dismiss` `{note}`: accept it as it is (settled outside the market).
@@ -145,7 +145,7 @@ async fn dismiss_anomaly(
     Path(id): Path<String>,
     Body(b): Body<NoteBody>,
 ) -> Answer {
-    ok(s.market.market.dismiss_anomaly(&id, &b.note).await?)
+    ok(s.market.market.payments().dismiss_anomaly(&id, &b.note).await?)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -158,5 +158,5 @@ struct BillBody {
 /// `POST /admin/reconcile/trade-bill` `{date}`: reconciles one day's trade bill (the timer loop does it
 /// daily for the day before): what lost notifications hid is applied once.
 async fn reconcile_bill(State(s): State<AppState>, _: Platform, Body(b): Body<BillBody>) -> Answer {
-    ok(s.market.market.reconcile_trade_bill(b.date).await?)
+    ok(s.market.market.payments().reconcile_trade_bill(b.date).await?)
 }

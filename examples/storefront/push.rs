@@ -98,7 +98,7 @@ pub fn routes(state: &AppState) -> Routes {
     // remembered in the market's database (every instance, across restarts) for longer than that.
     let verifier = verifier.timestamp_window(PUSH_WINDOW);
     let endpoint = PushEndpoint::new(verifier, handler_fn(move |push| on_push(s.clone(), push)))
-        .dedupe(std::sync::Arc::new(state.market.market.claims("push")))
+        .dedupe(std::sync::Arc::new(state.market.market.ops().claims("push")))
         .dedupe_ttl(3 * PUSH_WINDOW);
     Routes::new("push")
         .service(

@@ -52,10 +52,10 @@ pub async fn apply_attribution_env(m: &Market) -> wxshop::Result<()> {
             return Err(wxshop::Error::Config(format!("STOREFRONT_ATTRIBUTION is {other:?}: use first or last")));
         }
     };
-    let mut cfg = m.governance_config().await?;
+    let mut cfg = m.governance().governance_config().await?;
     if cfg.promoter.touch != touch {
         cfg.promoter.touch = touch;
-        m.set_governance_config(&cfg).await?;
+        m.governance().set_governance_config(&cfg).await?;
     }
     Ok(())
 }
@@ -125,7 +125,8 @@ async fn share(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let share = &s.share;
     // Numeric, so the token fits a 32-character scene; durable, so the token outlives a restart.
-    let promoter = s.market.market.promoter_id(&buyer.openid).await.map_err(wxshop::Error::from)?;
+    let promoter =
+        s.market.market.governance().settlements().promoter_id(&buyer.openid).await.map_err(wxshop::Error::from)?;
     let now = Utc::now();
     let cache_key = (promoter, q.product, q.campaign);
     let cached = lock(&share.cache).get(&cache_key).filter(|c| c.expires_at - now > Duration::days(1)).cloned();
@@ -187,6 +188,8 @@ async fn arrive(
     let promoter = s
         .market
         .market
+        .governance()
+        .settlements()
         .promoter_openid(r.promoter)
         .await
         .map_err(wxshop::Error::from)?
@@ -194,10 +197,16 @@ async fn arrive(
     let recorded = if promoter == buyer.openid {
         false // self-referral
     } else {
-        s.market.market.record_click(&buyer.openid, &promoter, token).await.map_err(wxshop::Error::from)?;
+        s.market
+            .market
+            .governance()
+            .settlements()
+            .record_click(&buyer.openid, &promoter, token)
+            .await
+            .map_err(wxshop::Error::from)?;
         true
     };
-    let policy = s.market.market.governance_config().await.map_err(wxshop::Error::from)?.promoter;
+    let policy = s.market.market.governance().governance_config().await.map_err(wxshop::Error::from)?.promoter;
     Ok(Json(serde_json::json!({
         "recorded": recorded,
         "reason": if recorded { "click recorded" } else { "self-referral" },

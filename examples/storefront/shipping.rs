@@ -51,16 +51,16 @@ async fn correct(
 ) -> Result<Json<Value>, ApiError> {
     let m = &s.market.market;
     if c.receiver_phone.is_none() && c.express_company == SF_EXPRESS {
-        let buyer = m.order(&id).await?.order.buyer_openid;
+        let buyer = m.orders().order(&id).await?.order.buyer_openid;
         c.receiver_phone = s.profiles.phone_of(&buyer);
     }
-    let d = m.correct_shipment(&me.0, &id, c).await?;
+    let d = m.orders().correct_shipment(&me.0, &id, c).await?;
     let wechat = wechat_view(&s, d.order.transaction_id.as_deref()).await?;
     Ok(Json(json!({ "order": d, "wechat": wechat })))
 }
 
 async fn order(State(s): State<AppState>, _: Platform, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let d = s.market.market.order(&id).await?;
+    let d = s.market.market.orders().order(&id).await?;
     let wechat = wechat_view(&s, d.order.transaction_id.as_deref()).await?;
     Ok(Json(json!({ "order": d, "wechat": wechat })))
 }

@@ -12,13 +12,13 @@
 //! use wxshop::market::*;
 //! let gw = std::sync::Arc::new(RecordingGateway::default());
 //! let market = Market::builder(store::open("sqlite::memory:").await?).payments(gw.clone()).shipping(gw).build()?;
-//! let shop = market.create_merchant(NewMerchant::new("Leaf & Co")).await?;
-//! let issued = market.issue_key(KeyScope::merchant(&shop.id, Role::MerchantOwner), "owner", None).await?;
-//! let who = market.authenticate_key(issued.secret.expose()).await?;
+//! let shop = market.merchants().create_merchant(NewMerchant::new("Leaf & Co")).await?;
+//! let issued = market.access().issue_key(KeyScope::merchant(&shop.id, Role::MerchantOwner), "owner", None).await?;
+//! let who = market.access().authenticate_key(issued.secret.expose()).await?;
 //! assert_eq!(who.merchant_id.as_deref(), Some(shop.id.as_str()));
 //! assert_eq!(who.role, Role::MerchantOwner);
-//! market.revoke_key(Some(&shop.id), &issued.key.id).await?;
-//! assert!(market.authenticate_key(issued.secret.expose()).await.is_err());
+//! market.access().revoke_key(Some(&shop.id), &issued.key.id).await?;
+//! assert!(market.access().authenticate_key(issued.secret.expose()).await.is_err());
 //! # Ok(()) }
 //! ```
 

@@ -8,12 +8,15 @@
 //! let e = MarketError::OutOfStock { shortages: vec![Shortage { sku_id: "s1".into(), requested: 3, available: 1 }] };
 //! assert_eq!(e.code(), "out_of_stock");
 //! assert!(!e.is_retryable());
+//! assert_eq!(e.kind(), wxshop::market::ErrorKind::Refused);
 //! // Through the crate-wide error, the code survives.
 //! let msg = e.to_string();
 //! assert!(matches!(wxshop::Error::from(e), wxshop::Error::Market { code: "out_of_stock", message } if message == msg));
 //! ```
 
 use std::fmt;
+
+use chrono::{DateTime, Utc};
 
 /// `Result` with [`MarketError`].
 pub type Result<T, E = MarketError> = std::result::Result<T, E>;
@@ -29,7 +32,35 @@ pub struct Shortage {
     pub available: i64,
 }
 
-/// A marketplace failure.
+/// The class of a [`MarketError`]: what a caller does about it, whatever the rule was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// No such entity, or not the caller's (HTTP 404).
+    NotFound,
+    /// The request itself is wrong: fix it before sending it again (HTTP 400).
+    Invalid,
+    /// No valid credential (HTTP 401).
+    Unauthorized,
+    /// The caller may not do this (HTTP 403).
+    Forbidden,
+    /// Over a per-order or per-buyer limit (HTTP 422).
+    Limit,
+    /// A conditional write read a version that is no longer current (HTTP 412).
+    Stale,
+    /// A rule or the current state refuses it now: out of stock, an illegal transition, a closed
+    /// window… (HTTP 409).
+    Refused,
+    /// A lost race or a busy database: the same request may succeed later (HTTP 503).
+    Busy,
+    /// WeChat (or another gateway) failed (HTTP 502).
+    Upstream,
+    /// The store failed in a way a retry will not mend (HTTP 500).
+    Internal,
+}
+
+/// A marketplace failure: the one error of every [`Market`](super::Market) operation, governance
+/// included.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MarketError {
@@ -139,6 +170,78 @@ pub enum MarketError {
     /// A credential that is malformed, unknown, revoked or expired.
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// The caller does not own the entity or may not act on it.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The actor's deadline has passed; the timer decides now.
+    #[error("the {what} deadline passed at {due}")]
+    DeadlinePassed {
+        /// Which deadline.
+        what: &'static str,
+        /// When it passed.
+        due: DateTime<Utc>,
+    },
+    /// A window (after-sale, review, exit) is closed, or not yet closed for an exit refund.
+    #[error("the {what} window closes at {at}")]
+    Window {
+        /// Which window.
+        what: &'static str,
+        /// When it closes (or closed).
+        at: DateTime<Utc>,
+    },
+    /// At most one open and five total after-sale cases per order line.
+    #[error("order line {line_id} already has {open} open and {total} total after-sale cases")]
+    CaseLimit {
+        /// The line.
+        line_id: String,
+        /// Open cases.
+        open: usize,
+        /// All cases.
+        total: usize,
+    },
+    /// A refund above what was paid and not yet refunded.
+    #[error("refund of {requested} fen exceeds the refundable {refundable} fen")]
+    RefundExceeds {
+        /// Asked.
+        requested: i64,
+        /// Paid − refunded − refunding.
+        refundable: i64,
+    },
+    /// Something allowed once was already done (one review, one follow-up, one reply, one appeal).
+    #[error("{0} was already done")]
+    AlreadyDone(&'static str),
+    /// Not (yet) eligible: a review before receipt, a settlement before its window closed…
+    #[error("not eligible: {0}")]
+    NotEligible(String),
+    /// A ledger transaction whose entries do not sum to zero.
+    #[error("ledger transaction {txn} does not balance: entries sum to {sum} fen")]
+    Unbalanced {
+        /// The transaction.
+        txn: String,
+        /// The sum of its entries.
+        sum: i64,
+    },
+    /// A posting would take an account below zero and its policy forbids debt.
+    #[error("account {account} would fall to {balance} fen")]
+    NegativeBalance {
+        /// The account.
+        account: String,
+        /// The balance it would reach.
+        balance: i64,
+    },
+    /// Profit sharing over WeChat's cap (30 % of the order by default) or over the funds left.
+    #[error("profit sharing of {requested} fen exceeds the limit of {limit} fen ({why})")]
+    ShareCap {
+        /// Asked, cumulative.
+        requested: i64,
+        /// The limit.
+        limit: i64,
+        /// Which limit.
+        why: &'static str,
+    },
+    /// Items still open block the action (exit refund with open orders, cases or disputes).
+    #[error("blocked by open items: {0}")]
+    OpenItems(String),
     /// Money arithmetic overflowed or went negative.
     #[error("money arithmetic: {0}")]
     Money(String),
@@ -180,10 +283,54 @@ impl MarketError {
             MarketError::Invalid(_) => "invalid",
             MarketError::Unauthorized(_) => "unauthorized",
             MarketError::VersionMismatch { .. } => "version_mismatch",
+            MarketError::Forbidden(_) => "forbidden",
+            MarketError::DeadlinePassed { .. } => "deadline_passed",
+            MarketError::Window { .. } => "window",
+            MarketError::CaseLimit { .. } => "case_limit",
+            MarketError::RefundExceeds { .. } => "refund_exceeds",
+            MarketError::AlreadyDone(_) => "already_done",
+            MarketError::NotEligible(_) => "not_eligible",
+            MarketError::Unbalanced { .. } => "unbalanced",
+            MarketError::NegativeBalance { .. } => "negative_balance",
+            MarketError::ShareCap { .. } => "share_cap",
+            MarketError::OpenItems(_) => "open_items",
             MarketError::Money(_) => "money",
             MarketError::Conflict(_) => "conflict",
             MarketError::Store { .. } => "store",
             MarketError::Gateway(_) => "gateway",
+        }
+    }
+
+    /// The class of the failure, for callers that answer by class (an HTTP status, a retry, a
+    /// message to the buyer) rather than by rule.
+    pub fn kind(&self) -> ErrorKind {
+        use MarketError as E;
+        match self {
+            E::NotFound { .. } => ErrorKind::NotFound,
+            E::Invalid(_) | E::Money(_) | E::PaymentMismatch { .. } => ErrorKind::Invalid,
+            E::Unauthorized(_) => ErrorKind::Unauthorized,
+            E::Forbidden(_) | E::MerchantBlocked { .. } | E::CategoryNotAllowed { .. } => ErrorKind::Forbidden,
+            E::PurchaseLimit { .. } => ErrorKind::Limit,
+            E::VersionMismatch { .. } => ErrorKind::Stale,
+            E::Conflict(_) | E::Store { retryable: true, .. } => ErrorKind::Busy,
+            E::Store { .. } => ErrorKind::Internal,
+            E::Gateway(_) => ErrorKind::Upstream,
+            E::OutOfStock { .. }
+            | E::IllegalTransition { .. }
+            | E::IdempotencyConflict { .. }
+            | E::Unavailable { .. }
+            | E::PriceChanged { .. }
+            | E::CorrectionRefused { .. }
+            | E::DeadlinePassed { .. }
+            | E::Window { .. }
+            | E::CaseLimit { .. }
+            | E::RefundExceeds { .. }
+            | E::AlreadyDone(_)
+            | E::NotEligible(_)
+            | E::Unbalanced { .. }
+            | E::NegativeBalance { .. }
+            | E::ShareCap { .. }
+            | E::OpenItems(_) => ErrorKind::Refused,
         }
     }
 
@@ -222,5 +369,54 @@ impl From<MarketError> for crate::Error {
             MarketError::Store { message, .. } => crate::Error::Store(message),
             other => crate::Error::Market { code: other.code(), message: other.to_string() },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_crate_error_keeps_the_governance_code() {
+        let e = MarketError::RefundExceeds { requested: 500, refundable: 300 };
+        let message = e.to_string();
+        assert_eq!(message, "refund of 500 fen exceeds the refundable 300 fen");
+        match crate::Error::from(e) {
+            crate::Error::Market { code, message: m } => {
+                assert_eq!(code, "refund_exceeds");
+                assert_eq!(m, message);
+            }
+            other => panic!("expected Error::Market, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_rule_has_its_class() {
+        let cases = [
+            (MarketError::not_found("order", "o1"), ErrorKind::NotFound, "not_found"),
+            (MarketError::invalid("zero quantity"), ErrorKind::Invalid, "invalid"),
+            (MarketError::Forbidden("not yours".into()), ErrorKind::Forbidden, "forbidden"),
+            (
+                MarketError::PurchaseLimit { sku_id: "s".into(), limit: 2, requested: 3 },
+                ErrorKind::Limit,
+                "purchase_limit",
+            ),
+            (MarketError::CaseLimit { line_id: "l".into(), open: 1, total: 1 }, ErrorKind::Refused, "case_limit"),
+            (MarketError::AlreadyDone("review"), ErrorKind::Refused, "already_done"),
+            (
+                MarketError::VersionMismatch { entity: "stock", expected: "3".into(), actual: "4".into() },
+                ErrorKind::Stale,
+                "version_mismatch",
+            ),
+            (MarketError::Conflict("order o1".into()), ErrorKind::Busy, "conflict"),
+            (MarketError::Store { message: "busy".into(), retryable: true }, ErrorKind::Busy, "store"),
+            (MarketError::Store { message: "disk".into(), retryable: false }, ErrorKind::Internal, "store"),
+            (MarketError::Unauthorized("revoked".into()), ErrorKind::Unauthorized, "unauthorized"),
+        ];
+        for (e, kind, code) in cases {
+            assert_eq!((e.kind(), e.code()), (kind, code), "{e}");
+        }
+        assert!(MarketError::Conflict("x".into()).is_retryable());
+        assert!(!MarketError::AlreadyDone("x").is_retryable());
     }
 }

@@ -29,29 +29,29 @@
 //!     .build()?;
 //!
 //! // A merchant selling tea, with 5 units in stock.
-//! let (tea, _rule) = market.create_category("Tea", None, RuleSpec::default()).await?;
-//! let shop = market.create_merchant(NewMerchant::new("Leaf & Co")).await?;
-//! market.approve_merchant(&shop.id).await?;
-//! market.grant_category(&shop.id, &tea.id).await?;
-//! let p = market.create_product(&shop.id, NewProduct {
+//! let (tea, _rule) = market.categories().create_category("Tea", None, RuleSpec::default()).await?;
+//! let shop = market.merchants().create_merchant(NewMerchant::new("Leaf & Co")).await?;
+//! market.merchants().approve_merchant(&shop.id).await?;
+//! market.merchants().grant_category(&shop.id, &tea.id).await?;
+//! let p = market.catalog().create_product(&shop.id, NewProduct {
 //!     category_id: tea.id.clone(), title: "Longjing".into(), description: String::new(),
 //!     skus: vec![NewSku { price: Money::fen(8800), ..Default::default() }],
 //! }).await?;
-//! market.list_product(&shop.id, &p.product.id).await?;
+//! market.catalog().list_product(&shop.id, &p.product.id).await?;
 //! let sku = &p.skus[0].id;
-//! market.set_stock(&shop.id, sku, 5).await?;
+//! market.inventory().set_stock(&shop.id, sku, 5).await?;
 //!
 //! // A buyer checks out 2 units and pays.
-//! let co = market.checkout(CheckoutRequest::new("openid-1", "k1", vec![CheckoutLine::new(sku, 2)])).await?;
+//! let co = market.orders().checkout(CheckoutRequest::new("openid-1", "k1", vec![CheckoutLine::new(sku, 2)])).await?;
 //! assert_eq!(co.group.total, Money::fen(17600));
-//! assert_eq!(market.stock(sku).await?.available(), 3);
+//! assert_eq!(market.inventory().stock(sku).await?.available(), 3);
 //! let notice = PaymentNotice {
 //!     notify_id: "n1".into(), out_trade_no: co.group.id.clone(), transaction_id: "t1".into(),
 //!     amount: co.group.total, paid_at: chrono::Utc::now(), sub_orders: vec![],
 //! };
-//! assert_eq!(market.handle_payment_notice(&notice).await?, NoticeOutcome::Paid);
-//! assert_eq!(market.handle_payment_notice(&notice).await?, NoticeOutcome::Duplicate);
-//! assert_eq!(market.order(&co.orders[0].id).await?.order.status, OrderStatus::Paid);
+//! assert_eq!(market.payments().handle_payment_notice(&notice).await?, NoticeOutcome::Paid);
+//! assert_eq!(market.payments().handle_payment_notice(&notice).await?, NoticeOutcome::Duplicate);
+//! assert_eq!(market.orders().order(&co.orders[0].id).await?.order.status, OrderStatus::Paid);
 //! # Ok(()) }
 //! ```
 
@@ -81,7 +81,7 @@ pub use catalog::{
 pub use category::{Category, CategoryRule, RuleSpec, SevenDayReturn};
 pub use checkout::{CheckoutGroup, CheckoutLine, CheckoutRequest, GroupStatus, Plan, plan};
 pub use clock::{Clock, ManualClock, SystemClock, new_id};
-pub use error::{MarketError, Result, Shortage};
+pub use error::{ErrorKind, MarketError, Result, Shortage};
 pub use events::{Actor, AuditEntry, OutboxEvent, Timer, TimerAction, TimerReport, TimerStatus};
 pub use gateway::{
     BillLine, CloseRequest, CompensationRequest, CompensationTicket, GatewayCall, LogisticsType, MpShippingGateway,
@@ -97,6 +97,7 @@ pub use order::{
     MerchantOrder, OrderDetail, OrderLine, OrderStatus, ShipCorrection, ShipItem, ShipRequest, Shipment, Step,
 };
 pub use payment::{NoticeOutcome, PayMode, Payment, PaymentNotice, PaymentStatus, Refund, RefundStatus, SubOrderPaid};
+pub use service::handles;
 pub use service::{BillReport, CompensationView, StoreClaims, TransferNoticeOutcome};
 pub use service::{
     CaseRequest, Checkout, DEFAULT_RETENTION_DAYS, DepositPrepay, DepositRefundView, DepositView, GOVERNANCE_CONSUMER,

@@ -2,7 +2,7 @@
 
 use crate::demo::Demo;
 use serde_json::json;
-use wxshop::market::governance::GovError;
+use wxshop::market::MarketError;
 
 /// Demo: the buyer sees the compensation of the late shipment waiting, confirms the transfer in
 /// WeChat (the emulator's control API stands in for `wx.requestMerchantTransfer`), and the
@@ -53,5 +53,5 @@ pub async fn demo_compensation(d: &mut Demo) -> Result<String, String> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    Err(GovError::Invalid(format!("compensation {id} was not paid within 5 s")).to_string())
+    Err(MarketError::Invalid(format!("compensation {id} was not paid within 5 s")).to_string())
 }

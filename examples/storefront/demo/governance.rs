@@ -244,7 +244,7 @@ pub async fn demo_profit_sharing(d: &mut Demo) -> Result<String, String> {
     }
     let group = co["group"]["id"].as_str().ok_or("no group")?.to_string();
     let oid = co["orders"][0]["id"].as_str().ok_or("no order")?.to_string();
-    let sub_mchid = d.state.market.market.merchant(&silk).await.map_err(|e| e.to_string())?.sub_mchid;
+    let sub_mchid = d.state.market.market.merchants().merchant(&silk).await.map_err(|e| e.to_string())?.sub_mchid;
     let sub_mchid = sub_mchid.ok_or("Silk Road has no sub_mchid")?;
     let emu = d.state.emulator.clone().ok_or("the demo pays in the emulator's cashier")?;
     let pay = d.state.pay.clone().ok_or("WeChat Pay is not configured")?;

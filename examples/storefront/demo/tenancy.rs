@@ -24,37 +24,47 @@ async fn fixture(d: &Demo) -> Result<Fixture, String> {
     let mut f = Fixture { merchant: BTreeMap::new(), buyer: BTreeMap::new() };
     for (name, id) in d.state.market.seeded.iter() {
         let e = |e: wxshop::market::MarketError| e.to_string();
-        let g = |e: wxshop::market::governance::GovError| e.to_string();
+        let g = |e: wxshop::market::MarketError| e.to_string();
         let mut put = |seg: &'static str, v: Option<String>| {
             if let Some(v) = v {
                 f.merchant.entry(seg).or_insert((name.clone(), v));
             }
         };
-        let orders = m.merchant_orders(id, None, None, 100).await.map_err(e)?.items;
+        let orders = m.orders().merchant_orders(id, None, None, 100).await.map_err(e)?.items;
         put("orders", orders.first().map(|o| o.id.clone()));
         put("settlements", orders.first().map(|o| o.id.clone()));
         let products = m
+            .catalog()
             .browse(&wxshop::market::BrowseQuery { merchant_id: Some(id.clone()), ..Default::default() }.limit(10))
             .await
             .map_err(e)?
             .items;
         if let Some(p) = products.first() {
             put("products", Some(p.id.clone()));
-            put("skus", m.product(&p.id).await.map_err(e)?.skus.first().map(|s| s.id.clone()));
+            put("skus", m.catalog().product(&p.id).await.map_err(e)?.skus.first().map(|s| s.id.clone()));
         }
-        put("aftersales", m.merchant_cases(id, 100).await.map_err(g)?.first().map(|c| c.id.clone()));
-        put("reviews", m.merchant_reviews(id, true, 100).await.map_err(g)?.first().map(|r| r.id.clone()));
-        put("penalties", m.penalty_log(id).await.map_err(g)?.records.first().map(|p| p.id.clone()));
-        put("keys", m.keys(Some(id)).await.map_err(e)?.first().map(|k| k.id.clone()));
+        put(
+            "aftersales",
+            m.governance().aftersales().merchant_cases(id, 100).await.map_err(g)?.first().map(|c| c.id.clone()),
+        );
+        put(
+            "reviews",
+            m.governance().reviews().merchant_reviews(id, true, 100).await.map_err(g)?.first().map(|r| r.id.clone()),
+        );
+        put(
+            "penalties",
+            m.governance().penalties().penalty_log(id).await.map_err(g)?.records.first().map(|p| p.id.clone()),
+        );
+        put("keys", m.access().keys(Some(id)).await.map_err(e)?.first().map(|k| k.id.clone()));
         // Everything any buyer owns is foreign to the fresh buyer.
         if let Some(o) = orders.first() {
             f.buyer.entry("orders").or_insert(o.id.clone());
             f.buyer.entry("checkout").or_insert(o.group_id.clone());
         }
-        if let Some(c) = m.merchant_cases(id, 100).await.map_err(g)?.first() {
+        if let Some(c) = m.governance().aftersales().merchant_cases(id, 100).await.map_err(g)?.first() {
             f.buyer.entry("aftersales").or_insert(c.id.clone());
         }
-        if let Some(r) = m.merchant_reviews(id, true, 100).await.map_err(g)?.first() {
+        if let Some(r) = m.governance().reviews().merchant_reviews(id, true, 100).await.map_err(g)?.first() {
             f.buyer.entry("reviews").or_insert(r.id.clone());
         }
     }

@@ -36,9 +36,9 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::deposit::{BasisKind, DeductionBasis};
-use super::error::{GovError, GovResult};
 use super::{Actor, Transition};
 use crate::market::Money;
+use crate::market::error::{MarketError, Result};
 
 /// The after-sale timers and limits (WeChat's defaults).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,14 +166,16 @@ pub struct Waybill {
 
 impl Waybill {
     /// Checks the fields (input from the network).
-    pub fn validate(&self) -> GovResult<()> {
+    pub fn validate(&self) -> Result<()> {
         let ok = |s: &str| {
             !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         };
         if ok(&self.company) && ok(&self.number) {
             Ok(())
         } else {
-            Err(GovError::invalid("a waybill needs a carrier code and a tracking number (1–64 of A–Z, 0–9, - and _)"))
+            Err(MarketError::invalid(
+                "a waybill needs a carrier code and a tracking number (1–64 of A–Z, 0–9, - and _)",
+            ))
         }
     }
 }
@@ -309,36 +311,36 @@ impl Case {
         evidence: Vec<String>,
         now: DateTime<Utc>,
         rules: &AfterSaleRules,
-    ) -> GovResult<(Case, Step)> {
+    ) -> Result<(Case, Step)> {
         let open = existing.iter().filter(|s| s.is_open()).count();
         if open >= rules.max_open_per_line || existing.len() >= rules.max_cases_per_line {
-            return Err(GovError::CaseLimit { line_id: line.line_id.clone(), open, total: existing.len() });
+            return Err(MarketError::CaseLimit { line_id: line.line_id.clone(), open, total: existing.len() });
         }
         match (line.received_at, line.after_sale_closes_at) {
             (Some(_), Some(closes)) if now >= closes => {
-                return Err(GovError::Window { what: "after-sale", at: closes });
+                return Err(MarketError::Window { what: "after-sale", at: closes });
             }
             (None, _) if kind != CaseKind::RefundOnly => {
-                return Err(GovError::NotEligible(format!("{kind} needs the goods received first")));
+                return Err(MarketError::NotEligible(format!("{kind} needs the goods received first")));
             }
             _ => {}
         }
         if kind == CaseKind::Exchange {
             if amount != Money::ZERO {
-                return Err(GovError::invalid("an exchange refunds nothing; amount must be 0"));
+                return Err(MarketError::invalid("an exchange refunds nothing; amount must be 0"));
             }
         } else {
             if !amount.is_positive() {
-                return Err(GovError::invalid("a refund amount must be positive"));
+                return Err(MarketError::invalid("a refund amount must be positive"));
             }
             let refundable = line.refundable();
             if amount > refundable {
-                return Err(GovError::RefundExceeds { requested: amount.as_fen(), refundable: refundable.as_fen() });
+                return Err(MarketError::RefundExceeds { requested: amount.as_fen(), refundable: refundable.as_fen() });
             }
         }
         let reason = reason.into();
         if reason.chars().count() > 500 || evidence.len() > 9 {
-            return Err(GovError::invalid("a reason has at most 500 characters and at most 9 pieces of evidence"));
+            return Err(MarketError::invalid("a reason has at most 500 characters and at most 9 pieces of evidence"));
         }
         let at = now + Duration::hours(rules.merchant_response_hours);
         let transition = Transition {
@@ -373,18 +375,18 @@ impl Case {
         Ok((case, Step { transition, effects: vec![CaseEffect::Schedule { timer: CaseTimer::MerchantResponse, at }] }))
     }
 
-    fn expect(&self, state: CaseState, action: &str) -> GovResult<()> {
+    fn expect(&self, state: CaseState, action: &str) -> Result<()> {
         if self.state != state {
-            return Err(GovError::illegal("case", self.state, action));
+            return Err(MarketError::illegal("case", self.state, action));
         }
         Ok(())
     }
 
     /// An actor's move must come before the deadline it answers; after it, the timer decides.
-    fn before_deadline(&self, timer: CaseTimer, now: DateTime<Utc>) -> GovResult<()> {
+    fn before_deadline(&self, timer: CaseTimer, now: DateTime<Utc>) -> Result<()> {
         match self.due {
             Some(d) if d.timer == timer && now >= d.at => {
-                Err(GovError::DeadlinePassed { what: timer.as_str().trim_start_matches("aftersale."), due: d.at })
+                Err(MarketError::DeadlinePassed { what: timer.as_str().trim_start_matches("aftersale."), due: d.at })
             }
             _ => Ok(()),
         }
@@ -447,7 +449,7 @@ impl Case {
     }
 
     /// The merchant approves the request (before the 48 h deadline).
-    pub fn approve(&mut self, now: DateTime<Utc>, rules: &AfterSaleRules) -> GovResult<Step> {
+    pub fn approve(&mut self, now: DateTime<Utc>, rules: &AfterSaleRules) -> Result<Step> {
         self.expect(CaseState::MerchantReview, "approve")?;
         self.before_deadline(CaseTimer::MerchantResponse, now)?;
         self.merchant_responded_at = Some(now);
@@ -455,12 +457,12 @@ impl Case {
     }
 
     /// The merchant rejects the request (before the 48 h deadline); the buyer may escalate.
-    pub fn reject(&mut self, reason: impl Into<String>, now: DateTime<Utc>, rules: &AfterSaleRules) -> GovResult<Step> {
+    pub fn reject(&mut self, reason: impl Into<String>, now: DateTime<Utc>, rules: &AfterSaleRules) -> Result<Step> {
         self.expect(CaseState::MerchantReview, "reject")?;
         self.before_deadline(CaseTimer::MerchantResponse, now)?;
         let reason = reason.into();
         if reason.trim().is_empty() {
-            return Err(GovError::invalid("a rejection needs a reason"));
+            return Err(MarketError::invalid("a rejection needs a reason"));
         }
         self.merchant_responded_at = Some(now);
         self.reject_reason = Some(reason);
@@ -469,7 +471,7 @@ impl Case {
     }
 
     /// The buyer uploads the return waybill (before the 7-day deadline).
-    pub fn upload_return(&mut self, waybill: Waybill, now: DateTime<Utc>, rules: &AfterSaleRules) -> GovResult<Step> {
+    pub fn upload_return(&mut self, waybill: Waybill, now: DateTime<Utc>, rules: &AfterSaleRules) -> Result<Step> {
         self.expect(CaseState::AwaitingReturn, "upload_return")?;
         self.before_deadline(CaseTimer::BuyerReturn, now)?;
         waybill.validate()?;
@@ -479,7 +481,7 @@ impl Case {
     }
 
     /// The merchant confirms the returned goods (before the 10-day deadline).
-    pub fn confirm_received(&mut self, now: DateTime<Utc>) -> GovResult<Step> {
+    pub fn confirm_received(&mut self, now: DateTime<Utc>) -> Result<Step> {
         self.expect(CaseState::ReturnInTransit, "confirm_received")?;
         self.before_deadline(CaseTimer::MerchantReceive, now)?;
         Ok(self.goods_accepted(Actor::Merchant, now, "merchant_received", vec![]))
@@ -491,7 +493,7 @@ impl Case {
         reason: impl Into<String>,
         now: DateTime<Utc>,
         rules: &AfterSaleRules,
-    ) -> GovResult<Step> {
+    ) -> Result<Step> {
         self.expect(CaseState::ReturnInTransit, "refuse_returned_goods")?;
         self.before_deadline(CaseTimer::MerchantReceive, now)?;
         self.reject_reason = Some(reason.into());
@@ -500,7 +502,7 @@ impl Case {
     }
 
     /// The merchant ships the replacement of an exchange.
-    pub fn ship_replacement(&mut self, waybill: Waybill, now: DateTime<Utc>) -> GovResult<Step> {
+    pub fn ship_replacement(&mut self, waybill: Waybill, now: DateTime<Utc>) -> Result<Step> {
         self.expect(CaseState::Reshipping, "ship_replacement")?;
         waybill.validate()?;
         self.reship_waybill = Some(waybill);
@@ -508,14 +510,14 @@ impl Case {
     }
 
     /// The payer confirmed the refund.
-    pub fn refund_succeeded(&mut self, now: DateTime<Utc>) -> GovResult<Step> {
+    pub fn refund_succeeded(&mut self, now: DateTime<Utc>) -> Result<Step> {
         self.expect(CaseState::Refunding, "refund_succeeded")?;
         Ok(self.go(CaseState::Refunded, Actor::Gateway, now, "refund_succeeded", None, vec![]))
     }
 
     /// The merchant refunded the case outside the market (WeChat Pay's merchant platform): a case still
     /// waiting for the merchant, for the return, or rejected concludes Refunded, with no refund of its own.
-    pub fn refunded_outside(&mut self, now: DateTime<Utc>) -> GovResult<Step> {
+    pub fn refunded_outside(&mut self, now: DateTime<Utc>) -> Result<Step> {
         if self.kind == CaseKind::Exchange
             || !matches!(
                 self.state,
@@ -525,32 +527,32 @@ impl Case {
                     | CaseState::Rejected
             )
         {
-            return Err(GovError::illegal("case", self.state, "refunded_outside"));
+            return Err(MarketError::illegal("case", self.state, "refunded_outside"));
         }
         Ok(self.go(CaseState::Refunded, Actor::Gateway, now, "refunded_outside", None, vec![]))
     }
 
     /// The buyer escalates a rejection to a platform dispute (within 7 days).
-    pub fn escalate(&mut self, now: DateTime<Utc>) -> GovResult<Step> {
+    pub fn escalate(&mut self, now: DateTime<Utc>) -> Result<Step> {
         self.expect(CaseState::Rejected, "escalate")?;
         self.before_deadline(CaseTimer::Escalation, now)?;
         Ok(self.go(CaseState::Escalated, Actor::Buyer, now, "escalated", None, vec![CaseEffect::OpenDispute]))
     }
 
     /// The buyer withdraws the case (not once a refund is under way or a dispute is open).
-    pub fn cancel(&mut self, now: DateTime<Utc>) -> GovResult<Step> {
+    pub fn cancel(&mut self, now: DateTime<Utc>) -> Result<Step> {
         if !matches!(self.state, CaseState::MerchantReview | CaseState::AwaitingReturn | CaseState::Rejected) {
-            return Err(GovError::illegal("case", self.state, "cancel"));
+            return Err(MarketError::illegal("case", self.state, "cancel"));
         }
         self.close_reason = Some(CloseReason::Cancelled);
         Ok(self.go(CaseState::Closed, Actor::Buyer, now, "cancelled", None, vec![]))
     }
 
     /// Applies a decided dispute: the buyer is paid by the payer, or the case closes.
-    pub fn apply_dispute(&mut self, dispute: &Dispute, now: DateTime<Utc>) -> GovResult<Step> {
+    pub fn apply_dispute(&mut self, dispute: &Dispute, now: DateTime<Utc>) -> Result<Step> {
         self.expect(CaseState::Escalated, "apply_dispute")?;
         if dispute.case_id.as_deref() != Some(self.id.as_str()) {
-            return Err(GovError::invalid("the dispute is about another case"));
+            return Err(MarketError::invalid("the dispute is about another case"));
         }
         match &dispute.decision {
             Some(Decision::BuyerWins { refund, payer }) => {
@@ -563,14 +565,14 @@ impl Case {
                 self.close_reason = Some(CloseReason::DisputeDenied);
                 Ok(self.go(CaseState::Closed, Actor::Platform, now, "dispute_merchant_wins", None, vec![]))
             }
-            None => Err(GovError::illegal("dispute", dispute.state, "apply")),
+            None => Err(MarketError::illegal("dispute", dispute.state, "apply")),
         }
     }
 
     /// A durable timer fired. Early or stale firings (the case moved on, or a different deadline is
     /// pending) return `Ok(None)` and change nothing. `rules` sets the next deadline after an
     /// auto-approval.
-    pub fn fire(&mut self, timer: CaseTimer, now: DateTime<Utc>, rules: &AfterSaleRules) -> GovResult<Option<Step>> {
+    pub fn fire(&mut self, timer: CaseTimer, now: DateTime<Utc>, rules: &AfterSaleRules) -> Result<Option<Step>> {
         let Some(due) = self.due else { return Ok(None) };
         if due.timer != timer || now < due.at {
             return Ok(None);
@@ -669,9 +671,9 @@ pub struct Dispute {
 
 impl Dispute {
     /// The dispute of an escalated case.
-    pub fn from_case(id: impl Into<String>, case: &Case, now: DateTime<Utc>) -> GovResult<Dispute> {
+    pub fn from_case(id: impl Into<String>, case: &Case, now: DateTime<Utc>) -> Result<Dispute> {
         if case.state != CaseState::Escalated {
-            return Err(GovError::illegal("case", case.state, "dispute"));
+            return Err(MarketError::illegal("case", case.state, "dispute"));
         }
         Ok(Dispute {
             id: id.into(),
@@ -699,12 +701,15 @@ impl Dispute {
         claim: Money,
         reason: impl Into<String>,
         now: DateTime<Utc>,
-    ) -> GovResult<Dispute> {
+    ) -> Result<Dispute> {
         if kind == DisputeKind::AfterSale {
-            return Err(GovError::invalid("a guarantee claim is counterfeit or damaged"));
+            return Err(MarketError::invalid("a guarantee claim is counterfeit or damaged"));
         }
         if !claim.is_positive() || claim > line.refundable() {
-            return Err(GovError::RefundExceeds { requested: claim.as_fen(), refundable: line.refundable().as_fen() });
+            return Err(MarketError::RefundExceeds {
+                requested: claim.as_fen(),
+                refundable: line.refundable().as_fen(),
+            });
         }
         Ok(Dispute {
             id: id.into(),
@@ -731,14 +736,14 @@ impl Dispute {
         refundable: Money,
         note: impl Into<String>,
         now: DateTime<Utc>,
-    ) -> GovResult<Transition> {
+    ) -> Result<Transition> {
         if self.state != DisputeState::Open {
-            return Err(GovError::illegal("dispute", self.state, DisputeState::Decided));
+            return Err(MarketError::illegal("dispute", self.state, DisputeState::Decided));
         }
         if let Decision::BuyerWins { refund, .. } = &decision
             && (!refund.is_positive() || *refund > refundable)
         {
-            return Err(GovError::RefundExceeds { requested: refund.as_fen(), refundable: refundable.as_fen() });
+            return Err(MarketError::RefundExceeds { requested: refund.as_fen(), refundable: refundable.as_fen() });
         }
         self.decision = Some(decision);
         self.state = DisputeState::Decided;
@@ -759,14 +764,14 @@ impl Dispute {
     }
 
     /// The basis for a deposit deduction: only a dispute decided for the buyer and paid from the deposit.
-    pub fn deduction_basis(&self) -> GovResult<DeductionBasis> {
+    pub fn deduction_basis(&self) -> Result<DeductionBasis> {
         match &self.decision {
             Some(Decision::BuyerWins { payer: Payer::Deposit, .. }) => {
                 let kind =
                     if self.kind == DisputeKind::AfterSale { BasisKind::Dispute } else { BasisKind::GuaranteeClaim };
                 Ok(DeductionBasis::new(kind, &self.id))
             }
-            _ => Err(GovError::NotEligible("only a dispute decided for the buyer and paid from the deposit".into())),
+            _ => Err(MarketError::NotEligible("only a dispute decided for the buyer and paid from the deposit".into())),
         }
     }
 }
@@ -818,7 +823,7 @@ mod tests {
         // 48 h 01 m: the merchant is too late; the timer approves and requests the refund.
         let mut c = open(CaseKind::RefundOnly, 5_000);
         let e = c.approve(mins(H48 + 1), &rules).unwrap_err();
-        assert!(matches!(e, GovError::DeadlinePassed { what: "merchant_response", due } if due == mins(H48)));
+        assert!(matches!(e, MarketError::DeadlinePassed { what: "merchant_response", due } if due == mins(H48)));
         let step = c.fire(CaseTimer::MerchantResponse, mins(H48 + 1), &rules).unwrap().unwrap();
         assert_eq!(c.state, CaseState::Refunding);
         assert_eq!(step.transition.actor, Actor::Timer);
@@ -850,7 +855,7 @@ mod tests {
 
         let mut c = open(CaseKind::ReturnRefund, 8_000);
         c.approve(approved_at, &rules).unwrap();
-        assert!(matches!(c.upload_return(wb, mins(60 + d7 + 1), &rules), Err(GovError::DeadlinePassed { .. })));
+        assert!(matches!(c.upload_return(wb, mins(60 + d7 + 1), &rules), Err(MarketError::DeadlinePassed { .. })));
         let step = c.fire(CaseTimer::BuyerReturn, mins(60 + d7 + 1), &rules).unwrap().unwrap();
         assert_eq!((c.state, c.close_reason), (CaseState::Closed, Some(CloseReason::ReturnNotShipped)));
         assert_eq!(step.transition.note, "buyer_return_overdue");
@@ -918,7 +923,7 @@ mod tests {
 
         let mut c = open(CaseKind::RefundOnly, 3_000);
         c.reject("no", mins(10), &rules).unwrap();
-        assert!(matches!(c.escalate(mins(10 + d7 + 1)), Err(GovError::DeadlinePassed { what: "escalation", .. })));
+        assert!(matches!(c.escalate(mins(10 + d7 + 1)), Err(MarketError::DeadlinePassed { what: "escalation", .. })));
         c.fire(CaseTimer::Escalation, mins(10 + d7 + 1), &rules).unwrap().unwrap();
         assert_eq!(c.close_reason, Some(CloseReason::NotEscalated));
     }
@@ -944,9 +949,9 @@ mod tests {
         let open_one = |existing: &[CaseState]| {
             Case::open("c", &l, existing, CaseKind::RefundOnly, Money::fen(100), "", vec![], t0(), &rules)
         };
-        assert!(matches!(open_one(&[CaseState::Rejected]), Err(GovError::CaseLimit { open: 1, total: 1, .. })));
+        assert!(matches!(open_one(&[CaseState::Rejected]), Err(MarketError::CaseLimit { open: 1, total: 1, .. })));
         assert!(open_one(&[CaseState::Closed; 4]).is_ok());
-        assert!(matches!(open_one(&[CaseState::Closed; 5]), Err(GovError::CaseLimit { open: 0, total: 5, .. })));
+        assert!(matches!(open_one(&[CaseState::Closed; 5]), Err(MarketError::CaseLimit { open: 0, total: 5, .. })));
     }
 
     #[test]
@@ -957,7 +962,7 @@ mod tests {
         assert!(try_open(CaseKind::RefundOnly, 8_000, t0()).is_ok());
         assert!(matches!(
             try_open(CaseKind::RefundOnly, 8_001, t0()),
-            Err(GovError::RefundExceeds { requested: 8_001, refundable: 8_000 })
+            Err(MarketError::RefundExceeds { requested: 8_001, refundable: 8_000 })
         ));
         assert!(try_open(CaseKind::RefundOnly, 0, t0()).is_err());
         assert!(try_open(CaseKind::Exchange, 1, t0()).is_err());
@@ -966,7 +971,7 @@ mod tests {
         assert!(try_open(CaseKind::ReturnRefund, 100, close - Duration::minutes(1)).is_ok());
         assert!(matches!(
             try_open(CaseKind::ReturnRefund, 100, close),
-            Err(GovError::Window { what: "after-sale", .. })
+            Err(MarketError::Window { what: "after-sale", .. })
         ));
         let unreceived = CaseLine { received_at: None, after_sale_closes_at: None, ..line() };
         assert!(

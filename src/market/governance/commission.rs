@@ -25,8 +25,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::div_round;
-use super::error::{GovError, GovResult};
 use crate::market::Money;
+use crate::market::error::{MarketError, Result};
 
 /// WeChat profit sharing lets receivers other than the merchant take at most 30 % of an order.
 pub const MAX_COMMISSION_BPS: i64 = 3_000;
@@ -104,19 +104,19 @@ impl CommissionRule {
     }
 
     /// Checks the values (input from the platform's configuration route).
-    pub fn validate(&self) -> GovResult<()> {
+    pub fn validate(&self) -> Result<()> {
         match self.rate {
             Rate::Bps(b) if !(0..=MAX_COMMISSION_BPS).contains(&b) => {
-                return Err(GovError::invalid(format!("commission bps {b} outside 0..={MAX_COMMISSION_BPS}")));
+                return Err(MarketError::invalid(format!("commission bps {b} outside 0..={MAX_COMMISSION_BPS}")));
             }
-            Rate::Fixed(m) if m.is_negative() => return Err(GovError::invalid("a fixed commission must be ≥ 0")),
+            Rate::Fixed(m) if m.is_negative() => return Err(MarketError::invalid("a fixed commission must be ≥ 0")),
             _ => {}
         }
         if self.min.is_negative() {
-            return Err(GovError::invalid("a minimum commission must be ≥ 0"));
+            return Err(MarketError::invalid("a minimum commission must be ≥ 0"));
         }
         if self.id.is_empty() {
-            return Err(GovError::invalid("a commission rule needs an id"));
+            return Err(MarketError::invalid("a commission rule needs an id"));
         }
         Ok(())
     }
@@ -162,7 +162,7 @@ impl CommissionSnapshot {
 
     /// The commission on a line of `amount` for `quantity` units: the rate, at least the minimum, at most
     /// the amount.
-    pub fn commission(&self, amount: Money, quantity: i64) -> GovResult<Money> {
+    pub fn commission(&self, amount: Money, quantity: i64) -> Result<Money> {
         if !amount.is_positive() {
             return Ok(Money::ZERO);
         }
@@ -175,7 +175,7 @@ impl CommissionSnapshot {
 
     /// The commission left after `refunded` of `amount` went back to the buyer: the full commission in
     /// proportion to what remains, rounded half up (nothing once fully refunded).
-    pub fn commission_after_refunds(&self, amount: Money, quantity: i64, refunded: Money) -> GovResult<Money> {
+    pub fn commission_after_refunds(&self, amount: Money, quantity: i64, refunded: Money) -> Result<Money> {
         let full = self.commission(amount, quantity)?;
         let remaining = amount.as_fen() - refunded.as_fen().clamp(0, amount.as_fen().max(0));
         if remaining <= 0 {

@@ -40,10 +40,10 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::error::{GovError, GovResult};
 use super::ledger::{Account, TxnBuilder, TxnKind};
 use super::{Actor, Transition};
 use crate::market::Money;
+use crate::market::error::{MarketError, Result};
 
 str_enum! {
     /// The state of a merchant's deposit.
@@ -187,13 +187,13 @@ pub fn plan_deduction(
     basis: &DeductionBasis,
     compensation: Option<(&str, Money)>,
     policy: &DepositPolicy,
-) -> GovResult<DeductionPlan> {
+) -> Result<DeductionPlan> {
     if !amount.is_positive() {
-        return Err(GovError::invalid("a deduction must be positive"));
+        return Err(MarketError::invalid("a deduction must be positive"));
     }
     let (buyer, comp_asked) = match compensation {
         Some((_, c)) if c.is_negative() || c > amount => {
-            return Err(GovError::invalid(format!("compensation {c} outside 0..={amount}")));
+            return Err(MarketError::invalid(format!("compensation {c} outside 0..={amount}")));
         }
         Some((b, c)) => (Some(b), c),
         None => (None, Money::ZERO),
@@ -306,9 +306,9 @@ impl DepositAccount {
     }
 
     /// The merchant asks to leave: no new orders; the deposit waits for the windows.
-    pub fn request_exit(&mut self, now: DateTime<Utc>) -> GovResult<Transition> {
+    pub fn request_exit(&mut self, now: DateTime<Utc>) -> Result<Transition> {
         if matches!(self.status, DepositStatus::Exiting | DepositStatus::Refunding | DepositStatus::Closed) {
-            return Err(GovError::illegal("deposit", self.status, DepositStatus::Exiting));
+            return Err(MarketError::illegal("deposit", self.status, DepositStatus::Exiting));
         }
         self.exit_requested_at = Some(now);
         self.grace_until = None;
@@ -323,9 +323,9 @@ impl DepositAccount {
         balance: Money,
         check: &ExitCheck,
         now: DateTime<Utc>,
-    ) -> GovResult<(Option<TxnBuilder>, Transition)> {
+    ) -> Result<(Option<TxnBuilder>, Transition)> {
         if self.status != DepositStatus::Exiting {
-            return Err(GovError::illegal("deposit", self.status, DepositStatus::Refunding));
+            return Err(MarketError::illegal("deposit", self.status, DepositStatus::Refunding));
         }
         let open = [
             ("orders", check.open_orders),
@@ -335,16 +335,16 @@ impl DepositAccount {
         ];
         let open: Vec<String> = open.iter().filter(|(_, n)| *n > 0).map(|(w, n)| format!("{n} {w}")).collect();
         if !open.is_empty() {
-            return Err(GovError::OpenItems(open.join(", ")));
+            return Err(MarketError::OpenItems(open.join(", ")));
         }
         // Open items first (they say what to do), then the windows that follow them.
         if let Some(at) = check.windows_close_at
             && now < at
         {
-            return Err(GovError::Window { what: "after-sale and dispute", at });
+            return Err(MarketError::Window { what: "after-sale and dispute", at });
         }
         if balance.is_negative() {
-            return Err(GovError::OpenItems(format!("the merchant owes {}", Money::fen(-balance.as_fen()))));
+            return Err(MarketError::OpenItems(format!("the merchant owes {}", Money::fen(-balance.as_fen()))));
         }
         if !balance.is_positive() {
             return Ok((None, self.go(DepositStatus::Closed, Actor::Platform, now, "deposit_refunded")));
@@ -354,9 +354,9 @@ impl DepositAccount {
     }
 
     /// Every exit refund succeeded: Refunding → Closed.
-    pub fn refunds_done(&mut self, now: DateTime<Utc>) -> GovResult<Transition> {
+    pub fn refunds_done(&mut self, now: DateTime<Utc>) -> Result<Transition> {
         if self.status != DepositStatus::Refunding {
-            return Err(GovError::illegal("deposit", self.status, DepositStatus::Closed));
+            return Err(MarketError::illegal("deposit", self.status, DepositStatus::Closed));
         }
         Ok(self.go(DepositStatus::Closed, Actor::Gateway, now, "deposit_refunded"))
     }
@@ -482,7 +482,7 @@ mod tests {
         let close = t0() + Duration::days(17);
         let check = ExitCheck { windows_close_at: Some(close), ..ExitCheck::default() };
         let e = a.exit_refund(Money::fen(100), &check, close - Duration::minutes(1)).unwrap_err();
-        assert!(matches!(e, GovError::Window { .. }));
+        assert!(matches!(e, MarketError::Window { .. }));
         let busy = ExitCheck { open_cases: 1, open_disputes: 2, ..check.clone() };
         let e = a.exit_refund(Money::fen(100), &busy, close).unwrap_err();
         assert_eq!(e.to_string(), "blocked by open items: 1 cases, 2 disputes");

@@ -28,8 +28,8 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::error::{GovError, GovResult};
 use crate::market::Money;
+use crate::market::error::{MarketError, Result};
 
 /// A ledger account.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -104,10 +104,10 @@ impl fmt::Display for Account {
 }
 
 impl FromStr for Account {
-    type Err = GovError;
+    type Err = MarketError;
 
-    fn from_str(s: &str) -> GovResult<Self> {
-        let bad = || GovError::invalid(format!("bad account {s:?}"));
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || MarketError::invalid(format!("bad account {s:?}"));
         match s {
             "platform:commission" => return Ok(Account::PlatformCommission),
             "platform:penalty" => return Ok(Account::PlatformPenalty),
@@ -223,19 +223,19 @@ impl Txn {
     }
 
     /// Checks the shape: at least two entries, no zero entry, sums to zero.
-    pub fn validate(&self) -> GovResult<()> {
+    pub fn validate(&self) -> Result<()> {
         if self.id.is_empty() {
-            return Err(GovError::invalid("ledger transaction without id"));
+            return Err(MarketError::invalid("ledger transaction without id"));
         }
         if self.entries.len() < 2 {
-            return Err(GovError::invalid(format!("ledger transaction {} has fewer than two entries", self.id)));
+            return Err(MarketError::invalid(format!("ledger transaction {} has fewer than two entries", self.id)));
         }
         if self.entries.iter().any(|e| e.amount == Money::ZERO) {
-            return Err(GovError::invalid(format!("ledger transaction {} has a zero entry", self.id)));
+            return Err(MarketError::invalid(format!("ledger transaction {} has a zero entry", self.id)));
         }
         let sum = self.sum();
         if sum != 0 {
-            return Err(GovError::Unbalanced {
+            return Err(MarketError::Unbalanced {
                 txn: self.id.clone(),
                 sum: sum.clamp(i64::MIN as i128, i64::MAX as i128) as i64,
             });
@@ -301,9 +301,9 @@ impl TxnBuilder {
     }
 
     /// The transaction, validated.
-    pub fn build(self, id: impl Into<String>, at: DateTime<Utc>) -> GovResult<Txn> {
+    pub fn build(self, id: impl Into<String>, at: DateTime<Utc>) -> Result<Txn> {
         if let Some(e) = self.error {
-            return Err(GovError::Invalid(e));
+            return Err(MarketError::Invalid(e));
         }
         let txn = Txn {
             id: id.into(),
@@ -319,14 +319,14 @@ impl TxnBuilder {
 }
 
 /// Checks that posting `txn` keeps every account it lowers within `policy`, given current balances.
-pub fn check_balances(txn: &Txn, current: impl Fn(&Account) -> Money, policy: &NegativePolicy) -> GovResult<()> {
+pub fn check_balances(txn: &Txn, current: impl Fn(&Account) -> Money, policy: &NegativePolicy) -> Result<()> {
     for (account, delta) in txn.deltas() {
         let after = current(&account).as_fen() as i128 + delta;
         if delta < 0 && after < 0 && !account.may_go_negative(policy) {
-            return Err(GovError::NegativeBalance { account: account.to_string(), balance: after as i64 });
+            return Err(MarketError::NegativeBalance { account: account.to_string(), balance: after as i64 });
         }
         if after > i64::MAX as i128 || after < i64::MIN as i128 {
-            return Err(GovError::invalid(format!("account {account} would overflow")));
+            return Err(MarketError::invalid(format!("account {account} would overflow")));
         }
     }
     Ok(())
@@ -350,21 +350,21 @@ impl Ledger {
 
     /// Posts `txn`: validated, balance-checked, all or nothing. Posting a transaction whose id is already
     /// posted is a no-op when identical and an error otherwise.
-    pub fn post(&mut self, txn: Txn) -> GovResult<()> {
+    pub fn post(&mut self, txn: Txn) -> Result<()> {
         if let Some(&i) = self.index.get(&txn.id) {
             return if self.txns[i] == txn {
                 Ok(())
             } else {
-                Err(GovError::invalid(format!("ledger transaction id {} reused for a different posting", txn.id)))
+                Err(MarketError::invalid(format!("ledger transaction id {} reused for a different posting", txn.id)))
             };
         }
         txn.validate()?;
         if let Some(orig) = &txn.reverses {
             if !self.index.contains_key(orig) {
-                return Err(GovError::NotFound { entity: "ledger transaction", id: orig.clone() });
+                return Err(MarketError::NotFound { entity: "ledger transaction", id: orig.clone() });
             }
             if self.reversed.contains(orig) {
-                return Err(GovError::AlreadyDone("reversal"));
+                return Err(MarketError::AlreadyDone("reversal"));
             }
         }
         check_balances(&txn, |a| self.balance(a), &self.policy)?;
@@ -381,13 +381,13 @@ impl Ledger {
     }
 
     /// Posts the reversal of transaction `original` under the new id `id`.
-    pub fn reverse(&mut self, original: &str, id: impl Into<String>, at: DateTime<Utc>) -> GovResult<Txn> {
+    pub fn reverse(&mut self, original: &str, id: impl Into<String>, at: DateTime<Utc>) -> Result<Txn> {
         let i = *self
             .index
             .get(original)
-            .ok_or_else(|| GovError::NotFound { entity: "ledger transaction", id: original.into() })?;
+            .ok_or_else(|| MarketError::NotFound { entity: "ledger transaction", id: original.into() })?;
         if self.txns[i].kind == TxnKind::Reversal {
-            return Err(GovError::invalid("a reversal is corrected by a new posting, not reversed"));
+            return Err(MarketError::invalid("a reversal is corrected by a new posting, not reversed"));
         }
         let rev = self.txns[i].reversal(id, at);
         self.post(rev.clone())?;
@@ -489,7 +489,7 @@ mod tests {
                 Entry { account: Account::MerchantPending(m("m1")), amount: Money::fen(99) },
             ],
         };
-        assert!(matches!(t.validate(), Err(GovError::Unbalanced { sum: -1, .. })));
+        assert!(matches!(t.validate(), Err(MarketError::Unbalanced { sum: -1, .. })));
         assert!(TxnBuilder::new(TxnKind::Sale, "x").build("t", t0()).is_err());
         assert!(
             TxnBuilder::new(TxnKind::Sale, "x")
@@ -515,7 +515,7 @@ mod tests {
             .unwrap();
         let e = l.post(over).unwrap_err();
         assert!(
-            matches!(e, GovError::NegativeBalance { ref account, balance: -1 } if account == "merchant:m1:pending")
+            matches!(e, MarketError::NegativeBalance { ref account, balance: -1 } if account == "merchant:m1:pending")
         );
         assert_eq!(l.balance(&Account::MerchantPending(m("m1"))), Money::fen(500));
         assert_eq!(l.txns().len(), 1);
@@ -549,7 +549,7 @@ mod tests {
             .unwrap();
         assert!(l.post(other).is_err());
         l.reverse("t1", "r1", t0()).unwrap();
-        assert!(matches!(l.reverse("t1", "r2", t0()), Err(GovError::AlreadyDone(_))));
+        assert!(matches!(l.reverse("t1", "r2", t0()), Err(MarketError::AlreadyDone(_))));
         assert!(l.reverse("r1", "r3", t0()).is_err());
         assert_eq!(l.balance(&Account::MerchantDeposit(m("m1"))), Money::ZERO);
         assert_eq!(l.balance(&Account::Clearing), Money::ZERO);

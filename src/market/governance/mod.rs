@@ -40,9 +40,12 @@ pub mod review;
 pub mod score;
 pub mod settlement;
 
+#[allow(deprecated)]
 pub use error::{GovError, GovResult};
 
 use chrono::{DateTime, Utc};
+
+use crate::market::error::{MarketError, Result};
 use serde::{Deserialize, Serialize};
 
 /// Every governance policy of a platform, stored as one document and changed by the platform's
@@ -82,16 +85,16 @@ pub struct GovernanceConfig {
 
 impl GovernanceConfig {
     /// Checks every policy (input from the network).
-    pub fn validate(&self) -> GovResult<()> {
+    pub fn validate(&self) -> Result<()> {
         self.penalty.validate()?;
         let d = &self.deposit;
         if d.grace_hours < 0 {
-            return Err(GovError::invalid("deposit grace_hours must be ≥ 0"));
+            return Err(MarketError::invalid("deposit grace_hours must be ≥ 0"));
         }
         if let deposit::Requirement::Fixed(m) = d.requirement
             && m.is_negative()
         {
-            return Err(GovError::invalid("a fixed deposit must be ≥ 0"));
+            return Err(MarketError::invalid("a fixed deposit must be ≥ 0"));
         }
         let a = &self.after_sale;
         if a.merchant_response_hours <= 0
@@ -101,11 +104,11 @@ impl GovernanceConfig {
             || a.max_open_per_line == 0
             || a.max_cases_per_line < a.max_open_per_line
         {
-            return Err(GovError::invalid("after-sale timers must be positive and limits at least 1"));
+            return Err(MarketError::invalid("after-sale timers must be positive and limits at least 1"));
         }
         let r = &self.review;
         if r.window_days <= 0 || r.follow_up_days <= 0 {
-            return Err(GovError::invalid("review windows must be positive"));
+            return Err(MarketError::invalid("review windows must be positive"));
         }
         let s = &self.score;
         if s.window_days <= 0
@@ -116,18 +119,18 @@ impl GovernanceConfig {
             || s.component_bps.iter().sum::<i64>() == 0
             || s.response_limit_minutes <= s.response_target_minutes
         {
-            return Err(GovError::invalid("score window, weights and response limits are out of range"));
+            return Err(MarketError::invalid("score window, weights and response limits are out of range"));
         }
         let st = &self.settlement;
         if !(0..=commission::MAX_COMMISSION_BPS).contains(&st.share_cap_bps)
             || !(1..=180).contains(&st.backstop_days)
             || st.backstop_margin_hours < 0
         {
-            return Err(GovError::invalid("share cap within 0..=3000 bps, backstop within 1..=180 days"));
+            return Err(MarketError::invalid("share cap within 0..=3000 bps, backstop within 1..=180 days"));
         }
         let p = &self.promoter;
         if !(0..=commission::MAX_COMMISSION_BPS).contains(&p.bps) || p.window_days <= 0 {
-            return Err(GovError::invalid("promoter bps within 0..=3000 and a positive window"));
+            return Err(MarketError::invalid("promoter bps within 0..=3000 and a positive window"));
         }
         Ok(())
     }

@@ -33,10 +33,10 @@ use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::deposit::{BasisKind, DeductionBasis, DepositPolicy, plan_deduction};
-use super::error::{GovError, GovResult};
 use super::ledger::{Account, TxnBuilder, TxnKind};
 use super::{Actor, Transition};
 use crate::market::Money;
+use crate::market::error::{MarketError, Result};
 
 /// How a rule's violations are found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,33 +226,33 @@ impl PenaltyPolicy {
     }
 
     /// Checks the policy (input from the platform's configuration route).
-    pub fn validate(&self) -> GovResult<()> {
+    pub fn validate(&self) -> Result<()> {
         let mut codes = BTreeSet::new();
         for r in &self.rules {
             if r.code.is_empty() || !codes.insert(r.code.as_str()) {
-                return Err(GovError::invalid(format!("empty or duplicate rule code {:?}", r.code)));
+                return Err(MarketError::invalid(format!("empty or duplicate rule code {:?}", r.code)));
             }
             if r.points < 0 || r.minus_score < 0 {
-                return Err(GovError::invalid(format!("rule {}: points and minus_score must be ≥ 0", r.code)));
+                return Err(MarketError::invalid(format!("rule {}: points and minus_score must be ≥ 0", r.code)));
             }
             check_actions(&r.actions)?;
         }
         let mut last = 0;
         for t in &self.thresholds {
             if t.points <= last {
-                return Err(GovError::invalid("thresholds must be positive and strictly ascending"));
+                return Err(MarketError::invalid("thresholds must be positive and strictly ascending"));
             }
             last = t.points;
             check_actions(&t.actions)?;
         }
         if matches!(self.period, Period::RollingDays(d) if d <= 0) || self.appeal_days < 0 {
-            return Err(GovError::invalid("the period and the appeal window must be positive"));
+            return Err(MarketError::invalid("the period and the appeal window must be positive"));
         }
         Ok(())
     }
 }
 
-fn check_actions(actions: &[Action]) -> GovResult<()> {
+fn check_actions(actions: &[Action]) -> Result<()> {
     for a in actions {
         let ok = match a {
             Action::DepositDeduction { amount } => amount.is_positive(),
@@ -263,7 +263,7 @@ fn check_actions(actions: &[Action]) -> GovResult<()> {
             Action::Delist | Action::DelistAll | Action::Suspend => true,
         };
         if !ok {
-            return Err(GovError::invalid(format!("bad action {a:?}")));
+            return Err(MarketError::invalid(format!("bad action {a:?}")));
         }
     }
     Ok(())
@@ -523,14 +523,9 @@ pub fn points_in_period(penalties: &[Penalty], period: Period, now: DateTime<Utc
 impl Penalty {
     /// A penalty for `violation` under `rule`: PendingReview for manual rules, otherwise waiting for
     /// [`confirm`](Self::confirm) in the same transaction.
-    pub fn new(
-        id: impl Into<String>,
-        violation: Violation,
-        rule: &PenaltyRule,
-        now: DateTime<Utc>,
-    ) -> GovResult<Penalty> {
+    pub fn new(id: impl Into<String>, violation: Violation, rule: &PenaltyRule, now: DateTime<Utc>) -> Result<Penalty> {
         if violation.rule_code != rule.code {
-            return Err(GovError::invalid(format!("violation of {} under rule {}", violation.rule_code, rule.code)));
+            return Err(MarketError::invalid(format!("violation of {} under rule {}", violation.rule_code, rule.code)));
         }
         Ok(Penalty {
             id: id.into(),
@@ -559,9 +554,9 @@ impl Penalty {
     }
 
     /// The basis for a deposit deduction: only a confirmed (or appealing, or finally rejected) penalty.
-    pub fn deduction_basis(&self) -> GovResult<DeductionBasis> {
+    pub fn deduction_basis(&self) -> Result<DeductionBasis> {
         if !self.status.counts() {
-            return Err(GovError::NotEligible(format!("penalty {} is {}", self.id, self.status)));
+            return Err(MarketError::NotEligible(format!("penalty {} is {}", self.id, self.status)));
         }
         Ok(DeductionBasis::new(BasisKind::Penalty, &self.id))
     }
@@ -578,9 +573,9 @@ impl Penalty {
         actor: Actor,
         now: DateTime<Utc>,
         next_id: &mut dyn FnMut() -> String,
-    ) -> GovResult<(PenaltyPlan, Transition)> {
+    ) -> Result<(PenaltyPlan, Transition)> {
         if self.status != PenaltyStatus::PendingReview {
-            return Err(GovError::illegal("penalty", self.status, PenaltyStatus::Confirmed));
+            return Err(MarketError::illegal("penalty", self.status, PenaltyStatus::Confirmed));
         }
         let tr = self.go(PenaltyStatus::Confirmed, actor, now, "confirmed");
         self.confirmed_at = Some(now);
@@ -674,9 +669,9 @@ impl Penalty {
     }
 
     /// Dismisses a manual violation in review.
-    pub fn dismiss(&mut self, note: impl Into<String>, now: DateTime<Utc>) -> GovResult<Transition> {
+    pub fn dismiss(&mut self, note: impl Into<String>, now: DateTime<Utc>) -> Result<Transition> {
         if self.status != PenaltyStatus::PendingReview {
-            return Err(GovError::illegal("penalty", self.status, PenaltyStatus::Dismissed));
+            return Err(MarketError::illegal("penalty", self.status, PenaltyStatus::Dismissed));
         }
         self.decision_note = Some(note.into());
         self.decided_at = Some(now);
@@ -689,17 +684,17 @@ impl Penalty {
         reason: impl Into<String>,
         now: DateTime<Utc>,
         policy: &PenaltyPolicy,
-    ) -> GovResult<Transition> {
+    ) -> Result<Transition> {
         if self.status != PenaltyStatus::Confirmed {
-            return Err(GovError::illegal("penalty", self.status, PenaltyStatus::Appealing));
+            return Err(MarketError::illegal("penalty", self.status, PenaltyStatus::Appealing));
         }
         let closes = self.confirmed_at.unwrap_or(self.created_at) + Duration::days(policy.appeal_days);
         if now >= closes {
-            return Err(GovError::Window { what: "appeal", at: closes });
+            return Err(MarketError::Window { what: "appeal", at: closes });
         }
         let reason = reason.into();
         if reason.trim().is_empty() || reason.chars().count() > 1000 {
-            return Err(GovError::invalid("an appeal needs a reason of 1 to 1000 characters"));
+            return Err(MarketError::invalid("an appeal needs a reason of 1 to 1000 characters"));
         }
         self.appeal_reason = Some(reason);
         self.appealed_at = Some(now);
@@ -707,9 +702,9 @@ impl Penalty {
     }
 
     /// The platform rejects the appeal; final.
-    pub fn reject_appeal(&mut self, note: impl Into<String>, now: DateTime<Utc>) -> GovResult<Transition> {
+    pub fn reject_appeal(&mut self, note: impl Into<String>, now: DateTime<Utc>) -> Result<Transition> {
         if self.status != PenaltyStatus::Appealing {
-            return Err(GovError::illegal("penalty", self.status, PenaltyStatus::AppealRejected));
+            return Err(MarketError::illegal("penalty", self.status, PenaltyStatus::AppealRejected));
         }
         self.decision_note = Some(note.into());
         self.decided_at = Some(now);
@@ -727,9 +722,9 @@ impl Penalty {
         ledger_txn: Option<&super::ledger::Txn>,
         now: DateTime<Utc>,
         next_id: &mut dyn FnMut() -> String,
-    ) -> GovResult<(PenaltyPlan, Transition)> {
+    ) -> Result<(PenaltyPlan, Transition)> {
         if self.status != PenaltyStatus::Appealing {
-            return Err(GovError::illegal("penalty", self.status, PenaltyStatus::AppealUpheld));
+            return Err(MarketError::illegal("penalty", self.status, PenaltyStatus::AppealUpheld));
         }
         let mut plan = PenaltyPlan::default();
         for e in &self.effects {
@@ -745,9 +740,10 @@ impl Penalty {
                             .build(next_id(), now)?;
                         plan.txns.push(t);
                     } else {
-                        let orig = ledger_txn
-                            .filter(|t| &t.id == txn_id)
-                            .ok_or_else(|| GovError::NotFound { entity: "ledger transaction", id: txn_id.clone() })?;
+                        let orig = ledger_txn.filter(|t| &t.id == txn_id).ok_or_else(|| MarketError::NotFound {
+                            entity: "ledger transaction",
+                            id: txn_id.clone(),
+                        })?;
                         plan.txns.push(orig.reversal(next_id(), now));
                     }
                 }
@@ -968,7 +964,7 @@ mod tests {
         p.confirm(rule, &policy, &PenaltyContext::default(), &DepositPolicy::default(), Actor::Timer, t0(), &mut ids())
             .unwrap();
         assert!(p.effects.is_empty());
-        assert!(matches!(p.appeal("x", t0() + Duration::days(7), &policy), Err(GovError::Window { .. })));
+        assert!(matches!(p.appeal("x", t0() + Duration::days(7), &policy), Err(MarketError::Window { .. })));
         p.appeal("客户未联系", t0() + Duration::days(7) - Duration::minutes(1), &policy).unwrap();
         assert_eq!(p.status.wx_code(), Some(4));
         p.reject_appeal("证据不足", t0() + Duration::days(8)).unwrap();

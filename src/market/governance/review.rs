@@ -25,8 +25,8 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::error::{GovError, GovResult};
 use super::{Actor, Transition};
+use crate::market::error::{MarketError, Result};
 
 /// Star ratings, each 1–5.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,17 +41,17 @@ pub struct Ratings {
 
 impl Ratings {
     /// Ratings, each within 1..=5.
-    pub fn new(item: u8, logistics: u8, service: u8) -> GovResult<Self> {
+    pub fn new(item: u8, logistics: u8, service: u8) -> Result<Self> {
         let r = Ratings { item, logistics, service };
         r.validate()?;
         Ok(r)
     }
 
     /// Checks the ranges (input from the network).
-    pub fn validate(&self) -> GovResult<()> {
+    pub fn validate(&self) -> Result<()> {
         for (name, v) in [("item", self.item), ("logistics", self.logistics), ("service", self.service)] {
             if !(1..=5).contains(&v) {
-                return Err(GovError::invalid(format!("{name} rating {v} outside 1..=5")));
+                return Err(MarketError::invalid(format!("{name} rating {v} outside 1..=5")));
             }
         }
         Ok(())
@@ -208,16 +208,16 @@ pub struct Review {
     pub updated_at: DateTime<Utc>,
 }
 
-fn check_content(text: &str, images: &[String], policy: &ReviewPolicy) -> GovResult<()> {
+fn check_content(text: &str, images: &[String], policy: &ReviewPolicy) -> Result<()> {
     let n = text.chars().count();
     if n > policy.max_text_chars {
-        return Err(GovError::invalid(format!("text of {n} characters exceeds {}", policy.max_text_chars)));
+        return Err(MarketError::invalid(format!("text of {n} characters exceeds {}", policy.max_text_chars)));
     }
     if images.len() > policy.max_images {
-        return Err(GovError::invalid(format!("{} images exceed {}", images.len(), policy.max_images)));
+        return Err(MarketError::invalid(format!("{} images exceed {}", images.len(), policy.max_images)));
     }
     if images.iter().any(|i| i.is_empty() || i.len() > 1024) {
-        return Err(GovError::invalid("empty or oversized image reference"));
+        return Err(MarketError::invalid("empty or oversized image reference"));
     }
     Ok(())
 }
@@ -236,17 +236,17 @@ pub fn submit(
     already_reviewed: bool,
     now: DateTime<Utc>,
     policy: &ReviewPolicy,
-) -> GovResult<Review> {
+) -> Result<Review> {
     if line.buyer_id != buyer_id {
-        return Err(GovError::Forbidden(format!("line {} was not bought by this buyer", line.line_id)));
+        return Err(MarketError::Forbidden(format!("line {} was not bought by this buyer", line.line_id)));
     }
-    let received = line.received_at.ok_or_else(|| GovError::NotEligible("the line has not been received".into()))?;
+    let received = line.received_at.ok_or_else(|| MarketError::NotEligible("the line has not been received".into()))?;
     let closes = received + Duration::days(policy.window_days);
     if now >= closes {
-        return Err(GovError::Window { what: "review", at: closes });
+        return Err(MarketError::Window { what: "review", at: closes });
     }
     if already_reviewed {
-        return Err(GovError::AlreadyDone("review"));
+        return Err(MarketError::AlreadyDone("review"));
     }
     ratings.validate()?;
     let text = text.into();
@@ -299,26 +299,26 @@ impl Review {
         verdict: TextVerdict,
         now: DateTime<Utc>,
         policy: &ReviewPolicy,
-    ) -> GovResult<()> {
+    ) -> Result<()> {
         if self.buyer_id != buyer_id {
-            return Err(GovError::Forbidden("only the author may follow up".into()));
+            return Err(MarketError::Forbidden("only the author may follow up".into()));
         }
         if self.follow_up.is_some() {
-            return Err(GovError::AlreadyDone("follow-up"));
+            return Err(MarketError::AlreadyDone("follow-up"));
         }
         if self.status != ReviewStatus::Published {
-            return Err(GovError::NotEligible(format!("the review is {}", self.status)));
+            return Err(MarketError::NotEligible(format!("the review is {}", self.status)));
         }
         let closes = self.created_at + Duration::days(policy.follow_up_days);
         if now >= closes {
-            return Err(GovError::Window { what: "follow-up", at: closes });
+            return Err(MarketError::Window { what: "follow-up", at: closes });
         }
         let text = text.into();
         check_content(&text, &images, policy)?;
         let status = match verdict {
             TextVerdict::Pass => ReviewStatus::Published,
             TextVerdict::Review => ReviewStatus::Pending,
-            TextVerdict::Risky => return Err(GovError::invalid("the follow-up text failed the content check")),
+            TextVerdict::Risky => return Err(MarketError::invalid("the follow-up text failed the content check")),
         };
         self.follow_up = Some(FollowUp { text, images, status, at: now });
         self.updated_at = now;
@@ -326,19 +326,19 @@ impl Review {
     }
 
     /// The merchant's one reply, on a published review.
-    pub fn add_reply(&mut self, merchant_id: &str, text: impl Into<String>, now: DateTime<Utc>) -> GovResult<()> {
+    pub fn add_reply(&mut self, merchant_id: &str, text: impl Into<String>, now: DateTime<Utc>) -> Result<()> {
         if self.merchant_id != merchant_id {
-            return Err(GovError::Forbidden("only the merchant who sold the line may reply".into()));
+            return Err(MarketError::Forbidden("only the merchant who sold the line may reply".into()));
         }
         if self.reply.is_some() {
-            return Err(GovError::AlreadyDone("reply"));
+            return Err(MarketError::AlreadyDone("reply"));
         }
         if self.status != ReviewStatus::Published {
-            return Err(GovError::NotEligible(format!("the review is {}", self.status)));
+            return Err(MarketError::NotEligible(format!("the review is {}", self.status)));
         }
         let text = text.into();
         if text.trim().is_empty() || text.chars().count() > 500 {
-            return Err(GovError::invalid("a reply has 1 to 500 characters"));
+            return Err(MarketError::invalid("a reply has 1 to 500 characters"));
         }
         self.reply = Some(Reply { text, at: now });
         self.updated_at = now;
@@ -346,27 +346,27 @@ impl Review {
     }
 
     /// The platform moderates (publishes, hides or rejects). Not while an appeal is waiting.
-    pub fn moderate(&mut self, to: ReviewStatus, note: impl Into<String>, now: DateTime<Utc>) -> GovResult<Transition> {
+    pub fn moderate(&mut self, to: ReviewStatus, note: impl Into<String>, now: DateTime<Utc>) -> Result<Transition> {
         if to == ReviewStatus::Pending || to == self.status {
-            return Err(GovError::illegal("review", self.status, to));
+            return Err(MarketError::illegal("review", self.status, to));
         }
         if matches!(&self.appeal, Some(a) if a.status == AppealStatus::Appealing) {
-            return Err(GovError::illegal("review", "appealing", to));
+            return Err(MarketError::illegal("review", "appealing", to));
         }
         self.moderation_note = Some(note.into());
         Ok(self.go(to, Actor::Platform, now, "moderated"))
     }
 
     /// The author appeals a hidden or rejected review (once).
-    pub fn appeal(&mut self, buyer_id: &str, reason: impl Into<String>, now: DateTime<Utc>) -> GovResult<()> {
+    pub fn appeal(&mut self, buyer_id: &str, reason: impl Into<String>, now: DateTime<Utc>) -> Result<()> {
         if self.buyer_id != buyer_id {
-            return Err(GovError::Forbidden("only the author may appeal".into()));
+            return Err(MarketError::Forbidden("only the author may appeal".into()));
         }
         if !matches!(self.status, ReviewStatus::Hidden | ReviewStatus::Rejected) {
-            return Err(GovError::illegal("review", self.status, "appeal"));
+            return Err(MarketError::illegal("review", self.status, "appeal"));
         }
         if self.appeal.is_some() {
-            return Err(GovError::AlreadyDone("appeal"));
+            return Err(MarketError::AlreadyDone("appeal"));
         }
         self.appeal =
             Some(Appeal { reason: reason.into(), status: AppealStatus::Appealing, at: now, decided_at: None });
@@ -375,10 +375,12 @@ impl Review {
     }
 
     /// The platform decides the appeal: restore publishes the review; deny is final.
-    pub fn decide_appeal(&mut self, restore: bool, now: DateTime<Utc>) -> GovResult<Option<Transition>> {
+    pub fn decide_appeal(&mut self, restore: bool, now: DateTime<Utc>) -> Result<Option<Transition>> {
         let appeal = match &mut self.appeal {
             Some(a) if a.status == AppealStatus::Appealing => a,
-            _ => return Err(GovError::illegal("review appeal", "none", if restore { "restored" } else { "denied" })),
+            _ => {
+                return Err(MarketError::illegal("review appeal", "none", if restore { "restored" } else { "denied" }));
+            }
         };
         appeal.decided_at = Some(now);
         if restore {
@@ -412,7 +414,7 @@ mod tests {
         }
     }
 
-    fn write(l: &ReviewableLine, v: TextVerdict, existing: bool, now: DateTime<Utc>) -> GovResult<Review> {
+    fn write(l: &ReviewableLine, v: TextVerdict, existing: bool, now: DateTime<Utc>) -> Result<Review> {
         submit(
             "r1",
             l,
@@ -429,12 +431,12 @@ mod tests {
 
     #[test]
     fn one_review_per_line_only_after_receipt_and_within_the_window() {
-        assert!(matches!(write(&line(None), TextVerdict::Pass, false, t0()), Err(GovError::NotEligible(_))));
+        assert!(matches!(write(&line(None), TextVerdict::Pass, false, t0()), Err(MarketError::NotEligible(_))));
         let l = line(Some(t0()));
         let close = t0() + Duration::days(30);
         assert!(write(&l, TextVerdict::Pass, false, close - Duration::minutes(1)).is_ok());
-        assert!(matches!(write(&l, TextVerdict::Pass, false, close), Err(GovError::Window { what: "review", .. })));
-        assert!(matches!(write(&l, TextVerdict::Pass, true, t0()), Err(GovError::AlreadyDone("review"))));
+        assert!(matches!(write(&l, TextVerdict::Pass, false, close), Err(MarketError::Window { what: "review", .. })));
+        assert!(matches!(write(&l, TextVerdict::Pass, true, t0()), Err(MarketError::AlreadyDone("review"))));
         let other = submit(
             "r",
             &l,
@@ -447,7 +449,7 @@ mod tests {
             t0(),
             &ReviewPolicy::default(),
         );
-        assert!(matches!(other, Err(GovError::Forbidden(_))));
+        assert!(matches!(other, Err(MarketError::Forbidden(_))));
         assert!(Ratings::new(0, 5, 5).is_err());
         assert!(Ratings::new(5, 6, 5).is_err());
         let long = "字".repeat(501);
@@ -487,14 +489,14 @@ mod tests {
         r.add_follow_up("b1", "用了一个月还好", vec![], TextVerdict::Pass, t0() + Duration::days(30), &p).unwrap();
         assert!(matches!(
             r.add_follow_up("b1", "again", vec![], TextVerdict::Pass, t0(), &p),
-            Err(GovError::AlreadyDone("follow-up"))
+            Err(MarketError::AlreadyDone("follow-up"))
         ));
-        assert!(matches!(r.add_reply("m2", "谢谢", t0()), Err(GovError::Forbidden(_))));
+        assert!(matches!(r.add_reply("m2", "谢谢", t0()), Err(MarketError::Forbidden(_))));
         r.add_reply("m1", "谢谢", t0()).unwrap();
-        assert!(matches!(r.add_reply("m1", "再谢", t0()), Err(GovError::AlreadyDone("reply"))));
+        assert!(matches!(r.add_reply("m1", "再谢", t0()), Err(MarketError::AlreadyDone("reply"))));
         let mut late = write(&line(Some(t0())), TextVerdict::Pass, false, t0()).unwrap();
         let e = late.add_follow_up("b1", "x", vec![], TextVerdict::Pass, t0() + Duration::days(180), &p).unwrap_err();
-        assert!(matches!(e, GovError::Window { what: "follow-up", .. }));
+        assert!(matches!(e, MarketError::Window { what: "follow-up", .. }));
     }
 
     #[test]
@@ -512,7 +514,7 @@ mod tests {
         assert!(r.counts_for_score());
         assert!(r.decide_appeal(false, t0()).is_err());
         r.moderate(ReviewStatus::Rejected, "spam", t0()).unwrap();
-        assert!(matches!(r.appeal("b1", "again", t0()), Err(GovError::AlreadyDone("appeal"))));
+        assert!(matches!(r.appeal("b1", "again", t0()), Err(MarketError::AlreadyDone("appeal"))));
     }
 
     #[test]

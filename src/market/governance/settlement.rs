@@ -33,10 +33,10 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::commission::CommissionSnapshot;
-use super::error::{GovError, GovResult};
 use super::ledger::{Account, TxnBuilder, TxnKind};
 use super::{Actor, Transition};
 use crate::market::Money;
+use crate::market::error::{MarketError, Result};
 
 /// Settlement and profit-sharing limits (WeChat Pay's defaults).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,11 +143,11 @@ pub fn share_cap(gross: Money, refunds: Money, policy: &SettlementPolicy) -> Mon
 
 /// Splits a merchant order: commission and promoter fees on what remains of each line after refunds,
 /// both within the profit-sharing cap.
-pub fn compute_amounts(lines: &[SettlementLine], policy: &SettlementPolicy) -> GovResult<Amounts> {
+pub fn compute_amounts(lines: &[SettlementLine], policy: &SettlementPolicy) -> Result<Amounts> {
     let mut a = Amounts::default();
     for l in lines {
         if l.amount.is_negative() || l.refunded.is_negative() || l.refunded > l.amount {
-            return Err(GovError::invalid(format!("line {}: refunded {} of {}", l.line_id, l.refunded, l.amount)));
+            return Err(MarketError::invalid(format!("line {}: refunded {} of {}", l.line_id, l.refunded, l.amount)));
         }
         a.gross = a.gross.checked_add(l.amount)?;
         a.refunds = a.refunds.checked_add(l.refunded)?;
@@ -155,7 +155,7 @@ pub fn compute_amounts(lines: &[SettlementLine], policy: &SettlementPolicy) -> G
             a.commission.checked_add(l.commission.commission_after_refunds(l.amount, l.quantity, l.refunded)?)?;
         if let Some(p) = &l.promoter {
             if !(0..=10_000).contains(&p.bps) {
-                return Err(GovError::invalid(format!("promoter bps {} outside 0..=10000", p.bps)));
+                return Err(MarketError::invalid(format!("promoter bps {} outside 0..=10000", p.bps)));
             }
             let fee = l.amount.checked_sub(l.refunded)?.bps(p.bps)?;
             let e = a.promoters.entry(p.promoter_id.clone()).or_insert(Money::ZERO);
@@ -258,27 +258,30 @@ pub fn check_share(
     paid_at: DateTime<Utc>,
     now: DateTime<Utc>,
     policy: &SettlementPolicy,
-) -> GovResult<()> {
+) -> Result<()> {
     if now >= paid_at + Duration::days(policy.backstop_days) {
-        return Err(GovError::NotEligible(format!(
+        return Err(MarketError::NotEligible(format!(
             "the {}-day profit-sharing period ended; WeChat unfroze the funds to the merchant",
             policy.backstop_days
         )));
     }
     if splits_so_far >= policy.max_splits {
-        return Err(GovError::NotEligible(format!("at most {} profit-sharing requests per order", policy.max_splits)));
+        return Err(MarketError::NotEligible(format!(
+            "at most {} profit-sharing requests per order",
+            policy.max_splits
+        )));
     }
     if receivers > policy.max_receivers {
-        return Err(GovError::invalid(format!("at most {} receivers per request", policy.max_receivers)));
+        return Err(MarketError::invalid(format!("at most {} receivers per request", policy.max_receivers)));
     }
     let total = already_shared.checked_add(request)?;
     let cap = Money::fen((paid.as_fen().max(0) as i128 * policy.share_cap_bps as i128 / 10_000) as i64);
     if total > cap {
-        return Err(GovError::ShareCap { requested: total.as_fen(), limit: cap.as_fen(), why: "share cap" });
+        return Err(MarketError::ShareCap { requested: total.as_fen(), limit: cap.as_fen(), why: "share cap" });
     }
     let left = paid.checked_sub(refunded)?;
     if total > left {
-        return Err(GovError::ShareCap {
+        return Err(MarketError::ShareCap {
             requested: total.as_fen(),
             limit: left.as_fen(),
             why: "funds left after refunds",
@@ -352,10 +355,10 @@ impl Settlement {
         paid_at: DateTime<Utc>,
         lines: Vec<SettlementLine>,
         policy: &SettlementPolicy,
-    ) -> GovResult<(Settlement, TxnBuilder)> {
+    ) -> Result<(Settlement, TxnBuilder)> {
         let gross = Money::sum(lines.iter().map(|l| l.amount))?;
         if lines.iter().any(|l| l.amount.is_negative() || l.refunded.is_negative() || l.refunded > l.amount) {
-            return Err(GovError::invalid("line amounts must be ≥ 0 and refunds within them"));
+            return Err(MarketError::invalid("line amounts must be ≥ 0 and refunds within them"));
         }
         let s = Settlement {
             id: id.into(),
@@ -410,7 +413,7 @@ impl Settlement {
     }
 
     /// A refund of `amount` on `line_id`: out of pending before release, out of available after.
-    pub fn refund(&mut self, line_id: &str, amount: Money, now: DateTime<Utc>) -> GovResult<TxnBuilder> {
+    pub fn refund(&mut self, line_id: &str, amount: Money, now: DateTime<Utc>) -> Result<TxnBuilder> {
         let from = match self.state {
             SettlementState::Frozen | SettlementState::Releasable => Account::MerchantPending(self.merchant_id.clone()),
             SettlementState::Released | SettlementState::PaidOut => {
@@ -421,10 +424,10 @@ impl Settlement {
             .lines
             .iter_mut()
             .find(|l| l.line_id == line_id)
-            .ok_or_else(|| GovError::NotFound { entity: "order line", id: line_id.into() })?;
+            .ok_or_else(|| MarketError::NotFound { entity: "order line", id: line_id.into() })?;
         let refundable = line.amount.checked_sub(line.refunded)?;
         if !amount.is_positive() || amount > refundable {
-            return Err(GovError::RefundExceeds { requested: amount.as_fen(), refundable: refundable.as_fen() });
+            return Err(MarketError::RefundExceeds { requested: amount.as_fen(), refundable: refundable.as_fen() });
         }
         line.refunded = line.refunded.checked_add(amount)?;
         self.updated_at = now;
@@ -463,9 +466,9 @@ impl Settlement {
         out_order_no: impl Into<String>,
         now: DateTime<Utc>,
         policy: &SettlementPolicy,
-    ) -> GovResult<Release> {
+    ) -> Result<Release> {
         if self.state != SettlementState::Releasable {
-            return Err(GovError::illegal("settlement", self.state, SettlementState::Released));
+            return Err(MarketError::illegal("settlement", self.state, SettlementState::Released));
         }
         let a = compute_amounts(&self.lines, policy)?;
         let mut receivers = Vec::new();
@@ -536,12 +539,12 @@ impl Settlement {
     }
 
     /// Pays the net out to the merchant (blocked while the merchant is restricted).
-    pub fn payout(&mut self, merchant_restricted: bool, now: DateTime<Utc>) -> GovResult<(TxnBuilder, Transition)> {
+    pub fn payout(&mut self, merchant_restricted: bool, now: DateTime<Utc>) -> Result<(TxnBuilder, Transition)> {
         if self.state != SettlementState::Released {
-            return Err(GovError::illegal("settlement", self.state, SettlementState::PaidOut));
+            return Err(MarketError::illegal("settlement", self.state, SettlementState::PaidOut));
         }
         if merchant_restricted {
-            return Err(GovError::NotEligible("the merchant is restricted: no payouts".into()));
+            return Err(MarketError::NotEligible("the merchant is restricted: no payouts".into()));
         }
         let net = self.amounts.as_ref().map(|a| a.net).unwrap_or(Money::ZERO);
         let txn = TxnBuilder::new(TxnKind::Payout, format!("order:{}", self.order_id)).transfer(
@@ -753,9 +756,9 @@ pub struct Attribution {
 
 impl Attribution {
     /// The settlement was released with `amounts`: payable if the promoter earned anything, else void.
-    pub fn settle(&mut self, amounts: &Amounts, now: DateTime<Utc>) -> GovResult<Transition> {
+    pub fn settle(&mut self, amounts: &Amounts, now: DateTime<Utc>) -> Result<Transition> {
         if self.state != AttributionState::Attributed {
-            return Err(GovError::illegal("attribution", self.state, "settle"));
+            return Err(MarketError::illegal("attribution", self.state, "settle"));
         }
         let fee = amounts.promoters.get(&self.promoter_id).copied().unwrap_or(Money::ZERO);
         let to = if fee.is_positive() { AttributionState::Payable } else { AttributionState::Voided };
@@ -772,9 +775,9 @@ impl Attribution {
     }
 
     /// Paid out to the promoter (promoter commission → clearing).
-    pub fn pay(&mut self, now: DateTime<Utc>) -> GovResult<TxnBuilder> {
+    pub fn pay(&mut self, now: DateTime<Utc>) -> Result<TxnBuilder> {
         if self.state != AttributionState::Payable {
-            return Err(GovError::illegal("attribution", self.state, AttributionState::Paid));
+            return Err(MarketError::illegal("attribution", self.state, AttributionState::Paid));
         }
         self.state = AttributionState::Paid;
         self.updated_at = now;
@@ -855,14 +858,14 @@ mod tests {
         assert!(ok(0, 3_000, t0()).is_ok());
         assert!(matches!(
             ok(0, 3_001, t0()),
-            Err(GovError::ShareCap { requested: 3_001, limit: 3_000, why: "share cap" })
+            Err(MarketError::ShareCap { requested: 3_001, limit: 3_000, why: "share cap" })
         ));
-        assert!(matches!(ok(2_000, 1_001, t0()), Err(GovError::ShareCap { .. })));
+        assert!(matches!(ok(2_000, 1_001, t0()), Err(MarketError::ShareCap { .. })));
         assert!(ok(0, 1, t0() + Duration::days(180) - Duration::minutes(1)).is_ok());
-        assert!(matches!(ok(0, 1, t0() + Duration::days(180)), Err(GovError::NotEligible(_))));
+        assert!(matches!(ok(0, 1, t0() + Duration::days(180)), Err(MarketError::NotEligible(_))));
         let funds =
             check_share(Money::fen(10_000), Money::fen(9_500), Money::ZERO, 0, 1, Money::fen(501), t0(), t0(), &p);
-        assert!(matches!(funds, Err(GovError::ShareCap { limit: 500, .. })));
+        assert!(matches!(funds, Err(MarketError::ShareCap { limit: 500, .. })));
         assert!(
             check_share(Money::fen(10_000), Money::ZERO, Money::ZERO, 50, 1, Money::fen(1), t0(), t0(), &p).is_err()
         );

@@ -1,12 +1,13 @@
 //! API keys: issue, authenticate, list, revoke, rotate.
 
+use crate::market::service::handles::Access;
 use std::time::Duration;
 
-use super::{Market, chrono_dur};
+use super::chrono_dur;
 use crate::market::access::{ApiKey, IssuedKey, KeyScope, Principal, Role, new_key, parse_key, secret_matches};
 use crate::market::error::{MarketError, Result};
 
-impl Market {
+impl Access<'_> {
     /// Issues a key for `scope`, valid until revoked (or until `ttl` has passed). The secret is in the
     /// answer only: hand it to its holder; it is not kept.
     pub async fn issue_key(&self, scope: KeyScope, label: &str, ttl: Option<Duration>) -> Result<IssuedKey> {
@@ -15,7 +16,7 @@ impl Market {
             (Role::Platform, Some(_)) => return Err(MarketError::invalid("a platform key has no merchant")),
             (_, None) => return Err(MarketError::invalid("a merchant key needs its merchant")),
             (_, Some(m)) => {
-                self.merchant(m).await?;
+                self.merchants().merchant(m).await?;
             }
         }
         let label = label.trim();

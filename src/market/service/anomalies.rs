@@ -1,12 +1,13 @@
 //! Payment anomalies: a wrong amount held for review, a double payment refunded, an external refund
 //! applied like any refund (see [`crate::market::anomaly`]).
 
+use crate::market::service::handles::Payments;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::anomaly_records::{move_anomaly, record_anomaly, refund_anomaly_in};
 use super::orders::{conclude_refund, restock_unshipped};
-use super::{Agg, Change, Market, won};
+use super::{Agg, Change, won};
 use crate::market::anomaly::{AnomalyKind, AnomalyStatus, PaymentAnomaly, RefundNotice};
 use crate::market::catalog::Page;
 use crate::market::clock::new_id;
@@ -17,7 +18,7 @@ use crate::market::order::{MerchantOrder, OrderStatus};
 use crate::market::payment::{PayMode, PaymentStatus, Refund, RefundStatus};
 use crate::market::store::StoreTx;
 
-impl Market {
+impl Payments<'_> {
     /// Anomalies (of one status, or all), oldest first, paged by id (`after` = the previous page's `next`).
     pub async fn anomalies(
         &self,
@@ -39,7 +40,7 @@ impl Market {
     /// Held | RefundFailed → Refunding, with a refund of the whole transaction requested after commit.
     pub async fn refund_anomaly(&self, id: &str, note: &str) -> Result<PaymentAnomaly> {
         let timers = self
-            .retry(|| async {
+           .retry(|| async {
                 let at = self.now();
                 let mut tx = self.begin().await?;
                 let a = tx.anomaly(id).await?.ok_or_else(|| MarketError::not_found("anomaly", id))?;

@@ -1,6 +1,7 @@
 //! Reconciliation against WeChat Pay's trade bill: what a lost notification hid (a payment of a
 //! checkout that has since closed, a refund made outside the market) is found and applied.
 
+use crate::market::service::handles::Payments;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -31,7 +32,7 @@ pub struct BillReport {
     pub failed: Vec<String>,
 }
 
-impl Market {
+impl Payments<'_> {
     /// Fetches one day's trade bill (Beijing date) from the payment gateway and reconciles it: every
     /// payment line the market has not recorded is applied like its notification (under the same id as
     /// a query finding it, so it counts once), every refund line concludes its refund, or, when the
@@ -114,9 +115,11 @@ impl Market {
         }
         Ok(report)
     }
+}
 
+impl Market {
     async fn apply_bill_payment(&self, n: &PaymentNotice, report: &mut BillReport) {
-        match self.handle_payment_notice(n).await {
+        match self.payments().handle_payment_notice(n).await {
             Ok(NoticeOutcome::Duplicate | NoticeOutcome::AlreadyPaid) => report.matched += 1,
             Ok(NoticeOutcome::Held { anomaly_ids } | NoticeOutcome::DuplicateRefunded { anomaly_ids }) => {
                 report.payments_applied += 1;
@@ -145,10 +148,10 @@ impl Market {
                 report.matched += 1;
                 return;
             }
-            Ok(Some(_)) => self.handle_refund_notice(out_refund_no, true, Some(refund_id)).await.map(|_| {
+            Ok(Some(_)) => self.payments().handle_refund_notice(out_refund_no, true, Some(refund_id)).await.map(|_| {
                 report.refunds_applied += 1;
             }),
-            Ok(None) => match self.handle_refund_notice(out_refund_no, true, Some(refund_id)).await {
+            Ok(None) => match self.payments().handle_refund_notice(out_refund_no, true, Some(refund_id)).await {
                 // A deposit exit refund, concluded (or already).
                 Ok(_) => {
                     report.matched += 1;
@@ -164,7 +167,7 @@ impl Market {
                         succeeded: true,
                         amount,
                     };
-                    self.handle_external_refund(&n).await.map(|a| match a {
+                    self.payments().handle_external_refund(&n).await.map(|a| match a {
                         Some(_) => {
                             report.refunds_applied += 1;
                             report.anomalies += 1;

@@ -1,5 +1,6 @@
 //! Carts.
 
+use crate::market::service::handles::Carts;
 use std::collections::{BTreeMap, HashMap};
 
 use super::{Checkout, Market};
@@ -21,7 +22,7 @@ fn cap_for(offer: Option<&SkuOffer>, stock: Option<&StockLevel>) -> i64 {
     }
 }
 
-impl Market {
+impl Carts<'_> {
     /// Adds units of a SKU (summed with what is there, capped by stock and the purchase limit).
     pub async fn cart_add(&self, owner: &CartOwner, sku_id: &str, qty: i64) -> Result<CartView> {
         if qty <= 0 {
@@ -36,51 +37,6 @@ impl Market {
             return Err(MarketError::invalid("quantity must be >= 0"));
         }
         self.cart_update(owner, sku_id, |_| qty).await
-    }
-
-    async fn cart_update(
-        &self,
-        owner: &CartOwner,
-        sku_id: &str,
-        f: impl Fn(i64) -> i64 + Send + Sync,
-    ) -> Result<CartView> {
-        owner.validate()?;
-        let key = owner.key();
-        self.retry(|| async {
-            let at = self.now();
-            let mut tx = self.begin().await?;
-            let lines = tx.cart_lines(&key).await?;
-            let cur = lines.iter().find(|l| l.sku_id == sku_id);
-            let want = f(cur.map_or(0, |l| l.qty));
-            if want == 0 {
-                tx.delete_cart_line(&key, sku_id).await?;
-            } else {
-                if cur.is_none() && lines.len() >= MAX_CART_LINES {
-                    return Err(MarketError::invalid(format!("a cart holds at most {MAX_CART_LINES} skus")));
-                }
-                let offer = tx
-                    .offers(&[sku_id.to_string()])
-                    .await?
-                    .pop()
-                    .ok_or_else(|| MarketError::not_found("sku", sku_id))?;
-                if !offer.is_buyable() {
-                    return Err(MarketError::Unavailable { sku_id: sku_id.into() });
-                }
-                let line = CartLine {
-                    sku_id: sku_id.into(),
-                    merchant_id: offer.sku.merchant_id.clone(),
-                    qty: want,
-                    unit_price: offer.sku.price,
-                    added_at: cur.map_or(at, |l| l.added_at),
-                    updated_at: at,
-                };
-                tx.put_cart_line(&key, &line).await?;
-            }
-            let view = reprice(&mut *tx, &key, at).await?;
-            tx.commit().await?;
-            Ok(view)
-        })
-        .await
     }
 
     /// The cart, re-priced: prices that moved are updated and reported, quantities above stock or the
@@ -153,7 +109,7 @@ impl Market {
         }
         let mut req = CheckoutRequest::new(buyer_openid, idempotency_key, lines.clone());
         req.expected_total = Some(view.total);
-        let co = self.checkout(req).await?;
+        let co = self.orders().checkout(req).await?;
         let key = owner.key();
         self.retry(|| async {
             let mut tx = self.begin().await?;
@@ -164,6 +120,53 @@ impl Market {
         })
         .await?;
         Ok(co)
+    }
+}
+
+impl Market {
+    async fn cart_update(
+        &self,
+        owner: &CartOwner,
+        sku_id: &str,
+        f: impl Fn(i64) -> i64 + Send + Sync,
+    ) -> Result<CartView> {
+        owner.validate()?;
+        let key = owner.key();
+        self.retry(|| async {
+            let at = self.now();
+            let mut tx = self.begin().await?;
+            let lines = tx.cart_lines(&key).await?;
+            let cur = lines.iter().find(|l| l.sku_id == sku_id);
+            let want = f(cur.map_or(0, |l| l.qty));
+            if want == 0 {
+                tx.delete_cart_line(&key, sku_id).await?;
+            } else {
+                if cur.is_none() && lines.len() >= MAX_CART_LINES {
+                    return Err(MarketError::invalid(format!("a cart holds at most {MAX_CART_LINES} skus")));
+                }
+                let offer = tx
+                    .offers(&[sku_id.to_string()])
+                    .await?
+                    .pop()
+                    .ok_or_else(|| MarketError::not_found("sku", sku_id))?;
+                if !offer.is_buyable() {
+                    return Err(MarketError::Unavailable { sku_id: sku_id.into() });
+                }
+                let line = CartLine {
+                    sku_id: sku_id.into(),
+                    merchant_id: offer.sku.merchant_id.clone(),
+                    qty: want,
+                    unit_price: offer.sku.price,
+                    added_at: cur.map_or(at, |l| l.added_at),
+                    updated_at: at,
+                };
+                tx.put_cart_line(&key, &line).await?;
+            }
+            let view = reprice(&mut *tx, &key, at).await?;
+            tx.commit().await?;
+            Ok(view)
+        })
+        .await
     }
 }
 

@@ -1,5 +1,6 @@
 //! Catalog and stock.
 
+use crate::market::service::handles::{Catalog, Inventory};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -44,7 +45,7 @@ fn price_range(skus: &[Sku]) -> (Money, Money) {
     (min, max)
 }
 
-impl Market {
+impl Catalog<'_> {
     /// Creates a product (Draft) with its SKUs; the merchant must be allowed to list in the category.
     pub async fn create_product(&self, merchant_id: &str, p: NewProduct) -> Result<ProductDetail> {
         p.validate()?;
@@ -143,6 +144,58 @@ impl Market {
         self.move_product(&merchant_id, product_id, ProductStatus::Delisted, Actor::Platform, Some(reason)).await
     }
 
+    /// Changes a SKU's price (carts report it at their next view).
+    pub async fn set_sku_price(&self, merchant_id: &str, sku_id: &str, price: Money) -> Result<()> {
+        if !price.is_positive() {
+            return Err(MarketError::invalid("a sku price must be > 0"));
+        }
+        self.retry(|| async {
+            let at = self.now();
+            let mut tx = self.begin().await?;
+            let offer = tx
+                .offers(&[sku_id.to_string()])
+                .await?
+                .pop()
+                .filter(|o| o.sku.merchant_id == merchant_id)
+                .ok_or_else(|| MarketError::not_found("sku", sku_id))?;
+            if offer.sku.price == price {
+                return Ok(());
+            }
+            tx.update_sku_price(merchant_id, sku_id, price, at).await?;
+            let product_id = offer.sku.product_id.clone();
+            let cur = tx.product(&product_id).await?.ok_or_else(|| MarketError::not_found("product", &product_id))?;
+            let skus = tx.skus_of(merchant_id, &product_id).await?;
+            let mut next = cur.clone();
+            (next.min_price, next.max_price) = price_range(&skus);
+            next.version = cur.version + 1;
+            next.updated_at = at;
+            won(tx.update_product(&next, cur.version).await?, "product")?;
+            Agg::new("sku", sku_id, Some(merchant_id))
+                .record(
+                    &mut *tx,
+                    at,
+                    &Actor::Merchant(merchant_id.into()),
+                    Change::new("price")
+                        .states(offer.sku.price.as_fen(), price.as_fen())
+                        .event("sku.price_changed", json!({ "sku_id": sku_id, "old": offer.sku.price, "new": price })),
+                )
+                .await?;
+            tx.commit().await
+        })
+        .await
+    }
+
+    /// Listed products of selling merchants, filtered, one page at a time (keyset cursor: pages stay
+    /// stable while products are added or removed).
+    pub async fn browse(&self, q: &BrowseQuery) -> Result<Page<Product>> {
+        let cursor = q.decoded_cursor()?;
+        let mut tx = self.read().await?;
+        let items = tx.browse(q, cursor.as_ref(), q.limit + 1).await?;
+        Ok(Page::from_overfetch(items, q.limit, |p| Cursor::after(p, q.sort).encode()))
+    }
+}
+
+impl Market {
     async fn move_product(
         &self,
         merchant_id: &str,
@@ -205,95 +258,6 @@ impl Market {
         .await
     }
 
-    /// Changes a SKU's price (carts report it at their next view).
-    pub async fn set_sku_price(&self, merchant_id: &str, sku_id: &str, price: Money) -> Result<()> {
-        if !price.is_positive() {
-            return Err(MarketError::invalid("a sku price must be > 0"));
-        }
-        self.retry(|| async {
-            let at = self.now();
-            let mut tx = self.begin().await?;
-            let offer = tx
-                .offers(&[sku_id.to_string()])
-                .await?
-                .pop()
-                .filter(|o| o.sku.merchant_id == merchant_id)
-                .ok_or_else(|| MarketError::not_found("sku", sku_id))?;
-            if offer.sku.price == price {
-                return Ok(());
-            }
-            tx.update_sku_price(merchant_id, sku_id, price, at).await?;
-            let product_id = offer.sku.product_id.clone();
-            let cur = tx.product(&product_id).await?.ok_or_else(|| MarketError::not_found("product", &product_id))?;
-            let skus = tx.skus_of(merchant_id, &product_id).await?;
-            let mut next = cur.clone();
-            (next.min_price, next.max_price) = price_range(&skus);
-            next.version = cur.version + 1;
-            next.updated_at = at;
-            won(tx.update_product(&next, cur.version).await?, "product")?;
-            Agg::new("sku", sku_id, Some(merchant_id))
-                .record(
-                    &mut *tx,
-                    at,
-                    &Actor::Merchant(merchant_id.into()),
-                    Change::new("price")
-                        .states(offer.sku.price.as_fen(), price.as_fen())
-                        .event("sku.price_changed", json!({ "sku_id": sku_id, "old": offer.sku.price, "new": price })),
-                )
-                .await?;
-            tx.commit().await
-        })
-        .await
-    }
-
-    /// Listed products of selling merchants, filtered, one page at a time (keyset cursor: pages stay
-    /// stable while products are added or removed).
-    pub async fn browse(&self, q: &BrowseQuery) -> Result<Page<Product>> {
-        let cursor = q.decoded_cursor()?;
-        let mut tx = self.read().await?;
-        let items = tx.browse(q, cursor.as_ref(), q.limit + 1).await?;
-        Ok(Page::from_overfetch(items, q.limit, |p| Cursor::after(p, q.sort).encode()))
-    }
-
-    /// The stock of a SKU.
-    pub async fn stock(&self, sku_id: &str) -> Result<StockLevel> {
-        let mut tx = self.read().await?;
-        tx.stock_of(&[sku_id.to_string()]).await?.remove(sku_id).ok_or_else(|| MarketError::not_found("sku", sku_id))
-    }
-
-    /// The stock of one of the merchant's SKUs: on hand, reserved by unpaid orders, and
-    /// [`available`](StockLevel::available). Another merchant's SKU is `NotFound`, like a missing one.
-    ///
-    /// ```no_run
-    /// # async fn demo(market: wxshop::market::Market) -> wxshop::market::Result<()> {
-    /// let level = market.merchant_stock("merchant id", "sku id").await?;
-    /// println!("{} on hand, {} reserved, {} available", level.on_hand, level.reserved, level.available());
-    /// # Ok(()) }
-    /// ```
-    pub async fn merchant_stock(&self, merchant_id: &str, sku_id: &str) -> Result<StockLevel> {
-        let mut tx = self.snapshot().await?;
-        owned_level(&mut *tx, merchant_id, sku_id).await
-    }
-
-    /// Sets `on_hand` (what the merchant counted); refused below what unpaid orders hold. Prefer
-    /// [`set_stock_if`](Market::set_stock_if) or [`adjust_stock`](Market::adjust_stock) where sales may run
-    /// meanwhile: a blind absolute set overwrites the units they took.
-    pub async fn set_stock(&self, merchant_id: &str, sku_id: &str, on_hand: i64) -> Result<StockLevel> {
-        self.set_stock_inner(merchant_id, sku_id, None, on_hand).await
-    }
-
-    /// Sets `on_hand` only while it is still `expected` (the figure the merchant read, an HTTP
-    /// `If-Match`): a sale or an adjustment since is [`MarketError::VersionMismatch`], never overwritten.
-    pub async fn set_stock_if(
-        &self,
-        merchant_id: &str,
-        sku_id: &str,
-        expected: i64,
-        on_hand: i64,
-    ) -> Result<StockLevel> {
-        self.set_stock_inner(merchant_id, sku_id, Some(expected), on_hand).await
-    }
-
     async fn set_stock_inner(
         &self,
         merchant_id: &str,
@@ -330,6 +294,47 @@ impl Market {
             Ok(level)
         })
         .await
+    }
+}
+
+impl Inventory<'_> {
+    /// The stock of a SKU.
+    pub async fn stock(&self, sku_id: &str) -> Result<StockLevel> {
+        let mut tx = self.read().await?;
+        tx.stock_of(&[sku_id.to_string()]).await?.remove(sku_id).ok_or_else(|| MarketError::not_found("sku", sku_id))
+    }
+
+    /// The stock of one of the merchant's SKUs: on hand, reserved by unpaid orders, and
+    /// [`available`](StockLevel::available). Another merchant's SKU is `NotFound`, like a missing one.
+    ///
+    /// ```no_run
+    /// # async fn demo(market: wxshop::market::Market) -> wxshop::market::Result<()> {
+    /// let level = market.inventory().merchant_stock("merchant id", "sku id").await?;
+    /// println!("{} on hand, {} reserved, {} available", level.on_hand, level.reserved, level.available());
+    /// # Ok(()) }
+    /// ```
+    pub async fn merchant_stock(&self, merchant_id: &str, sku_id: &str) -> Result<StockLevel> {
+        let mut tx = self.snapshot().await?;
+        owned_level(&mut *tx, merchant_id, sku_id).await
+    }
+
+    /// Sets `on_hand` (what the merchant counted); refused below what unpaid orders hold. Prefer
+    /// [`set_stock_if`](Market::set_stock_if) or [`adjust_stock`](Market::adjust_stock) where sales may run
+    /// meanwhile: a blind absolute set overwrites the units they took.
+    pub async fn set_stock(&self, merchant_id: &str, sku_id: &str, on_hand: i64) -> Result<StockLevel> {
+        self.set_stock_inner(merchant_id, sku_id, None, on_hand).await
+    }
+
+    /// Sets `on_hand` only while it is still `expected` (the figure the merchant read, an HTTP
+    /// `If-Match`): a sale or an adjustment since is [`MarketError::VersionMismatch`], never overwritten.
+    pub async fn set_stock_if(
+        &self,
+        merchant_id: &str,
+        sku_id: &str,
+        expected: i64,
+        on_hand: i64,
+    ) -> Result<StockLevel> {
+        self.set_stock_inner(merchant_id, sku_id, Some(expected), on_hand).await
     }
 
     /// Adds (or with a negative delta, removes) units; refused below what unpaid orders hold.

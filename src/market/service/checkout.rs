@@ -1,5 +1,6 @@
 //! Checkout.
 
+use crate::market::service::handles::Orders;
 use std::collections::HashMap;
 
 use serde_json::json;
@@ -25,7 +26,7 @@ enum Placed {
     Replay(String),
 }
 
-impl Market {
+impl Orders<'_> {
     /// Checks out: reserves stock for every line with one conditional statement, creates one checkout
     /// group with one order per merchant and a payment, then asks WeChat Pay for a prepay order (JSAPI
     /// for one merchant, partner mode for one sub-merchant, combined payment for several).
@@ -48,6 +49,17 @@ impl Market {
         }
     }
 
+    /// A checkout group with its orders and payment.
+    pub async fn checkout_view(&self, group_id: &str) -> Result<Checkout> {
+        let mut tx = self.snapshot().await?;
+        let group = tx.group(group_id).await?.ok_or_else(|| MarketError::not_found("checkout", group_id))?;
+        let orders = tx.orders_of_group(group_id).await?;
+        let payment = tx.payment(group_id).await?.ok_or_else(|| MarketError::not_found("payment", group_id))?;
+        Ok(Checkout { group, orders, payment })
+    }
+}
+
+impl Market {
     async fn place(&self, req: &CheckoutRequest, key: &str, hash: &str) -> Result<Placed> {
         let at = self.now();
         let mut tx = self.begin().await?;
@@ -178,17 +190,8 @@ impl Market {
 
     /// A stored checkout, with its prepay order made if an earlier attempt could not.
     pub(super) async fn checkout_replay(&self, group_id: &str) -> Result<Checkout> {
-        let co = self.checkout_view(group_id).await?;
+        let co = self.orders().checkout_view(group_id).await?;
         self.attach_prepay(co, None).await
-    }
-
-    /// A checkout group with its orders and payment.
-    pub async fn checkout_view(&self, group_id: &str) -> Result<Checkout> {
-        let mut tx = self.snapshot().await?;
-        let group = tx.group(group_id).await?.ok_or_else(|| MarketError::not_found("checkout", group_id))?;
-        let orders = tx.orders_of_group(group_id).await?;
-        let payment = tx.payment(group_id).await?.ok_or_else(|| MarketError::not_found("payment", group_id))?;
-        Ok(Checkout { group, orders, payment })
     }
 
     /// Makes sure an awaiting group has its prepay order, calling the gateway if needed.

@@ -1,6 +1,7 @@
 //! Durable claims: the market's store as a [`DedupeStore`] for pushes (and anything else processed
 //! once), shared by every instance and kept across restarts.
 
+use crate::market::service::handles::Ops;
 use std::time::Duration;
 
 use super::{Market, chrono_dur};
@@ -18,7 +19,7 @@ use crate::push::dedupe::DedupeStore;
 /// use wxshop::push::dedupe::DedupeStore;
 /// let gw = std::sync::Arc::new(RecordingGateway::default());
 /// let market = Market::builder(store::open("sqlite::memory:").await?).payments(gw.clone()).shipping(gw).build()?;
-/// let claims = market.claims("push");
+/// let claims = market.ops().claims("push");
 /// assert!(claims.claim("msg:1", Duration::from_secs(600)).await?);
 /// assert!(!claims.claim("msg:1", Duration::from_secs(600)).await?); // a replay
 /// # Ok(()) }
@@ -29,10 +30,10 @@ pub struct StoreClaims {
     scope: String,
 }
 
-impl Market {
+impl Ops<'_> {
     /// The store's claims under `scope` (`"push"`, `"open-push"`…), as a [`DedupeStore`].
     pub fn claims(&self, scope: &str) -> StoreClaims {
-        StoreClaims { market: self.clone(), scope: scope.to_string() }
+        StoreClaims { market: Market::clone(self), scope: scope.to_string() }
     }
 }
 

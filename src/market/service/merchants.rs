@@ -1,5 +1,6 @@
 //! Merchants and categories.
 
+use crate::market::service::handles::{Categories, Merchants};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -52,7 +53,7 @@ impl Target {
     }
 }
 
-impl Market {
+impl Merchants<'_> {
     /// Records a merchant application (status Applying).
     pub async fn create_merchant(&self, m: NewMerchant) -> Result<Merchant> {
         if m.name.trim().is_empty() || m.name.chars().count() > 100 {
@@ -196,6 +197,57 @@ impl Market {
         .await
     }
 
+    /// The categories a merchant may sell in (granted with [`grant_category`](Market::grant_category)),
+    /// by category id; an unknown merchant is `NotFound`.
+    ///
+    /// ```no_run
+    /// # async fn demo(market: wxshop::market::Market) -> wxshop::market::Result<()> {
+    /// for c in market.merchants().merchant_categories("merchant id").await? {
+    ///     println!("{} {}", c.id, c.name);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn merchant_categories(&self, merchant_id: &str) -> Result<Vec<Category>> {
+        let mut tx = self.snapshot().await?;
+        tx.merchant(merchant_id).await?.ok_or_else(|| MarketError::not_found("merchant", merchant_id))?;
+        let ids = tx.merchant_categories(merchant_id).await?;
+        let mut categories = Vec::with_capacity(ids.len());
+        for id in ids {
+            categories.push(tx.category(&id).await?.ok_or_else(|| MarketError::not_found("category", &id))?);
+        }
+        categories.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(categories)
+    }
+
+    /// Lets a merchant sell in a category (idempotent). Deposit checks belong to governance.
+    pub async fn grant_category(&self, merchant_id: &str, category_id: &str) -> Result<()> {
+        self.retry(|| async {
+            let at = self.now();
+            let mut tx = self.begin().await?;
+            tx.merchant(merchant_id).await?.ok_or_else(|| MarketError::not_found("merchant", merchant_id))?;
+            tx.category(category_id).await?.ok_or_else(|| MarketError::not_found("category", category_id))?;
+            if tx.has_category(merchant_id, category_id).await? {
+                return Ok(());
+            }
+            tx.grant_category(merchant_id, category_id, at).await?;
+            Agg::new("merchant", merchant_id, Some(merchant_id))
+                .record(
+                    &mut *tx,
+                    at,
+                    &Actor::Platform,
+                    Change::new("category_granted").to(category_id).event(
+                        "merchant.category_granted",
+                        json!({ "merchant_id": merchant_id, "category_id": category_id }),
+                    ),
+                )
+                .await?;
+            tx.commit().await
+        })
+        .await
+    }
+}
+
+impl Market {
     async fn move_merchant(
         &self,
         id: &str,
@@ -266,7 +318,9 @@ impl Market {
         tx.commit().await?;
         Ok(next)
     }
+}
 
+impl Categories<'_> {
     /// Creates a category with its first rule version.
     pub async fn create_category(
         &self,
@@ -354,54 +408,5 @@ impl Market {
         tx.rule(category_id, version)
             .await?
             .ok_or_else(|| MarketError::not_found("category rule", format!("{category_id} v{version}")))
-    }
-
-    /// The categories a merchant may sell in (granted with [`grant_category`](Market::grant_category)),
-    /// by category id; an unknown merchant is `NotFound`.
-    ///
-    /// ```no_run
-    /// # async fn demo(market: wxshop::market::Market) -> wxshop::market::Result<()> {
-    /// for c in market.merchant_categories("merchant id").await? {
-    ///     println!("{} {}", c.id, c.name);
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub async fn merchant_categories(&self, merchant_id: &str) -> Result<Vec<Category>> {
-        let mut tx = self.snapshot().await?;
-        tx.merchant(merchant_id).await?.ok_or_else(|| MarketError::not_found("merchant", merchant_id))?;
-        let ids = tx.merchant_categories(merchant_id).await?;
-        let mut categories = Vec::with_capacity(ids.len());
-        for id in ids {
-            categories.push(tx.category(&id).await?.ok_or_else(|| MarketError::not_found("category", &id))?);
-        }
-        categories.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(categories)
-    }
-
-    /// Lets a merchant sell in a category (idempotent). Deposit checks belong to governance.
-    pub async fn grant_category(&self, merchant_id: &str, category_id: &str) -> Result<()> {
-        self.retry(|| async {
-            let at = self.now();
-            let mut tx = self.begin().await?;
-            tx.merchant(merchant_id).await?.ok_or_else(|| MarketError::not_found("merchant", merchant_id))?;
-            tx.category(category_id).await?.ok_or_else(|| MarketError::not_found("category", category_id))?;
-            if tx.has_category(merchant_id, category_id).await? {
-                return Ok(());
-            }
-            tx.grant_category(merchant_id, category_id, at).await?;
-            Agg::new("merchant", merchant_id, Some(merchant_id))
-                .record(
-                    &mut *tx,
-                    at,
-                    &Actor::Platform,
-                    Change::new("category_granted").to(category_id).event(
-                        "merchant.category_granted",
-                        json!({ "merchant_id": merchant_id, "category_id": category_id }),
-                    ),
-                )
-                .await?;
-            tx.commit().await
-        })
-        .await
     }
 }

@@ -25,6 +25,7 @@ mod catalog;
 mod checkout;
 mod claims;
 mod governance;
+pub mod handles;
 mod merchants;
 mod orders;
 mod timers;

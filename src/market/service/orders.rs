@@ -1,5 +1,6 @@
 //! Payment notifications, cancellation, shipping, receipt, and order queries.
 
+use crate::market::service::handles::{Orders, Payments};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
@@ -21,7 +22,7 @@ use crate::market::order::{
 use crate::market::payment::{NoticeOutcome, PayMode, Payment, PaymentNotice, PaymentStatus, Refund, RefundStatus};
 use crate::market::store::StoreTx;
 
-impl Market {
+impl Payments<'_> {
     /// Applies a verified payment notification. Deduplicated by `notify_id` (a redelivery is
     /// [`NoticeOutcome::Duplicate`]); the group moves to Paid exactly once (a notification racing a
     /// query result is [`NoticeOutcome::AlreadyPaid`]); a payment for a group that already expired or
@@ -43,6 +44,83 @@ impl Market {
         Ok(outcome)
     }
 
+    /// Routes one verified WeChat Pay notification to whatever the market owns: a sale or deposit
+    /// payment ([`handle_payment_notice`](Market::handle_payment_notice)), an order or deposit-exit
+    /// refund ([`handle_refund_notice`](Market::handle_refund_notice)) or a compensation transfer bill
+    /// ([`handle_transfer_notice`](Market::handle_transfer_notice)). `Ok(false)` when the market does
+    /// not know it (another system's payment on the same merchant id, or an event it has no use for):
+    /// acknowledge it, or hand it on. Any other error should be answered with a failure so that WeChat
+    /// Pay redelivers.
+    ///
+    /// ```no_run
+    /// # async fn demo(market: wxshop::market::Market, pay: wxshop::pay::PayClient) {
+    /// let svc = wxshop::pay::notify::NotifyService::new(pay, move |n: wxshop::pay::Notification| {
+    ///     let market = market.clone();
+    ///     async move {
+    ///         market.payments().handle_pay_notification(&n).await?;
+    ///         Ok(())
+    ///     }
+    /// });
+    /// # let _ = svc; }
+    /// ```
+    pub async fn handle_pay_notification(&self, n: &crate::pay::Notification) -> Result<bool> {
+        if let Some(notice) = PaymentNotice::from_notification(n) {
+            return match self.handle_payment_notice(&notice).await {
+                Ok(_) => Ok(true),
+                Err(MarketError::NotFound { entity: "payment", .. }) => Ok(false),
+                Err(e) => Err(e),
+            };
+        }
+        if let Some(notice) = crate::market::TransferNotice::from_notification(n) {
+            return match self.governance().transfers().handle_transfer_notice(&notice).await {
+                Ok(_) => Ok(true),
+                Err(crate::market::MarketError::NotFound { .. }) => Ok(false),
+                Err(e) => Err(e),
+            };
+        }
+        if let Some(r) = RefundNotice::from_notification(n) {
+            return match self.handle_refund_notice(&r.out_refund_no, r.succeeded, Some(&r.refund_id)).await {
+                Ok(_) => Ok(true),
+                // Not a refund the market asked for: one of its payments refunded elsewhere?
+                Err(MarketError::NotFound { entity: "refund", .. }) => {
+                    Ok(self.handle_external_refund(&r).await?.is_some())
+                }
+                Err(MarketError::NotFound { .. }) => Ok(false),
+                Err(e) => Err(e),
+            };
+        }
+        Ok(false)
+    }
+
+    /// Applies a refund notification (or a refund query result): a deposit exit refund (its
+    /// `out_refund_no` starts with [`DEPOSIT_REFUND_PREFIX`](crate::market::governance::deposit::DEPOSIT_REFUND_PREFIX))
+    /// concludes on the deposit ([`Market::deposit_refund_settled`]), any other refund through
+    /// [`refund_settled`](Market::refund_settled). A redelivered notification changes nothing.
+    ///
+    /// ```no_run
+    /// # async fn demo(market: wxshop::market::Market, n: wxshop::pay::Notification) -> wxshop::market::Result<()> {
+    /// if let wxshop::pay::NotificationResource::Refund(r) = &n.resource {
+    ///     let ok = r.refund_status.as_str() == "SUCCESS";
+    ///     market.payments().handle_refund_notice(&r.out_refund_no, ok, Some(&r.refund_id)).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn handle_refund_notice(
+        &self,
+        out_refund_no: &str,
+        succeeded: bool,
+        wx_refund_id: Option<&str>,
+    ) -> Result<RefundSettled> {
+        // A deposit exit refund is the one the market stored as such.
+        if self.read().await?.deposit_refund(out_refund_no).await?.is_some() {
+            let r = self.governance().deposits().deposit_refund_settled(out_refund_no, succeeded, wx_refund_id).await?;
+            return Ok(RefundSettled::Deposit(r));
+        }
+        Ok(RefundSettled::Order(self.orders().refund_settled(out_refund_no, succeeded).await?))
+    }
+}
+
+impl Market {
     async fn hold_deposit_notice(&self, n: &PaymentNotice, reason: &str) -> Result<(NoticeOutcome, Vec<Timer>)> {
         let at = self.now();
         let mut tx = self.begin().await?;
@@ -261,41 +339,6 @@ impl Market {
         Ok((NoticeOutcome::Paid, Vec::new()))
     }
 
-    /// The buyer cancels an unpaid checkout: orders cancelled, stock released, prepay order closed.
-    /// Cancelling twice is a no-op; cancelling a paid group is [`MarketError::IllegalTransition`].
-    pub async fn cancel_checkout(&self, buyer_openid: &str, group_id: &str) -> Result<Checkout> {
-        let timers = self
-            .retry(|| async {
-                let at = self.now();
-                let mut tx = self.begin().await?;
-                let g = tx
-                    .group(group_id)
-                    .await?
-                    .filter(|g| g.buyer_openid == buyer_openid)
-                    .ok_or_else(|| MarketError::not_found("checkout", group_id))?;
-                match g.status {
-                    GroupStatus::Cancelled => return Ok(Vec::new()),
-                    GroupStatus::AwaitingPayment => {}
-                    s => return Err(MarketError::illegal("checkout", s, GroupStatus::Cancelled)),
-                }
-                let t = self
-                    .close_group(
-                        &mut *tx,
-                        g,
-                        GroupStatus::Cancelled,
-                        &Actor::Buyer(buyer_openid.into()),
-                        "cancelled by buyer",
-                        at,
-                    )
-                    .await?;
-                tx.commit().await?;
-                Ok(t)
-            })
-            .await?;
-        self.fire_now(timers).await;
-        self.checkout_view(group_id).await
-    }
-
     /// Closes an awaiting group inside `tx` (the caller checked the status): orders Cancelled,
     /// reservations released (or expired), payment Closed, a ClosePrepay call scheduled.
     pub(super) async fn close_group(
@@ -389,11 +432,48 @@ impl Market {
         .await?;
         Ok(vec![close])
     }
+}
+
+impl Orders<'_> {
+    /// The buyer cancels an unpaid checkout: orders cancelled, stock released, prepay order closed.
+    /// Cancelling twice is a no-op; cancelling a paid group is [`MarketError::IllegalTransition`].
+    pub async fn cancel_checkout(&self, buyer_openid: &str, group_id: &str) -> Result<Checkout> {
+        let timers = self
+            .retry(|| async {
+                let at = self.now();
+                let mut tx = self.begin().await?;
+                let g = tx
+                    .group(group_id)
+                    .await?
+                    .filter(|g| g.buyer_openid == buyer_openid)
+                    .ok_or_else(|| MarketError::not_found("checkout", group_id))?;
+                match g.status {
+                    GroupStatus::Cancelled => return Ok(Vec::new()),
+                    GroupStatus::AwaitingPayment => {}
+                    s => return Err(MarketError::illegal("checkout", s, GroupStatus::Cancelled)),
+                }
+                let t = self
+                    .close_group(
+                        &mut *tx,
+                        g,
+                        GroupStatus::Cancelled,
+                        &Actor::Buyer(buyer_openid.into()),
+                        "cancelled by buyer",
+                        at,
+                    )
+                    .await?;
+                tx.commit().await?;
+                Ok(t)
+            })
+            .await?;
+        self.fire_now(timers).await;
+        self.checkout_view(group_id).await
+    }
 
     /// The merchant cancels a paid, unshipped order: units back in stock, the order's payment refunded.
     pub async fn cancel_paid_order(&self, merchant_id: &str, order_id: &str, reason: &str) -> Result<OrderDetail> {
         let timers = self
-            .retry(|| async {
+           .retry(|| async {
                 let at = self.now();
                 let mut tx = self.begin().await?;
                 let o = owned_order(&mut *tx, order_id, |o| o.merchant_id == merchant_id).await?;
@@ -718,81 +798,6 @@ impl Market {
     /// The refunds of a checkout group.
     pub async fn refunds(&self, group_id: &str) -> Result<Vec<Refund>> {
         self.read().await?.refunds_of_group(group_id).await
-    }
-
-    /// Routes one verified WeChat Pay notification to whatever the market owns: a sale or deposit
-    /// payment ([`handle_payment_notice`](Market::handle_payment_notice)), an order or deposit-exit
-    /// refund ([`handle_refund_notice`](Market::handle_refund_notice)) or a compensation transfer bill
-    /// ([`handle_transfer_notice`](Market::handle_transfer_notice)). `Ok(false)` when the market does
-    /// not know it (another system's payment on the same merchant id, or an event it has no use for):
-    /// acknowledge it, or hand it on. Any other error should be answered with a failure so that WeChat
-    /// Pay redelivers.
-    ///
-    /// ```no_run
-    /// # async fn demo(market: wxshop::market::Market, pay: wxshop::pay::PayClient) {
-    /// let svc = wxshop::pay::notify::NotifyService::new(pay, move |n: wxshop::pay::Notification| {
-    ///     let market = market.clone();
-    ///     async move {
-    ///         market.handle_pay_notification(&n).await?;
-    ///         Ok(())
-    ///     }
-    /// });
-    /// # let _ = svc; }
-    /// ```
-    pub async fn handle_pay_notification(&self, n: &crate::pay::Notification) -> Result<bool> {
-        if let Some(notice) = PaymentNotice::from_notification(n) {
-            return match self.handle_payment_notice(&notice).await {
-                Ok(_) => Ok(true),
-                Err(MarketError::NotFound { entity: "payment", .. }) => Ok(false),
-                Err(e) => Err(e),
-            };
-        }
-        if let Some(notice) = crate::market::TransferNotice::from_notification(n) {
-            return match self.handle_transfer_notice(&notice).await {
-                Ok(_) => Ok(true),
-                Err(crate::market::governance::GovError::NotFound { .. }) => Ok(false),
-                Err(e) => Err(e.into()),
-            };
-        }
-        if let Some(r) = RefundNotice::from_notification(n) {
-            return match self.handle_refund_notice(&r.out_refund_no, r.succeeded, Some(&r.refund_id)).await {
-                Ok(_) => Ok(true),
-                // Not a refund the market asked for: one of its payments refunded elsewhere?
-                Err(MarketError::NotFound { entity: "refund", .. }) => {
-                    Ok(self.handle_external_refund(&r).await?.is_some())
-                }
-                Err(MarketError::NotFound { .. }) => Ok(false),
-                Err(e) => Err(e),
-            };
-        }
-        Ok(false)
-    }
-
-    /// Applies a refund notification (or a refund query result): a deposit exit refund (its
-    /// `out_refund_no` starts with [`DEPOSIT_REFUND_PREFIX`](crate::market::governance::deposit::DEPOSIT_REFUND_PREFIX))
-    /// concludes on the deposit ([`Market::deposit_refund_settled`]), any other refund through
-    /// [`refund_settled`](Market::refund_settled). A redelivered notification changes nothing.
-    ///
-    /// ```no_run
-    /// # async fn demo(market: wxshop::market::Market, n: wxshop::pay::Notification) -> wxshop::market::Result<()> {
-    /// if let wxshop::pay::NotificationResource::Refund(r) = &n.resource {
-    ///     let ok = r.refund_status.as_str() == "SUCCESS";
-    ///     market.handle_refund_notice(&r.out_refund_no, ok, Some(&r.refund_id)).await?;
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub async fn handle_refund_notice(
-        &self,
-        out_refund_no: &str,
-        succeeded: bool,
-        wx_refund_id: Option<&str>,
-    ) -> Result<RefundSettled> {
-        // A deposit exit refund is the one the market stored as such.
-        if self.read().await?.deposit_refund(out_refund_no).await?.is_some() {
-            let r = self.deposit_refund_settled(out_refund_no, succeeded, wx_refund_id).await?;
-            return Ok(RefundSettled::Deposit(r));
-        }
-        Ok(RefundSettled::Order(self.refund_settled(out_refund_no, succeeded).await?))
     }
 
     /// Applies a refund result WeChat Pay reported later (a refund notification or query) for a refund

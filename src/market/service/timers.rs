@@ -1,5 +1,6 @@
 //! Durable timers and the outbox consumer API.
 
+use crate::market::service::handles::{Ops, Payments};
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
@@ -93,7 +94,7 @@ enum Fired {
     Failed,
 }
 
-impl Market {
+impl Ops<'_> {
     /// Fires every timer due at `now`: closes unpaid checkouts, reports late shipments, confirms
     /// receipt, completes orders, and makes the gateway calls that must follow a commit (close a prepay
     /// order, refund). Each firing re-checks its aggregate's state in its own transaction, so running
@@ -136,6 +137,130 @@ impl Market {
         Ok(report)
     }
 
+    /// Events the consumer has not acked yet, oldest first. Delivery is at least once: after a crash
+    /// between handling and [`ack_events`](Market::ack_events) an event comes again, so consumers
+    /// dedupe by [`OutboxEvent::id`].
+    pub async fn poll_events(&self, consumer: &str, limit: i64) -> Result<Vec<OutboxEvent>> {
+        check_consumer(consumer)?;
+        self.read().await?.poll_events(consumer, limit.clamp(1, 1000)).await
+    }
+
+    /// Marks events handled by a consumer (idempotent).
+    pub async fn ack_events(&self, consumer: &str, event_ids: &[String]) -> Result<()> {
+        check_consumer(consumer)?;
+        self.retry(|| async {
+            let mut tx = self.begin().await?;
+            tx.ack_events(consumer, event_ids, self.now()).await?;
+            tx.commit().await
+        })
+        .await
+    }
+
+    /// Polls up to `limit` events, hands them to `handler` in order and acks each one handled; stops at
+    /// the first handler error (that event comes again next time). Returns how many were acked.
+    pub async fn consume_events<F, Fut>(&self, consumer: &str, limit: i64, mut handler: F) -> Result<usize>
+    where
+        F: FnMut(OutboxEvent) -> Fut,
+        Fut: Future<Output = Result<()>>,
+    {
+        let events = self.poll_events(consumer, limit).await?;
+        let mut done = Vec::new();
+        let mut failure = None;
+        for e in events {
+            let id = e.id.clone();
+            match handler(e).await {
+                Ok(()) => done.push(id),
+                Err(err) => {
+                    failure = Some(err);
+                    break;
+                }
+            }
+        }
+        self.ack_events(consumer, &done).await?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(done.len()),
+        }
+    }
+
+    /// Housekeeping: deletes outbox events older than `retention.keep` that every consumer has acked
+    /// (with their acks) and payment-notification dedupe rows older than it. An event some consumer
+    /// has not acked is never deleted, whatever its age; a retention shorter than
+    /// [`MIN_RETENTION_HOURS`] (WeChat Pay redelivers a notification for about a day) is refused.
+    /// Safe to run from several processes; the storefront runs it once an hour.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> wxshop::market::Result<()> {
+    /// use wxshop::market::{Market, RecordingGateway, Retention, store};
+    /// let gw = std::sync::Arc::new(RecordingGateway::default());
+    /// let market = Market::builder(store::open("sqlite::memory:").await?).payments(gw.clone()).shipping(gw).build()?;
+    /// let report = market.ops().prune(&Retention::default()).await?;
+    /// assert_eq!((report.events, report.acks, report.notices), (0, 0, 0));
+    /// assert!(market.ops().prune(&Retention::days(1)).await.is_err(), "shorter than WeChat's redelivery");
+    /// # Ok(()) }
+    /// ```
+    pub async fn prune(&self, retention: &Retention) -> Result<PruneReport> {
+        if retention.keep < chrono::Duration::hours(MIN_RETENTION_HOURS) {
+            return Err(MarketError::invalid(format!(
+                "keep processed rows at least {MIN_RETENTION_HOURS} h: WeChat Pay redelivers notifications for about a day"
+            )));
+        }
+        for c in &retention.consumers {
+            check_consumer(c)?;
+        }
+        let mut consumers = retention.consumers.clone();
+        consumers.push(super::GOVERNANCE_CONSUMER.to_string());
+        consumers.sort();
+        consumers.dedup();
+        let before = self.now() - retention.keep;
+        let mut report = PruneReport::default();
+        for _ in 0..MAX_BATCHES {
+            let (events, acks) = self
+                .retry(|| async {
+                    let mut tx = self.begin().await?;
+                    let n = tx.prune_outbox(before, &consumers, PRUNE_BATCH).await?;
+                    tx.commit().await?;
+                    Ok(n)
+                })
+                .await?;
+            report.events += events;
+            report.acks += acks;
+            if events < PRUNE_BATCH as u64 {
+                break;
+            }
+        }
+        report.notices = self
+            .retry(|| async {
+                let mut tx = self.begin().await?;
+                let n = tx.prune_notices(before).await?;
+                tx.commit().await?;
+                Ok(n)
+            })
+            .await?;
+        let now = self.now();
+        report.claims = self
+            .retry(|| async {
+                let mut tx = self.begin().await?;
+                let n = tx.prune_claims(now).await?;
+                tx.commit().await?;
+                Ok(n)
+            })
+            .await?;
+        Ok(report)
+    }
+
+    /// The audit rows of an aggregate (merchant, product, sku, group, order, refund), oldest first.
+    pub async fn audit_trail(&self, aggregate_id: &str) -> Result<Vec<crate::market::AuditEntry>> {
+        self.read().await?.audit_of(aggregate_id).await
+    }
+
+    /// The timers of an aggregate.
+    pub async fn timers(&self, aggregate_id: &str) -> Result<Vec<Timer>> {
+        self.read().await?.timers_of(aggregate_id).await
+    }
+}
+
+impl Market {
     /// Fires freshly scheduled external calls right after their commit (best effort: a failure leaves
     /// them to [`run_due_timers`](Market::run_due_timers)).
     pub(super) async fn fire_now(&self, timers: Vec<Timer>) {
@@ -334,7 +459,7 @@ impl Market {
 
     /// How WeChat Pay knows a group's payment (to close or query it).
     async fn payment_ref(&self, group_id: &str) -> Result<CloseRequest> {
-        let co = self.checkout_view(group_id).await?;
+        let co = self.orders().checkout_view(group_id).await?;
         let mut subs = Vec::new();
         {
             let mut tx = self.read().await?;
@@ -362,6 +487,24 @@ impl Market {
         })
     }
 
+    async fn call_refund(&self, refund_id: &str) -> Result<Option<(String, String, bool)>> {
+        let r =
+            self.read().await?.refund(refund_id).await?.ok_or_else(|| MarketError::not_found("refund", refund_id))?;
+        let req = RefundRequest {
+            out_refund_no: r.id.clone(),
+            out_trade_no: r.out_trade_no.clone(),
+            transaction_id: r.transaction_id.clone(),
+            sub_mchid: r.sub_mchid.clone(),
+            refund: r.amount,
+            total: r.total,
+            reason: r.reason.clone(),
+        };
+        let ticket = self.inner.pay.refund(&req).await?;
+        Ok(Some((r.id, ticket.refund_id, ticket.succeeded)))
+    }
+}
+
+impl Payments<'_> {
     /// Reconciles lost payment notifications: asks the payment gateway about every checkout still
     /// awaiting payment whose prepay order exists (created before `now`), and applies each payment it
     /// reports as paid exactly like a notification ([`handle_payment_notice`](Market::handle_payment_notice)),
@@ -400,144 +543,6 @@ impl Market {
         }
         self.reconcile_deposits(now, RECONCILE_LIMIT, &mut report).await?;
         Ok(report)
-    }
-
-    async fn call_refund(&self, refund_id: &str) -> Result<Option<(String, String, bool)>> {
-        let r =
-            self.read().await?.refund(refund_id).await?.ok_or_else(|| MarketError::not_found("refund", refund_id))?;
-        let req = RefundRequest {
-            out_refund_no: r.id.clone(),
-            out_trade_no: r.out_trade_no.clone(),
-            transaction_id: r.transaction_id.clone(),
-            sub_mchid: r.sub_mchid.clone(),
-            refund: r.amount,
-            total: r.total,
-            reason: r.reason.clone(),
-        };
-        let ticket = self.inner.pay.refund(&req).await?;
-        Ok(Some((r.id, ticket.refund_id, ticket.succeeded)))
-    }
-
-    /// Events the consumer has not acked yet, oldest first. Delivery is at least once: after a crash
-    /// between handling and [`ack_events`](Market::ack_events) an event comes again, so consumers
-    /// dedupe by [`OutboxEvent::id`].
-    pub async fn poll_events(&self, consumer: &str, limit: i64) -> Result<Vec<OutboxEvent>> {
-        check_consumer(consumer)?;
-        self.read().await?.poll_events(consumer, limit.clamp(1, 1000)).await
-    }
-
-    /// Marks events handled by a consumer (idempotent).
-    pub async fn ack_events(&self, consumer: &str, event_ids: &[String]) -> Result<()> {
-        check_consumer(consumer)?;
-        self.retry(|| async {
-            let mut tx = self.begin().await?;
-            tx.ack_events(consumer, event_ids, self.now()).await?;
-            tx.commit().await
-        })
-        .await
-    }
-
-    /// Polls up to `limit` events, hands them to `handler` in order and acks each one handled; stops at
-    /// the first handler error (that event comes again next time). Returns how many were acked.
-    pub async fn consume_events<F, Fut>(&self, consumer: &str, limit: i64, mut handler: F) -> Result<usize>
-    where
-        F: FnMut(OutboxEvent) -> Fut,
-        Fut: Future<Output = Result<()>>,
-    {
-        let events = self.poll_events(consumer, limit).await?;
-        let mut done = Vec::new();
-        let mut failure = None;
-        for e in events {
-            let id = e.id.clone();
-            match handler(e).await {
-                Ok(()) => done.push(id),
-                Err(err) => {
-                    failure = Some(err);
-                    break;
-                }
-            }
-        }
-        self.ack_events(consumer, &done).await?;
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(done.len()),
-        }
-    }
-
-    /// Housekeeping: deletes outbox events older than `retention.keep` that every consumer has acked
-    /// (with their acks) and payment-notification dedupe rows older than it. An event some consumer
-    /// has not acked is never deleted, whatever its age; a retention shorter than
-    /// [`MIN_RETENTION_HOURS`] (WeChat Pay redelivers a notification for about a day) is refused.
-    /// Safe to run from several processes; the storefront runs it once an hour.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> wxshop::market::Result<()> {
-    /// use wxshop::market::{Market, RecordingGateway, Retention, store};
-    /// let gw = std::sync::Arc::new(RecordingGateway::default());
-    /// let market = Market::builder(store::open("sqlite::memory:").await?).payments(gw.clone()).shipping(gw).build()?;
-    /// let report = market.prune(&Retention::default()).await?;
-    /// assert_eq!((report.events, report.acks, report.notices), (0, 0, 0));
-    /// assert!(market.prune(&Retention::days(1)).await.is_err(), "shorter than WeChat's redelivery");
-    /// # Ok(()) }
-    /// ```
-    pub async fn prune(&self, retention: &Retention) -> Result<PruneReport> {
-        if retention.keep < chrono::Duration::hours(MIN_RETENTION_HOURS) {
-            return Err(MarketError::invalid(format!(
-                "keep processed rows at least {MIN_RETENTION_HOURS} h: WeChat Pay redelivers notifications for about a day"
-            )));
-        }
-        for c in &retention.consumers {
-            check_consumer(c)?;
-        }
-        let mut consumers = retention.consumers.clone();
-        consumers.push(super::GOVERNANCE_CONSUMER.to_string());
-        consumers.sort();
-        consumers.dedup();
-        let before = self.now() - retention.keep;
-        let mut report = PruneReport::default();
-        for _ in 0..MAX_BATCHES {
-            let (events, acks) = self
-                .retry(|| async {
-                    let mut tx = self.begin().await?;
-                    let n = tx.prune_outbox(before, &consumers, PRUNE_BATCH).await?;
-                    tx.commit().await?;
-                    Ok(n)
-                })
-                .await?;
-            report.events += events;
-            report.acks += acks;
-            if events < PRUNE_BATCH as u64 {
-                break;
-            }
-        }
-        report.notices = self
-            .retry(|| async {
-                let mut tx = self.begin().await?;
-                let n = tx.prune_notices(before).await?;
-                tx.commit().await?;
-                Ok(n)
-            })
-            .await?;
-        let now = self.now();
-        report.claims = self
-            .retry(|| async {
-                let mut tx = self.begin().await?;
-                let n = tx.prune_claims(now).await?;
-                tx.commit().await?;
-                Ok(n)
-            })
-            .await?;
-        Ok(report)
-    }
-
-    /// The audit rows of an aggregate (merchant, product, sku, group, order, refund), oldest first.
-    pub async fn audit_trail(&self, aggregate_id: &str) -> Result<Vec<crate::market::AuditEntry>> {
-        self.read().await?.audit_of(aggregate_id).await
-    }
-
-    /// The timers of an aggregate.
-    pub async fn timers(&self, aggregate_id: &str) -> Result<Vec<Timer>> {
-        self.read().await?.timers_of(aggregate_id).await
     }
 }
 

@@ -132,8 +132,9 @@ pub(crate) fn assemble(txns: Vec<TxnRow>, entries: Vec<EntryRow>) -> Result<Vec<
             .filter(|e| e.txn_id == r.txn_id)
             .map(|e| {
                 Ok(Entry {
-                    account: e.account.parse().map_err(|e: crate::market::governance::GovError| {
-                        MarketError::Store { message: e.to_string(), retryable: false }
+                    account: e.account.parse().map_err(|e: crate::market::MarketError| MarketError::Store {
+                        message: e.to_string(),
+                        retryable: false,
                     })?,
                     amount: crate::market::Money::fen(e.amount_fen),
                 })

@@ -2,6 +2,7 @@
 //! refunds they end in (WeChat Pay refunds of the payment, or compensation from the deposit or the
 //! platform).
 
+use crate::market::service::handles::AfterSales;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -11,7 +12,9 @@ use super::penalties::apply_violation;
 use super::settlements::{on_case_closed, refund_from_settlement};
 use super::{config, line_key, post, record, schedule, schedule_call, won};
 use crate::market::clock::new_id;
+use crate::market::error::{MarketError, Result};
 use crate::market::events::{Actor, Timer, TimerAction};
+use crate::market::governance::GovernanceConfig;
 use crate::market::governance::aftersale::{
     Case, CaseEffect, CaseKind, CaseLine, CaseState, Decision, Dispute, DisputeKind, Payer, Step, Waybill,
 };
@@ -19,7 +22,6 @@ use crate::market::governance::deposit::{DeductionBasis, plan_deduction};
 use crate::market::governance::ledger::{Account, TxnBuilder, TxnKind};
 use crate::market::governance::penalty::Violation;
 use crate::market::governance::settlement::{Compensation, PayoutStatus};
-use crate::market::governance::{GovError, GovResult, GovernanceConfig};
 use crate::market::money::Money;
 use crate::market::order::OrderStatus;
 use crate::market::payment::PayMode;
@@ -52,11 +54,11 @@ enum Who<'a> {
     Merchant(&'a str),
 }
 
-impl Market {
+impl AfterSales<'_> {
     /// The buyer opens an after-sale case on a line of a paid order.
-    pub async fn open_case(&self, buyer_openid: &str, req: &CaseRequest) -> GovResult<Case> {
+    pub async fn open_case(&self, buyer_openid: &str, req: &CaseRequest) -> Result<Case> {
         let (case, timers) = self
-            .gov(|| async {
+            .retry(|| async {
                 let at = self.now();
                 let mut tx = self.begin().await?;
                 let cfg = config(&mut *tx).await?;
@@ -87,17 +89,17 @@ impl Market {
     }
 
     /// The merchant approves (a refund-only case refunds at once; a return waits for the parcel).
-    pub async fn approve_case(&self, merchant_id: &str, case_id: &str) -> GovResult<Case> {
+    pub async fn approve_case(&self, merchant_id: &str, case_id: &str) -> Result<Case> {
         self.case_op(case_id, Who::Merchant(merchant_id), |c, cfg, at| c.approve(at, &cfg.after_sale)).await
     }
 
     /// The merchant rejects; the buyer may escalate within the escalation window.
-    pub async fn reject_case(&self, merchant_id: &str, case_id: &str, reason: &str) -> GovResult<Case> {
+    pub async fn reject_case(&self, merchant_id: &str, case_id: &str, reason: &str) -> Result<Case> {
         self.case_op(case_id, Who::Merchant(merchant_id), |c, cfg, at| c.reject(reason, at, &cfg.after_sale)).await
     }
 
     /// The buyer uploads the return waybill.
-    pub async fn upload_return(&self, buyer_openid: &str, case_id: &str, waybill: Waybill) -> GovResult<Case> {
+    pub async fn upload_return(&self, buyer_openid: &str, case_id: &str, waybill: Waybill) -> Result<Case> {
         self.case_op(case_id, Who::Buyer(buyer_openid), |c, cfg, at| {
             c.upload_return(waybill.clone(), at, &cfg.after_sale)
         })
@@ -105,12 +107,12 @@ impl Market {
     }
 
     /// The merchant confirms the returned goods (a return refunds; an exchange reships).
-    pub async fn confirm_return_received(&self, merchant_id: &str, case_id: &str) -> GovResult<Case> {
+    pub async fn confirm_return_received(&self, merchant_id: &str, case_id: &str) -> Result<Case> {
         self.case_op(case_id, Who::Merchant(merchant_id), |c, _, at| c.confirm_received(at)).await
     }
 
     /// The merchant refuses the returned goods; the buyer may escalate.
-    pub async fn refuse_returned_goods(&self, merchant_id: &str, case_id: &str, reason: &str) -> GovResult<Case> {
+    pub async fn refuse_returned_goods(&self, merchant_id: &str, case_id: &str, reason: &str) -> Result<Case> {
         self.case_op(case_id, Who::Merchant(merchant_id), |c, cfg, at| {
             c.refuse_returned_goods(reason, at, &cfg.after_sale)
         })
@@ -118,17 +120,17 @@ impl Market {
     }
 
     /// The merchant ships the replacement of an exchange.
-    pub async fn ship_replacement(&self, merchant_id: &str, case_id: &str, waybill: Waybill) -> GovResult<Case> {
+    pub async fn ship_replacement(&self, merchant_id: &str, case_id: &str, waybill: Waybill) -> Result<Case> {
         self.case_op(case_id, Who::Merchant(merchant_id), |c, _, at| c.ship_replacement(waybill.clone(), at)).await
     }
 
     /// The buyer withdraws the case.
-    pub async fn cancel_case(&self, buyer_openid: &str, case_id: &str) -> GovResult<Case> {
+    pub async fn cancel_case(&self, buyer_openid: &str, case_id: &str) -> Result<Case> {
         self.case_op(case_id, Who::Buyer(buyer_openid), |c, _, at| c.cancel(at)).await
     }
 
     /// The buyer escalates a rejection to a platform dispute.
-    pub async fn escalate_case(&self, buyer_openid: &str, case_id: &str) -> GovResult<Case> {
+    pub async fn escalate_case(&self, buyer_openid: &str, case_id: &str) -> Result<Case> {
         self.case_op(case_id, Who::Buyer(buyer_openid), |c, _, at| c.escalate(at)).await
     }
 
@@ -142,8 +144,8 @@ impl Market {
         kind: DisputeKind,
         claim: Money,
         reason: &str,
-    ) -> GovResult<Dispute> {
-        self.gov(|| async {
+    ) -> Result<Dispute> {
+        self.retry(|| async {
             let at = self.now();
             let mut tx = self.begin().await?;
             let line = case_line(&mut *tx, order_id, line_no, Some(buyer_openid)).await?;
@@ -159,16 +161,16 @@ impl Market {
     /// The platform decides a dispute or guarantee claim. A decision for the buyer pays them (a refund of
     /// the payment, or compensation from the deposit or the platform) and, when the merchant is at fault,
     /// becomes a `dispute_lost` penalty.
-    pub async fn decide_dispute(&self, dispute_id: &str, decision: Decision, note: &str) -> GovResult<Dispute> {
+    pub async fn decide_dispute(&self, dispute_id: &str, decision: Decision, note: &str) -> Result<Dispute> {
         let (d, timers) = self
-            .gov(|| async {
+            .retry(|| async {
                 let at = self.now();
                 let mut tx = self.begin().await?;
                 let cfg = config(&mut *tx).await?;
                 let mut dv = tx
                     .dispute(dispute_id)
                     .await?
-                    .ok_or_else(|| GovError::NotFound { entity: "dispute", id: dispute_id.into() })?;
+                    .ok_or_else(|| MarketError::NotFound { entity: "dispute", id: dispute_id.into() })?;
                 let line_no = line_no_of(&dv.value.line_id)?;
                 let line = case_line(&mut *tx, &dv.value.order_id, line_no, None).await?;
                 // The disputed case's own amount is not yet refunded: it is what is being decided.
@@ -183,7 +185,7 @@ impl Market {
                         let mut cv = tx
                             .case(case_id)
                             .await?
-                            .ok_or_else(|| GovError::NotFound { entity: "case", id: case_id.clone() })?;
+                            .ok_or_else(|| MarketError::NotFound { entity: "case", id: case_id.clone() })?;
                         let step = cv.value.apply_dispute(&d, at)?;
                         timers = apply_step(&mut *tx, &mut cv, line_no, step, &cfg, basis.as_ref(), at).await?;
                     }
@@ -233,55 +235,55 @@ impl Market {
     }
 
     /// A case.
-    pub async fn case(&self, case_id: &str) -> GovResult<Case> {
+    pub async fn case(&self, case_id: &str) -> Result<Case> {
         let v = self.read().await?.case(case_id).await?;
-        Ok(v.ok_or_else(|| GovError::NotFound { entity: "case", id: case_id.into() })?.value)
+        Ok(v.ok_or_else(|| MarketError::NotFound { entity: "case", id: case_id.into() })?.value)
     }
 
     /// The cases of an order, oldest first.
-    pub async fn cases_of_order(&self, order_id: &str) -> GovResult<Vec<Case>> {
-        Ok(self.read().await?.cases_of_order(order_id).await?)
+    pub async fn cases_of_order(&self, order_id: &str) -> Result<Vec<Case>> {
+        self.read().await?.cases_of_order(order_id).await
     }
 
     /// A merchant's cases, newest first.
-    pub async fn merchant_cases(&self, merchant_id: &str, limit: i64) -> GovResult<Vec<Case>> {
-        Ok(self.read().await?.cases_of_merchant(merchant_id, DateTime::<Utc>::UNIX_EPOCH, limit.clamp(1, 500)).await?)
+    pub async fn merchant_cases(&self, merchant_id: &str, limit: i64) -> Result<Vec<Case>> {
+        self.read().await?.cases_of_merchant(merchant_id, DateTime::<Utc>::UNIX_EPOCH, limit.clamp(1, 500)).await
     }
 
     /// A dispute or guarantee claim.
-    pub async fn dispute(&self, dispute_id: &str) -> GovResult<Dispute> {
+    pub async fn dispute(&self, dispute_id: &str) -> Result<Dispute> {
         let v = self.read().await?.dispute(dispute_id).await?;
-        Ok(v.ok_or_else(|| GovError::NotFound { entity: "dispute", id: dispute_id.into() })?.value)
+        Ok(v.ok_or_else(|| MarketError::NotFound { entity: "dispute", id: dispute_id.into() })?.value)
     }
 
     /// The open disputes of a merchant (or of everyone, for the platform's queue).
-    pub async fn merchant_disputes(&self, merchant_id: &str, limit: i64) -> GovResult<Vec<Dispute>> {
-        Ok(self
-            .read()
-            .await?
-            .disputes_of_merchant(merchant_id, DateTime::<Utc>::UNIX_EPOCH, limit.clamp(1, 500))
-            .await?)
+    pub async fn merchant_disputes(&self, merchant_id: &str, limit: i64) -> Result<Vec<Dispute>> {
+        self.read().await?.disputes_of_merchant(merchant_id, DateTime::<Utc>::UNIX_EPOCH, limit.clamp(1, 500)).await
     }
+}
 
+impl Market {
     async fn case_op(
         &self,
         case_id: &str,
         who: Who<'_>,
-        op: impl Fn(&mut Case, &GovernanceConfig, DateTime<Utc>) -> GovResult<Step>,
-    ) -> GovResult<Case> {
+        op: impl Fn(&mut Case, &GovernanceConfig, DateTime<Utc>) -> Result<Step>,
+    ) -> Result<Case> {
         let (case, timers) = self
-            .gov(|| async {
+            .retry(|| async {
                 let at = self.now();
                 let mut tx = self.begin().await?;
                 let cfg = config(&mut *tx).await?;
-                let mut v =
-                    tx.case(case_id).await?.ok_or_else(|| GovError::NotFound { entity: "case", id: case_id.into() })?;
+                let mut v = tx
+                    .case(case_id)
+                    .await?
+                    .ok_or_else(|| MarketError::NotFound { entity: "case", id: case_id.into() })?;
                 let owns = match who {
                     Who::Buyer(b) => v.value.buyer_id == b,
                     Who::Merchant(m) => v.value.merchant_id == m,
                 };
                 if !owns {
-                    return Err(GovError::NotFound { entity: "case", id: case_id.into() });
+                    return Err(MarketError::NotFound { entity: "case", id: case_id.into() });
                 }
                 let step = op(&mut v.value, &cfg, at)?;
                 let line_no = line_no_of(&v.value.line_id)?;
@@ -295,7 +297,7 @@ impl Market {
     }
 
     /// A case deadline fired.
-    pub(super) async fn case_deadline(&self, tx: &mut dyn StoreTx, case_id: &str, at: DateTime<Utc>) -> GovResult<()> {
+    pub(super) async fn case_deadline(&self, tx: &mut dyn StoreTx, case_id: &str, at: DateTime<Utc>) -> Result<()> {
         let cfg = config(tx).await?;
         let Some(mut v) = tx.case(case_id).await? else { return Ok(()) };
         let Some(due) = v.value.due else { return Ok(()) };
@@ -316,7 +318,7 @@ pub(in crate::market::service) async fn settle_case_refunded_outside(
     order_id: &str,
     amount: Money,
     at: DateTime<Utc>,
-) -> GovResult<Option<String>> {
+) -> Result<Option<String>> {
     let cfg = config(tx).await?;
     for c in tx.cases_of_order(order_id).await? {
         if c.amount > amount || c.kind == CaseKind::Exchange || !c.state.is_open() {
@@ -331,11 +333,11 @@ pub(in crate::market::service) async fn settle_case_refunded_outside(
     Ok(None)
 }
 
-fn line_no_of(line_id: &str) -> GovResult<i64> {
+fn line_no_of(line_id: &str) -> Result<i64> {
     line_id
         .rsplit_once(':')
         .and_then(|(_, n)| n.parse().ok())
-        .ok_or_else(|| GovError::invalid(format!("bad line id {line_id}")))
+        .ok_or_else(|| MarketError::invalid(format!("bad line id {line_id}")))
 }
 
 /// What a case needs to know about an order line, checked against the buyer when given.
@@ -344,17 +346,17 @@ pub(super) async fn case_line(
     order_id: &str,
     line_no: i64,
     buyer: Option<&str>,
-) -> GovResult<CaseLine> {
+) -> Result<CaseLine> {
     let o = tx.order(order_id).await?.filter(|o| buyer.is_none_or(|b| o.buyer_openid == b));
-    let o = o.ok_or_else(|| GovError::NotFound { entity: "order", id: order_id.into() })?;
+    let o = o.ok_or_else(|| MarketError::NotFound { entity: "order", id: order_id.into() })?;
     if matches!(o.status, OrderStatus::PendingPayment | OrderStatus::Cancelled) {
-        return Err(GovError::NotEligible(format!("order {order_id} is {}", o.status)));
+        return Err(MarketError::NotEligible(format!("order {order_id} is {}", o.status)));
     }
     let lines = tx.order_lines(&o.merchant_id, order_id).await?;
     let l = lines
         .iter()
         .find(|l| l.line_no == line_no)
-        .ok_or_else(|| GovError::NotFound { entity: "order line", id: line_key(order_id, line_no) })?;
+        .ok_or_else(|| MarketError::NotFound { entity: "order line", id: line_key(order_id, line_no) })?;
     let paid = l.line_total.checked_sub(l.discount)?;
     let (refunded, compensated) = match tx.settlement(order_id).await? {
         Some(s) => s
@@ -388,7 +390,7 @@ async fn apply_step(
     cfg: &GovernanceConfig,
     basis: Option<&DeductionBasis>,
     at: DateTime<Utc>,
-) -> GovResult<Vec<Timer>> {
+) -> Result<Vec<Timer>> {
     let case = v.value.clone();
     let mut timers = Vec::new();
     let mut refund_id = None;
@@ -476,19 +478,19 @@ pub(super) async fn pay_buyer(
     basis: Option<&DeductionBasis>,
     cfg: &GovernanceConfig,
     at: DateTime<Utc>,
-) -> GovResult<(Option<String>, Vec<Timer>)> {
-    let o = tx.order(order_id).await?.ok_or_else(|| GovError::NotFound { entity: "order", id: order_id.into() })?;
+) -> Result<(Option<String>, Vec<Timer>)> {
+    let o = tx.order(order_id).await?.ok_or_else(|| MarketError::NotFound { entity: "order", id: order_id.into() })?;
     let m = o.merchant_id.clone();
     match payer {
         Payer::Merchant => {
             let group = tx
                 .group(&o.group_id)
                 .await?
-                .ok_or_else(|| GovError::NotFound { entity: "checkout", id: o.group_id.clone() })?;
+                .ok_or_else(|| MarketError::NotFound { entity: "checkout", id: o.group_id.clone() })?;
             let pay = tx
                 .payment(&o.group_id)
                 .await?
-                .ok_or_else(|| GovError::NotFound { entity: "payment", id: o.group_id.clone() })?;
+                .ok_or_else(|| MarketError::NotFound { entity: "payment", id: o.group_id.clone() })?;
             let out_trade_no = if pay.mode == PayMode::Combine { o.id.clone() } else { group.id.clone() };
             let (timer, rid) = request_refund(
                 tx,
@@ -509,8 +511,9 @@ pub(super) async fn pay_buyer(
             let buyer_acct = Account::BuyerRefundPayable(buyer.into());
             let mut from_platform = amount;
             if payer == Payer::Deposit {
-                let basis = basis
-                    .ok_or_else(|| GovError::NotEligible("a deposit pays only on a decided dispute or claim".into()))?;
+                let basis = basis.ok_or_else(|| {
+                    MarketError::NotEligible("a deposit pays only on a decided dispute or claim".into())
+                })?;
                 let d = ensure_deposit(tx, &m, cfg, at).await?;
                 let bal = deposit_balance(tx, &m).await?;
                 let plan = plan_deduction(&m, bal, amount, basis, Some((buyer, amount)), &cfg.deposit)?;
@@ -552,7 +555,7 @@ pub(super) async fn pay_buyer(
     }
 }
 
-async fn record_dispute(tx: &mut dyn StoreTx, d: &Dispute, actor: &Actor, note: Option<&str>) -> GovResult<()> {
+async fn record_dispute(tx: &mut dyn StoreTx, d: &Dispute, actor: &Actor, note: Option<&str>) -> Result<()> {
     let tr = crate::market::governance::Transition {
         from: None,
         to: d.state.to_string(),
@@ -576,9 +579,9 @@ async fn record_dispute(tx: &mut dyn StoreTx, d: &Dispute, actor: &Actor, note: 
 impl Market {
     /// A market refund was requested, succeeded or failed: a case's refund concludes the case; any
     /// other refund of a settled order (a cancellation) is booked against its settlement.
-    pub(super) async fn on_refund(&self, refund_id: &str, event_type: &str) -> GovResult<()> {
+    pub(super) async fn on_refund(&self, refund_id: &str, event_type: &str) -> Result<()> {
         let timers = self
-            .gov(|| async {
+            .retry(|| async {
                 let at = self.now();
                 let mut tx = self.begin().await?;
                 let cfg = config(&mut *tx).await?;
@@ -618,8 +621,8 @@ impl Market {
     }
 
     /// Concludes a compensation payout WeChat Pay confirmed (and the case it pays, if any).
-    pub(super) async fn compensation_paid(&self, id: &str) -> GovResult<()> {
-        self.gov(|| async {
+    pub(super) async fn compensation_paid(&self, id: &str) -> Result<()> {
+        self.retry(|| async {
             let at = self.now();
             let mut tx = self.begin().await?;
             let cfg = config(&mut *tx).await?;
@@ -639,7 +642,7 @@ pub(super) async fn compensation_paid_in(
     id: &str,
     cfg: &GovernanceConfig,
     at: DateTime<Utc>,
-) -> GovResult<bool> {
+) -> Result<bool> {
     let Some(c) = tx.compensation(id).await? else { return Ok(false) };
     if c.status != PayoutStatus::Requested {
         return Ok(false);

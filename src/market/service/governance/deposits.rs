@@ -1,12 +1,13 @@
 //! Deposits (保证金): requirement from the merchant's categories, pay-in, grace, restriction, exit.
 
+use crate::market::service::handles::Deposits;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::status::sync_merchant_status;
 use super::{balance, config, post, record, schedule, schedule_call, won};
-use crate::market::error::MarketError;
+use crate::market::error::{MarketError, Result};
 use crate::market::events::Actor;
 use crate::market::gateway::{
     PaymentQuery, PrepayRequest, QueryRequest, RefundQuery, RefundQueryRequest, RefundRequest,
@@ -17,7 +18,7 @@ use crate::market::governance::deposit::{
     split_refund,
 };
 use crate::market::governance::ledger::Account;
-use crate::market::governance::{GovError, GovResult, GovernanceConfig, Transition};
+use crate::market::governance::{GovernanceConfig, Transition};
 use crate::market::money::Money;
 use crate::market::payment::PayMode;
 use crate::market::service::Market;
@@ -62,10 +63,10 @@ pub struct DepositView {
     pub balance: Money,
 }
 
-impl Market {
+impl Deposits<'_> {
     /// A merchant's deposit (opened, with its requirement, on first use).
-    pub async fn deposit(&self, merchant_id: &str) -> GovResult<DepositView> {
-        self.gov(|| async {
+    pub async fn deposit(&self, merchant_id: &str) -> Result<DepositView> {
+        self.retry(|| async {
             let at = self.now();
             let mut tx = self.begin().await?;
             let cfg = config(&mut *tx).await?;
@@ -78,8 +79,8 @@ impl Market {
     }
 
     /// Recomputes the requirement from the merchant's categories (after a grant or a rule change).
-    pub async fn refresh_deposit_requirement(&self, merchant_id: &str) -> GovResult<DepositView> {
-        self.gov(|| async {
+    pub async fn refresh_deposit_requirement(&self, merchant_id: &str) -> Result<DepositView> {
+        self.retry(|| async {
             let at = self.now();
             let mut tx = self.begin().await?;
             let cfg = config(&mut *tx).await?;
@@ -99,14 +100,9 @@ impl Market {
     }
 
     /// A deposit payment (or top-up) WeChat Pay confirmed. Idempotent by `transaction_id`.
-    pub async fn deposit_paid_in(
-        &self,
-        merchant_id: &str,
-        transaction_id: &str,
-        amount: Money,
-    ) -> GovResult<DepositView> {
+    pub async fn deposit_paid_in(&self, merchant_id: &str, transaction_id: &str, amount: Money) -> Result<DepositView> {
         check_pay_in(transaction_id, amount)?;
-        self.gov(|| async {
+        self.retry(|| async {
             let at = self.now();
             let mut tx = self.begin().await?;
             let view = pay_in(&mut *tx, merchant_id, transaction_id, amount, at).await?;
@@ -122,25 +118,25 @@ impl Market {
     ///
     /// Idempotent by `(merchant, idempotency_key)`: the same request returns the same payment (and asks
     /// WeChat Pay again, which returns the same prepay order); another amount or payer under the same key
-    /// is [`GovError::Invalid`].
+    /// is [`MarketError::Invalid`].
     pub async fn deposit_prepay(
         &self,
         merchant_id: &str,
         amount: Money,
         payer_openid: &str,
         idempotency_key: &str,
-    ) -> GovResult<DepositPrepay> {
+    ) -> Result<DepositPrepay> {
         if !amount.is_positive() || payer_openid.is_empty() || idempotency_key.is_empty() || idempotency_key.len() > 64
         {
-            return Err(GovError::invalid("a deposit prepay needs a positive amount, a payer and a key (1..=64)"));
+            return Err(MarketError::invalid("a deposit prepay needs a positive amount, a payer and a key (1..=64)"));
         }
         let payment = self
-            .gov(|| async {
+            .retry(|| async {
                 let at = self.now();
                 let mut tx = self.begin().await?;
                 if let Some(p) = tx.deposit_payment_by_key(merchant_id, idempotency_key).await? {
                     if p.amount != amount || p.payer_openid != payer_openid {
-                        return Err(GovError::invalid("this idempotency key was used for another deposit payment"));
+                        return Err(MarketError::invalid("this idempotency key was used for another deposit payment"));
                     }
                     return Ok(p);
                 }
@@ -159,21 +155,21 @@ impl Market {
                 };
                 if !tx.insert_deposit_payment(&p).await? {
                     // A concurrent prepay with this key committed first: retry and find it.
-                    return Err(MarketError::Conflict("deposit idempotency key".into()).into());
+                    return Err(MarketError::Conflict("deposit idempotency key".into()));
                 }
                 tx.commit().await?;
                 Ok(p)
             })
             .await?;
         if payment.is_paid() {
-            return Err(GovError::AlreadyDone("deposit payment"));
+            return Err(MarketError::AlreadyDone("deposit payment"));
         }
         // The prepay order expires a pay window after the payment was created, whatever the retries:
         // the same request stays the same (WeChat Pay returns the same prepay order), and reconciliation
         // knows when an unpaid one can be closed.
         let expires = payment.created_at + crate::market::service::chrono_dur(self.config().pay_window);
         if payment.is_closed() || self.now() >= expires {
-            return Err(GovError::Window { what: "deposit payment (use a new idempotency key)", at: expires });
+            return Err(MarketError::Window { what: "deposit payment (use a new idempotency key)", at: expires });
         }
         let req = PrepayRequest {
             mode: PayMode::Jsapi,
@@ -196,8 +192,8 @@ impl Market {
     }
 
     /// The merchant leaves: the deposit waits until every window has closed with nothing open.
-    pub async fn request_deposit_exit(&self, merchant_id: &str) -> GovResult<DepositView> {
-        self.gov(|| async {
+    pub async fn request_deposit_exit(&self, merchant_id: &str) -> Result<DepositView> {
+        self.retry(|| async {
             let at = self.now();
             let mut tx = self.begin().await?;
             let cfg = config(&mut *tx).await?;
@@ -230,18 +226,18 @@ impl Market {
     /// `retry_of`) and refunds anything paid in since; once Closed it changes nothing.
     ///
     /// ```no_run
-    /// # async fn demo(market: wxshop::market::Market) -> wxshop::market::governance::GovResult<()> {
-    /// market.request_deposit_exit("m1").await?;
+    /// # async fn demo(market: wxshop::market::Market) -> wxshop::market::Result<()> {
+    /// market.governance().deposits().request_deposit_exit("m1").await?;
     /// // … after the after-sale and dispute windows:
-    /// let view = market.refund_deposit("m1").await?;
+    /// let view = market.governance().deposits().refund_deposit("m1").await?;
     /// for r in &view.refunds {
     ///     println!("{} {} of {:?}: {}", r.id, r.amount, r.payment_id, r.status);
     /// }
     /// # Ok(()) }
     /// ```
-    pub async fn refund_deposit(&self, merchant_id: &str) -> GovResult<DepositRefundView> {
+    pub async fn refund_deposit(&self, merchant_id: &str) -> Result<DepositRefundView> {
         let timers = self
-            .gov(|| async {
+            .retry(|| async {
                 let at = self.now();
                 let mut tx = self.begin().await?;
                 let cfg = config(&mut *tx).await?;
@@ -252,7 +248,7 @@ impl Market {
                     DepositStatus::Refunding => {
                         // A retry; anything paid in since the exit refund goes back too.
                         if bal.is_negative() {
-                            return Err(GovError::OpenItems(format!(
+                            return Err(MarketError::OpenItems(format!(
                                 "the merchant owes {}",
                                 Money::fen(-bal.as_fen())
                             )));
@@ -283,12 +279,12 @@ impl Market {
     }
 
     /// A merchant's deposit with its exit refunds.
-    pub async fn deposit_refunds(&self, merchant_id: &str) -> GovResult<DepositRefundView> {
+    pub async fn deposit_refunds(&self, merchant_id: &str) -> Result<DepositRefundView> {
         let mut tx = self.read().await?;
         let v = tx
             .deposit(merchant_id)
             .await?
-            .ok_or_else(|| GovError::NotFound { entity: "deposit", id: merchant_id.into() })?;
+            .ok_or_else(|| MarketError::NotFound { entity: "deposit", id: merchant_id.into() })?;
         let refunds = tx.deposit_refunds_of(merchant_id).await?;
         let refunding = balance(&mut *tx, &Account::DepositRefundPayable(merchant_id.into())).await?;
         let open: i64 = refunds.iter().filter(|r| r.is_open()).map(|r| r.amount.as_fen()).sum();
@@ -310,14 +306,14 @@ impl Market {
         out_refund_no: &str,
         succeeded: bool,
         wx_refund_id: Option<&str>,
-    ) -> GovResult<DepositRefund> {
-        self.gov(|| async {
+    ) -> Result<DepositRefund> {
+        self.retry(|| async {
             let at = self.now();
             let mut tx = self.begin().await?;
             let r = tx
                 .deposit_refund(out_refund_no)
                 .await?
-                .ok_or_else(|| GovError::NotFound { entity: "deposit refund", id: out_refund_no.into() })?;
+                .ok_or_else(|| MarketError::NotFound { entity: "deposit refund", id: out_refund_no.into() })?;
             if !matches!(r.status, DepositRefundStatus::Requested | DepositRefundStatus::Processing) {
                 return Ok(r);
             }
@@ -338,21 +334,23 @@ impl Market {
     /// transfer, a merchant transfer): it succeeds, its amount moves payable → clearing, and the last
     /// one closes the deposit. `reference` (the transfer's id) is kept in its note. Repeats change
     /// nothing.
-    pub async fn deposit_refund_paid_manually(&self, refund_id: &str, reference: &str) -> GovResult<DepositRefund> {
+    pub async fn deposit_refund_paid_manually(&self, refund_id: &str, reference: &str) -> Result<DepositRefund> {
         if reference.is_empty() || reference.len() > 128 {
-            return Err(GovError::invalid("a manual payout needs its reference (1..=128 characters)"));
+            return Err(MarketError::invalid("a manual payout needs its reference (1..=128 characters)"));
         }
-        self.gov(|| async {
+        self.retry(|| async {
             let at = self.now();
             let mut tx = self.begin().await?;
             let r = tx
                 .deposit_refund(refund_id)
                 .await?
-                .ok_or_else(|| GovError::NotFound { entity: "deposit refund", id: refund_id.into() })?;
+                .ok_or_else(|| MarketError::NotFound { entity: "deposit refund", id: refund_id.into() })?;
             match (r.status, r.payment_id.is_none()) {
                 (DepositRefundStatus::Manual, _) => {}
                 (DepositRefundStatus::Succeeded, true) => return Ok(r),
-                (other, _) => return Err(GovError::illegal("deposit refund", other, DepositRefundStatus::Succeeded)),
+                (other, _) => {
+                    return Err(MarketError::illegal("deposit refund", other, DepositRefundStatus::Succeeded));
+                }
             }
             let note = Some(format!("paid manually: {reference}"));
             let next =
@@ -363,9 +361,11 @@ impl Market {
         })
         .await
     }
+}
 
+impl Market {
     /// The WeChat Pay call of a deposit refund (after commit; retried by the timers).
-    pub(super) async fn call_deposit_refund(&self, id: &str) -> GovResult<()> {
+    pub(super) async fn call_deposit_refund(&self, id: &str) -> Result<()> {
         let Some(r) = self.read().await?.deposit_refund(id).await? else { return Ok(()) };
         let Some(payment_id) = r.payment_id.clone().filter(|_| r.status == DepositRefundStatus::Requested) else {
             return Ok(());
@@ -380,7 +380,7 @@ impl Market {
             reason: "保证金退还".into(),
         };
         let ticket = self.inner.pay.refund(&req).await.map_err(MarketError::from)?;
-        self.gov(|| async {
+        self.retry(|| async {
             let at = self.now();
             let mut tx = self.begin().await?;
             let Some(cur) = tx.deposit_refund(id).await? else { return Ok(()) };
@@ -416,7 +416,7 @@ impl Market {
                 sub_orders: Vec::new(),
             };
             match self.inner.pay.query(&req).await {
-                Ok(PaymentQuery::Paid(n)) => match self.handle_payment_notice(&n).await {
+                Ok(PaymentQuery::Paid(n)) => match self.payments().handle_payment_notice(&n).await {
                     Ok(crate::market::NoticeOutcome::Paid) => report.applied += 1,
                     Ok(_) => {}
                     Err(e) => {
@@ -427,7 +427,7 @@ impl Market {
                 Ok(PaymentQuery::Unpaid) if now >= p.created_at + window => {
                     // Expired unpaid: close it at WeChat Pay (so it can never be paid), then here.
                     let closed = match self.inner.pay.close(&req).await {
-                        Ok(()) => self.close_deposit_payment(&p.id).await.map_err(MarketError::from),
+                        Ok(()) => self.close_deposit_payment(&p.id).await,
                         Err(e) => Err(MarketError::from(e)),
                     };
                     if let Err(e) = closed {
@@ -457,7 +457,7 @@ impl Market {
                 }
             };
             if let Some((ok, wx)) = outcome {
-                match self.deposit_refund_settled(&r.id, ok, Some(&wx)).await {
+                match self.governance().deposits().deposit_refund_settled(&r.id, ok, Some(&wx)).await {
                     Ok(_) => report.applied += 1,
                     Err(e) => {
                         tracing::warn!(refund = %r.id, error = %e, "reconciled deposit refund not applied");
@@ -470,8 +470,8 @@ impl Market {
     }
 
     /// Marks a pending deposit payment closed (unpaid), once.
-    async fn close_deposit_payment(&self, id: &str) -> GovResult<()> {
-        self.gov(|| async {
+    async fn close_deposit_payment(&self, id: &str) -> Result<()> {
+        self.retry(|| async {
             let at = self.now();
             let mut tx = self.begin().await?;
             let Some(p) = tx.deposit_payment(id).await? else { return Ok(()) };
@@ -506,7 +506,7 @@ impl Market {
         tx: &mut dyn StoreTx,
         merchant_id: &str,
         at: DateTime<Utc>,
-    ) -> GovResult<()> {
+    ) -> Result<()> {
         let cfg = config(tx).await?;
         let Some(mut v) = tx.deposit(merchant_id).await? else { return Ok(()) };
         let bal = deposit_balance(tx, merchant_id).await?;
@@ -525,7 +525,7 @@ async fn plan_refunds(
     tx: &mut dyn StoreTx,
     merchant_id: &str,
     at: DateTime<Utc>,
-) -> GovResult<Vec<crate::market::events::Timer>> {
+) -> Result<Vec<crate::market::events::Timer>> {
     let refunds = tx.deposit_refunds_of(merchant_id).await?;
     let payable = balance(tx, &Account::DepositRefundPayable(merchant_id.into())).await?;
     let open: i64 = refunds.iter().filter(|r| r.is_open()).map(|r| r.amount.as_fen()).sum();
@@ -548,7 +548,7 @@ async fn plan_refunds(
         let p = payments
             .iter()
             .find(|p| &p.id == payment_id)
-            .ok_or_else(|| GovError::NotFound { entity: "deposit payment", id: payment_id.clone() })?;
+            .ok_or_else(|| MarketError::NotFound { entity: "deposit payment", id: payment_id.clone() })?;
         let r = DepositRefund {
             id: new_deposit_refund_no(),
             merchant_id: merchant_id.into(),
@@ -600,7 +600,7 @@ async fn conclude_deposit_refund(
     note: Option<String>,
     actor: &Actor,
     at: DateTime<Utc>,
-) -> GovResult<DepositRefund> {
+) -> Result<DepositRefund> {
     let mut next = cur.clone();
     next.status = to;
     next.wx_refund_id = wx_refund_id.or(cur.wx_refund_id.clone());
@@ -620,7 +620,7 @@ async fn conclude_deposit_refund(
 }
 
 /// Refunding → Closed once nothing is owed, held or on its way.
-async fn close_if_refunded(tx: &mut dyn StoreTx, merchant_id: &str, actor: &Actor, at: DateTime<Utc>) -> GovResult<()> {
+async fn close_if_refunded(tx: &mut dyn StoreTx, merchant_id: &str, actor: &Actor, at: DateTime<Utc>) -> Result<()> {
     let Some(mut v) = tx.deposit(merchant_id).await? else { return Ok(()) };
     if v.value.status != DepositStatus::Refunding {
         return Ok(());
@@ -644,7 +644,7 @@ pub(super) async fn deposit_refund_call_failed(
     id: &str,
     error: &str,
     at: DateTime<Utc>,
-) -> GovResult<()> {
+) -> Result<()> {
     let Some(r) = tx.deposit_refund(id).await? else { return Ok(()) };
     if r.status != DepositRefundStatus::Requested {
         return Ok(());
@@ -660,7 +660,7 @@ async fn record_refund(
     from: Option<DepositRefundStatus>,
     actor: &Actor,
     at: DateTime<Utc>,
-) -> GovResult<()> {
+) -> Result<()> {
     let change = crate::market::service::Change::new(r.status.as_str()).reason(r.note.as_deref());
     let change = match from {
         Some(f) => change.states(f, r.status),
@@ -682,9 +682,9 @@ async fn record_refund(
     Ok(())
 }
 
-fn check_pay_in(transaction_id: &str, amount: Money) -> GovResult<()> {
+fn check_pay_in(transaction_id: &str, amount: Money) -> Result<()> {
     if !amount.is_positive() || transaction_id.is_empty() || transaction_id.len() > 64 {
-        return Err(GovError::invalid("a pay-in needs a positive amount and a transaction id (1..=64)"));
+        return Err(MarketError::invalid("a pay-in needs a positive amount and a transaction id (1..=64)"));
     }
     Ok(())
 }
@@ -696,7 +696,7 @@ async fn pay_in(
     transaction_id: &str,
     amount: Money,
     at: DateTime<Utc>,
-) -> GovResult<DepositView> {
+) -> Result<DepositView> {
     let cfg = config(tx).await?;
     let v = ensure_deposit(tx, merchant_id, &cfg, at).await?;
     let t = pay_in_txn(merchant_id, amount, format!("deposit:{merchant_id}"))
@@ -717,7 +717,7 @@ async fn pay_in(
     let v = tx
         .deposit(merchant_id)
         .await?
-        .ok_or_else(|| GovError::NotFound { entity: "deposit", id: merchant_id.into() })?;
+        .ok_or_else(|| MarketError::NotFound { entity: "deposit", id: merchant_id.into() })?;
     Ok(DepositView { balance: deposit_balance(tx, merchant_id).await?, account: v.value })
 }
 
@@ -728,11 +728,11 @@ pub(in crate::market::service) async fn apply_deposit_notice(
     tx: &mut dyn StoreTx,
     n: &crate::market::payment::PaymentNotice,
     at: DateTime<Utc>,
-) -> GovResult<bool> {
+) -> Result<bool> {
     let p = tx
         .deposit_payment(&n.out_trade_no)
         .await?
-        .ok_or_else(|| GovError::NotFound { entity: "deposit payment", id: n.out_trade_no.clone() })?;
+        .ok_or_else(|| MarketError::NotFound { entity: "deposit payment", id: n.out_trade_no.clone() })?;
     if p.is_paid() {
         return Ok(false);
     }
@@ -740,8 +740,7 @@ pub(in crate::market::service) async fn apply_deposit_notice(
         return Err(MarketError::PaymentMismatch {
             out_trade_no: n.out_trade_no.clone(),
             reason: format!("paid {} fen, expected {} fen", n.amount.as_fen(), p.amount.as_fen()),
-        }
-        .into());
+        });
     }
     check_pay_in(&n.transaction_id, n.amount)?;
     let mut paid = p.clone();
@@ -758,11 +757,11 @@ pub(super) fn deposit_key(merchant_id: &str) -> String {
     format!("deposit:{merchant_id}")
 }
 
-pub(super) async fn deposit_balance(tx: &mut dyn StoreTx, merchant_id: &str) -> GovResult<Money> {
+pub(super) async fn deposit_balance(tx: &mut dyn StoreTx, merchant_id: &str) -> Result<Money> {
     balance(tx, &Account::MerchantDeposit(merchant_id.into())).await
 }
 
-async fn requirement(tx: &mut dyn StoreTx, merchant_id: &str, cfg: &GovernanceConfig) -> GovResult<Money> {
+async fn requirement(tx: &mut dyn StoreTx, merchant_id: &str, cfg: &GovernanceConfig) -> Result<Money> {
     let cats = tx.merchant_categories(merchant_id).await?;
     let rules = tx.current_rules(&cats).await?;
     let deposits: Vec<Money> = rules.iter().map(|r| r.spec.deposit_required).collect();
@@ -775,12 +774,12 @@ pub(super) async fn ensure_deposit(
     merchant_id: &str,
     cfg: &GovernanceConfig,
     at: DateTime<Utc>,
-) -> GovResult<Versioned<DepositAccount>> {
+) -> Result<Versioned<DepositAccount>> {
     if let Some(v) = tx.deposit(merchant_id).await? {
         return Ok(v);
     }
     if tx.merchant(merchant_id).await?.is_none() {
-        return Err(GovError::NotFound { entity: "merchant", id: merchant_id.into() });
+        return Err(MarketError::NotFound { entity: "merchant", id: merchant_id.into() });
     }
     let required = requirement(tx, merchant_id, cfg).await?;
     let mut acct = DepositAccount::new(merchant_id, required, at);
@@ -806,7 +805,7 @@ pub(super) async fn after_balance_change(
     cfg: &GovernanceConfig,
     actor: &Actor,
     at: DateTime<Utc>,
-) -> GovResult<()> {
+) -> Result<()> {
     let bal = deposit_balance(tx, &v.value.merchant_id).await?;
     let tr = v.value.reevaluate(bal, at, &cfg.deposit);
     write_deposit(tx, &v, cfg, tr, actor, at).await?;
@@ -821,7 +820,7 @@ async fn write_deposit(
     tr: Option<Transition>,
     actor: &Actor,
     at: DateTime<Utc>,
-) -> GovResult<()> {
+) -> Result<()> {
     let m = v.value.merchant_id.clone();
     won(tx.update_deposit(&v.value, v.version).await?, "deposit")?;
     if let Some(tr) = tr {
@@ -836,7 +835,7 @@ async fn write_deposit(
     Ok(())
 }
 
-async fn record_deposit(tx: &mut dyn StoreTx, merchant_id: &str, actor: &Actor, tr: &Transition) -> GovResult<()> {
+async fn record_deposit(tx: &mut dyn StoreTx, merchant_id: &str, actor: &Actor, tr: &Transition) -> Result<()> {
     record(
         tx,
         "deposit",
@@ -850,7 +849,7 @@ async fn record_deposit(tx: &mut dyn StoreTx, merchant_id: &str, actor: &Actor, 
     .await
 }
 
-async fn exit_check(tx: &mut dyn StoreTx, merchant_id: &str, cfg: &GovernanceConfig) -> GovResult<ExitCheck> {
+async fn exit_check(tx: &mut dyn StoreTx, merchant_id: &str, cfg: &GovernanceConfig) -> Result<ExitCheck> {
     let epoch = DateTime::<Utc>::UNIX_EPOCH;
     let open_orders = tx.count_open_orders(merchant_id).await?.max(0) as u64;
     let cases = tx.cases_of_merchant(merchant_id, epoch, i64::MAX).await?;

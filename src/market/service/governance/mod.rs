@@ -8,8 +8,7 @@
 //! settlement, a late shipment becomes a penalty, a receipt starts the settlement window, a refund
 //! concludes its case. [`Market::run_due_timers`] runs that consumer before and after the timers.
 
-use std::future::Future;
-use std::time::Duration;
+use crate::market::service::handles::Governance;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -20,7 +19,7 @@ use crate::market::clock::new_id;
 use crate::market::error::{MarketError, Result};
 use crate::market::events::{Actor, OutboxEvent, Timer, TimerAction, TimerStatus};
 use crate::market::governance::ledger::{Account, Txn};
-use crate::market::governance::{self as gov, GovError, GovResult, GovernanceConfig, Transition};
+use crate::market::governance::{self as gov, GovernanceConfig, Transition};
 use crate::market::money::Money;
 use crate::market::store::StoreTx;
 use crate::market::store::governance::{LedgerAudit, Posted};
@@ -58,18 +57,18 @@ pub struct MerchantBalances {
     pub deposit: Money,
 }
 
-impl Market {
+impl Governance<'_> {
     /// The governance policies (the defaults until the platform sets its own).
-    pub async fn governance_config(&self) -> GovResult<GovernanceConfig> {
+    pub async fn governance_config(&self) -> Result<GovernanceConfig> {
         config(&mut *self.read().await?).await
     }
 
     /// Replaces the governance policies (validated). Existing cases, penalties and settlements keep the
     /// deadlines they were given.
-    pub async fn set_governance_config(&self, cfg: &GovernanceConfig) -> GovResult<()> {
+    pub async fn set_governance_config(&self, cfg: &GovernanceConfig) -> Result<()> {
         cfg.validate()?;
-        let body = serde_json::to_string(cfg).map_err(|e| GovError::invalid(e.to_string()))?;
-        self.gov(|| async {
+        let body = serde_json::to_string(cfg).map_err(|e| MarketError::invalid(e.to_string()))?;
+        self.retry(|| async {
             let at = self.now();
             let mut tx = self.begin().await?;
             tx.put_gov_config(CONFIG_KEY, &body, at).await?;
@@ -88,7 +87,7 @@ impl Market {
     }
 
     /// A merchant's ledger balances.
-    pub async fn merchant_balances(&self, merchant_id: &str) -> GovResult<MerchantBalances> {
+    pub async fn merchant_balances(&self, merchant_id: &str) -> Result<MerchantBalances> {
         let mut tx = self.read().await?;
         let mut b = MerchantBalances::default();
         for (account, fen) in tx.ledger_balances(&format!("merchant:{merchant_id}:")).await? {
@@ -105,24 +104,24 @@ impl Market {
     }
 
     /// The balance of any ledger account (`"platform:commission"`, `"buyer:o1:refund_payable"`…).
-    pub async fn ledger_balance(&self, account: &Account) -> GovResult<Money> {
+    pub async fn ledger_balance(&self, account: &Account) -> Result<Money> {
         Ok(Money::fen(self.read().await?.ledger_balance(&account.to_string()).await?))
     }
 
     /// The ledger transactions of a reference (`"order:…"`, `"penalty:…"`), oldest first.
-    pub async fn ledger_txns(&self, reference: &str) -> GovResult<Vec<Txn>> {
-        Ok(self.read().await?.ledger_txns(reference).await?)
+    pub async fn ledger_txns(&self, reference: &str) -> Result<Vec<Txn>> {
+        self.read().await?.ledger_txns(reference).await
     }
 
     /// Checks the ledger: every transaction sums to zero, every balance equals its entries, all
     /// balances sum to zero.
-    pub async fn ledger_audit(&self) -> GovResult<LedgerAudit> {
-        Ok(self.read().await?.ledger_audit().await?)
+    pub async fn ledger_audit(&self) -> Result<LedgerAudit> {
+        self.read().await?.ledger_audit().await
     }
 
     /// Applies the marketplace events governance has not seen yet; returns how many. Safe to run from
     /// several processes (each event's effect is idempotent) and after a crash (events come again).
-    pub async fn sync_governance(&self) -> GovResult<usize> {
+    pub async fn sync_governance(&self) -> Result<usize> {
         let mut total = 0;
         for _ in 0..100 {
             let events = self.read().await?.poll_events(CONSUMER, 100).await?;
@@ -132,7 +131,7 @@ impl Market {
             let mut done = Vec::new();
             let mut failure = None;
             for e in events {
-                match self.gov(|| self.on_event(&e)).await {
+                match self.retry(|| self.on_event(&e)).await {
                     Ok(()) => done.push(e.id.clone()),
                     Err(err) if err.is_retryable() => {
                         tracing::warn!(event = %e.id, kind = %e.event_type, error = %err, "governance will retry an event");
@@ -148,7 +147,7 @@ impl Market {
                 }
             }
             let n = done.len();
-            self.gov(|| async {
+            self.retry(|| async {
                 let mut tx = self.begin().await?;
                 tx.ack_events(CONSUMER, &done, self.now()).await?;
                 tx.commit().await?;
@@ -162,16 +161,18 @@ impl Market {
         }
         Ok(total)
     }
+}
 
+impl Market {
     pub(in crate::market::service) async fn sync_governance_logged(&self) {
-        if let Err(e) = self.sync_governance().await {
+        if let Err(e) = self.governance().sync_governance().await {
             tracing::warn!(error = %e, "governance sync stopped; the event will be retried");
         }
     }
 
-    async fn dead_letter(&self, e: &OutboxEvent, err: &GovError) -> GovResult<()> {
+    async fn dead_letter(&self, e: &OutboxEvent, err: &MarketError) -> Result<()> {
         let msg = err.to_string();
-        self.gov(|| async {
+        self.retry(|| async {
             let at = self.now();
             let mut tx = self.begin().await?;
             Agg::new("governance_event", &e.id, e.merchant_id.as_deref())
@@ -191,7 +192,7 @@ impl Market {
         .await
     }
 
-    async fn on_event(&self, e: &OutboxEvent) -> GovResult<()> {
+    async fn on_event(&self, e: &OutboxEvent) -> Result<()> {
         let order_id = || e.payload.get("order_id").and_then(|v| v.as_str()).map(str::to_string);
         match e.event_type.as_str() {
             "order.paid" => {
@@ -230,25 +231,6 @@ impl Market {
         Ok(())
     }
 
-    /// Runs one governance transaction again while it fails with a retryable error (bounded, jittered).
-    pub(in crate::market::service) async fn gov<T, F, Fut>(&self, mut f: F) -> GovResult<T>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = GovResult<T>>,
-    {
-        let mut attempt = 0u32;
-        loop {
-            match f().await {
-                Err(e) if e.is_retryable() && attempt < self.config().max_retries => {
-                    attempt += 1;
-                    let cap_ms = (2u64 << attempt.min(7)).min(200);
-                    tokio::time::sleep(Duration::from_millis(rand::random_range(cap_ms / 2..=cap_ms))).await;
-                }
-                other => return other,
-            }
-        }
-    }
-
     /// A governance deadline fired (inside the timer's transaction).
     pub(in crate::market::service) async fn fire_governance(
         &self,
@@ -259,15 +241,15 @@ impl Market {
         // Aggregate ids are namespaced (`deposit:…`, `settlement:…`) so that governance rows never mix
         // into a merchant's or an order's own audit trail and timers.
         let id = t.aggregate_id.split_once(':').map_or(t.aggregate_id.as_str(), |(_, id)| id);
-        let r = match t.aggregate_type.as_str() {
+
+        match t.aggregate_type.as_str() {
             "case" => self.case_deadline(tx, &t.aggregate_id, at).await,
             "deposit" => self.deposit_deadline(tx, id, at).await,
             "settlement" => self.settlement_deadline(tx, id, at).await,
             "restriction" => self.restriction_deadline(tx, t.merchant_id.as_deref().unwrap_or_default(), at).await,
             "fake_shipment" => self.fake_shipment_deadline(tx, id, at).await,
-            other => Err(GovError::invalid(format!("unknown governance timer {other}"))),
-        };
-        r.map_err(MarketError::from)
+            other => Err(MarketError::invalid(format!("unknown governance timer {other}"))),
+        }
     }
 
     /// A governance gateway call gave up (inside the timer's transaction): the aggregate records it.
@@ -278,51 +260,42 @@ impl Market {
         error: &str,
         at: DateTime<Utc>,
     ) -> Result<()> {
-        let r = match t.aggregate_type.as_str() {
+        match t.aggregate_type.as_str() {
             "deposit_refund" => deposits::deposit_refund_call_failed(tx, &t.aggregate_id, error, at).await,
             _ => Ok(()),
-        };
-        r.map_err(MarketError::from)
+        }
     }
 
     /// A governance gateway call (after commit, retried by the timer machinery).
     pub(in crate::market::service) async fn call_governance(&self, t: &Timer) -> Result<()> {
-        let r = match t.aggregate_type.as_str() {
+        match t.aggregate_type.as_str() {
             "profit_share" => self.call_profit_share(&t.aggregate_id).await,
             "compensation" => self.call_compensation(&t.aggregate_id).await,
             "deposit_refund" => self.call_deposit_refund(&t.aggregate_id).await,
-            other => Err(GovError::invalid(format!("unknown governance call {other}"))),
-        };
-        r.map_err(|e| match e {
-            GovError::Market(m) => m,
-            other => MarketError::Invalid(other.to_string()),
-        })
+            other => Err(MarketError::invalid(format!("unknown governance call {other}"))),
+        }
     }
 }
 
 // ---------------------------------------------------------------- helpers shared by the submodules
 
-pub(super) async fn config(tx: &mut dyn StoreTx) -> GovResult<GovernanceConfig> {
+pub(super) async fn config(tx: &mut dyn StoreTx) -> Result<GovernanceConfig> {
     match tx.gov_config(CONFIG_KEY).await? {
-        Some(body) => serde_json::from_str(&body).map_err(|e| {
-            GovError::Market(MarketError::Store {
-                message: format!("corrupt governance config: {e}"),
-                retryable: false,
-            })
-        }),
+        Some(body) => serde_json::from_str(&body)
+            .map_err(|e| MarketError::Store { message: format!("corrupt governance config: {e}"), retryable: false }),
         None => Ok(GovernanceConfig::default()),
     }
 }
 
-/// Posts a ledger transaction in `tx`; an overdraft is [`GovError::NegativeBalance`] (roll back).
-pub(super) async fn post(tx: &mut dyn StoreTx, t: &Txn, cfg: &GovernanceConfig) -> GovResult<()> {
+/// Posts a ledger transaction in `tx`; an overdraft is [`MarketError::NegativeBalance`] (roll back).
+pub(super) async fn post(tx: &mut dyn StoreTx, t: &Txn, cfg: &GovernanceConfig) -> Result<()> {
     match crate::market::store::governance::post(tx, t, &cfg.ledger).await? {
         Posted::Posted | Posted::Duplicate => Ok(()),
-        Posted::Negative { account, balance } => Err(GovError::NegativeBalance { account, balance }),
+        Posted::Negative { account, balance } => Err(MarketError::NegativeBalance { account, balance }),
     }
 }
 
-pub(super) async fn balance(tx: &mut dyn StoreTx, account: &Account) -> GovResult<Money> {
+pub(super) async fn balance(tx: &mut dyn StoreTx, account: &Account) -> Result<Money> {
     Ok(Money::fen(tx.ledger_balance(&account.to_string()).await?))
 }
 
@@ -348,7 +321,7 @@ pub(super) async fn record(
     tr: &Transition,
     event_type: &str,
     payload: serde_json::Value,
-) -> GovResult<()> {
+) -> Result<()> {
     let change = Change::new(&tr.note).reason(Some(&tr.note)).event(event_type, payload);
     let change = match &tr.from {
         Some(f) => change.states(f, &tr.to),
@@ -367,7 +340,7 @@ pub(super) async fn schedule(
     due: DateTime<Utc>,
     at: DateTime<Utc>,
     replace: bool,
-) -> GovResult<()> {
+) -> Result<()> {
     if replace {
         tx.cancel_timers(id, TimerAction::Governance, at).await?;
     }
@@ -382,7 +355,7 @@ pub(super) async fn schedule_call(
     id: &str,
     merchant: &str,
     at: DateTime<Utc>,
-) -> GovResult<Timer> {
+) -> Result<Timer> {
     let t = Timer {
         id: new_id(),
         merchant_id: Some(merchant.into()),
@@ -399,8 +372,8 @@ pub(super) async fn schedule_call(
     Ok(t)
 }
 
-pub(super) fn won(matched: bool, what: &str) -> GovResult<()> {
-    if matched { Ok(()) } else { Err(GovError::Market(MarketError::Conflict(what.to_string()))) }
+pub(super) fn won(matched: bool, what: &str) -> Result<()> {
+    if matched { Ok(()) } else { Err(MarketError::Conflict(what.to_string())) }
 }
 
 /// An order line's key in governance (`order_id:line_no`).

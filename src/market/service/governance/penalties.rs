@@ -1,6 +1,7 @@
 //! Penalties: detection from marketplace facts, confirmation with every effect, appeals that reverse
 //! them exactly, restrictions and the merchant status they imply.
 
+use crate::market::service::handles::Penalties;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -10,6 +11,7 @@ use super::status::sync_merchant_status;
 use super::{config, post, record, schedule, schedule_call, won};
 use crate::market::catalog::ProductStatus;
 use crate::market::clock::new_id;
+use crate::market::error::{MarketError, Result};
 use crate::market::events::{Actor, Timer};
 use crate::market::governance::aftersale::Payer;
 use crate::market::governance::penalty::{
@@ -17,7 +19,7 @@ use crate::market::governance::penalty::{
     detect_late_shipment, points_in_period,
 };
 use crate::market::governance::settlement::{Compensation, PayoutStatus};
-use crate::market::governance::{self as gov, GovError, GovResult, GovernanceConfig, Transition};
+use crate::market::governance::{self as gov, GovernanceConfig, Transition};
 use crate::market::money::Money;
 use crate::market::order::OrderStatus;
 use crate::market::service::{Agg, Change, Market};
@@ -36,7 +38,7 @@ pub struct PenaltyLog {
     pub records: Vec<PenaltyLogEntry>,
 }
 
-impl Market {
+impl Penalties<'_> {
     /// Files a manual violation (PendingReview until [`confirm_penalty`](Market::confirm_penalty)).
     pub async fn file_violation(
         &self,
@@ -45,24 +47,24 @@ impl Market {
         detail: &str,
         order_id: Option<&str>,
         product_ids: Vec<String>,
-    ) -> GovResult<Penalty> {
+    ) -> Result<Penalty> {
         if detail.trim().is_empty() || detail.chars().count() > 1000 || product_ids.len() > 100 {
-            return Err(GovError::invalid("a violation needs a detail of 1..=1000 characters and ≤ 100 products"));
+            return Err(MarketError::invalid("a violation needs a detail of 1..=1000 characters and ≤ 100 products"));
         }
         let id = new_id();
-        self.gov(|| async {
+        self.retry(|| async {
             let at = self.now();
             let mut tx = self.begin().await?;
             let cfg = config(&mut *tx).await?;
             let rule = cfg
                 .penalty
                 .rule(rule_code)
-                .ok_or_else(|| GovError::NotFound { entity: "penalty rule", id: rule_code.into() })?;
+                .ok_or_else(|| MarketError::NotFound { entity: "penalty rule", id: rule_code.into() })?;
             if rule.detection != Detection::Manual {
-                return Err(GovError::invalid(format!("rule {rule_code} is detected automatically")));
+                return Err(MarketError::invalid(format!("rule {rule_code} is detected automatically")));
             }
             if tx.merchant(merchant_id).await?.is_none() {
-                return Err(GovError::NotFound { entity: "merchant", id: merchant_id.into() });
+                return Err(MarketError::NotFound { entity: "merchant", id: merchant_id.into() });
             }
             let v = Violation {
                 rule_code: rule_code.into(),
@@ -76,7 +78,7 @@ impl Market {
                 detected_at: at,
             };
             let (p, timers) = apply_violation(&mut *tx, v, &cfg, gov::Actor::Platform, at, Some(&id)).await?;
-            let p = p.ok_or_else(|| GovError::AlreadyDone("violation"))?;
+            let p = p.ok_or_else(|| MarketError::AlreadyDone("violation"))?;
             tx.commit().await?;
             debug_assert!(timers.is_empty());
             Ok(p)
@@ -85,9 +87,9 @@ impl Market {
     }
 
     /// The platform confirms a manual violation: its effects apply.
-    pub async fn confirm_penalty(&self, penalty_id: &str) -> GovResult<Penalty> {
+    pub async fn confirm_penalty(&self, penalty_id: &str) -> Result<Penalty> {
         let (p, timers) = self
-            .gov(|| async {
+            .retry(|| async {
                 let at = self.now();
                 let mut tx = self.begin().await?;
                 let cfg = config(&mut *tx).await?;
@@ -102,18 +104,18 @@ impl Market {
     }
 
     /// The platform dismisses a manual violation in review.
-    pub async fn dismiss_penalty(&self, penalty_id: &str, note: &str) -> GovResult<Penalty> {
+    pub async fn dismiss_penalty(&self, penalty_id: &str, note: &str) -> Result<Penalty> {
         self.penalty_step(penalty_id, |p, _, at| p.dismiss(note, at), &Actor::Platform, "penalty.dismissed").await
     }
 
     /// The merchant appeals a confirmed penalty (within the appeal window).
-    pub async fn appeal_penalty(&self, merchant_id: &str, penalty_id: &str, reason: &str) -> GovResult<Penalty> {
+    pub async fn appeal_penalty(&self, merchant_id: &str, penalty_id: &str, reason: &str) -> Result<Penalty> {
         let actor = Actor::Merchant(merchant_id.into());
         self.penalty_step(
             penalty_id,
             |p, cfg, at| {
                 if p.merchant_id != merchant_id {
-                    return Err(GovError::NotFound { entity: "penalty", id: penalty_id.into() });
+                    return Err(MarketError::NotFound { entity: "penalty", id: penalty_id.into() });
                 }
                 p.appeal(reason, at, &cfg.penalty)
             },
@@ -125,7 +127,7 @@ impl Market {
 
     /// The platform decides an appeal: upheld reverses every effect of the penalty exactly (deposit,
     /// delistings, restrictions; its points and score deduction stop counting); rejected is final.
-    pub async fn decide_penalty_appeal(&self, penalty_id: &str, upheld: bool, note: &str) -> GovResult<Penalty> {
+    pub async fn decide_penalty_appeal(&self, penalty_id: &str, upheld: bool, note: &str) -> Result<Penalty> {
         if !upheld {
             return self
                 .penalty_step(
@@ -136,7 +138,7 @@ impl Market {
                 )
                 .await;
         }
-        self.gov(|| async {
+        self.retry(|| async {
             let at = self.now();
             let mut tx = self.begin().await?;
             let cfg = config(&mut *tx).await?;
@@ -178,16 +180,16 @@ impl Market {
     }
 
     /// A penalty.
-    pub async fn penalty(&self, penalty_id: &str) -> GovResult<Penalty> {
+    pub async fn penalty(&self, penalty_id: &str) -> Result<Penalty> {
         Ok(load(&mut *self.read().await?, penalty_id).await?.value)
     }
 
     /// A merchant's penalty log with its current score and points.
-    pub async fn penalty_log(&self, merchant_id: &str) -> GovResult<PenaltyLog> {
-        let cfg = self.governance_config().await?;
+    pub async fn penalty_log(&self, merchant_id: &str) -> Result<PenaltyLog> {
+        let cfg = self.governance().governance_config().await?;
         let now = self.now();
         let list = self.read().await?.penalties_of_merchant(merchant_id, DateTime::<Utc>::UNIX_EPOCH, 1000).await?;
-        let score = self.merchant_score(merchant_id).await?;
+        let score = self.governance().reviews().merchant_score(merchant_id).await?;
         Ok(PenaltyLog {
             current_score: score.score,
             points: points_in_period(&list, cfg.penalty.period, now),
@@ -196,33 +198,37 @@ impl Market {
     }
 
     /// A merchant's restrictions in force.
-    pub async fn merchant_restrictions(&self, merchant_id: &str) -> GovResult<Vec<gov::penalty::Restriction>> {
+    pub async fn merchant_restrictions(&self, merchant_id: &str) -> Result<Vec<gov::penalty::Restriction>> {
         let now = self.now();
         Ok(self.read().await?.restrictions_of(merchant_id).await?.into_iter().filter(|r| r.active(now)).collect())
     }
 
     /// The carrier's first scan of an order (from logistics tracking); a shipment without one becomes a
     /// fake-shipment penalty when the rule's hours pass.
-    pub async fn record_carrier_event(&self, order_id: &str, at: DateTime<Utc>) -> GovResult<()> {
-        self.gov(|| async {
+    pub async fn record_carrier_event(&self, order_id: &str, at: DateTime<Utc>) -> Result<()> {
+        self.retry(|| async {
             let mut tx = self.begin().await?;
-            let o =
-                tx.order(order_id).await?.ok_or_else(|| GovError::NotFound { entity: "order", id: order_id.into() })?;
+            let o = tx
+                .order(order_id)
+                .await?
+                .ok_or_else(|| MarketError::NotFound { entity: "order", id: order_id.into() })?;
             tx.put_carrier_event(&o.merchant_id, order_id, at).await?;
             tx.commit().await?;
             Ok(())
         })
         .await
     }
+}
 
+impl Market {
     async fn penalty_step(
         &self,
         penalty_id: &str,
-        step: impl Fn(&mut Penalty, &GovernanceConfig, DateTime<Utc>) -> GovResult<Transition>,
+        step: impl Fn(&mut Penalty, &GovernanceConfig, DateTime<Utc>) -> Result<Transition>,
         actor: &Actor,
         event: &str,
-    ) -> GovResult<Penalty> {
-        self.gov(|| async {
+    ) -> Result<Penalty> {
+        self.retry(|| async {
             let at = self.now();
             let mut tx = self.begin().await?;
             let cfg = config(&mut *tx).await?;
@@ -238,9 +244,9 @@ impl Market {
 
     /// `order.shipped` / `order.partially_shipped`: a late parcel is a late shipment; a full shipment
     /// starts the fake-shipment check.
-    pub(super) async fn on_shipped(&self, order_id: &str, late: bool, fully: bool) -> GovResult<()> {
+    pub(super) async fn on_shipped(&self, order_id: &str, late: bool, fully: bool) -> Result<()> {
         let timers = self
-            .gov(|| async {
+            .retry(|| async {
                 let at = self.now();
                 let mut tx = self.begin().await?;
                 let cfg = config(&mut *tx).await?;
@@ -280,9 +286,9 @@ impl Market {
     }
 
     /// `order.ship_overdue`: still unshipped at the deadline.
-    pub(super) async fn on_ship_overdue(&self, order_id: &str) -> GovResult<()> {
+    pub(super) async fn on_ship_overdue(&self, order_id: &str) -> Result<()> {
         let timers = self
-            .gov(|| async {
+            .retry(|| async {
                 let at = self.now();
                 let mut tx = self.begin().await?;
                 let cfg = config(&mut *tx).await?;
@@ -290,7 +296,7 @@ impl Market {
                 let o = tx
                     .order(order_id)
                     .await?
-                    .ok_or_else(|| GovError::NotFound { entity: "order", id: order_id.into() })?;
+                    .ok_or_else(|| MarketError::NotFound { entity: "order", id: order_id.into() })?;
                 if !matches!(o.status, OrderStatus::Paid | OrderStatus::PartiallyShipped) {
                     return Ok(Vec::new());
                 }
@@ -313,7 +319,7 @@ impl Market {
         tx: &mut dyn StoreTx,
         order_id: &str,
         at: DateTime<Utc>,
-    ) -> GovResult<()> {
+    ) -> Result<()> {
         let cfg = config(tx).await?;
         if !cfg.carrier_tracking {
             return Ok(());
@@ -337,7 +343,7 @@ impl Market {
         tx: &mut dyn StoreTx,
         merchant_id: &str,
         at: DateTime<Utc>,
-    ) -> GovResult<()> {
+    ) -> Result<()> {
         let cfg = config(tx).await?;
         for r in tx.restrictions_of(merchant_id).await? {
             if r.until.is_some_and(|u| u <= at) {
@@ -348,11 +354,11 @@ impl Market {
     }
 }
 
-async fn load(tx: &mut dyn StoreTx, id: &str) -> GovResult<Versioned<Penalty>> {
-    tx.penalty(id).await?.ok_or_else(|| GovError::NotFound { entity: "penalty", id: id.into() })
+async fn load(tx: &mut dyn StoreTx, id: &str) -> Result<Versioned<Penalty>> {
+    tx.penalty(id).await?.ok_or_else(|| MarketError::NotFound { entity: "penalty", id: id.into() })
 }
 
-async fn shipment_facts(tx: &mut dyn StoreTx, order_id: &str) -> GovResult<Option<ShipmentFacts>> {
+async fn shipment_facts(tx: &mut dyn StoreTx, order_id: &str) -> Result<Option<ShipmentFacts>> {
     let Some(o) = tx.order(order_id).await? else { return Ok(None) };
     let (Some(paid_at), Some(deadline)) = (o.paid_at, o.ship_deadline) else { return Ok(None) };
     let lines = tx.order_lines(&o.merchant_id, order_id).await?;
@@ -380,7 +386,7 @@ pub(super) async fn apply_violation(
     actor: gov::Actor,
     at: DateTime<Utc>,
     id: Option<&str>,
-) -> GovResult<(Option<Penalty>, Vec<Timer>)> {
+) -> Result<(Option<Penalty>, Vec<Timer>)> {
     let Some(rule) = cfg.penalty.rule(&v.rule_code).cloned() else {
         tracing::warn!(rule = %v.rule_code, "no penalty rule configured; violation ignored");
         return Ok((None, Vec::new()));
@@ -406,13 +412,13 @@ async fn confirm_in(
     cfg: &GovernanceConfig,
     actor: gov::Actor,
     at: DateTime<Utc>,
-) -> GovResult<(Penalty, Vec<Timer>)> {
+) -> Result<(Penalty, Vec<Timer>)> {
     let m = v.value.merchant_id.clone();
     let rule = cfg
         .penalty
         .rule(&v.value.rule_code)
         .cloned()
-        .ok_or_else(|| GovError::NotFound { entity: "penalty rule", id: v.value.rule_code.clone() })?;
+        .ok_or_else(|| MarketError::NotFound { entity: "penalty rule", id: v.value.rule_code.clone() })?;
     let deposit = ensure_deposit(tx, &m, cfg, at).await?;
     let others = tx.penalties_of_merchant(&m, cfg.penalty.period.start(at) - Duration::days(1), i64::MAX).await?;
     let ctx = PenaltyContext {
@@ -464,13 +470,7 @@ async fn confirm_in(
     Ok((v.value, timers))
 }
 
-async fn record_penalty(
-    tx: &mut dyn StoreTx,
-    p: &Penalty,
-    actor: &Actor,
-    tr: &Transition,
-    event: &str,
-) -> GovResult<()> {
+async fn record_penalty(tx: &mut dyn StoreTx, p: &Penalty, actor: &Actor, tr: &Transition, event: &str) -> Result<()> {
     record(
         tx,
         "penalty",
@@ -490,7 +490,7 @@ async fn force_delist(
     product_id: &str,
     penalty_id: &str,
     at: DateTime<Utc>,
-) -> GovResult<()> {
+) -> Result<()> {
     let Some(p) = tx.product(product_id).await? else { return Ok(()) };
     tx.insert_delisting(merchant_id, product_id, penalty_id, at).await?;
     if !p.status.can_become(ProductStatus::ForceDelisted) {
@@ -522,7 +522,7 @@ async fn relist(
     product_id: &str,
     penalty_id: &str,
     at: DateTime<Utc>,
-) -> GovResult<()> {
+) -> Result<()> {
     if tx.delisting_holds(merchant_id, product_id).await? > 0 {
         return Ok(());
     }

@@ -1,5 +1,6 @@
 //! Reviews and the merchant score.
 
+use crate::market::service::handles::Reviews;
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, Utc};
@@ -8,12 +9,13 @@ use serde_json::json;
 
 use super::{config, line_key, record, won};
 use crate::market::clock::new_id;
+use crate::market::error::{MarketError, Result};
 use crate::market::events::Actor;
+use crate::market::governance::Transition;
 use crate::market::governance::review::{Ratings, Review, ReviewStatus, ReviewableLine, TextVerdict, submit};
 use crate::market::governance::score::{
     DisputeSample, PenaltySample, ResponseSample, ReviewSample, ScoreCard, ScoreInputs, ShipmentSample, Stars, compute,
 };
-use crate::market::governance::{GovError, GovResult, Transition};
 use crate::market::service::Market;
 use crate::market::store::StoreTx;
 use crate::market::store::governance::Versioned;
@@ -35,16 +37,11 @@ pub struct ReviewRequest {
     pub images: Vec<String>,
 }
 
-impl Market {
+impl Reviews<'_> {
     /// The buyer reviews a received line. `verdict` is WeChat `msg_sec_check`'s suggestion for the text
     /// (the caller runs the check; [`TextVerdict::Pass`] for an empty text).
-    pub async fn submit_review(
-        &self,
-        buyer_openid: &str,
-        req: &ReviewRequest,
-        verdict: TextVerdict,
-    ) -> GovResult<Review> {
-        self.gov(|| async {
+    pub async fn submit_review(&self, buyer_openid: &str, req: &ReviewRequest, verdict: TextVerdict) -> Result<Review> {
+        self.retry(|| async {
             let at = self.now();
             let mut tx = self.begin().await?;
             let cfg = config(&mut *tx).await?;
@@ -52,12 +49,12 @@ impl Market {
                 .order(&req.order_id)
                 .await?
                 .filter(|o| o.buyer_openid == buyer_openid)
-                .ok_or_else(|| GovError::NotFound { entity: "order", id: req.order_id.clone() })?;
+                .ok_or_else(|| MarketError::NotFound { entity: "order", id: req.order_id.clone() })?;
             let lines = tx.order_lines(&o.merchant_id, &o.id).await?;
             let l = lines
                 .iter()
                 .find(|l| l.line_no == req.line_no)
-                .ok_or_else(|| GovError::NotFound { entity: "order line", id: line_key(&o.id, req.line_no) })?;
+                .ok_or_else(|| MarketError::NotFound { entity: "order line", id: line_key(&o.id, req.line_no) })?;
             let line = ReviewableLine {
                 line_id: line_key(&o.id, l.line_no),
                 order_id: o.id.clone(),
@@ -80,7 +77,7 @@ impl Market {
                 &cfg.review,
             )?;
             if !tx.insert_review(&r, req.line_no).await? {
-                return Err(GovError::AlreadyDone("review"));
+                return Err(MarketError::AlreadyDone("review"));
             }
             let tr = Transition {
                 from: None,
@@ -104,7 +101,7 @@ impl Market {
         text: &str,
         images: Vec<String>,
         verdict: TextVerdict,
-    ) -> GovResult<Review> {
+    ) -> Result<Review> {
         self.review_op(review_id, &Actor::Buyer(buyer_openid.into()), |r, cfg, at| {
             r.add_follow_up(buyer_openid, text, images.clone(), verdict, at, &cfg.review)?;
             Ok(note(r, "follow_up", at))
@@ -113,7 +110,7 @@ impl Market {
     }
 
     /// The merchant's one reply.
-    pub async fn reply_review(&self, merchant_id: &str, review_id: &str, text: &str) -> GovResult<Review> {
+    pub async fn reply_review(&self, merchant_id: &str, review_id: &str, text: &str) -> Result<Review> {
         self.review_op(review_id, &Actor::Merchant(merchant_id.into()), |r, _, at| {
             r.add_reply(merchant_id, text, at)?;
             Ok(note(r, "replied", at))
@@ -122,12 +119,12 @@ impl Market {
     }
 
     /// The platform moderates a review.
-    pub async fn moderate_review(&self, review_id: &str, to: ReviewStatus, why: &str) -> GovResult<Review> {
+    pub async fn moderate_review(&self, review_id: &str, to: ReviewStatus, why: &str) -> Result<Review> {
         self.review_op(review_id, &Actor::Platform, |r, _, at| r.moderate(to, why, at)).await
     }
 
     /// The author appeals a hidden or rejected review.
-    pub async fn appeal_review(&self, buyer_openid: &str, review_id: &str, reason: &str) -> GovResult<Review> {
+    pub async fn appeal_review(&self, buyer_openid: &str, review_id: &str, reason: &str) -> Result<Review> {
         self.review_op(review_id, &Actor::Buyer(buyer_openid.into()), |r, _, at| {
             r.appeal(buyer_openid, reason, at)?;
             Ok(note(r, "appealed", at))
@@ -136,7 +133,7 @@ impl Market {
     }
 
     /// The platform decides a review appeal (restore publishes it again; deny is final).
-    pub async fn decide_review_appeal(&self, review_id: &str, restore: bool) -> GovResult<Review> {
+    pub async fn decide_review_appeal(&self, review_id: &str, restore: bool) -> Result<Review> {
         self.review_op(review_id, &Actor::Platform, |r, _, at| {
             Ok(r.decide_appeal(restore, at)?.unwrap_or_else(|| note(r, "appeal_denied", at)))
         })
@@ -144,13 +141,13 @@ impl Market {
     }
 
     /// A review.
-    pub async fn review(&self, review_id: &str) -> GovResult<Review> {
+    pub async fn review(&self, review_id: &str) -> Result<Review> {
         let v = self.read().await?.review(review_id).await?;
-        Ok(v.ok_or_else(|| GovError::NotFound { entity: "review", id: review_id.into() })?.value)
+        Ok(v.ok_or_else(|| MarketError::NotFound { entity: "review", id: review_id.into() })?.value)
     }
 
     /// A merchant's reviews, newest first (published only unless `all`).
-    pub async fn merchant_reviews(&self, merchant_id: &str, all: bool, limit: i64) -> GovResult<Vec<Review>> {
+    pub async fn merchant_reviews(&self, merchant_id: &str, all: bool, limit: i64) -> Result<Vec<Review>> {
         let list = self
             .read()
             .await?
@@ -160,28 +157,30 @@ impl Market {
     }
 
     /// The merchant score now, with its components.
-    pub async fn merchant_score(&self, merchant_id: &str) -> GovResult<ScoreCard> {
+    pub async fn merchant_score(&self, merchant_id: &str) -> Result<ScoreCard> {
         let now = self.now();
         let mut tx = self.read().await?;
         let cfg = config(&mut *tx).await?;
         let inputs = score_inputs(&mut *tx, merchant_id, now, cfg.score.window_days).await?;
         Ok(compute(merchant_id, &inputs, now, &cfg.score))
     }
+}
 
+impl Market {
     async fn review_op(
         &self,
         review_id: &str,
         actor: &Actor,
-        op: impl Fn(&mut Review, &crate::market::governance::GovernanceConfig, DateTime<Utc>) -> GovResult<Transition>,
-    ) -> GovResult<Review> {
-        self.gov(|| async {
+        op: impl Fn(&mut Review, &crate::market::governance::GovernanceConfig, DateTime<Utc>) -> Result<Transition>,
+    ) -> Result<Review> {
+        self.retry(|| async {
             let at = self.now();
             let mut tx = self.begin().await?;
             let cfg = config(&mut *tx).await?;
             let mut v: Versioned<Review> = tx
                 .review(review_id)
                 .await?
-                .ok_or_else(|| GovError::NotFound { entity: "review", id: review_id.into() })?;
+                .ok_or_else(|| MarketError::NotFound { entity: "review", id: review_id.into() })?;
             let tr = op(&mut v.value, &cfg, at)?;
             won(tx.update_review(&v.value, v.version).await?, "review")?;
             record_review(&mut *tx, &v.value, actor, &tr).await?;
@@ -202,7 +201,7 @@ fn note(r: &Review, what: &str, at: DateTime<Utc>) -> Transition {
     }
 }
 
-async fn record_review(tx: &mut dyn StoreTx, r: &Review, actor: &Actor, tr: &Transition) -> GovResult<()> {
+async fn record_review(tx: &mut dyn StoreTx, r: &Review, actor: &Actor, tr: &Transition) -> Result<()> {
     record(
         tx,
         "review",
@@ -225,7 +224,7 @@ pub(super) async fn score_inputs(
     merchant_id: &str,
     now: DateTime<Utc>,
     window_days: i64,
-) -> GovResult<ScoreInputs> {
+) -> Result<ScoreInputs> {
     let since = now - Duration::days(window_days);
     let flagged: BTreeSet<String> = tx.flagged_orders(merchant_id).await?.into_iter().collect();
     let refunded: BTreeSet<String> = tx

@@ -1,9 +1,11 @@
 //! Settlement per merchant order, profit sharing (分账), promoter commission and commission rules.
 
+use crate::market::service::handles::Settlements;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 
 use super::{config, line_key, post, record, schedule, schedule_call, won};
+use crate::market::error::{MarketError, Result};
 use crate::market::events::{Actor, Timer};
 use crate::market::gateway::{CompensationRequest, ProfitShareReceiver, ProfitShareRequest};
 use crate::market::governance::aftersale::Payer;
@@ -13,18 +15,18 @@ use crate::market::governance::settlement::{
     Attribution, AttributionState, Click, PayoutStatus, ProfitShare, PromoterShare, ReceiverKind, Settlement,
     SettlementLine, SettlementState, ShareRequest, ShareStatus, attribute,
 };
-use crate::market::governance::{GovError, GovResult, GovernanceConfig, Transition};
+use crate::market::governance::{GovernanceConfig, Transition};
 use crate::market::money::Money;
 use crate::market::payment::PayMode;
 use crate::market::service::Market;
 use crate::market::store::StoreTx;
 
-impl Market {
+impl Settlements<'_> {
     /// Adds or replaces a commission rule (validated; a change bumps its version). Orders already paid
     /// keep the snapshot they were sold under.
-    pub async fn put_commission_rule(&self, rule: CommissionRule) -> GovResult<CommissionRule> {
+    pub async fn put_commission_rule(&self, rule: CommissionRule) -> Result<CommissionRule> {
         rule.validate()?;
-        self.gov(|| async {
+        self.retry(|| async {
             let at = self.now();
             let mut rule = rule.clone();
             let mut tx = self.begin().await?;
@@ -50,24 +52,24 @@ impl Market {
     }
 
     /// Every commission rule.
-    pub async fn commission_rules(&self) -> GovResult<Vec<CommissionRule>> {
-        Ok(self.read().await?.commission_rules().await?)
+    pub async fn commission_rules(&self) -> Result<Vec<CommissionRule>> {
+        self.read().await?.commission_rules().await
     }
 
     /// The settlement of a merchant order.
-    pub async fn settlement(&self, order_id: &str) -> GovResult<Settlement> {
+    pub async fn settlement(&self, order_id: &str) -> Result<Settlement> {
         let v = self.read().await?.settlement(order_id).await?;
-        Ok(v.ok_or_else(|| GovError::NotFound { entity: "settlement", id: order_id.into() })?.value)
+        Ok(v.ok_or_else(|| MarketError::NotFound { entity: "settlement", id: order_id.into() })?.value)
     }
 
     /// A merchant's settlements, newest first.
-    pub async fn merchant_settlements(&self, merchant_id: &str, limit: i64) -> GovResult<Vec<Settlement>> {
-        Ok(self.read().await?.settlements_of(merchant_id, limit.clamp(1, 500)).await?)
+    pub async fn merchant_settlements(&self, merchant_id: &str, limit: i64) -> Result<Vec<Settlement>> {
+        self.read().await?.settlements_of(merchant_id, limit.clamp(1, 500)).await
     }
 
     /// Pays a released settlement's net out to the merchant (refused while payouts are restricted).
-    pub async fn payout_settlement(&self, merchant_id: &str, order_id: &str) -> GovResult<Settlement> {
-        self.gov(|| async {
+    pub async fn payout_settlement(&self, merchant_id: &str, order_id: &str) -> Result<Settlement> {
+        self.retry(|| async {
             let at = self.now();
             let mut tx = self.begin().await?;
             let cfg = config(&mut *tx).await?;
@@ -75,11 +77,11 @@ impl Market {
                 .settlement(order_id)
                 .await?
                 .filter(|s| s.value.merchant_id == merchant_id)
-                .ok_or_else(|| GovError::NotFound { entity: "settlement", id: order_id.into() })?;
+                .ok_or_else(|| MarketError::NotFound { entity: "settlement", id: order_id.into() })?;
             let m = tx
                 .merchant(merchant_id)
                 .await?
-                .ok_or_else(|| GovError::NotFound { entity: "merchant", id: merchant_id.into() })?;
+                .ok_or_else(|| MarketError::NotFound { entity: "merchant", id: merchant_id.into() })?;
             let (t, tr) = s.value.payout(!m.can_payout(), at)?;
             if !t.is_empty() {
                 post(&mut *tx, &t.build(format!("payout:{order_id}"), at)?, &cfg).await?;
@@ -93,13 +95,13 @@ impl Market {
     }
 
     /// A buyer followed a promoter's share link (attribution is decided when an order is paid).
-    pub async fn record_click(&self, buyer_openid: &str, promoter_id: &str, share_token: &str) -> GovResult<()> {
+    pub async fn record_click(&self, buyer_openid: &str, promoter_id: &str, share_token: &str) -> Result<()> {
         for (name, v) in [("buyer", buyer_openid), ("promoter", promoter_id), ("share_token", share_token)] {
             if v.is_empty() || v.len() > 128 {
-                return Err(GovError::invalid(format!("{name} must be 1..=128 characters")));
+                return Err(MarketError::invalid(format!("{name} must be 1..=128 characters")));
             }
         }
-        self.gov(|| async {
+        self.retry(|| async {
             let at = self.now();
             let mut tx = self.begin().await?;
             let c = Click { promoter_id: promoter_id.into(), share_token: share_token.into(), at };
@@ -120,34 +122,35 @@ impl Market {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> wxshop::market::governance::GovResult<()> {
+    /// # async fn main() -> wxshop::market::Result<()> {
     /// use wxshop::market::{Market, RecordingGateway, store};
     /// let gw = std::sync::Arc::new(RecordingGateway::default());
     /// let market = Market::builder(store::open("sqlite::memory:").await?).payments(gw.clone()).shipping(gw).build()?;
-    /// let alice = market.promoter_id("o-alice").await?;
+    /// let alice = market.governance().settlements().promoter_id("o-alice").await?;
     /// assert_eq!(alice, 1);
-    /// assert_eq!(market.promoter_id("o-alice").await?, 1, "the same openid, the same id");
-    /// assert_eq!(market.promoter_id("o-bob").await?, 2);
+    /// assert_eq!(market.governance().settlements().promoter_id("o-alice").await?, 1, "the same openid, the same id");
+    /// assert_eq!(market.governance().settlements().promoter_id("o-bob").await?, 2);
     /// // A referral token carries the id; the click and the profit share need the openid.
-    /// assert_eq!(market.promoter_openid(alice).await?.as_deref(), Some("o-alice"));
-    /// assert_eq!(market.promoter_openid(99).await?, None);
+    /// assert_eq!(market.governance().settlements().promoter_openid(alice).await?.as_deref(), Some("o-alice"));
+    /// assert_eq!(market.governance().settlements().promoter_openid(99).await?, None);
     /// # Ok(()) }
     /// ```
-    pub async fn promoter_id(&self, openid: &str) -> GovResult<u64> {
+    pub async fn promoter_id(&self, openid: &str) -> Result<u64> {
         if openid.is_empty() || openid.len() > 128 {
-            return Err(GovError::invalid("openid must be 1..=128 characters"));
+            return Err(MarketError::invalid("openid must be 1..=128 characters"));
         }
         // Every share asks: answer a known promoter without taking the write lock.
         if let Some(id) = self.read().await?.promoter_id(openid).await? {
             return promoter_u64(id);
         }
-        self.gov(|| async {
+        self.retry(|| async {
             let mut tx = self.begin().await?;
             tx.insert_promoter(openid, self.now()).await?;
             // Absent after the insert: another transaction took the same next id first; retry.
-            let id = tx.promoter_id(openid).await?.ok_or_else(|| {
-                GovError::Market(crate::market::MarketError::Conflict(format!("promoter id of {openid}")))
-            })?;
+            let id = tx
+                .promoter_id(openid)
+                .await?
+                .ok_or_else(|| crate::market::MarketError::Conflict(format!("promoter id of {openid}")))?;
             tx.commit().await?;
             promoter_u64(id)
         })
@@ -155,19 +158,26 @@ impl Market {
     }
 
     /// The openid of a promoter id ([`Market::promoter_id`]); `None` if no buyer has that id.
-    pub async fn promoter_openid(&self, id: u64) -> GovResult<Option<String>> {
+    pub async fn promoter_openid(&self, id: u64) -> Result<Option<String>> {
         let Ok(id) = i64::try_from(id) else { return Ok(None) };
-        Ok(self.read().await?.promoter_openid(id).await?)
+        self.read().await?.promoter_openid(id).await
     }
 
     /// The promoter attribution of an order.
-    pub async fn attribution(&self, order_id: &str) -> GovResult<Option<Attribution>> {
+    pub async fn attribution(&self, order_id: &str) -> Result<Option<Attribution>> {
         Ok(self.read().await?.attribution_of(order_id).await?.map(|v| v.value))
     }
 
+    /// The profit-sharing record of a merchant order's settlement (`None` until it is released).
+    pub async fn profit_share_of(&self, order_id: &str) -> Result<Option<ProfitShare>> {
+        self.read().await?.profit_share(&share_no(order_id)).await
+    }
+}
+
+impl Market {
     /// `order.paid`: opens the settlement.
-    pub(super) async fn open_settlement(&self, order_id: &str) -> GovResult<()> {
-        self.gov(|| async {
+    pub(super) async fn open_settlement(&self, order_id: &str) -> Result<()> {
+        self.retry(|| async {
             let at = self.now();
             let mut tx = self.begin().await?;
             let cfg = config(&mut *tx).await?;
@@ -179,8 +189,8 @@ impl Market {
     }
 
     /// `order.received`: the after-sale window starts.
-    pub(super) async fn on_received(&self, order_id: &str) -> GovResult<()> {
-        self.gov(|| async {
+    pub(super) async fn on_received(&self, order_id: &str) -> Result<()> {
+        self.retry(|| async {
             let at = self.now();
             let mut tx = self.begin().await?;
             let cfg = config(&mut *tx).await?;
@@ -200,9 +210,9 @@ impl Market {
     }
 
     /// `order.completed`: the after-sale window closed; release unless a case is open.
-    pub(super) async fn on_completed(&self, order_id: &str) -> GovResult<()> {
+    pub(super) async fn on_completed(&self, order_id: &str) -> Result<()> {
         let timers = self
-            .gov(|| async {
+            .retry(|| async {
                 let now = self.now();
                 let mut tx = self.begin().await?;
                 let cfg = config(&mut *tx).await?;
@@ -225,22 +235,17 @@ impl Market {
         tx: &mut dyn StoreTx,
         order_id: &str,
         at: DateTime<Utc>,
-    ) -> GovResult<()> {
+    ) -> Result<()> {
         let cfg = config(tx).await?;
         settle_in(tx, order_id, &cfg, at).await?;
         Ok(())
-    }
-
-    /// The profit-sharing record of a merchant order's settlement (`None` until it is released).
-    pub async fn profit_share_of(&self, order_id: &str) -> GovResult<Option<ProfitShare>> {
-        Ok(self.read().await?.profit_share(&share_no(order_id)).await?)
     }
 
     /// The profit-sharing call of a release. Who shares is who collected the payment: a sub-merchant
     /// for its own partner-mode payment (commission to the platform, fees to promoters); the
     /// platform's own merchant id for JSAPI and combined payments, which already holds the commission,
     /// so only promoters are shared to (and with none, the rest is just unfrozen).
-    pub(super) async fn call_profit_share(&self, out_order_no: &str) -> GovResult<()> {
+    pub(super) async fn call_profit_share(&self, out_order_no: &str) -> Result<()> {
         let (p, sub_mchid, cfg) = {
             let mut tx = self.read().await?;
             let cfg = config(&mut *tx).await?;
@@ -288,7 +293,7 @@ impl Market {
             unfreeze_unsplit: p.request.unfreeze_unsplit,
         };
         let ticket = self.inner.pay.profit_share(&req).await.map_err(crate::market::MarketError::from)?;
-        self.gov(|| async {
+        self.retry(|| async {
             let at = self.now();
             let mut tx = self.begin().await?;
             let Some(cur) = tx.profit_share(out_order_no).await? else { return Ok(()) };
@@ -323,7 +328,7 @@ impl Market {
 
     /// The compensation call of a deposit deduction or a platform advance: paid at once, or (merchant
     /// transfers) a bill the buyer confirms, recorded on the compensation until its notification.
-    pub(super) async fn call_compensation(&self, id: &str) -> GovResult<()> {
+    pub(super) async fn call_compensation(&self, id: &str) -> Result<()> {
         let (c, sub_mchid, current) = {
             let mut tx = self.read().await?;
             let Some(c) = tx.compensation(id).await? else { return Ok(()) };
@@ -384,7 +389,7 @@ pub(super) async fn open_settlement_in(
     order_id: &str,
     cfg: &GovernanceConfig,
     at: DateTime<Utc>,
-) -> GovResult<()> {
+) -> Result<()> {
     if tx.settlement(order_id).await?.is_some() {
         return Ok(());
     }
@@ -463,12 +468,12 @@ pub(super) async fn refund_from_settlement(
     refund_id: &str,
     cfg: &GovernanceConfig,
     at: DateTime<Utc>,
-) -> GovResult<()> {
+) -> Result<()> {
     open_settlement_in(tx, order_id, cfg, at).await?;
     let mut s = tx
         .settlement(order_id)
         .await?
-        .ok_or_else(|| GovError::NotFound { entity: "settlement", id: order_id.into() })?;
+        .ok_or_else(|| MarketError::NotFound { entity: "settlement", id: order_id.into() })?;
     let t = s.value.refund(line_id, amount, at)?;
     post(tx, &t.build(format!("refund:{refund_id}"), at)?, cfg).await?;
     won(tx.update_settlement(&s.value, s.version).await?, "settlement")
@@ -483,7 +488,7 @@ pub(super) async fn book_order_refund(
     refund_id: &str,
     cfg: &GovernanceConfig,
     at: DateTime<Utc>,
-) -> GovResult<()> {
+) -> Result<()> {
     open_settlement_in(tx, order_id, cfg, at).await?;
     let Some(mut s) = tx.settlement(order_id).await? else { return Ok(()) };
     let weights: Vec<i64> = s.value.lines.iter().map(|l| (l.amount.as_fen() - l.refunded.as_fen()).max(0)).collect();
@@ -521,7 +526,7 @@ pub(super) async fn on_case_closed(
     order_id: &str,
     cfg: &GovernanceConfig,
     at: DateTime<Utc>,
-) -> GovResult<Vec<Timer>> {
+) -> Result<Vec<Timer>> {
     settle_in(tx, order_id, cfg, at).await
 }
 
@@ -532,7 +537,7 @@ pub(super) async fn settle_in(
     order_id: &str,
     cfg: &GovernanceConfig,
     at: DateTime<Utc>,
-) -> GovResult<Vec<Timer>> {
+) -> Result<Vec<Timer>> {
     let Some(mut s) = tx.settlement(order_id).await? else { return Ok(Vec::new()) };
     if s.value.state != SettlementState::Frozen {
         return Ok(Vec::new());
@@ -576,12 +581,7 @@ pub(super) async fn settle_in(
 }
 
 /// Profit sharing finished: the promoters' shares reached them.
-async fn pay_promoters(
-    tx: &mut dyn StoreTx,
-    p: &ProfitShare,
-    cfg: &GovernanceConfig,
-    at: DateTime<Utc>,
-) -> GovResult<()> {
+async fn pay_promoters(tx: &mut dyn StoreTx, p: &ProfitShare, cfg: &GovernanceConfig, at: DateTime<Utc>) -> Result<()> {
     if let Some(mut a) = tx.attribution_of(&p.order_id).await?
         && a.value.state == AttributionState::Payable
     {
@@ -592,7 +592,7 @@ async fn pay_promoters(
     Ok(())
 }
 
-async fn record_settlement(tx: &mut dyn StoreTx, s: &Settlement, actor: &Actor, tr: &Transition) -> GovResult<()> {
+async fn record_settlement(tx: &mut dyn StoreTx, s: &Settlement, actor: &Actor, tr: &Transition) -> Result<()> {
     record(
         tx,
         "settlement",
@@ -606,11 +606,9 @@ async fn record_settlement(tx: &mut dyn StoreTx, s: &Settlement, actor: &Actor, 
     .await
 }
 
-fn promoter_u64(id: i64) -> GovResult<u64> {
-    u64::try_from(id).map_err(|_| {
-        GovError::Market(crate::market::MarketError::Store {
-            message: format!("corrupt promoter id {id}"),
-            retryable: false,
-        })
+fn promoter_u64(id: i64) -> Result<u64> {
+    u64::try_from(id).map_err(|_| crate::market::MarketError::Store {
+        message: format!("corrupt promoter id {id}"),
+        retryable: false,
     })
 }

@@ -5,9 +5,10 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::won;
+use crate::market::error::Result;
 use crate::market::events::Actor;
+use crate::market::governance::GovernanceConfig;
 use crate::market::governance::penalty::RestrictionKind;
-use crate::market::governance::{GovResult, GovernanceConfig};
 use crate::market::merchant::{MerchantStatus, Restrictions};
 use crate::market::service::{Agg, Change};
 use crate::market::store::StoreTx;
@@ -25,7 +26,7 @@ pub(super) async fn sync_merchant_status(
     merchant_id: &str,
     _cfg: &GovernanceConfig,
     at: DateTime<Utc>,
-) -> GovResult<()> {
+) -> Result<()> {
     let Some(cur) = tx.merchant(merchant_id).await? else { return Ok(()) };
     if !matches!(cur.status, MerchantStatus::Active | MerchantStatus::Restricted | MerchantStatus::Suspended) {
         return Ok(());

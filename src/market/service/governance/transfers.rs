@@ -7,6 +7,7 @@
 //! `wx.requestMerchantTransfer`); `SUCCESS` concludes the compensation once, `FAIL` or `CANCELLED`
 //! marks it Failed with the reason — still owed — until the platform re-issues it as a new bill.
 
+use crate::market::service::handles::Transfers;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -14,11 +15,11 @@ use serde_json::json;
 use super::aftersales::compensation_paid_in;
 use super::{config, schedule_call, won};
 use crate::market::clock::new_id;
-use crate::market::error::MarketError;
+use crate::market::error::{MarketError, Result};
 use crate::market::events::Actor;
 use crate::market::gateway::{CompensationTicket, TransferNotice, TransferOutcome, TransferQuery};
 use crate::market::governance::settlement::{Compensation, CompensationTransfer, PayoutStatus};
-use crate::market::governance::{GovError, GovResult};
+
 use crate::market::service::timers::ReconcileReport;
 use crate::market::service::{Agg, Change, Market};
 use crate::market::store::StoreTx;
@@ -48,17 +49,17 @@ pub struct CompensationView {
     pub transfer: Option<CompensationTransfer>,
 }
 
-impl Market {
+impl Transfers<'_> {
     /// Applies a verified `MCHTRANSFER.BILL.FINISHED` notification (or a query's answer): `SUCCESS`
     /// pays the compensation exactly once (clearing the buyer's payable and concluding its case);
     /// `FAIL` or `CANCELLED` marks it Failed with the reason, still owed, for
     /// [`Market::reissue_compensation`]. Deduplicated by `notify_id`; amount and payee must match the
-    /// compensation. A bill this market did not ask for is [`GovError::NotFound`].
-    pub async fn handle_transfer_notice(&self, n: &TransferNotice) -> GovResult<TransferNoticeOutcome> {
+    /// compensation. A bill this market did not ask for is [`MarketError::NotFound`].
+    pub async fn handle_transfer_notice(&self, n: &TransferNotice) -> Result<TransferNoticeOutcome> {
         if n.notify_id.is_empty() || n.out_bill_no.is_empty() || n.transfer_bill_no.is_empty() {
-            return Err(GovError::invalid("notify_id, out_bill_no and transfer_bill_no are required"));
+            return Err(MarketError::invalid("notify_id, out_bill_no and transfer_bill_no are required"));
         }
-        self.gov(|| async {
+        self.retry(|| async {
             let at = self.now();
             let mut tx = self.begin().await?;
             if !tx.insert_notice(&n.notify_id, &n.out_bill_no, &n.transfer_bill_no, at).await? {
@@ -67,13 +68,13 @@ impl Market {
             let t = tx
                 .compensation_transfer(&n.out_bill_no)
                 .await?
-                .ok_or_else(|| GovError::NotFound { entity: "compensation transfer", id: n.out_bill_no.clone() })?;
+                .ok_or_else(|| MarketError::NotFound { entity: "compensation transfer", id: n.out_bill_no.clone() })?;
             let c = tx
                 .compensation(&t.compensation_id)
                 .await?
-                .ok_or_else(|| GovError::NotFound { entity: "compensation", id: t.compensation_id.clone() })?;
+                .ok_or_else(|| MarketError::NotFound { entity: "compensation", id: t.compensation_id.clone() })?;
             if n.amount != c.amount || n.openid != c.buyer_id {
-                return Err(GovError::Market(MarketError::PaymentMismatch {
+                return Err(MarketError::PaymentMismatch {
                     out_trade_no: n.out_bill_no.clone(),
                     reason: format!(
                         "transfer of {} fen to {} does not match compensation {} of {} fen to {}",
@@ -83,7 +84,7 @@ impl Market {
                         c.amount.as_fen(),
                         c.buyer_id
                     ),
-                }));
+                });
             }
             let latest = tx.compensation_transfers(&c.id).await?.last().map(|x| x.out_bill_no.clone());
             let outcome = apply_outcome(&mut *tx, &c, t, n, latest.as_deref() == Some(&n.out_bill_no), at).await?;
@@ -95,18 +96,18 @@ impl Market {
 
     /// Re-issues a Failed compensation as a new merchant transfer (a new `out_bill_no`), and calls
     /// WeChat Pay. Idempotent: a compensation already Requested again (or still waiting) is returned
-    /// as it is; a paid one is [`GovError::AlreadyDone`].
-    pub async fn reissue_compensation(&self, id: &str) -> GovResult<CompensationView> {
+    /// as it is; a paid one is [`MarketError::AlreadyDone`].
+    pub async fn reissue_compensation(&self, id: &str) -> Result<CompensationView> {
         let timers = self
-            .gov(|| async {
+            .retry(|| async {
                 let at = self.now();
                 let mut tx = self.begin().await?;
                 let c = tx
                     .compensation(id)
                     .await?
-                    .ok_or_else(|| GovError::NotFound { entity: "compensation", id: id.into() })?;
+                    .ok_or_else(|| MarketError::NotFound { entity: "compensation", id: id.into() })?;
                 match c.status {
-                    PayoutStatus::Succeeded => return Err(GovError::AlreadyDone("compensation paid")),
+                    PayoutStatus::Succeeded => return Err(MarketError::AlreadyDone("compensation paid")),
                     PayoutStatus::Requested => return Ok(Vec::new()),
                     PayoutStatus::Failed => {}
                 }
@@ -150,17 +151,19 @@ impl Market {
     }
 
     /// A compensation and its latest transfer.
-    pub async fn compensation_view(&self, id: &str) -> GovResult<CompensationView> {
+    pub async fn compensation_view(&self, id: &str) -> Result<CompensationView> {
         let mut tx = self.read().await?;
-        let compensation =
-            tx.compensation(id).await?.ok_or_else(|| GovError::NotFound { entity: "compensation", id: id.into() })?;
+        let compensation = tx
+            .compensation(id)
+            .await?
+            .ok_or_else(|| MarketError::NotFound { entity: "compensation", id: id.into() })?;
         let transfer = tx.compensation_transfers(id).await?.pop();
         Ok(CompensationView { compensation, transfer })
     }
 
     /// A buyer's compensations (newest first, at most 100) with their latest transfers: those
     /// waiting carry the `package_info` for `wx.requestMerchantTransfer`.
-    pub async fn buyer_compensations(&self, buyer_openid: &str) -> GovResult<Vec<CompensationView>> {
+    pub async fn buyer_compensations(&self, buyer_openid: &str) -> Result<Vec<CompensationView>> {
         let mut tx = self.read().await?;
         let mut out = Vec::new();
         for compensation in tx.compensations_of_buyer(buyer_openid, 100).await? {
@@ -173,7 +176,7 @@ impl Market {
     /// Reconciles lost transfer notifications: asks the payment gateway about every compensation
     /// transfer WeChat Pay accepted that is not final yet, and applies each final answer exactly like
     /// a notification ([`Market::handle_transfer_notice`]). Safe to run from several processes.
-    pub async fn reconcile_pending_transfers(&self, now: DateTime<Utc>) -> GovResult<ReconcileReport> {
+    pub async fn reconcile_pending_transfers(&self, now: DateTime<Utc>) -> Result<ReconcileReport> {
         let mut report = ReconcileReport::default();
         let pending = self.read().await?.pending_compensation_transfers(RECONCILE_LIMIT).await?;
         for t in pending.into_iter().filter(|t| t.updated_at <= now) {
@@ -196,7 +199,9 @@ impl Market {
         }
         Ok(report)
     }
+}
 
+impl Market {
     /// WeChat Pay accepted (or refused at once) the transfer of compensation `c` as `out_bill_no`:
     /// records the bill, and applies a final state at once.
     pub(super) async fn transfer_accepted(
@@ -204,9 +209,9 @@ impl Market {
         c: &Compensation,
         out_bill_no: &str,
         ticket: &CompensationTicket,
-    ) -> GovResult<()> {
+    ) -> Result<()> {
         let state = ticket.state.clone().unwrap_or_default();
-        self.gov(|| async {
+        self.retry(|| async {
             let at = self.now();
             let mut tx = self.begin().await?;
             let Some(cur) = tx.compensation(&c.id).await? else { return Ok(()) };
@@ -289,7 +294,7 @@ async fn apply_outcome(
     n: &TransferNotice,
     latest: bool,
     at: DateTime<Utc>,
-) -> GovResult<TransferNoticeOutcome> {
+) -> Result<TransferNoticeOutcome> {
     let cfg = config(tx).await?;
     if !t.is_final() {
         let from = t.state.clone();
