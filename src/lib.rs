@@ -10,6 +10,7 @@
 //! - [`crypto`]: every signature and cipher WeChat uses.
 //! - [`mp`]: mini-program server APIs ([`mp::Client`]).
 //! - [`push`]: inbound message push (verification, decryption, typed messages).
+//! - [`dedupe`]: processing each notification and push once (claim, complete, release).
 //! - [`pay`]: WeChat Pay API v3.
 //! - `market`: the marketplace (feature `market`).
 //! - `emulator`: the local WeChat + WeChat Pay emulator (feature `emulator`).
@@ -21,6 +22,7 @@ mod macros;
 
 pub mod config;
 pub mod crypto;
+pub mod dedupe;
 pub mod error;
 pub mod http;
 pub mod mp;

@@ -834,8 +834,9 @@ async fn api_keys_are_random_scoped_revocable_and_rotate(e: Env) {
 }
 
 async fn claims_are_shared_by_instances_and_expire(e: Env) {
-    use wxshop::push::dedupe::DedupeStore;
+    use wxshop::dedupe::{Claim, DedupeStore};
     let m = &e.market;
+    let ttl = Duration::from_secs(600);
     // A second instance over the same database.
     let other = Market::builder(m.store().clone())
         .payments(e.gw.clone())
@@ -844,21 +845,107 @@ async fn claims_are_shared_by_instances_and_expire(e: Env) {
         .build()
         .unwrap();
     let (here, there) = (m.ops().claims("push"), other.ops().claims("push"));
-    assert!(here.claim("msg:1", Duration::from_secs(600)).await.unwrap());
-    assert!(!there.claim("msg:1", Duration::from_secs(600)).await.unwrap());
+    assert_eq!(here.claim("msg:1", ttl).await.unwrap(), Claim::Fresh);
+    assert_eq!(there.claim("msg:1", ttl).await.unwrap(), Claim::InProgress);
     // Scopes are apart.
-    assert!(other.ops().claims("open-push").claim("msg:1", Duration::from_secs(600)).await.unwrap());
+    assert_eq!(other.ops().claims("open-push").claim("msg:1", ttl).await.unwrap(), Claim::Fresh);
     // A released claim (the handler failed) can be taken again.
     there.release("msg:1").await.unwrap();
-    assert!(there.claim("msg:1", Duration::from_secs(600)).await.unwrap());
-    // An expired one too, and pruning deletes expired rows only.
-    assert!(here.claim("msg:2", Duration::from_secs(60)).await.unwrap());
+    assert_eq!(there.claim("msg:1", ttl).await.unwrap(), Claim::Fresh);
+    // A completed one is done, on every instance, until it expires.
+    there.complete("msg:1").await.unwrap();
+    assert_eq!(here.claim("msg:1", ttl).await.unwrap(), Claim::Done);
+    assert_eq!(there.claim("msg:1", ttl).await.unwrap(), Claim::Done);
+    assert_eq!(other.ops().claims("open-push").claim("msg:1", ttl).await.unwrap(), Claim::InProgress);
+    // Completing a key no one holds does not claim it.
+    here.complete("msg:never").await.unwrap();
+    assert_eq!(here.claim("msg:never", ttl).await.unwrap(), Claim::Fresh);
+    // An expired claim is fresh again, done or not, and pruning deletes expired rows only.
+    assert_eq!(here.claim("msg:2", Duration::from_secs(60)).await.unwrap(), Claim::Fresh);
+    here.complete("msg:2").await.unwrap();
     e.clock.advance(Duration::from_secs(61));
-    assert!(here.claim("msg:2", Duration::from_secs(60)).await.unwrap());
+    assert_eq!(here.claim("msg:2", Duration::from_secs(60)).await.unwrap(), Claim::Fresh);
+    assert_eq!(here.claim("msg:2", Duration::from_secs(60)).await.unwrap(), Claim::InProgress);
     e.clock.advance(Duration::from_secs(30 * 86_400));
     let report = m.ops().prune(&Retention::default()).await.unwrap();
-    assert_eq!(report.claims, 3);
-    assert!(here.claim("msg:1", Duration::from_secs(600)).await.unwrap());
+    assert_eq!(report.claims, 4);
+    assert_eq!(here.claim("msg:1", ttl).await.unwrap(), Claim::Fresh);
+}
+
+/// Pay notifications over the market's claims: a failed callback releases its claim, so the redelivery
+/// (here on another instance) applies it; every later redelivery, on any instance, is answered 204 and
+/// not applied again; a delivery while another holds the id is answered 503 so WeChat retries.
+async fn pay_notifications_are_applied_once_across_instances(e: Env) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use wxshop::crypto::pay::{ApiV3Key, MerchantKey};
+    use wxshop::dedupe::{Claim, DedupeStore};
+    use wxshop::pay::notify::{DEFAULT_RETENTION, NotifyService, SignedNotification, sign_notification};
+    use wxshop::pay::{PayClient, PayConfig};
+    let wechat = MerchantKey::generate().unwrap();
+    let apiv3 = "0123456789abcdef0123456789abcdef";
+    let config = PayConfig::new(
+        "1900009191",
+        "5157F09EFDC096DE15EBE81A47057A7232F1B8E1",
+        MerchantKey::generate().unwrap(),
+        apiv3,
+    )
+    .unwrap()
+    .with_public_key("PUB_KEY_ID_01", wechat.public_key())
+    .unwrap();
+    let pay = PayClient::builder(config).build().unwrap();
+    let other = Market::builder(e.market.store().clone())
+        .payments(e.gw.clone())
+        .shipping(e.gw.clone())
+        .clock(e.clock.clone())
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let service = |m: &Market| {
+        let calls = calls.clone();
+        NotifyService::new(pay.clone(), move |_n| {
+            let calls = calls.clone();
+            async move {
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return Err(wxshop::Error::Store("database unavailable".into()));
+                }
+                Ok(())
+            }
+        })
+        .with_store(Arc::new(m.ops().claims("pay-notify")))
+    };
+    let (here, there) = (service(&e.market), service(&other));
+    let signed = |no: &str| -> SignedNotification {
+        let resource = serde_json::json!({"mchid": "1900009191", "out_trade_no": no,
+            "transaction_id": format!("4200{no}"), "trade_state": "SUCCESS", "amount": {"total": 100}});
+        let body = serde_json::to_vec(&resource).unwrap();
+        let key = ApiV3Key::new(apiv3).unwrap();
+        sign_notification(&wechat, "PUB_KEY_ID_01", &key, "TRANSACTION.SUCCESS", &body, chrono::Utc::now().timestamp())
+            .unwrap()
+    };
+    let n = signed("1001");
+    let out = here.process(&n.headers, &n.body).await;
+    assert_eq!((out.status, out.processed, out.id.as_deref()), (500, false, Some(n.id.as_str())));
+    let out = there.process(&n.headers, &n.body).await;
+    assert_eq!((out.status, out.processed, out.body), (204, true, None));
+    for svc in [&here, &there, &here] {
+        let out = svc.process(&n.headers, &n.body).await;
+        assert_eq!((out.status, out.processed, out.body), (204, false, None));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let claims = e.market.ops().claims("pay-notify");
+    assert_eq!(claims.claim(&n.id, DEFAULT_RETENTION).await.unwrap(), Claim::Done);
+    // Another delivery holds the next id.
+    let n2 = signed("1002");
+    assert_eq!(claims.claim(&n2.id, DEFAULT_RETENTION).await.unwrap(), Claim::Fresh);
+    let out = there.process(&n2.headers, &n2.body).await;
+    assert_eq!(
+        (out.status, out.processed, out.body),
+        (503, false, Some(serde_json::json!({"code": "FAIL", "message": "this notification is being processed"})))
+    );
+    claims.release(&n2.id).await.unwrap();
+    let out = there.process(&n2.headers, &n2.body).await;
+    assert_eq!((out.status, out.processed), (204, true));
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
 
 async fn expiry_releases_stock_and_closes_the_prepay(e: Env) {
@@ -1461,6 +1548,7 @@ fn cases() -> Vec<Case> {
         api_keys_are_random_scoped_revocable_and_rotate,
         a_trade_bill_finds_what_lost_notifications_hid,
         claims_are_shared_by_instances_and_expire,
+        pay_notifications_are_applied_once_across_instances,
         expiry_releases_stock_and_closes_the_prepay,
         late_payment_is_refunded_not_oversold,
         refund_calls_are_retried_until_they_succeed,

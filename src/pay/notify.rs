@@ -28,9 +28,8 @@
 //! ```
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -43,6 +42,7 @@ use super::refunds::RefundStatus;
 use super::transactions::Transaction;
 use super::transfers::TransferBillNotice;
 use crate::crypto::pay::{self as paycrypto, AEAD_AES_256_GCM, ApiV3Key, MerchantKey, SCHEME};
+use crate::dedupe::{DedupeStore, MemoryDedupe};
 use crate::error::{CryptoKind, Error, Result};
 
 /// The resource of a refund notification.
@@ -238,82 +238,11 @@ impl PayClient {
 // Deduplication
 // ---------------------------------------------------------------------------------------------
 
-/// What a delivery may do with a notification id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// First delivery (or a retry after a failure): process it, then complete or release.
-    Fresh,
-    /// Already processed: answer success without processing again.
-    Done,
-    /// Another delivery is processing it right now: answer a failure so WeChat retries later.
-    InProgress,
-}
+pub use crate::dedupe::Claim;
 
-/// Where processed notification ids are remembered. The in-memory store serves one process;
-/// a database-backed store (the marketplace's) serves several.
-#[async_trait::async_trait]
-pub trait NotificationStore: Send + Sync {
-    /// Claims `id` for processing.
-    async fn claim(&self, id: &str) -> Result<Claim>;
-    /// Marks `id` processed.
-    async fn complete(&self, id: &str) -> Result<()>;
-    /// Gives a claim back after a failure, so a redelivery processes it.
-    async fn release(&self, id: &str) -> Result<()>;
-}
-
-/// The in-memory [`NotificationStore`]: remembers ids for `retention` (default 48 h, longer than
-/// WeChat's 24 h 4 min redelivery schedule).
-#[derive(Debug)]
-pub struct MemoryNotificationStore {
-    entries: Mutex<HashMap<String, (bool, Instant)>>,
-    retention: Duration,
-}
-
-impl Default for MemoryNotificationStore {
-    fn default() -> Self {
-        Self::new(Duration::from_secs(48 * 3600))
-    }
-}
-
-impl MemoryNotificationStore {
-    /// A store keeping ids for `retention`.
-    pub fn new(retention: Duration) -> Self {
-        MemoryNotificationStore { entries: Mutex::new(HashMap::new()), retention }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (bool, Instant)>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-#[async_trait::async_trait]
-impl NotificationStore for MemoryNotificationStore {
-    async fn claim(&self, id: &str) -> Result<Claim> {
-        let mut m = self.lock();
-        if m.len() > 1024 {
-            let retention = self.retention;
-            m.retain(|_, (_, at)| at.elapsed() < retention);
-        }
-        match m.get(id) {
-            Some((true, _)) => Ok(Claim::Done),
-            Some((false, _)) => Ok(Claim::InProgress),
-            None => {
-                m.insert(id.to_string(), (false, Instant::now()));
-                Ok(Claim::Fresh)
-            }
-        }
-    }
-
-    async fn complete(&self, id: &str) -> Result<()> {
-        self.lock().insert(id.to_string(), (true, Instant::now()));
-        Ok(())
-    }
-
-    async fn release(&self, id: &str) -> Result<()> {
-        self.lock().remove(id);
-        Ok(())
-    }
-}
+/// How long a processed notification id is remembered by default: 48 h, longer than WeChat Pay's
+/// redelivery schedule (24 h 4 min).
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(48 * 3600);
 
 // ---------------------------------------------------------------------------------------------
 // The service (framework-neutral) and its axum handler
@@ -345,18 +274,20 @@ impl Outcome {
 #[derive(Clone)]
 pub struct NotifyService {
     client: PayClient,
-    store: Arc<dyn NotificationStore>,
+    store: Arc<dyn DedupeStore>,
+    retention: Duration,
     callback: Callback,
 }
 
 impl std::fmt::Debug for NotifyService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NotifyService").field("client", &self.client).finish()
+        f.debug_struct("NotifyService").field("client", &self.client).field("retention", &self.retention).finish()
     }
 }
 
 impl NotifyService {
-    /// A service calling `callback` once per notification id, with the in-memory store.
+    /// A service calling `callback` once per notification id, with an in-memory store remembering
+    /// ids for [`DEFAULT_RETENTION`].
     pub fn new<F, Fut>(client: PayClient, callback: F) -> Self
     where
         F: Fn(Notification) -> Fut + Send + Sync + 'static,
@@ -364,14 +295,22 @@ impl NotifyService {
     {
         NotifyService {
             client,
-            store: Arc::new(MemoryNotificationStore::default()),
+            store: Arc::new(MemoryDedupe::new()),
+            retention: DEFAULT_RETENTION,
             callback: Arc::new(move |n| Box::pin(callback(n))),
         }
     }
 
-    /// Uses another dedupe store (the marketplace's database, Redis…).
-    pub fn with_store(mut self, store: Arc<dyn NotificationStore>) -> Self {
+    /// Uses another dedupe store (the marketplace's `Market::claims`, Redis…).
+    pub fn with_store(mut self, store: Arc<dyn DedupeStore>) -> Self {
         self.store = store;
+        self
+    }
+
+    /// How long a notification id is remembered (claimed, then processed); keep it longer than
+    /// WeChat Pay's redelivery schedule.
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
         self
     }
 
@@ -409,7 +348,7 @@ impl NotifyService {
     async fn dispatch(&self, n: Notification) -> Outcome {
         use futures_util::FutureExt;
         let id = n.id.clone();
-        match self.store.claim(&id).await {
+        match self.store.claim(&id, self.retention).await {
             Ok(Claim::Done) => return Outcome { status: 204, body: None, processed: false, id: Some(id) },
             Ok(Claim::InProgress) => {
                 return Outcome::fail(503, "this notification is being processed".into(), Some(id));
@@ -597,16 +536,5 @@ mod tests {
             Err(Error::Crypto { kind: CryptoKind::Plaintext, .. })
         ));
         assert_eq!(original_type_of("MCHTRANSFER.BILL.FINISHED"), "mch_payment");
-    }
-
-    #[tokio::test]
-    async fn memory_store_claims_once() {
-        let s = MemoryNotificationStore::default();
-        assert_eq!(s.claim("a").await.unwrap(), Claim::Fresh);
-        assert_eq!(s.claim("a").await.unwrap(), Claim::InProgress);
-        s.release("a").await.unwrap();
-        assert_eq!(s.claim("a").await.unwrap(), Claim::Fresh);
-        s.complete("a").await.unwrap();
-        assert_eq!(s.claim("a").await.unwrap(), Claim::Done);
     }
 }

@@ -36,8 +36,8 @@ use ::axum::http::{StatusCode, header};
 use ::axum::response::{IntoResponse, Response};
 use ::axum::routing::{MethodRouter, get};
 
-use super::dedupe::{DedupeStore, MemoryDedupe};
 use super::{Incoming, PushQuery, Reply, ReplyBody, Verifier};
+use crate::dedupe::{Claim, DedupeStore, MemoryDedupe};
 use crate::error::{CryptoKind, Error, Result};
 
 /// The HTTP status a verification failure deserves.
@@ -197,8 +197,8 @@ impl PushEndpoint {
         use futures_util::FutureExt;
         let key = push.dedupe_key();
         match self.dedupe.claim(&key, self.dedupe_ttl).await {
-            Ok(true) => {}
-            Ok(false) => {
+            Ok(Claim::Fresh) => {}
+            Ok(Claim::Done | Claim::InProgress) => {
                 tracing::debug!(key, "duplicate push acknowledged");
                 return ReplyBody { content_type: "text/plain; charset=utf-8", body: "success".into() }.into_response();
             }
@@ -217,6 +217,10 @@ impl PushEndpoint {
                 return PushRejection(e).into_response();
             }
         };
+        if let Err(e) = self.dedupe.complete(&key).await {
+            // The claim still holds until its ttl, so WeChat's retries are still acknowledged.
+            tracing::error!(error = %e, "could not complete a dedupe claim");
+        }
         match self.verifier.reply(&push, &reply) {
             Ok(body) => body.into_response(),
             Err(e) => PushRejection(e).into_response(),

@@ -47,15 +47,14 @@ use crate::crypto::sig;
 use crate::error::{Error, Result};
 
 pub mod body;
-pub mod dedupe;
 mod flat;
 pub mod message;
 
 #[cfg(feature = "axum")]
 pub mod axum;
 
+pub use crate::dedupe::{DedupeStore, MemoryDedupe};
 pub use body::Format;
-pub use dedupe::{DedupeStore, MemoryDedupe};
 pub use message::{MediaCheckResult, Message};
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -213,7 +212,7 @@ impl Incoming {
         body::parse(&self.plaintext).map(|(_, m)| m).unwrap_or_default()
     }
 
-    /// The key that identifies this push across WeChat's retries (see [`dedupe`]).
+    /// The key that identifies this push across WeChat's retries (see [`crate::dedupe`]).
     pub fn dedupe_key(&self) -> String {
         let raw = match &self.message {
             Message::Unknown { raw: Value::Object(m), .. } => Some(m),

@@ -1,12 +1,12 @@
-//! Durable claims: the market's store as a [`DedupeStore`] for pushes (and anything else processed
-//! once), shared by every instance and kept across restarts.
+//! Durable claims: the market's store as a [`DedupeStore`] for pushes and pay notifications (and
+//! anything else processed once), shared by every instance and kept across restarts.
 
 use crate::market::service::handles::Ops;
 use std::time::Duration;
 
 use super::{Market, chrono_dur};
+use crate::dedupe::{Claim, DedupeStore};
 use crate::market::error::MarketError;
-use crate::push::dedupe::DedupeStore;
 
 /// A [`DedupeStore`] in the market's database: a claim is a row keyed by scope and key, so a replay
 /// of a push is refused after a restart and on every instance. Build one with
@@ -16,12 +16,13 @@ use crate::push::dedupe::DedupeStore;
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> wxshop::Result<()> {
 /// use std::time::Duration;
 /// use wxshop::market::*;
-/// use wxshop::push::dedupe::DedupeStore;
+/// use wxshop::dedupe::{Claim, DedupeStore};
 /// let gw = std::sync::Arc::new(RecordingGateway::default());
 /// let market = Market::builder(store::open("sqlite::memory:").await?).payments(gw.clone()).shipping(gw).build()?;
 /// let claims = market.ops().claims("push");
-/// assert!(claims.claim("msg:1", Duration::from_secs(600)).await?);
-/// assert!(!claims.claim("msg:1", Duration::from_secs(600)).await?); // a replay
+/// assert_eq!(claims.claim("msg:1", Duration::from_secs(600)).await?, Claim::Fresh);
+/// claims.complete("msg:1").await?;
+/// assert_eq!(claims.claim("msg:1", Duration::from_secs(600)).await?, Claim::Done); // a replay
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
@@ -43,7 +44,7 @@ fn store_error(e: MarketError) -> crate::Error {
 
 #[async_trait::async_trait]
 impl DedupeStore for StoreClaims {
-    async fn claim(&self, key: &str, ttl: Duration) -> crate::Result<bool> {
+    async fn claim(&self, key: &str, ttl: Duration) -> crate::Result<Claim> {
         let m = &self.market;
         m.retry(|| async {
             let now = m.now();
@@ -51,6 +52,17 @@ impl DedupeStore for StoreClaims {
             let won = tx.claim(&self.scope, key, now + chrono_dur(ttl), now).await?;
             tx.commit().await?;
             Ok(won)
+        })
+        .await
+        .map_err(store_error)
+    }
+
+    async fn complete(&self, key: &str) -> crate::Result<()> {
+        let m = &self.market;
+        m.retry(|| async {
+            let mut tx = m.begin().await?;
+            tx.complete_claim(&self.scope, key).await?;
+            tx.commit().await
         })
         .await
         .map_err(store_error)

@@ -1,17 +1,20 @@
 //! The claim repository: once-only work shared by every instance and kept across restarts (a processed
-//! push, say), keyed by scope and key, held until it expires.
+//! push, say), keyed by scope and key, held until it expires; in progress until completed, then done.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::dedupe::Claim;
 use crate::market::error::Result;
 
 /// Storage of claims.
 #[async_trait]
 pub trait ClaimRepo: Send {
-    /// Claims `key` in `scope` until `expires_at`: `true` when it was free (never claimed, or its claim
-    /// expired by `now`), `false` while an earlier claim holds.
-    async fn claim(&mut self, scope: &str, key: &str, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> Result<bool>;
+    /// Claims `key` in `scope` until `expires_at`: [`Claim::Fresh`] when it was free (never claimed, or
+    /// its claim expired by `now`), else [`Claim::InProgress`] or [`Claim::Done`] for the earlier claim.
+    async fn claim(&mut self, scope: &str, key: &str, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> Result<Claim>;
+    /// Marks a held claim done (kept until it expires).
+    async fn complete_claim(&mut self, scope: &str, key: &str) -> Result<()>;
     /// Gives a claim back.
     async fn release_claim(&mut self, scope: &str, key: &str) -> Result<()>;
     /// Deletes claims that expired before `before`; returns how many.
@@ -23,6 +26,7 @@ macro_rules! claim_repo {
     ($tx:ty, $db:ty) => {
         const _: () = {
             use chrono::{DateTime, Utc};
+            use $crate::dedupe::Claim;
             use $crate::market::error::Result;
             use $crate::market::store::claims::ClaimRepo;
             use $crate::market::store::ms;
@@ -35,19 +39,40 @@ macro_rules! claim_repo {
                     key: &str,
                     expires_at: DateTime<Utc>,
                     now: DateTime<Utc>,
-                ) -> Result<bool> {
+                ) -> Result<Claim> {
                     let r = sqlx::query(
-                        "INSERT INTO claims (scope, claim_key, expires_at) VALUES ($1, $2, $3) \
-                         ON CONFLICT (scope, claim_key) DO UPDATE SET expires_at = excluded.expires_at \
-                         WHERE claims.expires_at <= $4",
+                        "INSERT INTO claims (scope, claim_key, expires_at, done) VALUES ($1, $2, $3, $5) \
+                         ON CONFLICT (scope, claim_key) DO UPDATE SET expires_at = excluded.expires_at, \
+                         done = excluded.done WHERE claims.expires_at <= $4",
                     )
                     .bind(scope)
                     .bind(key)
                     .bind(ms(expires_at))
                     .bind(ms(now))
+                    .bind(false)
                     .execute(&mut *self.0)
                     .await?;
-                    Ok(r.rows_affected() == 1)
+                    if r.rows_affected() == 1 {
+                        return Ok(Claim::Fresh);
+                    }
+                    // The conflicting row is locked by the upsert until this transaction ends.
+                    let done: Option<bool> =
+                        sqlx::query_scalar("SELECT done FROM claims WHERE scope = $1 AND claim_key = $2")
+                            .bind(scope)
+                            .bind(key)
+                            .fetch_optional(&mut *self.0)
+                            .await?;
+                    Ok(if done == Some(true) { Claim::Done } else { Claim::InProgress })
+                }
+
+                async fn complete_claim(&mut self, scope: &str, key: &str) -> Result<()> {
+                    sqlx::query("UPDATE claims SET done = $3 WHERE scope = $1 AND claim_key = $2")
+                        .bind(scope)
+                        .bind(key)
+                        .bind(true)
+                        .execute(&mut *self.0)
+                        .await?;
+                    Ok(())
                 }
 
                 async fn release_claim(&mut self, scope: &str, key: &str) -> Result<()> {
