@@ -23,6 +23,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod http;
+mod json;
 pub mod mp;
 pub mod pay;
 pub mod push;
