@@ -25,6 +25,7 @@ pub mod crypto;
 pub mod dedupe;
 pub mod error;
 pub mod http;
+mod json;
 pub mod mp;
 pub mod pay;
 pub mod push;

@@ -475,7 +475,10 @@ impl ApiV3Key {
         let nonce = Nonce::try_from(nonce.as_bytes()).map_err(|_| {
             Error::crypto(CryptoKind::Iv, format!("the resource nonce must be 12 bytes, got {}", nonce.len()))
         })?;
-        let mut buf = b64("the resource ciphertext", ciphertext_b64)?;
+        // Strict standard base64 (padding required, no trailing bits), SIMD where the CPU has it.
+        let mut buf = base64_simd::STANDARD
+            .decode_to_vec(ciphertext_b64.trim().as_bytes())
+            .map_err(|_| Error::crypto(CryptoKind::Base64, "the resource ciphertext is not valid base64"))?;
         if buf.len() < 16 {
             return Err(Error::crypto(CryptoKind::Length, "the resource ciphertext is shorter than its 16-byte tag"));
         }

@@ -120,7 +120,7 @@ pub fn decrypt_user_info(appid: &str, session_key: &str, iv: &str, encrypted_dat
 }
 
 fn user_info(appid: &str, plain: &[u8]) -> Result<UserInfo> {
-    let info: UserInfo = match serde_json::from_slice(plain) {
+    let info: UserInfo = match crate::json::from_bytes(plain) {
         Ok(info) => info,
         Err(e) => {
             // The same errors, in the same order, as decrypt_json::<UserInfo>.

@@ -159,7 +159,7 @@ struct ResourceRef<'a> {
 
 /// Decrypts an already verified notification body and parses its resource.
 pub fn decrypt_notification(apiv3_key: &ApiV3Key, body: &[u8]) -> Result<Notification> {
-    let env: Envelope<'_> = serde_json::from_slice(body).map_err(|e| Error::decode("notification", e))?;
+    let env: Envelope<'_> = crate::json::from_bytes(body).map_err(|e| Error::decode("notification", e))?;
     if env.resource.algorithm != AEAD_AES_256_GCM {
         return Err(Error::crypto(
             CryptoKind::Key,
@@ -182,7 +182,7 @@ pub fn decrypt_notification(apiv3_key: &ApiV3Key, body: &[u8]) -> Result<Notific
 /// Decrypts an already verified notification body's resource without parsing it (the exact
 /// plaintext, whatever its shape).
 pub fn decrypt_resource(apiv3_key: &ApiV3Key, body: &[u8]) -> Result<Vec<u8>> {
-    let env: Envelope<'_> = serde_json::from_slice(body).map_err(|e| Error::decode("notification", e))?;
+    let env: Envelope<'_> = crate::json::from_bytes(body).map_err(|e| Error::decode("notification", e))?;
     if env.resource.algorithm != AEAD_AES_256_GCM {
         return Err(Error::crypto(
             CryptoKind::Key,
@@ -196,7 +196,7 @@ fn parse_resource(event_type: &str, plaintext: &[u8]) -> Result<NotificationReso
     let bad = |e: serde_json::Error| Error::crypto(CryptoKind::Plaintext, format!("{event_type} resource: {e}"));
     if event_type.starts_with("TRANSACTION.") {
         // A combined payment has no top-level out_trade_no, so the common case parses once.
-        return match serde_json::from_slice(plaintext) {
+        return match crate::json::from_bytes(plaintext) {
             Ok(t) => Ok(NotificationResource::Transaction(t)),
             Err(e) => {
                 serde_json::from_slice(plaintext).map(NotificationResource::CombineTransaction).map_err(|_| bad(e))
@@ -204,10 +204,10 @@ fn parse_resource(event_type: &str, plaintext: &[u8]) -> Result<NotificationReso
         };
     }
     if event_type.starts_with("REFUND.") {
-        return serde_json::from_slice(plaintext).map(NotificationResource::Refund).map_err(bad);
+        return crate::json::from_bytes(plaintext).map(NotificationResource::Refund).map_err(bad);
     }
     if event_type.starts_with("MCHTRANSFER.") {
-        return serde_json::from_slice(plaintext).map(NotificationResource::TransferBill).map_err(bad);
+        return crate::json::from_bytes(plaintext).map(NotificationResource::TransferBill).map_err(bad);
     }
     serde_json::from_slice(plaintext).map(NotificationResource::Other).map_err(bad)
 }

@@ -222,7 +222,98 @@ pub fn envelope_encrypt(body: &[u8]) -> Result<(Format, Cow<'_, str>, bool)> {
     }
 }
 
+/// The one shape WeChat sends (and [`render_xml`] writes): `<xml>` then flat children, each
+/// `<Name>` with CDATA sections or plain text (no `&`, `<` or `>`) and `</Name>`, whitespace between
+/// them, `</xml>`. Calls `child` with each name and its text, borrowed when it is one section;
+/// `None` as soon as anything else appears (a declaration, a comment, an attribute, an entity, an empty
+/// or nested element, invalid UTF-8, …), or when `child` says `None`: the caller then parses with
+/// quick-xml, which accepts the same documents and reports the precise error. A fast path only,
+/// with no rule of its own.
+pub(crate) fn scan_flat<'a>(body: &'a [u8], mut child: impl FnMut(&'a [u8], Cow<'a, str>) -> Option<()>) -> Option<()> {
+    let text = simdutf8::basic::from_utf8(body).ok()?;
+    let b = text.as_bytes();
+    let ws = |mut i: usize| {
+        while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\r' | b'\n') {
+            i += 1;
+        }
+        i
+    };
+    let mut i = ws(0);
+    if !b[i..].starts_with(b"<xml>") {
+        return None;
+    }
+    i += 5;
+    loop {
+        i = ws(i);
+        let rest = &b[i..];
+        if rest.starts_with(b"</xml>") {
+            i += 6;
+            break;
+        }
+        if rest.first() != Some(&b'<') {
+            return None;
+        }
+        let name_len = rest[1..].iter().position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))?;
+        if name_len == 0 || rest[1 + name_len] != b'>' {
+            return None;
+        }
+        let name = &rest[1..1 + name_len];
+        i += name_len + 2;
+        let mut value: Option<Cow<'a, str>> = None;
+        loop {
+            let rest = &b[i..];
+            let seg = if rest.starts_with(b"<![CDATA[") {
+                let start = i + 9;
+                // One searcher for the process: building a memmem finder per call cost as much as the search.
+                static CDATA_END: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+                    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"]]>"));
+                let end = start + CDATA_END.find(&b[start..])?;
+                i = end + 3;
+                &text[start..end]
+            } else if rest.starts_with(b"</") {
+                break;
+            } else {
+                let end = i + memchr::memchr3(b'<', b'&', b'>', rest)?;
+                // Not an empty run (a nested element starts here), and no reference or `>`.
+                if end == i || b[end] != b'<' {
+                    return None;
+                }
+                let seg = &text[i..end];
+                i = end;
+                seg
+            };
+            append(&mut value, Cow::Borrowed(seg));
+        }
+        let rest = &b[i + 2..];
+        if !(rest.starts_with(name) && rest.get(name.len()) == Some(&b'>')) {
+            return None;
+        }
+        i += 2 + name.len() + 1;
+        child(name, value.filter(|v| !v.is_empty())?)?;
+    }
+    (ws(i) == b.len()).then_some(())
+}
+
 fn xml_envelope(body: &[u8]) -> Result<(Option<Cow<'_, str>>, bool)> {
+    // WeChat's own shape without quick-xml; anything else (and every error) takes the reader below.
+    let (mut encrypt, mut others) = (None, false);
+    let fast = scan_flat(body, |name, value| {
+        match name {
+            b"Encrypt" if encrypt.is_some() => return None,
+            b"Encrypt" => encrypt = Some(value),
+            b"ToUserName" => {}
+            _ => others = true,
+        }
+        Some(())
+    });
+    if fast.is_some() {
+        return Ok((encrypt, others));
+    }
+    xml_envelope_reader(body)
+}
+
+/// [`xml_envelope`] through quick-xml: every shape, and every error.
+fn xml_envelope_reader(body: &[u8]) -> Result<(Option<Cow<'_, str>>, bool)> {
     let mut reader = quick_xml::Reader::from_reader(body);
     let (mut depth, mut root_done, mut in_encrypt, mut found, mut others) = (0usize, false, false, false, false);
     let mut encrypt: Option<Cow<'_, str>> = None;
@@ -459,6 +550,36 @@ pub fn render(format: Format, fields: &Map<String, Value>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_envelope_fast_path_agrees_with_the_reader() {
+        let e = "hyzAe4OzmOMbd6TvGdIOO6uBmdJoD0Fk53REIHvx+/==";
+        for body in [
+            format!("<xml><ToUserName><![CDATA[gh_1]]></ToUserName><Encrypt><![CDATA[{e}]]></Encrypt></xml>"),
+            format!("\n <xml>\n<ToUserName>gh_1</ToUserName>\n<Encrypt>{e}</Encrypt>\n</xml>\n"),
+            format!("<xml><Encrypt><![CDATA[{e}]]><![CDATA[AB]]>CD</Encrypt><MsgType><![CDATA[text]]></MsgType></xml>"),
+            format!("<xml><Encrypt><![CDATA[{e}]]></Encrypt><Encrypt>x</Encrypt></xml>"),
+            format!("<xml><Encrypt>{e}</Encrypt><A><B>x</B></A></xml>"),
+            format!("<xml><Encrypt>{e}</Encrypt></Encrypt></xml>"),
+            format!("<xml><Encrypt>{e}</Encrypt>"),
+            "<xml><Encrypt>a&amp;b</Encrypt></xml>".to_string(),
+            "<xml><Encrypt></Encrypt></xml>".to_string(),
+            format!("<xml><Encrypt attr=\"1\">{e}</Encrypt></xml>"),
+            format!("<xml><Encrypt>{e}</Encrypt></xml>trailing"),
+            format!("<?xml version=\"1.0\"?><xml><Encrypt>{e}</Encrypt></xml>"),
+            format!("<xml><Encrypt><![CDATA[{e}]]></Encrypt></xml><xml></xml>"),
+        ] {
+            let fast = scan_flat(body.as_bytes(), |_, _| Some(())).is_some();
+            let got = xml_envelope(body.as_bytes()).map_err(|e| e.to_string());
+            let want = xml_envelope_reader(body.as_bytes()).map_err(|e| e.to_string());
+            assert_eq!(got, want, "{body} (fast path taken: {fast})");
+        }
+        let mut bad = b"<xml><Encrypt><![CDATA[".to_vec();
+        bad.extend_from_slice(&[0xff, 0xfe]);
+        bad.extend_from_slice(b"]]></Encrypt></xml>");
+        assert!(scan_flat(&bad, |_, _| Some(())).is_none());
+        assert!(xml_envelope(&bad).is_err());
+    }
     use serde_json::json;
 
     fn obj(v: Value) -> Map<String, Value> {

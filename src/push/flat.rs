@@ -66,6 +66,21 @@ fn utf8(bytes: Cow<'_, [u8]>) -> Option<Cow<'_, str>> {
 }
 
 fn xml(body: &[u8]) -> Option<Fields<'_>> {
+    // WeChat's own shape without quick-xml; anything else takes the reader below.
+    let mut fields: Fields<'_> = Default::default();
+    if super::body::scan_flat(body, |name, value| {
+        if let Some(i) = index(name) {
+            if fields[i].is_some() {
+                return None;
+            }
+            fields[i] = Some(value);
+        }
+        Some(())
+    })
+    .is_some()
+    {
+        return Some(fields);
+    }
     let mut reader = quick_xml::Reader::from_reader(body);
     let mut fields: Fields<'_> = Default::default();
     let mut seen = [false; 14];
