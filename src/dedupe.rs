@@ -15,7 +15,7 @@
 //! the event's `trace_id` or `transaction_id` when it has one (remembered 10 minutes by default).
 //!
 //! [`MemoryDedupe`] serves one process (bounded, expiring); the market's `StoreClaims`
-//! (`Market::claims`, feature `market`) is shared by every instance and survives restarts.
+//! (`market.ops().claims`, feature `market`) is shared by every instance and survives restarts.
 //!
 //! ```
 //! # tokio_test_block_on(async {

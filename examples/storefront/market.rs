@@ -195,7 +195,7 @@ pub async fn build(
 const RECONCILE_EVERY: u64 = 10;
 /// Timer ticks (seconds) between trade-bill reconciliations of the day before: hourly.
 const BILL_EVERY: u64 = 3600;
-/// Timer ticks (seconds) between housekeeping runs ([`Market::prune`]): once an hour.
+/// Timer ticks (seconds) between housekeeping runs ([`Ops::prune`](crate::market::handles::Ops::prune)): once an hour.
 const PRUNE_EVERY: u64 = 3600;
 
 /// WeChat Pay shares only to receivers added beforehand: the platform's merchant id under each

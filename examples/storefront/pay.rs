@@ -56,7 +56,7 @@ pub fn pay_client(emulator: Option<&wxshop::emulator::EmulatorHandle>) -> wxshop
 
 /// The notification service: every verified notification goes to the market — sale payments
 /// (JSAPI, partner, combined), deposit pay-ins, refunds (order refunds and deposit exit refunds) and
-/// merchant-transfer bills (compensation); see [`wxshop::market::Market::handle_pay_notification`].
+/// merchant-transfer bills (compensation); see [`Payments::handle_pay_notification`](crate::market::handles::Payments::handle_pay_notification).
 /// What the market does not know (another system's payment on the same merchant id) is acknowledged.
 pub fn notify_service(pay: PayClient, state: AppState) -> NotifyService {
     NotifyService::new(pay, move |n: Notification| {

@@ -2,14 +2,14 @@
 //!
 //! A signed-in buyer who shares becomes a promoter: `/api/share` signs a referral token (promoter,
 //! campaign, product, 30 days; the promoter is the market's numeric id,
-//! [`Market::promoter_id`](wxshop::market::Market::promoter_id), kept in its store so the token outlives
+//! [`market.governance().settlements().promoter_id`](wxshop::market::handles::Settlements::promoter_id), kept in its store so the token outlives
 //! a restart) and returns a URL Link and an unlimited wxacode carrying it, plus
 //! the share path for `onShareAppMessage`. Links and codes are cached per (promoter, product,
 //! campaign) while they have more than a day left, so repeated shares spend no quota.
 //!
 //! A buyer who arrives through any of them posts the token (the code's `scene`, or the `ref`
 //! query parameter) to `/api/referral`; the server verifies it and records the click in the market
-//! ([`Market::record_click`](wxshop::market::Market::record_click)): buyer, promoter (by openid: the
+//! ([`market.governance().settlements().record_click`](wxshop::market::handles::Settlements::record_click)): buyer, promoter (by openid: the
 //! promoter is paid by WeChat Pay profit sharing to that openid), token. Attribution is the market's:
 //! when one of the buyer's orders is paid, settlement credits the click its governance config picks
 //! (`promoter.touch` first or last, within `promoter.window_days`; `PUT /admin/governance/config`), and
@@ -68,7 +68,7 @@ struct CachedShare {
     expires_at: DateTime<Utc>,
 }
 
-/// Referral key and the share cache. Promoter ids are the market's ([`Market::promoter_id`]), kept
+/// Referral key and the share cache. Promoter ids are the market's ([`Settlements::promoter_id`](crate::market::handles::Settlements::promoter_id)), kept
 /// in its store, so tokens naming them outlive a restart and mean the same on every instance.
 pub struct ShareState {
     key: ReferralKey,

@@ -160,7 +160,7 @@ pub struct Timer {
     pub created_at: DateTime<Utc>,
 }
 
-/// What [`run_due_timers`](super::Market::run_due_timers) did.
+/// What [`run_due_timers`](crate::market::handles::Ops::run_due_timers) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct TimerReport {
     /// Timers fired.

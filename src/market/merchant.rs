@@ -174,20 +174,20 @@ pub struct Merchant {
     pub status: MerchantStatus,
     /// What is blocked while Restricted (empty otherwise).
     pub restrictions: Restrictions,
-    /// The part of `restrictions` the platform set by hand ([`Market::restrict_merchant`]): governance
+    /// The part of `restrictions` the platform set by hand ([`Merchants::restrict_merchant`](crate::market::handles::Merchants::restrict_merchant)): governance
     /// keeps it when it recomputes the status (a deposit re-funded, a penalty restriction expired) until
-    /// the platform lifts it ([`Market::lift_restrictions`], [`Market::reinstate_merchant`]).
+    /// the platform lifts it ([`Merchants::lift_restrictions`](crate::market::handles::Merchants::lift_restrictions), [`Merchants::reinstate_merchant`](crate::market::handles::Merchants::reinstate_merchant)).
     ///
-    /// [`Market::restrict_merchant`]: crate::market::Market::restrict_merchant
-    /// [`Market::lift_restrictions`]: crate::market::Market::lift_restrictions
-    /// [`Market::reinstate_merchant`]: crate::market::Market::reinstate_merchant
+    /// [`Merchants::restrict_merchant`](crate::market::handles::Merchants::restrict_merchant): crate::market::Market::restrict_merchant
+    /// [`Merchants::lift_restrictions`](crate::market::handles::Merchants::lift_restrictions): crate::market::Market::lift_restrictions
+    /// [`Merchants::reinstate_merchant`](crate::market::handles::Merchants::reinstate_merchant): crate::market::Market::reinstate_merchant
     #[serde(default)]
     pub manual_restrictions: Restrictions,
-    /// Suspended by the platform by hand ([`Market::suspend_merchant`]): governance never lifts it;
-    /// only [`Market::reinstate_merchant`] does.
+    /// Suspended by the platform by hand ([`Merchants::suspend_merchant`](crate::market::handles::Merchants::suspend_merchant)): governance never lifts it;
+    /// only [`Merchants::reinstate_merchant`](crate::market::handles::Merchants::reinstate_merchant) does.
     ///
-    /// [`Market::suspend_merchant`]: crate::market::Market::suspend_merchant
-    /// [`Market::reinstate_merchant`]: crate::market::Market::reinstate_merchant
+    /// [`Merchants::suspend_merchant`](crate::market::handles::Merchants::suspend_merchant): crate::market::Market::suspend_merchant
+    /// [`Merchants::reinstate_merchant`](crate::market::handles::Merchants::reinstate_merchant): crate::market::Market::reinstate_merchant
     #[serde(default)]
     pub manual_suspension: bool,
     /// Optimistic-concurrency version.

@@ -301,7 +301,7 @@ impl NotifyService {
         }
     }
 
-    /// Uses another dedupe store (the marketplace's `Market::claims`, Redis…).
+    /// Uses another dedupe store (the marketplace's `market.ops().claims`, Redis…).
     pub fn with_store(mut self, store: Arc<dyn DedupeStore>) -> Self {
         self.store = store;
         self

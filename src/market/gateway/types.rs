@@ -299,7 +299,7 @@ impl TransferOutcome {
 }
 
 /// A verified `MCHTRANSFER.BILL.FINISHED` notification (or a query's answer), as the marketplace
-/// applies it with [`crate::market::Market::handle_transfer_notice`].
+/// applies it with [`Transfers::handle_transfer_notice`](crate::market::handles::Transfers::handle_transfer_notice).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferNotice {
     /// The notification id (the dedupe key); a query's answer uses [`transfer_query_notify_id`].

@@ -69,7 +69,7 @@ pub struct GovernanceConfig {
     pub settlement: settlement::SettlementPolicy,
     /// Promoter commission.
     pub promoter: settlement::PromoterPolicy,
-    /// Whether carrier scans are recorded ([`Market::record_carrier_event`](crate::market::Market)), so
+    /// Whether carrier scans are recorded ([`market.governance().penalties().record_carrier_event`](crate::market::Market)), so
     /// that a shipment without one can be judged a fake shipment (the `fake_shipment` rule: no carrier
     /// scan within its window, 48 h by default, after "shipped").
     ///

@@ -13,7 +13,7 @@ use crate::market::gateway::{BillLine, query_notify_id};
 use crate::market::money::Money;
 use crate::market::payment::{NoticeOutcome, PaymentNotice, PaymentStatus, SubOrderPaid};
 
-/// What [`Market::reconcile_trade_bill`] found.
+/// What [`Payments::reconcile_trade_bill`](crate::market::handles::Payments::reconcile_trade_bill) found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BillReport {
     /// Lines in the bill.
@@ -43,7 +43,7 @@ impl Payments<'_> {
         self.reconcile_bill_lines(&lines).await
     }
 
-    /// [`reconcile_trade_bill`](Market::reconcile_trade_bill) over lines already fetched.
+    /// [`reconcile_trade_bill`](crate::market::handles::Payments::reconcile_trade_bill) over lines already fetched.
     pub async fn reconcile_bill_lines(&self, lines: &[BillLine]) -> Result<BillReport> {
         let mut report = BillReport { lines: lines.len(), ..BillReport::default() };
         // Combined payments appear as one line per sub-order: gather them by checkout.

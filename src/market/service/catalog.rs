@@ -319,7 +319,7 @@ impl Inventory<'_> {
     }
 
     /// Sets `on_hand` (what the merchant counted); refused below what unpaid orders hold. Prefer
-    /// [`set_stock_if`](Market::set_stock_if) or [`adjust_stock`](Market::adjust_stock) where sales may run
+    /// [`set_stock_if`](crate::market::handles::Inventory::set_stock_if) or [`adjust_stock`](crate::market::handles::Inventory::adjust_stock) where sales may run
     /// meanwhile: a blind absolute set overwrites the units they took.
     pub async fn set_stock(&self, merchant_id: &str, sku_id: &str, on_hand: i64) -> Result<StockLevel> {
         self.set_stock_inner(merchant_id, sku_id, None, on_hand).await

@@ -10,7 +10,7 @@ use crate::market::error::MarketError;
 
 /// A [`DedupeStore`] in the market's database: a claim is a row keyed by scope and key, so a replay
 /// of a push is refused after a restart and on every instance. Build one with
-/// [`Market::claims`]; expired rows are deleted by [`Market::prune`].
+/// [`Ops::claims`](crate::market::handles::Ops::claims); expired rows are deleted by [`Ops::prune`](crate::market::handles::Ops::prune).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> wxshop::Result<()> {

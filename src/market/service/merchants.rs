@@ -118,8 +118,8 @@ impl Merchants<'_> {
 
     /// Adds restrictions by hand (Active or Restricted → Restricted). They are the platform's: governance
     /// keeps them when it recomputes the merchant's status (a deposit re-funded, a penalty restriction
-    /// expired) until [`lift_restrictions`](Market::lift_restrictions) or
-    /// [`reinstate_merchant`](Market::reinstate_merchant) removes them
+    /// expired) until [`lift_restrictions`](crate::market::handles::Merchants::lift_restrictions) or
+    /// [`reinstate_merchant`](crate::market::handles::Merchants::reinstate_merchant) removes them
     /// ([`Merchant::manual_restrictions`]).
     pub async fn restrict_merchant(&self, id: &str, add: Restrictions, reason: &str) -> Result<Merchant> {
         self.move_merchant(id, Actor::Platform, Some(reason), |m| {
@@ -151,7 +151,7 @@ impl Merchants<'_> {
     }
 
     /// → Suspended, by hand: governance never lifts it ([`Merchant::manual_suspension`]); only
-    /// [`reinstate_merchant`](Market::reinstate_merchant) does.
+    /// [`reinstate_merchant`](crate::market::handles::Merchants::reinstate_merchant) does.
     pub async fn suspend_merchant(&self, id: &str, reason: &str) -> Result<Merchant> {
         self.move_merchant(id, Actor::Platform, Some(reason), |m| {
             Ok(Target {
@@ -197,7 +197,7 @@ impl Merchants<'_> {
         .await
     }
 
-    /// The categories a merchant may sell in (granted with [`grant_category`](Market::grant_category)),
+    /// The categories a merchant may sell in (granted with [`grant_category`](crate::market::handles::Merchants::grant_category)),
     /// by category id; an unknown merchant is `NotFound`.
     ///
     /// ```no_run

@@ -28,7 +28,7 @@ impl Payments<'_> {
     /// query result is [`NoticeOutcome::AlreadyPaid`]); a payment for a group that already expired or
     /// was cancelled is refunded automatically ([`NoticeOutcome::LateRefunded`]). The amount, and the
     /// sub-orders of a combined payment, must match what was asked. A deposit `out_trade_no` (`dep…`, from
-    /// [`Market::deposit_prepay`]) credits the merchant's deposit instead, once.
+    /// [`Deposits::deposit_prepay`](crate::market::handles::Deposits::deposit_prepay)) credits the merchant's deposit instead, once.
     pub async fn handle_payment_notice(&self, n: &PaymentNotice) -> Result<NoticeOutcome> {
         if n.notify_id.is_empty() || n.out_trade_no.is_empty() || n.transaction_id.is_empty() {
             return Err(MarketError::invalid("notify_id, out_trade_no and transaction_id are required"));
@@ -45,9 +45,9 @@ impl Payments<'_> {
     }
 
     /// Routes one verified WeChat Pay notification to whatever the market owns: a sale or deposit
-    /// payment ([`handle_payment_notice`](Market::handle_payment_notice)), an order or deposit-exit
-    /// refund ([`handle_refund_notice`](Market::handle_refund_notice)) or a compensation transfer bill
-    /// ([`handle_transfer_notice`](Market::handle_transfer_notice)). `Ok(false)` when the market does
+    /// payment ([`handle_payment_notice`](crate::market::handles::Payments::handle_payment_notice)), an order or deposit-exit
+    /// refund ([`handle_refund_notice`](crate::market::handles::Payments::handle_refund_notice)) or a compensation transfer bill
+    /// ([`handle_transfer_notice`](crate::market::handles::Transfers::handle_transfer_notice)). `Ok(false)` when the market does
     /// not know it (another system's payment on the same merchant id, or an event it has no use for):
     /// acknowledge it, or hand it on. Any other error should be answered with a failure so that WeChat
     /// Pay redelivers.
@@ -94,8 +94,8 @@ impl Payments<'_> {
 
     /// Applies a refund notification (or a refund query result): a deposit exit refund (its
     /// `out_refund_no` starts with [`DEPOSIT_REFUND_PREFIX`](crate::market::governance::deposit::DEPOSIT_REFUND_PREFIX))
-    /// concludes on the deposit ([`Market::deposit_refund_settled`]), any other refund through
-    /// [`refund_settled`](Market::refund_settled). A redelivered notification changes nothing.
+    /// concludes on the deposit ([`Deposits::deposit_refund_settled`](crate::market::handles::Deposits::deposit_refund_settled)), any other refund through
+    /// [`refund_settled`](crate::market::handles::Orders::refund_settled). A redelivered notification changes nothing.
     ///
     /// ```no_run
     /// # async fn demo(market: wxshop::market::Market, n: wxshop::pay::Notification) -> wxshop::market::Result<()> {
@@ -825,7 +825,7 @@ impl Orders<'_> {
     }
 }
 
-/// A refund notification applied by [`Market::handle_refund_notice`].
+/// A refund notification applied by [`Payments::handle_refund_notice`](crate::market::handles::Payments::handle_refund_notice).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "kind", content = "refund", rename_all = "snake_case")]
 pub enum RefundSettled {

@@ -23,7 +23,7 @@ const MAX_BATCHES: usize = 100;
 /// Payments queried per reconciliation run.
 const RECONCILE_LIMIT: i64 = 500;
 
-/// What [`Market::reconcile_pending_payments`] did.
+/// What [`Payments::reconcile_pending_payments`](crate::market::handles::Payments::reconcile_pending_payments) did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ReconcileReport {
     /// Payments asked about.
@@ -34,15 +34,15 @@ pub struct ReconcileReport {
     pub failed: usize,
 }
 
-/// How long [`Market::prune`] keeps processed outbox rows and notification dedupe rows, by default.
+/// How long [`Ops::prune`](crate::market::handles::Ops::prune) keeps processed outbox rows and notification dedupe rows, by default.
 pub const DEFAULT_RETENTION_DAYS: i64 = 30;
-/// The shortest retention [`Market::prune`] accepts: WeChat Pay redelivers a notification for about
+/// The shortest retention [`Ops::prune`](crate::market::handles::Ops::prune) accepts: WeChat Pay redelivers a notification for about
 /// 24 hours (15 s … 6 h backoff), so a dedupe row must outlive that with a margin.
 pub const MIN_RETENTION_HOURS: i64 = 48;
 /// Events pruned per transaction.
 const PRUNE_BATCH: i64 = 500;
 
-/// What [`Market::prune`] keeps, and for whom.
+/// What [`Ops::prune`](crate::market::handles::Ops::prune) keeps, and for whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Retention {
     /// How long processed rows are kept ([`DEFAULT_RETENTION_DAYS`]; at least [`MIN_RETENTION_HOURS`]).
@@ -73,7 +73,7 @@ impl Retention {
     }
 }
 
-/// What [`Market::prune`] deleted.
+/// What [`Ops::prune`](crate::market::handles::Ops::prune) deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PruneReport {
     /// Outbox events acked by every consumer, older than the retention.
@@ -83,7 +83,7 @@ pub struct PruneReport {
     pub acks: u64,
     /// Payment-notification dedupe rows older than the retention.
     pub notices: u64,
-    /// Expired claims ([`Market::claims`]): they refuse nothing any more.
+    /// Expired claims ([`Ops::claims`](crate::market::handles::Ops::claims)): they refuse nothing any more.
     pub claims: u64,
 }
 
@@ -138,7 +138,7 @@ impl Ops<'_> {
     }
 
     /// Events the consumer has not acked yet, oldest first. Delivery is at least once: after a crash
-    /// between handling and [`ack_events`](Market::ack_events) an event comes again, so consumers
+    /// between handling and [`ack_events`](crate::market::handles::Ops::ack_events) an event comes again, so consumers
     /// dedupe by [`OutboxEvent::id`].
     pub async fn poll_events(&self, consumer: &str, limit: i64) -> Result<Vec<OutboxEvent>> {
         check_consumer(consumer)?;
@@ -262,7 +262,7 @@ impl Ops<'_> {
 
 impl Market {
     /// Fires freshly scheduled external calls right after their commit (best effort: a failure leaves
-    /// them to [`run_due_timers`](Market::run_due_timers)).
+    /// them to [`run_due_timers`](crate::market::handles::Ops::run_due_timers)).
     pub(super) async fn fire_now(&self, timers: Vec<Timer>) {
         let now = self.now();
         for t in timers {
@@ -507,11 +507,11 @@ impl Market {
 impl Payments<'_> {
     /// Reconciles lost payment notifications: asks the payment gateway about every checkout still
     /// awaiting payment whose prepay order exists (created before `now`), and applies each payment it
-    /// reports as paid exactly like a notification ([`handle_payment_notice`](Market::handle_payment_notice)),
+    /// reports as paid exactly like a notification ([`handle_payment_notice`](crate::market::handles::Payments::handle_payment_notice)),
     /// so a notification arriving later changes nothing. Safe to run from several processes at once.
     /// A failing query is logged and left to the next run.
     ///
-    /// Deposits too: pending deposit payments ([`Market::deposit_prepay`]) created at least a minute
+    /// Deposits too: pending deposit payments ([`Deposits::deposit_prepay`](crate::market::handles::Deposits::deposit_prepay)) created at least a minute
     /// before `now` are queried and a paid one applied the same way; one WeChat Pay still reports
     /// unpaid after its prepay order expired (`pay_window` after it was created) is closed there and
     /// here. Deposit exit refunds still processing a minute after their last change are queried and a

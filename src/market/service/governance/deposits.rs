@@ -48,7 +48,7 @@ pub struct DepositRefundView {
     /// Owed to the merchant and not yet confirmed paid (the ledger's deposit refund payable).
     pub refunding: Money,
     /// Of which no refund is open: failed parts waiting for the platform to retry
-    /// ([`Market::refund_deposit`] again).
+    /// ([`Deposits::refund_deposit`](crate::market::handles::Deposits::refund_deposit) again).
     pub awaiting_retry: Money,
     /// Every refund row, oldest first: WeChat Pay refunds per deposit payment and manual payouts.
     pub refunds: Vec<DepositRefund>,
@@ -114,7 +114,7 @@ impl Deposits<'_> {
 
     /// Starts a deposit pay-in (or top-up) through WeChat Pay (JSAPI): records a pending
     /// [`DepositPayment`] whose id is the `out_trade_no` (`dep…`), then asks for a prepay order. The
-    /// payment notification applies it (see [`Market::handle_payment_notice`]).
+    /// payment notification applies it (see [`Payments::handle_payment_notice`](crate::market::handles::Payments::handle_payment_notice)).
     ///
     /// Idempotent by `(merchant, idempotency_key)`: the same request returns the same payment (and asks
     /// WeChat Pay again, which returns the same prepay order); another amount or payer under the same key
@@ -217,7 +217,7 @@ impl Deposits<'_> {
     /// [`DepositRefund`] row per WeChat Pay refund is written, spread over the merchant's paid
     /// [`DepositPayment`]s newest first ([`split_refund`]); what no payment refundable within a year can
     /// carry becomes a [`DepositRefundStatus::Manual`] row (pay it, then
-    /// [`deposit_refund_paid_manually`](Market::deposit_refund_paid_manually)). After commit each refund
+    /// [`deposit_refund_paid_manually`](crate::market::handles::Deposits::deposit_refund_paid_manually)). After commit each refund
     /// is asked of WeChat Pay (idempotent by its `out_refund_no`, retried by the timers); a success
     /// (answer, notification or query) moves its amount payable → clearing, and the last one closes the
     /// deposit.
@@ -397,7 +397,7 @@ impl Market {
     }
 
     /// Reconciles deposit payments and refunds whose notifications were lost (see
-    /// [`Market::reconcile_pending_payments`]).
+    /// [`Payments::reconcile_pending_payments`](crate::market::handles::Payments::reconcile_pending_payments)).
     pub(in crate::market::service) async fn reconcile_deposits(
         &self,
         now: DateTime<Utc>,

@@ -6,7 +6,7 @@
 //! [`TimerAction::GovernanceCall`] gateway calls), retried as a whole on a lost race. Governance
 //! follows the marketplace through its outbox (consumer `governance`): a paid order opens a
 //! settlement, a late shipment becomes a penalty, a receipt starts the settlement window, a refund
-//! concludes its case. [`Market::run_due_timers`] runs that consumer before and after the timers.
+//! concludes its case. [`Ops::run_due_timers`](crate::market::handles::Ops::run_due_timers) runs that consumer before and after the timers.
 
 use crate::market::service::handles::Governance;
 

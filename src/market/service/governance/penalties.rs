@@ -39,7 +39,7 @@ pub struct PenaltyLog {
 }
 
 impl Penalties<'_> {
-    /// Files a manual violation (PendingReview until [`confirm_penalty`](Market::confirm_penalty)).
+    /// Files a manual violation (PendingReview until [`confirm_penalty`](crate::market::handles::Penalties::confirm_penalty)).
     pub async fn file_violation(
         &self,
         merchant_id: &str,

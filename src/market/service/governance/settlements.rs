@@ -118,7 +118,7 @@ impl Settlements<'_> {
     /// days) keep naming the same buyer after a restart and on every instance; the same openid always
     /// gets the same id, and concurrent first calls for one openid agree on one id. Clicks and profit
     /// sharing still name the promoter by openid: map a token's id back with
-    /// [`Market::promoter_openid`].
+    /// [`Settlements::promoter_openid`](crate::market::handles::Settlements::promoter_openid).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -157,7 +157,7 @@ impl Settlements<'_> {
         .await
     }
 
-    /// The openid of a promoter id ([`Market::promoter_id`]); `None` if no buyer has that id.
+    /// The openid of a promoter id ([`Settlements::promoter_id`](crate::market::handles::Settlements::promoter_id)); `None` if no buyer has that id.
     pub async fn promoter_openid(&self, id: u64) -> Result<Option<String>> {
         let Ok(id) = i64::try_from(id) else { return Ok(None) };
         self.read().await?.promoter_openid(id).await

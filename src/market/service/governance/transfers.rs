@@ -27,7 +27,7 @@ use crate::market::store::StoreTx;
 /// Transfers queried per reconciliation run.
 const RECONCILE_LIMIT: i64 = 500;
 
-/// What [`Market::handle_transfer_notice`] did.
+/// What [`Transfers::handle_transfer_notice`](crate::market::handles::Transfers::handle_transfer_notice) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TransferNoticeOutcome {
     /// The compensation is paid (this notice concluded it).
@@ -53,7 +53,7 @@ impl Transfers<'_> {
     /// Applies a verified `MCHTRANSFER.BILL.FINISHED` notification (or a query's answer): `SUCCESS`
     /// pays the compensation exactly once (clearing the buyer's payable and concluding its case);
     /// `FAIL` or `CANCELLED` marks it Failed with the reason, still owed, for
-    /// [`Market::reissue_compensation`]. Deduplicated by `notify_id`; amount and payee must match the
+    /// [`Transfers::reissue_compensation`](crate::market::handles::Transfers::reissue_compensation). Deduplicated by `notify_id`; amount and payee must match the
     /// compensation. A bill this market did not ask for is [`MarketError::NotFound`].
     pub async fn handle_transfer_notice(&self, n: &TransferNotice) -> Result<TransferNoticeOutcome> {
         if n.notify_id.is_empty() || n.out_bill_no.is_empty() || n.transfer_bill_no.is_empty() {
@@ -175,7 +175,7 @@ impl Transfers<'_> {
 
     /// Reconciles lost transfer notifications: asks the payment gateway about every compensation
     /// transfer WeChat Pay accepted that is not final yet, and applies each final answer exactly like
-    /// a notification ([`Market::handle_transfer_notice`]). Safe to run from several processes.
+    /// a notification ([`Transfers::handle_transfer_notice`](crate::market::handles::Transfers::handle_transfer_notice)). Safe to run from several processes.
     pub async fn reconcile_pending_transfers(&self, now: DateTime<Utc>) -> Result<ReconcileReport> {
         let mut report = ReconcileReport::default();
         let pending = self.read().await?.pending_compensation_transfers(RECONCILE_LIMIT).await?;
