@@ -58,6 +58,11 @@ fn verify_url_prints_the_echostr_and_one_newline() {
     let a = args("f464b24fc39322e44b38aa78f5edd27bd1441697");
     let (code, out, err) = run(&a.iter().map(String::as_str).collect::<Vec<_>>(), b"");
     one_line_error(code, &out, &err);
+    // The right digest in uppercase is refused, as the push endpoint refuses it.
+    let a = args(&s(v, "signature").to_ascii_uppercase());
+    let (code, out, err) = run(&a.iter().map(String::as_str).collect::<Vec<_>>(), b"");
+    one_line_error(code, &out, &err);
+    assert!(err.contains("signature is uppercase hex; WeChat signs in lowercase"), "{err}");
 }
 
 fn decrypt_args(v: &serde_json::Value, appid: &str, msg_signature: &str) -> Vec<String> {

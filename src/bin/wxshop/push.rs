@@ -79,8 +79,11 @@ pub enum PushCommand {
 pub fn run(cmd: PushCommand) -> Result<(), Rejected> {
     match cmd {
         PushCommand::VerifyUrl { token, timestamp, nonce, signature, echostr } => {
-            if sig::ct_eq_hex(&sig::sha1_sorted(&[&token, &timestamp, &nonce]), &signature) {
+            if sig::verify_sha1_sorted(&[&token, &timestamp, &nonce], &signature) {
                 print_out(echostr.as_bytes())
+            } else if sig::is_uppercase_hex_sha1(&signature) {
+                // WeChat signs in lowercase hex; the endpoint refuses uppercase, so the tool does too.
+                Err(Rejected("signature is uppercase hex; WeChat signs in lowercase".into()))
             } else {
                 Err(Rejected("signature does not match sha1(sort(token, timestamp, nonce))".into()))
             }
