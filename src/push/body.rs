@@ -568,6 +568,11 @@ mod tests {
             format!("<xml><Encrypt>{e}</Encrypt></xml>trailing"),
             format!("<?xml version=\"1.0\"?><xml><Encrypt>{e}</Encrypt></xml>"),
             format!("<xml><Encrypt><![CDATA[{e}]]></Encrypt></xml><xml></xml>"),
+            format!("<xml><Encrypt><![CDATA[{e}]]> <![CDATA[AB]]></Encrypt></xml>"),
+            format!("<xml><Encrypt>\n  {e}\n</Encrypt></xml>"),
+            "<xml><Encrypt>   </Encrypt></xml>".to_string(),
+            format!("<xml><Encrypt>{e}</Encrypt><Encrypt2>x</Encrypt2></xml>"),
+            format!("<xml><ToUserName>gh_1</ToUserName><Encrypt>{e}</Encrypt ></xml>"),
         ] {
             let fast = scan_flat(body.as_bytes(), |_, _| Some(())).is_some();
             let got = xml_envelope(body.as_bytes()).map_err(|e| e.to_string());
