@@ -1,11 +1,11 @@
 //! API keys: issue, authenticate, list, revoke, rotate.
 
-use crate::market::service::handles::Access;
 use std::time::Duration;
 
 use super::chrono_dur;
 use crate::market::access::{ApiKey, IssuedKey, KeyScope, Principal, Role, new_key, parse_key, secret_matches};
 use crate::market::error::{MarketError, Result};
+use crate::market::service::handles::Access;
 
 impl Access<'_> {
     /// Issues a key for `scope`, valid until revoked (or until `ttl` has passed). The secret is in the

@@ -1,7 +1,6 @@
 //! Payment anomalies: a wrong amount held for review, a double payment refunded, an external refund
 //! applied like any refund (see [`crate::market::anomaly`]).
 
-use crate::market::service::handles::Payments;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
@@ -16,6 +15,7 @@ use crate::market::events::Actor;
 use crate::market::money::Money;
 use crate::market::order::{MerchantOrder, OrderStatus};
 use crate::market::payment::{PayMode, PaymentStatus, Refund, RefundStatus};
+use crate::market::service::handles::Payments;
 use crate::market::store::StoreTx;
 
 impl Payments<'_> {

@@ -1,7 +1,6 @@
 //! Reconciliation against WeChat Pay's trade bill: what a lost notification hid (a payment of a
 //! checkout that has since closed, a refund made outside the market) is found and applied.
 
-use crate::market::service::handles::Payments;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +11,7 @@ use crate::market::error::{MarketError, Result};
 use crate::market::gateway::{BillLine, query_notify_id};
 use crate::market::money::Money;
 use crate::market::payment::{NoticeOutcome, PaymentNotice, PaymentStatus, SubOrderPaid};
+use crate::market::service::handles::Payments;
 
 /// What [`Payments::reconcile_trade_bill`](crate::market::handles::Payments::reconcile_trade_bill) found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

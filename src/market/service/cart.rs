@@ -1,6 +1,5 @@
 //! Carts.
 
-use crate::market::service::handles::Carts;
 use std::collections::{BTreeMap, HashMap};
 
 use super::{Checkout, Market};
@@ -10,6 +9,7 @@ use crate::market::checkout::{CheckoutLine, CheckoutRequest};
 use crate::market::error::{MarketError, Result};
 use crate::market::inventory::StockLevel;
 use crate::market::money::Money;
+use crate::market::service::handles::Carts;
 use crate::market::store::StoreTx;
 
 /// Most distinct SKUs in one cart.

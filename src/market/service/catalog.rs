@@ -1,6 +1,5 @@
 //! Catalog and stock.
 
-use crate::market::service::handles::{Catalog, Inventory};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -11,6 +10,7 @@ use crate::market::error::{MarketError, Result};
 use crate::market::events::Actor;
 use crate::market::inventory::{Movement, MovementKind, ReservationStatus, StockLevel};
 use crate::market::money::Money;
+use crate::market::service::handles::{Catalog, Inventory};
 use crate::market::store::StoreTx;
 
 /// A SKU's stock checked against its ledger and reservations (what a reconciliation job reports).

@@ -1,6 +1,5 @@
 //! Checkout.
 
-use crate::market::service::handles::Orders;
 use std::collections::HashMap;
 
 use serde_json::json;
@@ -14,6 +13,7 @@ use crate::market::gateway::{PrepayRequest, SubOrder};
 use crate::market::inventory::{Demand, Movement, MovementKind, Reservation, ReservationStatus, aggregate_demand};
 use crate::market::order::{MerchantOrder, OrderLine, OrderStatus};
 use crate::market::payment::{PayMode, Payment, PaymentStatus};
+use crate::market::service::handles::Orders;
 use crate::market::store::StoreTx;
 
 const SCOPE: &str = "checkout";

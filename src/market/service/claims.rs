@@ -1,12 +1,12 @@
 //! Durable claims: the market's store as a [`DedupeStore`] for pushes and pay notifications (and
 //! anything else processed once), shared by every instance and kept across restarts.
 
-use crate::market::service::handles::Ops;
 use std::time::Duration;
 
 use super::{Market, chrono_dur};
 use crate::dedupe::{Claim, DedupeStore};
 use crate::market::error::MarketError;
+use crate::market::service::handles::Ops;
 
 /// A [`DedupeStore`] in the market's database: a claim is a row keyed by scope and key, so a replay
 /// of a push is refused after a restart and on every instance. Build one with

@@ -1,6 +1,5 @@
 //! Merchants and categories.
 
-use crate::market::service::handles::{Categories, Merchants};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -10,6 +9,7 @@ use crate::market::clock::new_id;
 use crate::market::error::{MarketError, Result};
 use crate::market::events::Actor;
 use crate::market::merchant::{Merchant, MerchantStatus, Restrictions};
+use crate::market::service::handles::{Categories, Merchants};
 
 /// A merchant application.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,5 @@
 //! Payment notifications, cancellation, shipping, receipt, and order queries.
 
-use crate::market::service::handles::{Orders, Payments};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
@@ -20,6 +19,7 @@ use crate::market::order::{
     parcel_contents,
 };
 use crate::market::payment::{NoticeOutcome, PayMode, Payment, PaymentNotice, PaymentStatus, Refund, RefundStatus};
+use crate::market::service::handles::{Orders, Payments};
 use crate::market::store::StoreTx;
 
 impl Payments<'_> {

@@ -1,6 +1,5 @@
 //! Durable timers and the outbox consumer API.
 
-use crate::market::service::handles::{Ops, Payments};
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
@@ -15,6 +14,7 @@ use crate::market::gateway::{CloseRequest, PaymentQuery, RefundRequest, SubOrder
 use crate::market::order::OrderStatus;
 use crate::market::payment::NoticeOutcome;
 use crate::market::payment::RefundStatus;
+use crate::market::service::handles::{Ops, Payments};
 
 /// Timers read per batch.
 const BATCH: i64 = 100;

@@ -2,7 +2,6 @@
 //! refunds they end in (WeChat Pay refunds of the payment, or compensation from the deposit or the
 //! platform).
 
-use crate::market::service::handles::AfterSales;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -26,6 +25,7 @@ use crate::market::money::Money;
 use crate::market::order::OrderStatus;
 use crate::market::payment::PayMode;
 use crate::market::service::Market;
+use crate::market::service::handles::AfterSales;
 use crate::market::service::orders::request_refund;
 use crate::market::store::StoreTx;
 use crate::market::store::governance::Versioned;

@@ -1,6 +1,5 @@
 //! Deposits (保证金): requirement from the merchant's categories, pay-in, grace, restriction, exit.
 
-use crate::market::service::handles::Deposits;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -22,6 +21,7 @@ use crate::market::governance::{GovernanceConfig, Transition};
 use crate::market::money::Money;
 use crate::market::payment::PayMode;
 use crate::market::service::Market;
+use crate::market::service::handles::Deposits;
 use crate::market::store::StoreTx;
 use crate::market::store::governance::Versioned;
 

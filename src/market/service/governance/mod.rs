@@ -8,8 +8,6 @@
 //! settlement, a late shipment becomes a penalty, a receipt starts the settlement window, a refund
 //! concludes its case. [`Ops::run_due_timers`](crate::market::handles::Ops::run_due_timers) runs that consumer before and after the timers.
 
-use crate::market::service::handles::Governance;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -21,6 +19,7 @@ use crate::market::events::{Actor, OutboxEvent, Timer, TimerAction, TimerStatus}
 use crate::market::governance::ledger::{Account, Txn};
 use crate::market::governance::{self as gov, GovernanceConfig, Transition};
 use crate::market::money::Money;
+use crate::market::service::handles::Governance;
 use crate::market::store::StoreTx;
 use crate::market::store::governance::{LedgerAudit, Posted};
 

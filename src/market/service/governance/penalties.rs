@@ -1,7 +1,6 @@
 //! Penalties: detection from marketplace facts, confirmation with every effect, appeals that reverse
 //! them exactly, restrictions and the merchant status they imply.
 
-use crate::market::service::handles::Penalties;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -22,6 +21,7 @@ use crate::market::governance::settlement::{Compensation, PayoutStatus};
 use crate::market::governance::{self as gov, GovernanceConfig, Transition};
 use crate::market::money::Money;
 use crate::market::order::OrderStatus;
+use crate::market::service::handles::Penalties;
 use crate::market::service::{Agg, Change, Market};
 use crate::market::store::StoreTx;
 use crate::market::store::governance::Versioned;

@@ -1,6 +1,5 @@
 //! Reviews and the merchant score.
 
-use crate::market::service::handles::Reviews;
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, Utc};
@@ -17,6 +16,7 @@ use crate::market::governance::score::{
     DisputeSample, PenaltySample, ResponseSample, ReviewSample, ScoreCard, ScoreInputs, ShipmentSample, Stars, compute,
 };
 use crate::market::service::Market;
+use crate::market::service::handles::Reviews;
 use crate::market::store::StoreTx;
 use crate::market::store::governance::Versioned;
 

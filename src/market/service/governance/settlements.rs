@@ -1,6 +1,5 @@
 //! Settlement per merchant order, profit sharing (分账), promoter commission and commission rules.
 
-use crate::market::service::handles::Settlements;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 
@@ -19,6 +18,7 @@ use crate::market::governance::{GovernanceConfig, Transition};
 use crate::market::money::Money;
 use crate::market::payment::PayMode;
 use crate::market::service::Market;
+use crate::market::service::handles::Settlements;
 use crate::market::store::StoreTx;
 
 impl Settlements<'_> {

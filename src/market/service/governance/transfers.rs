@@ -7,7 +7,6 @@
 //! `wx.requestMerchantTransfer`); `SUCCESS` concludes the compensation once, `FAIL` or `CANCELLED`
 //! marks it Failed with the reason — still owed — until the platform re-issues it as a new bill.
 
-use crate::market::service::handles::Transfers;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -19,6 +18,7 @@ use crate::market::error::{MarketError, Result};
 use crate::market::events::Actor;
 use crate::market::gateway::{CompensationTicket, TransferNotice, TransferOutcome, TransferQuery};
 use crate::market::governance::settlement::{Compensation, CompensationTransfer, PayoutStatus};
+use crate::market::service::handles::Transfers;
 
 use crate::market::service::timers::ReconcileReport;
 use crate::market::service::{Agg, Change, Market};
