@@ -32,6 +32,9 @@ pub fn verify_sha1_sorted(parts: &[&str], given_hex: &str) -> bool {
     if parts.len() > sorted.len() {
         return ct_eq(sha1_sorted(parts).as_bytes(), given_hex.trim().as_bytes());
     }
+    // The given signature as 20 bytes; anything but 40 lowercase hex digits never verifies.
+    // Decoding the given string (public) spares hex-encoding the digest on every push.
+    let Some(given) = lowercase_hex_20(given_hex.trim().as_bytes()) else { return false };
     sorted[..parts.len()].copy_from_slice(parts);
     let sorted = &mut sorted[..parts.len()];
     sorted.sort_unstable();
@@ -39,11 +42,24 @@ pub fn verify_sha1_sorted(parts: &[&str], given_hex: &str) -> bool {
     for p in sorted.iter() {
         h.update(p.as_bytes());
     }
-    let mut expected = [0u8; 40];
-    if hex::encode_to_slice(h.finalize(), &mut expected).is_err() {
-        return false; // unreachable: 20 bytes are 40 hex digits
+    ct_eq(&h.finalize(), &given)
+}
+
+/// 40 lowercase hex digits as 20 bytes, or `None`. It looks only at the given (public) string.
+fn lowercase_hex_20(hex: &[u8]) -> Option<[u8; 20]> {
+    if hex.len() != 40 {
+        return None;
     }
-    ct_eq(&expected, given_hex.trim().as_bytes())
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 20];
+    for (o, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        *o = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(out)
 }
 
 /// Whether `given` is shaped like a SHA-1 hex signature (40 hex digits) but has an uppercase
