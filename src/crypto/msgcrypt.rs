@@ -27,8 +27,11 @@
 //! ```
 
 use std::fmt;
+use std::sync::Arc;
 
 use aes::Aes256;
+use aws_lc_rs::cipher::{AES_256, DecryptingKey, DecryptionContext, UnboundCipherKey};
+use aws_lc_rs::iv::FixedLength;
 use base64::Engine;
 use base64::alphabet;
 use base64::engine::DecodePaddingMode;
@@ -36,7 +39,7 @@ use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::STANDARD;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use cbc::cipher::block_padding::NoPadding;
-use cbc::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
+use cbc::cipher::{BlockModeEncrypt, KeyIvInit};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -141,6 +144,9 @@ pub struct MsgCrypt {
     token: SecretString,
     key: Zeroizing<[u8; 32]>,
     appid: String,
+    /// The AES-256-CBC decryption key schedule, expanded once: aws-lc's CBC decrypts a 1 KB push
+    /// faster than the RustCrypto one, and it zeroizes the schedule when dropped.
+    decrypting: Arc<DecryptingKey>,
 }
 
 impl fmt::Debug for MsgCrypt {
@@ -160,7 +166,11 @@ impl MsgCrypt {
         if appid.is_empty() {
             return Err(Error::Config("appid is empty".into()));
         }
-        Ok(MsgCrypt { token: SecretString::from(token.into()), key: decode_aes_key(encoding_aes_key)?, appid })
+        let key = decode_aes_key(encoding_aes_key)?;
+        let decrypting = UnboundCipherKey::new(&AES_256, &key[..])
+            .and_then(DecryptingKey::cbc)
+            .map_err(|_| Error::crypto(CryptoKind::Key, "the AES key was refused"))?;
+        Ok(MsgCrypt { token: SecretString::from(token.into()), key, appid, decrypting: Arc::new(decrypting) })
     }
 
     /// The appid the trailing field must name.
@@ -212,10 +222,10 @@ impl MsgCrypt {
                 format!("ciphertext of {} bytes is not a whole number of {BLOCK}-byte blocks", buf.len()),
             ));
         }
-        let key = &*self.key;
-        let iv: &[u8; 16] = key[..16].try_into().expect("16 of 32 bytes");
-        cbc::Decryptor::<Aes256>::new(key.into(), iv.into())
-            .decrypt_padded::<NoPadding>(&mut buf)
+        // WeChat's IV is the key's first 16 bytes.
+        let iv: [u8; 16] = self.key[..16].try_into().expect("16 of 32 bytes");
+        self.decrypting
+            .decrypt(&mut buf, DecryptionContext::Iv128(FixedLength::from(iv)))
             .map_err(|_| Error::crypto(CryptoKind::Length, "ciphertext is not whole AES blocks"))?;
         // The plaintext is the message handed back to the caller, not a secret: no zeroizing copy.
         let body_len = unpad(&buf)?.len();
@@ -298,6 +308,7 @@ fn unpad(plain: &[u8]) -> Result<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aes::cipher::BlockModeDecrypt;
 
     const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 
