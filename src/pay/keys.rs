@@ -33,7 +33,7 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use reqwest::header::{HeaderMap, HeaderName};
+use reqwest::header::{HeaderMap, HeaderValue};
 
 use crate::crypto::pay::{
     PayPublicKey, PlatformCertificate, SCHEME, SIGNTEST_PREFIX, check_timestamp, normalize_serial,
@@ -64,24 +64,35 @@ pub struct SignatureHeaders<'a> {
 impl<'a> SignatureHeaders<'a> {
     /// Reads the headers; a missing one is a [`Error::Signature`].
     pub fn from_headers(headers: &'a HeaderMap) -> Result<Self> {
-        // Static names: no parsing of the name on every lookup.
-        const SERIAL: HeaderName = HeaderName::from_static("wechatpay-serial");
-        const SIGNATURE: HeaderName = HeaderName::from_static("wechatpay-signature");
-        const TIMESTAMP: HeaderName = HeaderName::from_static("wechatpay-timestamp");
-        const NONCE: HeaderName = HeaderName::from_static("wechatpay-nonce");
-        const SIGNATURE_TYPE: HeaderName = HeaderName::from_static("wechatpay-signature-type");
-        let get = |name: &HeaderName| -> Result<&'a str> {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .ok_or_else(|| Error::Signature(format!("missing header {name}")))
+        const NAMES: [&str; 5] = [
+            "wechatpay-serial",
+            "wechatpay-signature",
+            "wechatpay-timestamp",
+            "wechatpay-nonce",
+            "wechatpay-signature-type",
+        ];
+        // One pass over the headers (each `get` hashes its name): the first value of each name,
+        // as `HeaderMap::get` answers.
+        let mut found: [Option<&'a HeaderValue>; 5] = [None; 5];
+        for (name, value) in headers {
+            let name = name.as_str();
+            if !name.starts_with("wechatpay-") {
+                continue;
+            }
+            if let Some(i) = NAMES.iter().position(|n| *n == name) {
+                found[i].get_or_insert(value);
+            }
+        }
+        let text = |i: usize| found[i].and_then(|v| v.to_str().ok());
+        let get = |i: usize| -> Result<&'a str> {
+            text(i).ok_or_else(|| Error::Signature(format!("missing header {}", NAMES[i])))
         };
         Ok(SignatureHeaders {
-            serial: get(&SERIAL)?,
-            signature: get(&SIGNATURE)?,
-            timestamp: get(&TIMESTAMP)?,
-            nonce: get(&NONCE)?,
-            signature_type: headers.get(&SIGNATURE_TYPE).and_then(|v| v.to_str().ok()),
+            serial: get(0)?,
+            signature: get(1)?,
+            timestamp: get(2)?,
+            nonce: get(3)?,
+            signature_type: text(4),
         })
     }
 }
@@ -340,6 +351,31 @@ mod tests {
 
     fn headers<'a>(serial: &'a str, sig: &'a str, ts: &'a str) -> SignatureHeaders<'a> {
         SignatureHeaders { serial, signature: sig, timestamp: ts, nonce: "n1", signature_type: Some(SCHEME) }
+    }
+
+    #[test]
+    fn headers_are_read_by_name_first_value_wins_and_a_missing_one_is_named() {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        h.insert("wechatpay-nonce", HeaderValue::from_static("n1"));
+        h.insert("wechatpay-timestamp", HeaderValue::from_static("1700000000"));
+        h.insert("wechatpay-signature", HeaderValue::from_static("c2ln"));
+        h.append("wechatpay-signature", HeaderValue::from_static("second"));
+        h.insert("wechatpay-serialx", HeaderValue::from_static("look-alike"));
+        let e = SignatureHeaders::from_headers(&h).unwrap_err();
+        assert_eq!(e.to_string(), Error::Signature("missing header wechatpay-serial".into()).to_string());
+        h.insert("wechatpay-serial", HeaderValue::from_static("PUB_KEY_ID_1"));
+        let got = SignatureHeaders::from_headers(&h).unwrap();
+        assert_eq!(
+            (got.serial, got.signature, got.timestamp, got.nonce, got.signature_type),
+            ("PUB_KEY_ID_1", "c2ln", "1700000000", "n1", None)
+        );
+        h.insert("Wechatpay-Signature-Type", HeaderValue::from_static(SCHEME));
+        assert_eq!(SignatureHeaders::from_headers(&h).unwrap().signature_type, Some(SCHEME));
+        // A value that is not visible ASCII reads as missing, as `HeaderMap::get(..).to_str()` would.
+        h.insert("wechatpay-nonce", HeaderValue::from_bytes(&[0xE4, 0xB8, 0xAD]).unwrap());
+        let e = SignatureHeaders::from_headers(&h).unwrap_err();
+        assert_eq!(e.to_string(), Error::Signature("missing header wechatpay-nonce".into()).to_string());
     }
 
     #[test]
