@@ -103,7 +103,7 @@ fn sha1_sorted_raw(parts: &mut [&str]) -> [u8; 20] {
     h.finalize().into()
 }
 
-fn push_figures(b: &Bench, out: &mut Vec<Figure>) {
+fn push_figures(b: &Bench, run: &dyn Fn(&str) -> bool, out: &mut Vec<Figure>) {
     const TOKEN: &str = "bench-token";
     const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
     const APPID: &str = "wx2c2769f8efd9abc2";
@@ -121,25 +121,30 @@ fn push_figures(b: &Bench, out: &mut Vec<Figure>) {
     let ct = STANDARD.decode(&encrypt).expect("base64");
     let key = decode_aes_key(AES_KEY).expect("key");
     let iv: [u8; 16] = key[..16].try_into().expect("iv");
-    let pair = b.pair(
-        &mut || {
-            black_box(v.open_at(black_box(&p.query), black_box(p.body.as_bytes()), 0).expect("open"));
-        },
-        &mut || {
-            let sig = sha1_sorted_raw(&mut [TOKEN, "1409735669", "1320562132", black_box(&encrypt)]);
-            let mut buf = black_box(&ct).clone();
-            cbc::Decryptor::<Aes256>::new((&*key).into(), (&iv).into())
-                .decrypt_padded::<NoPadding>(&mut buf)
-                .expect("cbc");
-            black_box((sig, buf));
-        },
-    );
-    out.push(rate_figure(
-        "push_decrypt_parse_1kb",
-        "raw_sha1_aes256cbc",
-        pair,
-        "verify + base64 + decrypt + checks + XML parse + typing",
-    ));
+    if run("push_open") {
+        let pair = b.pair(
+            &mut || {
+                black_box(v.open_at(black_box(&p.query), black_box(p.body.as_bytes()), 0).expect("open"));
+            },
+            &mut || {
+                let sig = sha1_sorted_raw(&mut [TOKEN, "1409735669", "1320562132", black_box(&encrypt)]);
+                let mut buf = black_box(&ct).clone();
+                cbc::Decryptor::<Aes256>::new((&*key).into(), (&iv).into())
+                    .decrypt_padded::<NoPadding>(&mut buf)
+                    .expect("cbc");
+                black_box((sig, buf));
+            },
+        );
+        out.push(rate_figure(
+            "push_decrypt_parse_1kb",
+            "raw_sha1_aes256cbc",
+            pair,
+            "verify + base64 + decrypt + checks + XML parse + typing",
+        ));
+    }
+    if !run("push_reply") {
+        return;
+    }
 
     let push = v.open_at(&p.query, p.body.as_bytes(), 0).expect("open");
     let sample =
@@ -207,7 +212,7 @@ fn wxa_figure(b: &Bench, out: &mut Vec<Figure>) {
     ));
 }
 
-fn pay_figures(b: &Bench, out: &mut Vec<Figure>) {
+fn pay_figures(b: &Bench, run: &dyn Fn(&str) -> bool, out: &mut Vec<Figure>) {
     const PATH: &str = "/v3/pay/transactions/jsapi";
     const BODY: &str = r#"{"appid":"wx_emulator_app","mchid":"1230000109","description":"Oolong tea 250 g","out_trade_no":"SF202406110001","notify_url":"https://shop.example/wx/pay/notify","amount":{"total":6800,"currency":"CNY"},"payer":{"openid":"oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"}}"#;
     let der = pem::parse(DEFAULT_MERCHANT_KEY_PEM).expect("pem").into_contents();
@@ -217,16 +222,21 @@ fn pay_figures(b: &Bench, out: &mut Vec<Figure>) {
         paycrypto::request_message("POST", PATH, "1718071800", "593BEC0C930BF1AFEB40B4A08C8FB242", BODY.as_bytes());
     let signer = MerchantSigner::new(&default_pay_config().expect("config"));
     let mut sig = vec![0u8; raw.public_modulus_len()];
-    let pair = b.pair(
-        &mut || {
-            black_box(signer.sign(&Method::POST, black_box(PATH), black_box(BODY.as_bytes())).expect("sign"));
-        },
-        &mut || {
-            raw.sign(&RSA_PKCS1_SHA256, &rng, black_box(&message), &mut sig).expect("sign");
-            black_box(&sig);
-        },
-    );
-    out.push(rate_figure("pay_request_signing", "raw_aws_lc_rsa2048_sign", pair, "goal ≥ 0.95 of raw"));
+    if run("pay_sign") {
+        let pair = b.pair(
+            &mut || {
+                black_box(signer.sign(&Method::POST, black_box(PATH), black_box(BODY.as_bytes())).expect("sign"));
+            },
+            &mut || {
+                raw.sign(&RSA_PKCS1_SHA256, &rng, black_box(&message), &mut sig).expect("sign");
+                black_box(&sig);
+            },
+        );
+        out.push(rate_figure("pay_request_signing", "raw_aws_lc_rsa2048_sign", pair, "goal ≥ 0.95 of raw"));
+    }
+    if !run("pay_notify") {
+        return;
+    }
 
     let (serial, wechat) = platform_public_key_signer();
     let apiv3 = ApiV3Key::new(DEFAULT_APIV3_KEY).expect("apiv3");
@@ -296,19 +306,22 @@ fn main() {
     } else {
         Bench { round: Duration::from_millis(300), rounds: 5, subject_only }
     };
-    // `--only push|wxa|pay|token|market`: one group of figures (profiling one path with perf).
+    // `--only push|push_open|push_reply|wxa|pay|pay_sign|pay_notify|token|market`: one group of
+    // figures, or one figure of a group (profiling one path with perf).
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).map(String::as_str);
-    let run = |group: &str| only.is_none_or(|o| o == group);
+    let run = |group: &str| {
+        only.is_none_or(|o| o == group || group.starts_with(&format!("{o}_")) || o.starts_with(&format!("{group}_")))
+    };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let mut figures = Vec::new();
     if run("push") {
-        push_figures(&b, &mut figures);
+        push_figures(&b, &run, &mut figures);
     }
     if run("wxa") {
         wxa_figure(&b, &mut figures);
     }
     if run("pay") {
-        pay_figures(&b, &mut figures);
+        pay_figures(&b, &run, &mut figures);
     }
     if run("token") {
         token_figure(&b, &rt, &mut figures);
