@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use reqwest::Method;
 use serde_json::json;
 use wxshop::emulator::pay::{DEFAULT_MCHID, default_pay_config};
-use wxshop::emulator::push::PushConfig;
+use wxshop::emulator::mp::message::PushConfig;
 use wxshop::emulator::{DEFAULT_APPID, DEFAULT_SECRET, Emulator, EmulatorHandle, Fault};
 use wxshop::http::{Body, Host, HttpConfig, Request, RetryPolicy};
 use wxshop::mp::link::{Expiry, GenerateScheme};

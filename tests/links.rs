@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::json;
-use wxshop::emulator::links::{Limits, limited_payload, qrcode_payload, unlimited_payload};
+use wxshop::emulator::mp::link::Limits;
+use wxshop::emulator::mp::wxacode::{limited_payload, qrcode_payload, unlimited_payload};
 use wxshop::emulator::{DEFAULT_APPID, Emulator, EmulatorHandle, Fault};
 use wxshop::http::Request;
 use wxshop::mp::link::{EnvVersion, Expiry, GenerateScheme, GenerateShortLink, GenerateUrlLink};

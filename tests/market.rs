@@ -1815,7 +1815,7 @@ fn postgres_random_operations_keep_every_invariant() {
 #[tokio::test]
 async fn ships_through_wechat_shipping_info_management() {
     use wxshop::emulator::Emulator;
-    use wxshop::emulator::shipping::{PaidTransaction, register_paid_transaction};
+    use wxshop::emulator::mp::shipping::{PaidTransaction, register_paid_transaction};
     use wxshop::mp::shipping::{OrderRef, OrderState};
 
     let emu = Emulator::start_default().await.unwrap();
@@ -1867,7 +1867,7 @@ async fn ships_through_wechat_shipping_info_management() {
 #[tokio::test]
 async fn corrects_shipping_info_once_through_wechat() {
     use wxshop::emulator::Emulator;
-    use wxshop::emulator::shipping::{PaidTransaction, register_paid_transaction};
+    use wxshop::emulator::mp::shipping::{PaidTransaction, register_paid_transaction};
     use wxshop::mp::shipping::{OrderRef, OrderState};
 
     let emu = Emulator::start_default().await.unwrap();

@@ -15,7 +15,7 @@ use cbc::cipher::{BlockModeEncrypt, KeyIvInit};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use wxshop::crypto::msgcrypt::{MsgCrypt, decode_aes_key};
-use wxshop::emulator::push::{Delivery, PushConfig, gh_id};
+use wxshop::emulator::mp::message::{Delivery, PushConfig, gh_id};
 use wxshop::emulator::{DEFAULT_APPID, Emulator, EmulatorHandle};
 use wxshop::mp::message::{CustomerServiceMessage, SubscribeData, SubscribeMessage, TypingCommand};
 use wxshop::mp::security::{MediaChecks, MediaType, Scene};
@@ -745,7 +745,7 @@ proptest! {
 
 #[tokio::test]
 async fn shipping_events_reach_the_merchants_push_endpoint() {
-    use wxshop::emulator::shipping::PaidTransaction;
+    use wxshop::emulator::mp::shipping::PaidTransaction;
     use wxshop::mp::shipping::{OrderKey, UploadShippingInfo};
     let emu = Emulator::start_default().await.unwrap();
     let client = emu.client().unwrap();

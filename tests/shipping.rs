@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use futures_util::TryStreamExt;
 use serde_json::json;
-use wxshop::emulator::shipping::PaidTransaction;
+use wxshop::emulator::mp::shipping::PaidTransaction;
 use wxshop::emulator::{DEFAULT_APPID, Emulator, EmulatorHandle};
 use wxshop::http::Request;
 use wxshop::mp::shipping::{
@@ -311,17 +311,17 @@ async fn unshipped_payments_are_reminded_after_48_hours() {
         })
     );
     // The payload function the push sender uses gives the same message for the transaction.
-    let mut again = wxshop::emulator::shipping::remind_shipping_payload(emu.state(), &tx).unwrap();
+    let mut again = wxshop::emulator::mp::shipping::remind_shipping_payload(emu.state(), &tx).unwrap();
     again.as_object_mut().unwrap().remove("CreateTime");
     let mut emitted = produced[0].payload.clone();
     emitted.as_object_mut().unwrap().remove("CreateTime");
     assert_eq!(again, emitted);
-    let settle = wxshop::emulator::shipping::settlement_payload(emu.state(), &tx).unwrap();
+    let settle = wxshop::emulator::mp::shipping::settlement_payload(emu.state(), &tx).unwrap();
     assert_eq!(
         (settle["Event"].as_str(), settle["shipped_time"].as_i64()),
         (Some("trade_manage_order_settlement"), Some(0))
     );
-    assert!(wxshop::emulator::shipping::remind_shipping_payload(emu.state(), "4200000000000000000000009999").is_none());
+    assert!(wxshop::emulator::mp::shipping::remind_shipping_payload(emu.state(), "4200000000000000000000009999").is_none());
     // The pre-sale order is reminded on its filed date; the test order never.
     emu.state().advance(days(19));
     let produced = emu.tick_shipping();

@@ -35,9 +35,10 @@
 //! | `GET /__emulator/last_body?path=P` | — | the last request body served on `P`, as received |
 //!
 //!
-//! Capabilities document their own control calls: [`links`] (links, codes, quotas),
-//! [`shipping`] (transactions, receipt, timers, trade_manage events), [`push`] (message push,
-//! templates and consent, risky words) and [`pay`] (WeChat Pay:
+//! Capabilities document their own control calls, in modules laid out like the SDK's: the
+//! mini-program side in [`mp`] — [`mp::link`] (links and quotas), [`mp::wxacode`] (codes),
+//! [`mp::shipping`] (transactions, receipt, timers, trade_manage events), [`mp::message`] (message
+//! push, templates and consent), [`mp::security`] (risky words) — and [`pay`] (WeChat Pay:
 //! merchants, signing mode, certificate rotation, the cashier's actions). The cashier — the list of
 //! prepay orders with Pay / Fail / Refund and a log of calls and notifications — is at `/`.
 
@@ -64,11 +65,8 @@ use crate::config::{AppConfig, Endpoints};
 use crate::error::{Error, Result};
 
 mod control;
-pub mod links;
-mod mp_auth;
+pub mod mp;
 pub mod pay;
-pub mod push;
-pub mod shipping;
 
 /// Configuration of an emulator instance.
 #[derive(Debug, Clone)]
@@ -131,13 +129,13 @@ pub struct EmulatorState {
     pub(crate) counters: Mutex<HashMap<String, u64>>,
     clock_offset_ms: AtomicI64,
     pub(crate) token_ttl_secs: AtomicI64,
-    pub(crate) mp: Mutex<mp_auth::MpState>,
+    pub(crate) mp: Mutex<mp::auth::MpState>,
     /// The last request body served per path (for assertions on what a client sent).
     pub(crate) last_bodies: Mutex<HashMap<String, bytes::Bytes>>,
-    pub(crate) links: Mutex<links::LinksState>,
-    pub(crate) shipping: Mutex<shipping::ShippingState>,
+    pub(crate) links: Mutex<mp::link::LinksState>,
+    pub(crate) shipping: Mutex<mp::shipping::ShippingState>,
     pub(crate) pay: Mutex<pay::PayState>,
-    pub(crate) push: push::PushShared,
+    pub(crate) push: mp::message::PushShared,
 }
 
 /// Shared handle to the state.
@@ -145,7 +143,7 @@ pub type Shared = Arc<EmulatorState>;
 
 impl EmulatorState {
     fn new(config: &EmulatorConfig) -> Self {
-        let mut mp = mp_auth::MpState::default();
+        let mut mp = mp::auth::MpState::default();
         for app in &config.apps {
             mp.add_app(app);
         }
@@ -157,10 +155,10 @@ impl EmulatorState {
             token_ttl_secs: AtomicI64::new(config.token_ttl.as_secs() as i64),
             mp: Mutex::new(mp),
             last_bodies: Mutex::new(HashMap::new()),
-            links: Mutex::new(links::LinksState::default()),
-            shipping: Mutex::new(shipping::ShippingState::default()),
+            links: Mutex::new(mp::link::LinksState::default()),
+            shipping: Mutex::new(mp::shipping::ShippingState::default()),
             pay: Mutex::new(pay::PayState::new(Utc::now())),
-            push: push::PushShared::default(),
+            push: mp::message::PushShared::default(),
         }
     }
 
@@ -227,15 +225,6 @@ pub(crate) fn wx_error(errcode: i64, errmsg: &str) -> Response {
     axum::Json(serde_json::json!({ "errcode": errcode, "errmsg": format!("{errmsg} rid: {rid}") })).into_response()
 }
 
-/// Decodes a JSON request body the way WeChat rejects bad ones: 44002 when empty, 47001 when it
-/// does not parse into `T`.
-pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Result<T, Response> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(wx_error(44002, "empty post data"));
-    }
-    serde_json::from_slice(body).map_err(|_| wx_error(47001, "data format error"))
-}
-
 /// A success envelope merged with `fields`.
 pub(crate) fn wx_ok(fields: serde_json::Value) -> Response {
     let mut v = serde_json::json!({ "errcode": 0, "errmsg": "ok" });
@@ -272,7 +261,7 @@ async fn count_and_inject(State(state): State<Shared>, req: Request, next: Next)
     }
     let response = next.run(req).await;
     // Shipping timers fire lazily during requests; their trade_manage events go out through the push sender.
-    shipping::flush_events(&state);
+    mp::shipping::flush_events(&state);
     match fault.filter(|f| f.after) {
         Some(f) => strike(&f).await.unwrap_or(response),
         None => response,
@@ -320,11 +309,8 @@ impl Emulator {
     pub fn router(state: Shared) -> Router {
         Router::new()
             .merge(control::routes())
-            .merge(mp_auth::routes())
-            .merge(links::routes())
-            .merge(shipping::routes())
+            .merge(mp::routes())
             .merge(pay::routes(state.clone()))
-            .merge(push::routes())
             .layer(middleware::from_fn_with_state(state.clone(), count_and_inject))
             .with_state(state)
     }

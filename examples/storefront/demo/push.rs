@@ -83,7 +83,7 @@ pub async fn demo_replay(d: &mut Demo) -> Result<String, String> {
     let appid = d.state.client.appid().to_string();
     let emu = d.state.emulator.clone().ok_or("the demo needs the emulator")?;
     let openid = emu.openid_of(&appid, "alice");
-    let gh = wxshop::emulator::push::gh_id(&appid);
+    let gh = wxshop::emulator::mp::message::gh_id(&appid);
     let crypt = wxshop::crypto::msgcrypt::MsgCrypt::new(EMULATOR_PUSH_TOKEN, EMULATOR_PUSH_AES_KEY, &appid)
         .map_err(|e| e.to_string())?;
     let verifier = crate::push::verifier(&appid).map_err(|e| e.to_string())?;

@@ -107,7 +107,7 @@ pub(super) fn pay_order(s: &Shared, mchid: &str, out_trade_no: &str) -> std::res
     };
     p.push_log(now, "cashier", format!("pay {out_trade_no}"), 200, format!("transaction_id {txn_of_key}"));
     // Every JSAPI payment comes under shipping-info management (发货信息管理), waiting to ship.
-    let shippable: Vec<crate::emulator::shipping::PaidTransaction> = keys
+    let shippable: Vec<crate::emulator::mp::shipping::PaidTransaction> = keys
         .iter()
         .filter_map(|k| p.orders.get(k))
         .map(|o| {
@@ -115,17 +115,18 @@ pub(super) fn pay_order(s: &Shared, mchid: &str, out_trade_no: &str) -> std::res
                 Kind::Partner { sp_mchid, .. } => (sp_mchid.clone(), Some(o.owner.clone())),
                 _ => (o.owner.clone(), None),
             };
-            let mut tx = crate::emulator::shipping::PaidTransaction::new(mchid, &o.out_trade_no, &o.openid, o.total)
-                .transaction_id(o.transaction_id.clone().unwrap_or_default())
-                .appid(&o.appid)
-                .description(&o.description);
+            let mut tx =
+                crate::emulator::mp::shipping::PaidTransaction::new(mchid, &o.out_trade_no, &o.openid, o.total)
+                    .transaction_id(o.transaction_id.clone().unwrap_or_default())
+                    .appid(&o.appid)
+                    .description(&o.description);
             tx.sub_mchid = sub;
             tx
         })
         .collect();
     drop(p);
     for tx in shippable {
-        if let Err(e) = crate::emulator::shipping::register_paid_transaction(s, tx) {
+        if let Err(e) = crate::emulator::mp::shipping::register_paid_transaction(s, tx) {
             tracing::warn!(error = %e, "could not put a payment under shipping management");
         }
     }

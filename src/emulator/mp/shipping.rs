@@ -43,16 +43,15 @@
 use std::collections::HashMap;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
-use super::mp_auth::authorize;
-pub use super::mp_auth::original_id;
-use super::{DEFAULT_APPID, EmulatorHandle, EmulatorState, Shared, json_body, lock, wx_error, wx_ok};
+pub use super::auth::original_id;
+use super::{Authorized, WxError, WxJson, WxResult, wx_ok};
+use crate::emulator::{DEFAULT_APPID, EmulatorHandle, EmulatorState, Shared, lock};
 use crate::error::{Error, Result};
 use crate::mp::shipping::{
     Contact, DeliveryMode, LogisticsType, MAX_ID_BYTES, MAX_ITEM_DESC_CHARS, MAX_PACKAGES, OrderSettlementEvent,
@@ -299,14 +298,14 @@ pub fn settlement_payload(state: &EmulatorState, transaction_id: &str) -> Option
 /// Hands the events not yet pushed to the emulator's push sender, in order, for every app that
 /// has a push URL configured (`/__emulator/push/config`); apps without one only keep the event log.
 /// Runs after every emulator request, so timers that fire lazily are pushed too.
-pub(crate) fn flush_events(s: &super::Shared) {
+pub(crate) fn flush_events(s: &Shared) {
     let pending: Vec<ShippingEvent> = {
         let mut st = lock(&s.shipping);
         let from = st.pushed.min(st.events.len());
         st.pushed = st.events.len();
         st.events[from..].to_vec()
     };
-    let pending: Vec<ShippingEvent> = pending.into_iter().filter(|e| super::push::has_config(s, &e.appid)).collect();
+    let pending: Vec<ShippingEvent> = pending.into_iter().filter(|e| super::message::has_config(s, &e.appid)).collect();
     if pending.is_empty() {
         return;
     }
@@ -314,7 +313,7 @@ pub(crate) fn flush_events(s: &super::Shared) {
     tokio::spawn(async move {
         for ev in pending {
             let serde_json::Value::Object(fields) = ev.payload else { continue };
-            if let Err(e) = super::push::deliver(&s, &ev.appid, fields, 1).await {
+            if let Err(e) = super::message::deliver(&s, &ev.appid, fields, 1).await {
                 tracing::warn!(event = %ev.event, error = %e, "emulator could not push a trade_manage event");
             }
         }
@@ -526,17 +525,6 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/__emulator/shipping/trade_managed", post(control_managed))
 }
 
-type Q = Query<HashMap<String, String>>;
-
-macro_rules! try_resp {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(r) => return r,
-        }
-    };
-}
-
 #[derive(Deserialize)]
 struct KeyBody {
     order_number_type: Option<i64>,
@@ -546,19 +534,19 @@ struct KeyBody {
 }
 
 impl KeyBody {
-    fn key(&self) -> std::result::Result<Key, Response> {
+    fn key(&self) -> WxResult<Key> {
         let present = |v: &Option<String>| v.as_ref().filter(|s| !s.is_empty()).cloned();
         match self.order_number_type {
             Some(2) => present(&self.transaction_id)
                 .map(Key::Transaction)
-                .ok_or_else(|| wx_error(268485195, "transaction_id is required when order_number_type is 2")),
+                .ok_or_else(|| WxError::new(268485195, "transaction_id is required when order_number_type is 2")),
             Some(1) => {
-                let mchid = present(&self.mchid).ok_or_else(|| wx_error(268485196, "mchid is required"))?;
+                let mchid = present(&self.mchid).ok_or_else(|| WxError::new(268485196, "mchid is required"))?;
                 let trade_no =
-                    present(&self.out_trade_no).ok_or_else(|| wx_error(268485197, "out_trade_no is required"))?;
+                    present(&self.out_trade_no).ok_or_else(|| WxError::new(268485197, "out_trade_no is required"))?;
                 Ok(Key::Merchant { mchid, trade_no, sub: None })
             }
-            _ => Err(wx_error(268485194, "invalid order_number_type")),
+            _ => Err(WxError::new(268485194, "invalid order_number_type")),
         }
     }
 }
@@ -592,69 +580,72 @@ fn check_shipment(
     mode: Option<i64>,
     all_delivered: Option<bool>,
     list: Option<Vec<ItemBody>>,
-) -> std::result::Result<Shipment, Response> {
+) -> WxResult<Shipment> {
     let key = key.key()?;
     let (Some(logistics), Some(mode), Some(items)) = (logistics, mode, list) else {
-        return Err(wx_error(47001, "data format error: logistics_type, delivery_mode and shipping_list are required"));
+        return Err(WxError::new(
+            47001,
+            "data format error: logistics_type, delivery_mode and shipping_list are required",
+        ));
     };
     let logistics = match LogisticsType::from_code(logistics) {
-        LogisticsType::Other(_) => return Err(wx_error(10060005, "invalid logistics_type")),
+        LogisticsType::Other(_) => return Err(WxError::new(10060005, "invalid logistics_type")),
         l => l,
     };
     let mode = match DeliveryMode::from_code(mode) {
-        DeliveryMode::Other(_) => return Err(wx_error(268485224, "invalid delivery_mode")),
+        DeliveryMode::Other(_) => return Err(WxError::new(268485224, "invalid delivery_mode")),
         m => m,
     };
     if items.is_empty() {
-        return Err(wx_error(10060014, "invalid param: shipping_list is empty"));
+        return Err(WxError::new(10060014, "invalid param: shipping_list is empty"));
     }
     if items.len() > MAX_PACKAGES {
-        return Err(wx_error(10060024, "shipping_list too long"));
+        return Err(WxError::new(10060024, "shipping_list too long"));
     }
     match mode {
         DeliveryMode::Unified if items.len() != 1 => {
-            return Err(wx_error(268485228, "统一发货模式下，物流信息列表长度必须为 1"));
+            return Err(WxError::new(268485228, "统一发货模式下，物流信息列表长度必须为 1"));
         }
         DeliveryMode::Split if logistics != LogisticsType::Express => {
-            return Err(wx_error(10060006, "非快递发货时不允许分拆发货"));
+            return Err(WxError::new(10060006, "非快递发货时不允许分拆发货"));
         }
         DeliveryMode::Split if all_delivered.is_none() => {
-            return Err(wx_error(10060007, "分拆发货模式下必须填写 is_all_delivered 字段"));
+            return Err(WxError::new(10060007, "分拆发货模式下必须填写 is_all_delivered 字段"));
         }
         _ => {}
     }
     for item in &items {
         let desc = item.item_desc.as_deref().unwrap_or("");
         if desc.trim().is_empty() {
-            return Err(wx_error(10060008, "item_desc is empty"));
+            return Err(WxError::new(10060008, "item_desc is empty"));
         }
         if desc.chars().count() > MAX_ITEM_DESC_CHARS {
-            return Err(wx_error(10060009, "item_desc too long"));
+            return Err(WxError::new(10060009, "item_desc too long"));
         }
         let company = item.express_company.as_deref().unwrap_or("");
         let tracking = item.tracking_no.as_deref().unwrap_or("");
         if logistics == LogisticsType::Express {
             if tracking.is_empty() {
-                return Err(wx_error(268485226, "tracking_no is required for express"));
+                return Err(WxError::new(268485226, "tracking_no is required for express"));
             }
             if company.is_empty() {
-                return Err(wx_error(268485227, "express_company is required for express"));
+                return Err(WxError::new(268485227, "express_company is required for express"));
             }
         }
         if company.len() > MAX_ID_BYTES {
-            return Err(wx_error(10060025, "express_company too long"));
+            return Err(WxError::new(10060025, "express_company too long"));
         }
         if tracking.len() > MAX_ID_BYTES {
-            return Err(wx_error(10060026, "tracking_no too long"));
+            return Err(WxError::new(10060026, "tracking_no too long"));
         }
         match &item.contact {
             None if company == SF_EXPRESS => {
-                return Err(wx_error(10060014, "invalid param: contact is required for SF Express"));
+                return Err(WxError::new(10060014, "invalid param: contact is required for SF Express"));
             }
             Some(c) => {
                 let values: Vec<&String> = [&c.consignor_contact, &c.receiver_contact].into_iter().flatten().collect();
                 if values.is_empty() || values.iter().any(|v| !is_masked_contact(v)) {
-                    return Err(wx_error(10060014, "invalid param: contact must be masked, last 4 digits visible"));
+                    return Err(WxError::new(10060014, "invalid param: contact must be masked, last 4 digits visible"));
                 }
             }
             None => {}
@@ -671,9 +662,9 @@ fn apply_shipment(
     s: &Shipment,
     upload_time: DateTime<FixedOffset>,
     now: i64,
-) -> std::result::Result<(), Response> {
+) -> WxResult<()> {
     let Some(mut t) = st.trades.get(id).cloned() else {
-        return Err(wx_error(10060001, "支付单不存在"));
+        return Err(WxError::new(10060001, "支付单不存在"));
     };
     let packages: Vec<Package> = s
         .items
@@ -691,12 +682,15 @@ fn apply_shipment(
             if let Some((_, previous)) = &t.last_upload
                 && upload_time <= *previous
             {
-                return Err(wx_error(10060014, "invalid param: upload_time must be later than the previous upload"));
+                return Err(WxError::new(
+                    10060014,
+                    "invalid param: upload_time must be later than the previous upload",
+                ));
             }
             // Split deliveries accumulate until is_all_delivered.
             if t.delivery_mode == Some(DeliveryMode::Split) && s.mode == DeliveryMode::Split {
                 if t.packages.len() + packages.len() > MAX_PACKAGES {
-                    return Err(wx_error(10060024, "shipping_list too long"));
+                    return Err(WxError::new(10060024, "shipping_list too long"));
                 }
                 t.packages.extend(packages);
             } else {
@@ -713,13 +707,16 @@ fn apply_shipment(
         }
         OrderState::Shipped => {
             if t.finish_count >= 2 {
-                return Err(wx_error(10060003, "支付单已使用重新发货机会"));
+                return Err(WxError::new(10060003, "支付单已使用重新发货机会"));
             }
             if t.last_upload.as_ref().is_some_and(|(f, _)| *f == s.fingerprint) {
-                return Err(wx_error(10060023, "发货信息未更新"));
+                return Err(WxError::new(10060023, "发货信息未更新"));
             }
             if t.last_upload.as_ref().is_some_and(|(_, previous)| upload_time <= *previous) {
-                return Err(wx_error(10060014, "invalid param: upload_time must be later than the previous upload"));
+                return Err(WxError::new(
+                    10060014,
+                    "invalid param: upload_time must be later than the previous upload",
+                ));
             }
             // The one correction: replaces the shipping info and restarts the auto-confirm clock.
             t.packages = packages;
@@ -728,7 +725,7 @@ fn apply_shipment(
             t.finish_count = 2;
             t.shipped_at = Some(now);
         }
-        _ => return Err(wx_error(10060004, "支付单处于不可发货的状态")),
+        _ => return Err(WxError::new(10060004, "支付单处于不可发货的状态")),
     }
     t.last_upload = Some((s.fingerprint.clone(), upload_time));
     let completed = t.state == OrderState::Shipped;
@@ -739,24 +736,24 @@ fn apply_shipment(
     Ok(())
 }
 
-fn resolve(st: &ShippingState, appid: &str, key: &Key, openid: &str) -> std::result::Result<String, Response> {
-    let id = st.find(appid, key).ok_or_else(|| wx_error(10060001, "支付单不存在"))?;
+fn resolve(st: &ShippingState, appid: &str, key: &Key, openid: &str) -> WxResult<String> {
+    let id = st.find(appid, key).ok_or_else(|| WxError::new(10060001, "支付单不存在"))?;
     if st.trades.get(&id).is_some_and(|t| t.openid != openid) {
-        return Err(wx_error(10060031, "该笔支付单不属于 openid 所指定的用户"));
+        return Err(WxError::new(10060031, "该笔支付单不属于 openid 所指定的用户"));
     }
     Ok(id)
 }
 
-fn payer_of(p: Option<PayerBody>) -> std::result::Result<String, Response> {
+fn payer_of(p: Option<PayerBody>) -> WxResult<String> {
     match p.and_then(|p| p.openid).filter(|o| !o.is_empty()) {
         Some(o) if o.len() <= MAX_ID_BYTES => Ok(o),
-        _ => Err(wx_error(47001, "data format error: payer.openid is required")),
+        _ => Err(WxError::new(47001, "data format error: payer.openid is required")),
     }
 }
 
-fn upload_time_of(t: Option<String>) -> std::result::Result<DateTime<FixedOffset>, Response> {
-    let Some(t) = t else { return Err(wx_error(47001, "data format error: upload_time is required")) };
-    DateTime::parse_from_rfc3339(&t).map_err(|_| wx_error(268485216, "上传时间非法，请按照 RFC 3339 格式填写"))
+fn upload_time_of(t: Option<String>) -> WxResult<DateTime<FixedOffset>> {
+    let Some(t) = t else { return Err(WxError::new(47001, "data format error: upload_time is required")) };
+    DateTime::parse_from_rfc3339(&t).map_err(|_| WxError::new(268485216, "上传时间非法，请按照 RFC 3339 格式填写"))
 }
 
 #[derive(Deserialize)]
@@ -770,19 +767,20 @@ struct UploadBody {
     payer: Option<PayerBody>,
 }
 
-async fn upload_shipping_info(State(s): State<Shared>, Query(q): Q, body: Bytes) -> Response {
-    let appid = try_resp!(authorize(&s, &q));
-    let b: UploadBody = try_resp!(json_body(&body));
-    let Some(key) = b.order_key else { return wx_error(47001, "data format error: order_key is required") };
-    let shipment =
-        try_resp!(check_shipment(&key, b.logistics_type, b.delivery_mode, b.is_all_delivered, b.shipping_list));
-    let upload_time = try_resp!(upload_time_of(b.upload_time));
-    let openid = try_resp!(payer_of(b.payer));
+async fn upload_shipping_info(
+    State(s): State<Shared>,
+    Authorized(appid): Authorized,
+    WxJson(b): WxJson<UploadBody>,
+) -> WxResult {
+    let Some(key) = b.order_key else { return Err(WxError::new(47001, "data format error: order_key is required")) };
+    let shipment = check_shipment(&key, b.logistics_type, b.delivery_mode, b.is_all_delivered, b.shipping_list)?;
+    let upload_time = upload_time_of(b.upload_time)?;
+    let openid = payer_of(b.payer)?;
     let now = s.now().timestamp();
     let mut st = lock(&s.shipping);
     st.run_timers(now);
-    let id = try_resp!(resolve(&st, &appid, &shipment.key, &openid));
-    try_resp!(apply_shipment(&mut st, &id, &shipment, upload_time, now));
+    let id = resolve(&st, &appid, &shipment.key, &openid)?;
+    apply_shipment(&mut st, &id, &shipment, upload_time, now)?;
     drop(st);
     s.bump("shipping.upload");
     wx_ok(serde_json::json!({}))
@@ -805,39 +803,43 @@ struct CombinedBody {
     payer: Option<PayerBody>,
 }
 
-async fn upload_combined_shipping_info(State(s): State<Shared>, Query(q): Q, body: Bytes) -> Response {
-    let appid = try_resp!(authorize(&s, &q));
-    let b: CombinedBody = try_resp!(json_body(&body));
-    let Some(parent) = b.order_key else { return wx_error(47001, "data format error: order_key is required") };
+async fn upload_combined_shipping_info(
+    State(s): State<Shared>,
+    Authorized(appid): Authorized,
+    WxJson(b): WxJson<CombinedBody>,
+) -> WxResult {
+    let Some(parent) = b.order_key else { return Err(WxError::new(47001, "data format error: order_key is required")) };
     // The combined order itself is only checked for shape: the emulator keeps sub-orders as
     // transactions of their own.
-    try_resp!(parent.key());
+    parent.key()?;
     let subs = b.sub_orders.unwrap_or_default();
     if subs.is_empty() {
-        return wx_error(10060014, "invalid param: sub_orders is empty");
+        return Err(WxError::new(10060014, "invalid param: sub_orders is empty"));
     }
-    let upload_time = try_resp!(upload_time_of(b.upload_time));
-    let openid = try_resp!(payer_of(b.payer));
+    let upload_time = upload_time_of(b.upload_time)?;
+    let openid = payer_of(b.payer)?;
     let mut shipments = Vec::with_capacity(subs.len());
     for sub in subs {
-        let Some(key) = sub.order_key else { return wx_error(47001, "data format error: sub_orders[].order_key") };
+        let Some(key) = sub.order_key else {
+            return Err(WxError::new(47001, "data format error: sub_orders[].order_key"));
+        };
         if key.order_number_type != parent.order_number_type {
-            return wx_error(268485194, "sub-orders must use the combined order's order_number_type");
+            return Err(WxError::new(268485194, "sub-orders must use the combined order's order_number_type"));
         }
-        shipments.push(try_resp!(check_shipment(
+        shipments.push(check_shipment(
             &key,
             sub.logistics_type,
             sub.delivery_mode,
             sub.is_all_delivered,
-            sub.shipping_list
-        )));
+            sub.shipping_list,
+        )?);
     }
     let now = s.now().timestamp();
     let mut st = lock(&s.shipping);
     st.run_timers(now);
     let mut ids = Vec::with_capacity(shipments.len());
     for sh in &shipments {
-        ids.push(try_resp!(resolve(&st, &appid, &sh.key, &openid)));
+        ids.push(resolve(&st, &appid, &sh.key, &openid)?);
     }
     // All or nothing: apply to a copy, keep it only when every sub-order was accepted.
     let (trades, events) = (st.trades.clone(), st.events.len());
@@ -845,7 +847,7 @@ async fn upload_combined_shipping_info(State(s): State<Shared>, Query(q): Q, bod
         if let Err(r) = apply_shipment(&mut st, id, sh, upload_time, now) {
             st.trades = trades;
             st.events.truncate(events);
-            return r;
+            return Err(r);
         }
     }
     drop(st);
@@ -863,27 +865,25 @@ struct RefBody {
 }
 
 impl RefBody {
-    fn key(&self) -> std::result::Result<Key, Response> {
+    fn key(&self) -> WxResult<Key> {
         let present = |v: &Option<String>| v.as_ref().filter(|s| !s.is_empty()).cloned();
         if let Some(t) = present(&self.transaction_id) {
             return Ok(Key::Transaction(t));
         }
         match (present(&self.merchant_id), present(&self.merchant_trade_no)) {
             (Some(mchid), Some(trade_no)) => Ok(Key::Merchant { mchid, trade_no, sub: present(&self.sub_merchant_id) }),
-            _ => Err(wx_error(10060014, "invalid param: transaction_id or merchant_id + merchant_trade_no")),
+            _ => Err(WxError::new(10060014, "invalid param: transaction_id or merchant_id + merchant_trade_no")),
         }
     }
 }
 
-async fn get_order(State(s): State<Shared>, Query(q): Q, body: Bytes) -> Response {
-    let appid = try_resp!(authorize(&s, &q));
-    let b: RefBody = try_resp!(json_body(&body));
-    let key = try_resp!(b.key());
+async fn get_order(State(s): State<Shared>, Authorized(appid): Authorized, WxJson(b): WxJson<RefBody>) -> WxResult {
+    let key = b.key()?;
     let mut st = lock(&s.shipping);
     st.run_timers(s.now().timestamp());
     match st.find(&appid, &key).and_then(|id| st.trades.get(&id)) {
         Some(t) => wx_ok(serde_json::json!({ "order": t.to_json() })),
-        None => wx_error(10060001, "支付单不存在"),
+        None => Err(WxError::new(10060001, "支付单不存在")),
     }
 }
 
@@ -902,9 +902,11 @@ struct ListBody {
     page_size: Option<usize>,
 }
 
-async fn get_order_list(State(s): State<Shared>, Query(q): Q, body: Bytes) -> Response {
-    let appid = try_resp!(authorize(&s, &q));
-    let b: ListBody = try_resp!(json_body(&body));
+async fn get_order_list(
+    State(s): State<Shared>,
+    Authorized(appid): Authorized,
+    WxJson(b): WxJson<ListBody>,
+) -> WxResult {
     let mut st = lock(&s.shipping);
     st.run_timers(s.now().timestamp());
     let range = b.pay_time_range.unwrap_or_default();
@@ -921,7 +923,7 @@ async fn get_order_list(State(s): State<Shared>, Query(q): Q, body: Bytes) -> Re
         None => 0,
         Some(ix) => match usize::from_str_radix(ix, 16) {
             Ok(n) if ix.len() == 16 && n <= orders.len() => n,
-            _ => return wx_error(10060011, "last_index不合法"),
+            _ => return Err(WxError::new(10060011, "last_index不合法")),
         },
     };
     let size = b.page_size.filter(|n| *n > 0).unwrap_or(100);
@@ -931,29 +933,31 @@ async fn get_order_list(State(s): State<Shared>, Query(q): Q, body: Bytes) -> Re
     wx_ok(serde_json::json!({ "order_list": page, "has_more": has_more, "last_index": format!("{end_ix:016x}") }))
 }
 
-async fn notify_confirm_receive(State(s): State<Shared>, Query(q): Q, body: Bytes) -> Response {
-    let appid = try_resp!(authorize(&s, &q));
-    let b: RefBody = try_resp!(json_body(&body));
-    let key = try_resp!(b.key());
+async fn notify_confirm_receive(
+    State(s): State<Shared>,
+    Authorized(appid): Authorized,
+    WxJson(b): WxJson<RefBody>,
+) -> WxResult {
+    let key = b.key()?;
     let Some(received) = b.received_time else {
-        return wx_error(47001, "data format error: received_time is required");
+        return Err(WxError::new(47001, "data format error: received_time is required"));
     };
     let now = s.now().timestamp();
     let mut st = lock(&s.shipping);
     st.run_timers(now);
-    let Some(id) = st.find(&appid, &key) else { return wx_error(10060001, "支付单不存在") };
-    let Some(t) = st.trades.get_mut(&id) else { return wx_error(10060001, "支付单不存在") };
+    let Some(id) = st.find(&appid, &key) else { return Err(WxError::new(10060001, "支付单不存在")) };
+    let Some(t) = st.trades.get_mut(&id) else { return Err(WxError::new(10060001, "支付单不存在")) };
     if t.state != OrderState::Shipped {
-        return wx_error(10060028, "支付单不是已发货状态");
+        return Err(WxError::new(10060028, "支付单不是已发货状态"));
     }
     if t.logistics_type != Some(LogisticsType::Express) {
-        return wx_error(10060032, "只有物流快递发货时允许提醒用户确认收货");
+        return Err(WxError::new(10060032, "只有物流快递发货时允许提醒用户确认收货"));
     }
     if t.reminded_confirm {
-        return wx_error(10060030, "支付单已使用提醒收货机会");
+        return Err(WxError::new(10060030, "支付单已使用提醒收货机会"));
     }
     if received < t.shipped_at.unwrap_or(0) || received > now {
-        return wx_error(10060029, "签收时间非法");
+        return Err(WxError::new(10060029, "签收时间非法"));
     }
     t.reminded_confirm = true;
     drop(st);
@@ -966,11 +970,13 @@ struct PathBody {
     path: Option<String>,
 }
 
-async fn set_msg_jump_path(State(s): State<Shared>, Query(q): Q, body: Bytes) -> Response {
-    let appid = try_resp!(authorize(&s, &q));
-    let b: PathBody = try_resp!(json_body(&body));
+async fn set_msg_jump_path(
+    State(s): State<Shared>,
+    Authorized(appid): Authorized,
+    WxJson(b): WxJson<PathBody>,
+) -> WxResult {
     let Some(path) = b.path.filter(|p| !p.is_empty()) else {
-        return wx_error(47001, "data format error: path is required");
+        return Err(WxError::new(47001, "data format error: path is required"));
     };
     lock(&s.shipping).jump_paths.insert(appid, path);
     wx_ok(serde_json::json!({}))
@@ -981,27 +987,29 @@ struct AppidBody {
     appid: Option<String>,
 }
 
-fn managed_flags(
-    s: &EmulatorState,
-    q: &HashMap<String, String>,
-    body: &[u8],
-) -> std::result::Result<(bool, bool), Response> {
-    let appid = authorize(s, q)?;
-    let b: AppidBody = json_body(body)?;
+fn managed_flags(s: &EmulatorState, appid: &str, b: AppidBody) -> WxResult<(bool, bool)> {
     match b.appid.filter(|a| !a.is_empty()) {
-        None => Err(wx_error(40097, "invalid args: appid is required")),
-        Some(a) if a != appid => Err(wx_error(40013, "invalid appid")),
+        None => Err(WxError::new(40097, "invalid args: appid is required")),
+        Some(a) if a != appid => Err(WxError::new(40013, "invalid appid")),
         Some(a) => Ok(lock(&s.shipping).managed.get(&a).copied().unwrap_or((true, true))),
     }
 }
 
-async fn is_trade_managed(State(s): State<Shared>, Query(q): Q, body: Bytes) -> Response {
-    let (managed, _) = try_resp!(managed_flags(&s, &q, &body));
+async fn is_trade_managed(
+    State(s): State<Shared>,
+    Authorized(appid): Authorized,
+    WxJson(b): WxJson<AppidBody>,
+) -> WxResult {
+    let (managed, _) = managed_flags(&s, &appid, b)?;
     wx_ok(serde_json::json!({ "is_trade_managed": managed }))
 }
 
-async fn confirmation_completed(State(s): State<Shared>, Query(q): Q, body: Bytes) -> Response {
-    let (_, completed) = try_resp!(managed_flags(&s, &q, &body));
+async fn confirmation_completed(
+    State(s): State<Shared>,
+    Authorized(appid): Authorized,
+    WxJson(b): WxJson<AppidBody>,
+) -> WxResult {
+    let (_, completed) = managed_flags(&s, &appid, b)?;
     wx_ok(serde_json::json!({ "completed": completed }))
 }
 
@@ -1013,15 +1021,17 @@ struct SpecialBody {
     delay_to: Option<i64>,
 }
 
-async fn op_special_order(State(s): State<Shared>, Query(q): Q, body: Bytes) -> Response {
-    let appid = try_resp!(authorize(&s, &q));
-    let b: SpecialBody = try_resp!(json_body(&body));
+async fn op_special_order(
+    State(s): State<Shared>,
+    Authorized(appid): Authorized,
+    WxJson(b): WxJson<SpecialBody>,
+) -> WxResult {
     let Some(order_id) = b.order_id.filter(|o| !o.is_empty()) else {
-        return wx_error(47001, "data format error: order_id is required");
+        return Err(WxError::new(47001, "data format error: order_id is required"));
     };
     let kind = b.kind.unwrap_or(0);
     if kind != 1 && kind != 2 {
-        return wx_error(268546000, "type非法");
+        return Err(WxError::new(268546000, "type非法"));
     }
     let now = s.now().timestamp();
     let mut st = lock(&s.shipping);
@@ -1031,12 +1041,12 @@ async fn op_special_order(State(s): State<Shared>, Query(q): Q, body: Bytes) -> 
             && t.state == OrderState::Unshipped
             && (t.transaction_id == order_id || t.out_trade_no == order_id)
     }) else {
-        return wx_error(268546002, "账户不存在这个待发货单号");
+        return Err(WxError::new(268546002, "账户不存在这个待发货单号"));
     };
     if kind == 1 {
         match b.delay_to {
             Some(d) if d >= t.pay_time + 15 * DAY && d <= t.pay_time + 330 * DAY => t.remind_at = Some(d),
-            _ => return wx_error(268546001, "delay_to非法"),
+            _ => return Err(WxError::new(268546001, "delay_to非法")),
         }
     } else {
         // A test order needs no shipping: no reminder.
@@ -1058,8 +1068,7 @@ pub const DELIVERY_COMPANIES: &[(&str, &str)] = &[
     ("DHL", "DHL"),
 ];
 
-async fn get_delivery_list(State(s): State<Shared>, Query(q): Q) -> Response {
-    try_resp!(authorize(&s, &q));
+async fn get_delivery_list(State(_s): State<Shared>, _: Authorized) -> WxResult {
     let list: Vec<serde_json::Value> = DELIVERY_COMPANIES
         .iter()
         .map(|(id, name)| serde_json::json!({ "delivery_id": id, "delivery_name": name }))

@@ -6,10 +6,7 @@
 //!   opens for the first user who opens it and for nobody else.
 //! - Short Links (`#小程序://…`): permanent ones count against a lifetime cap (100,000, then 85400),
 //!   all against a daily cap (10,000,000, then 45009).
-//! - Codes are real PNG QR codes you can look at and scan. `getwxacode` and `createwxaqrcode` share
-//!   a lifetime cap (100,000, then 45029); `getwxacodeunlimit` checks the `scene` (40169, 40129)
-//!   and the page (41030). What a code encodes: [`unlimited_payload`], [`limited_payload`],
-//!   [`qrcode_payload`].
+//! - Codes ([`super::wxacode`]) share this module's limits and published pages.
 //!
 //! Days are China days (UTC+8), as WeChat counts them, on the emulator's clock. Every quota and cap
 //! can be lowered for tests.
@@ -28,7 +25,7 @@
 //! use wxshop::emulator::Emulator;
 //! use wxshop::mp::wxacode::GetUnlimitedCode;
 //! let emu = Emulator::start_default().await?;
-//! emu.set_link_limits(wxshop::emulator::links::Limits { limited_codes: 2, ..Default::default() });
+//! emu.set_link_limits(wxshop::emulator::mp::link::Limits { limited_codes: 2, ..Default::default() });
 //! let png = emu.client()?.wxacode().get_unlimited(&GetUnlimitedCode::new("p=1").page("pages/index/index")).await?;
 //! std::fs::write("code.png", &png.bytes).ok(); // scan it: wxemu://wxacode/wx_emulator_app/pages/index/index?scene=p%3D1&env_version=release
 //! # Ok(()) }
@@ -37,20 +34,17 @@
 use std::collections::{HashMap, HashSet};
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Serialize};
 
-use super::mp_auth::authorize;
-use super::{EmulatorHandle, EmulatorState, Shared, json_body, lock, wx_error, wx_ok};
+use super::{Authorized, WxError, WxJson, WxResult, wx_ok};
+use crate::emulator::{EmulatorHandle, EmulatorState, Shared, lock};
 use crate::mp::link::{EnvVersion, is_query_char};
-use crate::mp::wxacode::{MAX_SCENE_CHARS, is_scene_char};
 
 /// The prefix of a URL Scheme.
 pub const SCHEME_PREFIX: &str = "weixin://dl/business/?t=";
@@ -113,11 +107,11 @@ struct Daily {
 /// The emulator's link and code state.
 #[derive(Debug, Default)]
 pub struct LinksState {
-    limits: Limits,
+    pub(super) limits: Limits,
     links: HashMap<String, LinkRecord>,
     daily: HashMap<(String, NaiveDate), Daily>,
     permanent_short_links: HashMap<String, u64>,
-    limited_codes: HashMap<String, u64>,
+    pub(super) limited_codes: HashMap<String, u64>,
     pages: HashMap<String, HashSet<String>>,
 }
 
@@ -136,7 +130,7 @@ impl LinksState {
     }
 
     /// `true` when `page` is a published page of `appid` (every page is, until pages are registered).
-    fn page_exists(&self, appid: &str, page: &str) -> bool {
+    pub(super) fn page_exists(&self, appid: &str, page: &str) -> bool {
         match self.pages.get(appid) {
             Some(pages) => pages.contains(page.trim_start_matches('/')),
             None => true,
@@ -174,9 +168,6 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/wxa/generate_urllink", post(generate_url_link))
         .route("/wxa/query_urllink", post(query_url_link))
         .route("/wxa/genwxashortlink", post(generate_short_link))
-        .route("/wxa/getwxacode", post(get_wxa_code))
-        .route("/wxa/getwxacodeunlimit", post(get_unlimited_code))
-        .route("/cgi-bin/wxaapp/createwxaqrcode", post(create_qrcode))
         .route("/__emulator/links/limits", post(set_limits))
         .route("/__emulator/links/pages", post(set_pages))
         .route("/__emulator/links/open", post(open_link))
@@ -184,15 +175,6 @@ pub(super) fn routes() -> Router<Shared> {
 }
 
 type Q = Query<HashMap<String, String>>;
-
-macro_rules! try_resp {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(r) => return r,
-        }
-    };
-}
 
 #[derive(Deserialize, Default)]
 struct Jump {
@@ -213,15 +195,15 @@ struct LinkBody {
     expire_interval: Option<i64>,
 }
 
-fn env_of(s: Option<&str>) -> Result<EnvVersion, Response> {
+fn env_of(s: Option<&str>) -> WxResult<EnvVersion> {
     match s {
         None | Some("") => Ok(EnvVersion::Release),
-        Some(v) => EnvVersion::parse(v).ok_or_else(|| wx_error(85402, "invalid env_version")),
+        Some(v) => EnvVersion::parse(v).ok_or_else(|| WxError::new(85402, "invalid env_version")),
     }
 }
 
 /// Checks and records a URL Scheme or URL Link; returns its ticket.
-fn make_link(s: &EmulatorState, appid: &str, kind: LinkKind, body: LinkBody) -> Result<String, Response> {
+fn make_link(s: &EmulatorState, appid: &str, kind: LinkKind, body: LinkBody) -> WxResult<String> {
     let now = s.now();
     let jump = body.jump_wxa.unwrap_or_default();
     let (path, query, env) = match kind {
@@ -233,27 +215,27 @@ fn make_link(s: &EmulatorState, appid: &str, kind: LinkKind, body: LinkBody) -> 
     let query = query.unwrap_or_default();
     let mut st = lock(&s.links);
     if path.contains('?') || !path.chars().all(|c| c.is_ascii_graphic()) || !st.page_exists(appid, &path) {
-        return Err(wx_error(40165, "invalid weapp pagepath"));
+        return Err(WxError::new(40165, "invalid weapp pagepath"));
     }
     if query.chars().count() > 1024 || !query.chars().all(is_query_char) {
-        return Err(wx_error(40212, "invalid query"));
+        return Err(WxError::new(40212, "invalid query"));
     }
     let expire_time = match body.expire_type.unwrap_or(0) {
         0 => body.expire_time.unwrap_or(0),
         1 => match body.expire_interval {
             Some(days @ 1..=30) => (now + Duration::days(days)).timestamp(),
-            _ => return Err(wx_error(85401, "time limit between 1min and 30days")),
+            _ => return Err(WxError::new(85401, "time limit between 1min and 30days")),
         },
-        _ => return Err(wx_error(40097, "invalid args: expire_type")),
+        _ => return Err(WxError::new(40097, "invalid args: expire_type")),
     };
     let left = expire_time - now.timestamp();
     if left <= 60 || left > 30 * 86_400 {
-        return Err(wx_error(85401, "time limit between 1min and 30days"));
+        return Err(WxError::new(85401, "time limit between 1min and 30days"));
     }
     let cap = st.limits.daily_links;
     let daily = st.daily(appid, now);
     if daily.links >= cap {
-        return Err(wx_error(44993, "reach max api day frequence limit"));
+        return Err(WxError::new(44993, "reach max api day frequence limit"));
     }
     daily.links += 1;
     let t = ticket(11);
@@ -273,18 +255,22 @@ fn make_link(s: &EmulatorState, appid: &str, kind: LinkKind, body: LinkBody) -> 
     Ok(t)
 }
 
-async fn generate_scheme(State(s): State<Shared>, Query(q): Q, body: Bytes) -> Response {
-    let appid = try_resp!(authorize(&s, &q));
-    let b: LinkBody = try_resp!(json_body(&body));
-    let t = try_resp!(make_link(&s, &appid, LinkKind::Scheme, b));
+async fn generate_scheme(
+    State(s): State<Shared>,
+    Authorized(appid): Authorized,
+    WxJson(b): WxJson<LinkBody>,
+) -> WxResult {
+    let t = make_link(&s, &appid, LinkKind::Scheme, b)?;
     s.bump("links.scheme");
     wx_ok(serde_json::json!({ "openlink": format!("{SCHEME_PREFIX}{t}") }))
 }
 
-async fn generate_url_link(State(s): State<Shared>, Query(q): Q, body: Bytes) -> Response {
-    let appid = try_resp!(authorize(&s, &q));
-    let b: LinkBody = try_resp!(json_body(&body));
-    let t = try_resp!(make_link(&s, &appid, LinkKind::UrlLink, b));
+async fn generate_url_link(
+    State(s): State<Shared>,
+    Authorized(appid): Authorized,
+    WxJson(b): WxJson<LinkBody>,
+) -> WxResult {
+    let t = make_link(&s, &appid, LinkKind::UrlLink, b)?;
     s.bump("links.url_link");
     wx_ok(serde_json::json!({ "url_link": format!("{URL_LINK_PREFIX}{t}") }))
 }
@@ -308,7 +294,7 @@ fn link_info(r: &LinkRecord) -> serde_json::Value {
     })
 }
 
-fn query_link(s: &EmulatorState, appid: &str, kind: LinkKind, b: QueryBody) -> Response {
+fn query_link(s: &EmulatorState, appid: &str, kind: LinkKind, b: QueryBody) -> WxResult {
     let now = s.now();
     let mut st = lock(&s.links);
     let cap = st.limits.daily_visits;
@@ -322,24 +308,28 @@ fn query_link(s: &EmulatorState, appid: &str, kind: LinkKind, b: QueryBody) -> R
         LinkKind::UrlLink => (b.url_link, URL_LINK_PREFIX, "url_link_info"),
     };
     let Some(given) = given.filter(|g| !g.is_empty()) else {
-        return wx_error(40097, "invalid args");
+        return Err(WxError::new(40097, "invalid args"));
     };
     let t = given.strip_prefix(prefix).unwrap_or(&given);
     match st.links.get(t).filter(|r| r.kind == kind && r.appid == appid) {
         Some(r) => wx_ok(serde_json::json!({ field: link_info(r), "quota_info": quota })),
-        None => wx_error(85403, "not found"),
+        None => Err(WxError::new(85403, "not found")),
     }
 }
 
-async fn query_scheme(State(s): State<Shared>, Query(q): Q, body: Bytes) -> Response {
-    let appid = try_resp!(authorize(&s, &q));
-    let b: QueryBody = try_resp!(json_body(&body));
+async fn query_scheme(
+    State(s): State<Shared>,
+    Authorized(appid): Authorized,
+    WxJson(b): WxJson<QueryBody>,
+) -> WxResult {
     query_link(&s, &appid, LinkKind::Scheme, b)
 }
 
-async fn query_url_link(State(s): State<Shared>, Query(q): Q, body: Bytes) -> Response {
-    let appid = try_resp!(authorize(&s, &q));
-    let b: QueryBody = try_resp!(json_body(&body));
+async fn query_url_link(
+    State(s): State<Shared>,
+    Authorized(appid): Authorized,
+    WxJson(b): WxJson<QueryBody>,
+) -> WxResult {
     query_link(&s, &appid, LinkKind::UrlLink, b)
 }
 
@@ -351,9 +341,11 @@ struct ShortLinkBody {
     is_permanent: bool,
 }
 
-async fn generate_short_link(State(s): State<Shared>, Query(q): Q, body: Bytes) -> Response {
-    let appid = try_resp!(authorize(&s, &q));
-    let b: ShortLinkBody = try_resp!(json_body(&body));
+async fn generate_short_link(
+    State(s): State<Shared>,
+    Authorized(appid): Authorized,
+    WxJson(b): WxJson<ShortLinkBody>,
+) -> WxResult {
     let now = s.now();
     let page_url = b.page_url.unwrap_or_default();
     let (path, query) = page_url.split_once('?').unwrap_or((&page_url, ""));
@@ -364,21 +356,21 @@ async fn generate_short_link(State(s): State<Shared>, Query(q): Q, body: Bytes) 
         || !query.chars().all(is_query_char)
         || !st.page_exists(&appid, path)
     {
-        return wx_error(40066, "invalid url");
+        return Err(WxError::new(40066, "invalid url"));
     }
     let title = b.page_title.unwrap_or_default();
     if title.chars().any(char::is_control) {
-        return wx_error(40225, "invalid page title");
+        return Err(WxError::new(40225, "invalid page title"));
     }
     let daily_cap = st.limits.daily_short_links;
     if st.daily(&appid, now).short_links >= daily_cap {
-        return wx_error(45009, "reach max api daily quota limit");
+        return Err(WxError::new(45009, "reach max api daily quota limit"));
     }
     if b.is_permanent {
         let cap = st.limits.permanent_short_links;
         let used = st.permanent_short_links.entry(appid.clone()).or_default();
         if *used >= cap {
-            return wx_error(85400, "reach max long time quota limit");
+            return Err(WxError::new(85400, "reach max long time quota limit"));
         }
         *used += 1;
     }
@@ -387,175 +379,6 @@ async fn generate_short_link(State(s): State<Shared>, Query(q): Q, body: Bytes) 
     let shown: String =
         if title.chars().count() > 20 { title.chars().take(20).chain("...".chars()).collect() } else { title };
     wx_ok(serde_json::json!({ "link": format!("#小程序://{appid}/{shown}/{}", ticket(6)) }))
-}
-
-/// What an unlimited code (`getwxacodeunlimit`) encodes in the emulator.
-pub fn unlimited_payload(appid: &str, page: &str, scene: &str, env: EnvVersion) -> String {
-    let scene: String = url::form_urlencoded::byte_serialize(scene.as_bytes()).collect();
-    format!("wxemu://wxacode/{appid}/{page}?scene={scene}&env_version={}", env.as_str())
-}
-
-/// What a limited code (`getwxacode`) encodes in the emulator: the path with its query.
-pub fn limited_payload(appid: &str, path: &str, env: EnvVersion) -> String {
-    let sep = if path.contains('?') { '&' } else { '?' };
-    format!("wxemu://wxacode/{appid}/{path}{sep}env_version={}", env.as_str())
-}
-
-/// What a square QR code (`createwxaqrcode`) encodes in the emulator.
-pub fn qrcode_payload(appid: &str, path: &str) -> String {
-    format!("wxemu://qrcode/{appid}/{path}")
-}
-
-/// Draws `payload` as a QR code PNG, `width` pixels square (a quiet zone of 4 modules included),
-/// dark modules in `line`, on white or (when `transparent`) on a transparent background.
-pub fn render_png(payload: &str, width: u32, line: [u8; 3], transparent: bool) -> Result<Vec<u8>, String> {
-    use qrcode::{Color, EcLevel, QrCode};
-    let code = QrCode::with_error_correction_level(payload.as_bytes(), EcLevel::M).map_err(|e| e.to_string())?;
-    let modules = code.width() as u32;
-    let colors = code.to_colors();
-    let total = modules + 8;
-    let width = width.max(total);
-    let scale = width / total;
-    let origin = (width - total * scale) / 2 + 4 * scale;
-    let channels: usize = if transparent { 4 } else { 3 };
-    let mut data = Vec::with_capacity(width as usize * width as usize * channels);
-    for y in 0..width {
-        for x in 0..width {
-            let dark = x >= origin && y >= origin && {
-                let (mx, my) = ((x - origin) / scale, (y - origin) / scale);
-                mx < modules && my < modules && colors[(my * modules + mx) as usize] == Color::Dark
-            };
-            match (dark, transparent) {
-                (true, false) => data.extend_from_slice(&line),
-                (true, true) => data.extend_from_slice(&[line[0], line[1], line[2], 255]),
-                (false, false) => data.extend_from_slice(&[255, 255, 255]),
-                (false, true) => data.extend_from_slice(&[255, 255, 255, 0]),
-            }
-        }
-    }
-    let mut out = Vec::new();
-    let mut enc = png::Encoder::new(&mut out, width, width);
-    enc.set_color(if transparent { png::ColorType::Rgba } else { png::ColorType::Rgb });
-    enc.set_depth(png::BitDepth::Eight);
-    let mut writer = enc.write_header().map_err(|e| e.to_string())?;
-    writer.write_image_data(&data).map_err(|e| e.to_string())?;
-    writer.finish().map_err(|e| e.to_string())?;
-    Ok(out)
-}
-
-#[derive(Deserialize)]
-struct CodeBody {
-    path: Option<String>,
-    page: Option<String>,
-    scene: Option<String>,
-    check_path: Option<bool>,
-    env_version: Option<String>,
-    width: Option<u32>,
-    #[serde(default)]
-    auto_color: bool,
-    line_color: Option<serde_json::Value>,
-    #[serde(default)]
-    is_hyaline: bool,
-}
-
-impl CodeBody {
-    fn width(&self) -> u32 {
-        self.width.unwrap_or(430).clamp(280, 1280)
-    }
-
-    /// WeChat documents the components as decimal numbers and shows them quoted; take both.
-    fn line(&self) -> [u8; 3] {
-        if self.auto_color {
-            return [0, 0, 0];
-        }
-        let part = |k: &str| -> u8 {
-            let v = self.line_color.as_ref().and_then(|c| c.get(k));
-            let n = v.and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())));
-            n.unwrap_or(0).min(255) as u8
-        };
-        [part("r"), part("g"), part("b")]
-    }
-
-    fn env(&self) -> Result<EnvVersion, Response> {
-        match self.env_version.as_deref() {
-            None | Some("") => Ok(EnvVersion::Release),
-            Some(v) => EnvVersion::parse(v).ok_or_else(|| wx_error(40097, "invalid args: env_version")),
-        }
-    }
-}
-
-fn png_response(payload: &str, b: &CodeBody) -> Response {
-    match render_png(payload, b.width(), b.line(), b.is_hyaline) {
-        Ok(png) => ([(CONTENT_TYPE, "image/png")], png).into_response(),
-        Err(_) => wx_error(-1, "system error"),
-    }
-}
-
-/// Counts one limited code against the app's lifetime cap, or answers 45029.
-fn take_limited(s: &EmulatorState, appid: &str) -> Result<(), Response> {
-    let mut st = lock(&s.links);
-    let cap = st.limits.limited_codes;
-    let used = st.limited_codes.entry(appid.to_string()).or_default();
-    if *used >= cap {
-        return Err(wx_error(45029, "qrcode count out of limit"));
-    }
-    *used += 1;
-    Ok(())
-}
-
-async fn get_wxa_code(State(s): State<Shared>, Query(q): Q, body: Bytes) -> Response {
-    let appid = try_resp!(authorize(&s, &q));
-    let b: CodeBody = try_resp!(json_body(&body));
-    let path = b.path.clone().unwrap_or_default();
-    if path.is_empty() || path.chars().count() > 1024 {
-        return wx_error(40159, "invalid length for path, or the data is not json string");
-    }
-    if path.contains("scancode_time") {
-        return wx_error(85096, "not allow include scancode_time field");
-    }
-    let env = try_resp!(b.env());
-    try_resp!(take_limited(&s, &appid));
-    s.bump("wxacode.limited");
-    png_response(&limited_payload(&appid, &path, env), &b)
-}
-
-async fn create_qrcode(State(s): State<Shared>, Query(q): Q, body: Bytes) -> Response {
-    let appid = try_resp!(authorize(&s, &q));
-    let b: CodeBody = try_resp!(json_body(&body));
-    let path = b.path.clone().unwrap_or_default();
-    if path.is_empty() || path.len() > 128 {
-        return wx_error(40159, "invalid length for path, or the data is not json string");
-    }
-    if path.contains("scancode_time") {
-        return wx_error(85096, "page or path not allow include scancode_time field");
-    }
-    try_resp!(take_limited(&s, &appid));
-    s.bump("wxacode.limited");
-    png_response(&qrcode_payload(&appid, &path), &b)
-}
-
-async fn get_unlimited_code(State(s): State<Shared>, Query(q): Q, body: Bytes) -> Response {
-    let appid = try_resp!(authorize(&s, &q));
-    let b: CodeBody = try_resp!(json_body(&body));
-    let scene = b.scene.clone().unwrap_or_default();
-    let chars = scene.chars().count();
-    if chars == 0 || chars > MAX_SCENE_CHARS {
-        return wx_error(40169, "invalid length for scene, or the data is not json string");
-    }
-    if !scene.chars().all(is_scene_char) {
-        return wx_error(40129, "invalid scene");
-    }
-    let page = b.page.clone().unwrap_or_default();
-    if page.contains("scancode_time") {
-        return wx_error(85096, "not allow include scancode_time field");
-    }
-    let published = lock(&s.links).page_exists(&appid, &page);
-    if page.starts_with('/') || page.contains('?') || (b.check_path.unwrap_or(true) && !page.is_empty() && !published) {
-        return wx_error(41030, "invalid page");
-    }
-    let env = try_resp!(b.env());
-    s.bump("wxacode.unlimited");
-    png_response(&unlimited_payload(&appid, &page, &scene, env), &b)
 }
 
 fn control_error(status: StatusCode, msg: &str, errcode: Option<i64>) -> Response {
@@ -650,27 +473,6 @@ async fn usage(State(s): State<Shared>, Query(q): Q) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn payloads_are_readable() {
-        assert_eq!(
-            unlimited_payload("wx1", "pages/p/index", "a=1&b=2", EnvVersion::Trial),
-            "wxemu://wxacode/wx1/pages/p/index?scene=a%3D1%26b%3D2&env_version=trial"
-        );
-        assert_eq!(
-            limited_payload("wx1", "pages/p/index?id=1", EnvVersion::Release),
-            "wxemu://wxacode/wx1/pages/p/index?id=1&env_version=release"
-        );
-        assert_eq!(qrcode_payload("wx1", "pages/p/index"), "wxemu://qrcode/wx1/pages/p/index");
-    }
-
-    #[test]
-    fn png_has_the_requested_width() {
-        let png = render_png("hello", 430, [0, 0, 0], false).unwrap();
-        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-        // IHDR width and height, big-endian, right after the 8-byte signature and the chunk header.
-        assert_eq!(&png[16..24], &[0, 0, 1, 174, 0, 0, 1, 174]);
-    }
 
     #[test]
     fn china_day_rolls_at_beijing_midnight() {

@@ -46,8 +46,9 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::{EmulatorHandle, Shared, lock, wx_error, wx_ok};
+use super::{Authorized, WxError, WxJson, WxResult, wx_ok};
 use crate::config::Endpoints;
+use crate::emulator::{EmulatorHandle, Shared, lock};
 use crate::http::{Body, Host, Http, HttpConfig, Request, RetryPolicy};
 use crate::mp::message::DataKind;
 use crate::push::{Format, Mode, PushQuery, Verifier};
@@ -166,7 +167,7 @@ struct Media {
 /// The push and message state of the emulator.
 #[derive(Debug, Default)]
 pub struct PushState {
-    configs: HashMap<String, PushConfig>,
+    pub(super) configs: HashMap<String, PushConfig>,
     /// (appid, template_id) → keys.
     templates: HashMap<(String, String), Vec<String>>,
     /// (appid, openid, template_id) → unused consents.
@@ -179,12 +180,12 @@ pub struct PushState {
     replies: HashMap<(String, String), u32>,
     typing: HashMap<(String, String), bool>,
     media: HashMap<String, Media>,
-    risky_words: Vec<String>,
+    pub(super) risky_words: Vec<String>,
     sent: Vec<SentMessage>,
     deliveries: Vec<Delivery>,
 }
 
-/// The push capability's share of [`super::EmulatorState`].
+/// The push capability's share of [`crate::emulator::EmulatorState`].
 #[derive(Debug, Default)]
 pub struct PushShared {
     pub(crate) state: std::sync::Mutex<PushState>,
@@ -205,10 +206,10 @@ impl PushShared {
 /// The `gh_…` original id the emulator gives an app (the `ToUserName` of its pushes); one per app
 /// across capabilities.
 pub fn gh_id(appid: &str) -> String {
-    super::mp_auth::original_id(appid)
+    super::auth::original_id(appid)
 }
 
-fn valid_openid(s: &str) -> bool {
+pub(super) fn valid_openid(s: &str) -> bool {
     s.len() == 28 && s.starts_with('o')
 }
 
@@ -224,8 +225,6 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/cgi-bin/message/custom/typing", post(typing))
         .route("/cgi-bin/message/custom/business/typing", post(typing))
         .route("/cgi-bin/media/upload", post(media_upload))
-        .route("/wxa/msg_sec_check", post(msg_sec_check))
-        .route("/wxa/media_check_async", post(media_check_async))
         .route("/__emulator/push/config", post(push_config))
         .route("/__emulator/push/send", post(push_send))
         .route("/__emulator/push/verify_url", post(push_verify_url))
@@ -233,66 +232,50 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/__emulator/messages/templates", post(add_template))
         .route("/__emulator/messages/consent", post(consent))
         .route("/__emulator/messages/sent", get(sent_messages))
-        .route("/__emulator/security/risky_words", post(risky_words))
 }
 
 type Q = Query<HashMap<String, String>>;
-
-fn authorize(s: &Shared, q: &HashMap<String, String>) -> std::result::Result<String, Box<Response>> {
-    super::mp_auth::authorize(s, q).map_err(Box::new)
-}
-
-fn json_body(body: &[u8]) -> std::result::Result<Map<String, Value>, Box<Response>> {
-    serde_json::from_slice::<Map<String, Value>>(body).map_err(|_| Box::new(wx_error(47001, "data format error")))
-}
 
 fn str_of<'a>(m: &'a Map<String, Value>, k: &str) -> &'a str {
     m.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
-macro_rules! tri {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(r) => return *r,
-        }
-    };
-}
-
-async fn subscribe_send(State(s): State<Shared>, Query(q): Q, body: axum::body::Bytes) -> Response {
-    let appid = tri!(authorize(&s, &q));
-    let b = tri!(json_body(&body));
+async fn subscribe_send(
+    State(s): State<Shared>,
+    Authorized(appid): Authorized,
+    WxJson(b): WxJson<Map<String, Value>>,
+) -> WxResult {
     let touser = str_of(&b, "touser").to_string();
     if !valid_openid(&touser) {
-        return wx_error(40003, "invalid openid");
+        return Err(WxError::new(40003, "invalid openid"));
     }
     let template_id = str_of(&b, "template_id").to_string();
     let now = s.now();
     let mut st = lock(&s.push.state);
     let Some(keys) = st.templates.get(&(appid.clone(), template_id.clone())).cloned() else {
-        return wx_error(40037, "invalid template_id");
+        return Err(WxError::new(40037, "invalid template_id"));
     };
     if let Some(state) = b.get("miniprogram_state")
         && !matches!(state.as_str(), Some("developer" | "trial" | "formal"))
     {
-        return wx_error(47003, "argument invalid! miniprogram_state invalid");
+        return Err(WxError::new(47003, "argument invalid! miniprogram_state invalid"));
     }
     let data = b.get("data").and_then(Value::as_object);
     for key in &keys {
         let value = data.and_then(|d| d.get(key)).and_then(|v| v.get("value")).and_then(Value::as_str).unwrap_or("");
         if value.trim().is_empty() {
-            return wx_error(47003, &format!("argument invalid! data.{key}.value is empty"));
+            return Err(WxError::new(47003, format!("argument invalid! data.{key}.value is empty")));
         }
         if let Some(kind) = DataKind::of_key(key)
             && kind.check(value).is_err()
         {
-            return wx_error(47003, &format!("argument invalid! data.{key}.value invalid"));
+            return Err(WxError::new(47003, format!("argument invalid! data.{key}.value invalid")));
         }
     }
     let consent_key = (appid.clone(), touser.clone(), template_id);
     match st.consents.get_mut(&consent_key) {
         Some(n) if *n > 0 => *n -= 1,
-        _ => return wx_error(43101, "user refuse to accept the msg"),
+        _ => return Err(WxError::new(43101, "user refuse to accept the msg")),
     }
     st.sent.push(SentMessage { kind: "subscribe".into(), appid, touser, body: Value::Object(b), at: now.timestamp() });
     drop(st);
@@ -300,12 +283,14 @@ async fn subscribe_send(State(s): State<Shared>, Query(q): Q, body: axum::body::
     wx_ok(json!({}))
 }
 
-async fn custom_send(State(s): State<Shared>, Query(q): Q, body: axum::body::Bytes) -> Response {
-    let appid = tri!(authorize(&s, &q));
-    let b = tri!(json_body(&body));
+async fn custom_send(
+    State(s): State<Shared>,
+    Authorized(appid): Authorized,
+    WxJson(b): WxJson<Map<String, Value>>,
+) -> WxResult {
     let touser = str_of(&b, "touser").to_string();
     if !valid_openid(&touser) {
-        return wx_error(40003, "invalid openid");
+        return Err(WxError::new(40003, "invalid openid"));
     }
     let msgtype = str_of(&b, "msgtype");
     let required: &[&str] = match msgtype {
@@ -313,12 +298,12 @@ async fn custom_send(State(s): State<Shared>, Query(q): Q, body: axum::body::Byt
         "image" => &["media_id"],
         "link" => &["title", "url"],
         "miniprogrampage" => &["title", "pagepath", "thumb_media_id"],
-        _ => return wx_error(40008, "invalid message type"),
+        _ => return Err(WxError::new(40008, "invalid message type")),
     };
     let inner = b.get(msgtype).and_then(Value::as_object);
     for field in required {
         if inner.map(|i| str_of(i, field)).unwrap_or("").is_empty() {
-            return wx_error(47001, &format!("data format error: {msgtype}.{field} is missing"));
+            return Err(WxError::new(47001, format!("data format error: {msgtype}.{field} is missing")));
         }
     }
     let now = s.now();
@@ -331,17 +316,17 @@ async fn custom_send(State(s): State<Shared>, Query(q): Q, body: axum::body::Byt
     if let Some(f) = media_field {
         let id = inner.map(|i| str_of(i, f)).unwrap_or("");
         if !st.media.get(id).is_some_and(|m| m.appid == appid && m.expires_at > now) {
-            return wx_error(40007, "invalid media_id");
+            return Err(WxError::new(40007, "invalid media_id"));
         }
     }
     let user = (appid.clone(), touser.clone());
     let open = st.last_user_message.get(&user).is_some_and(|t| now - *t <= chrono::Duration::hours(REPLY_WINDOW_HOURS));
     if !open {
-        return wx_error(45015, "response out of time limit or subscription is canceled");
+        return Err(WxError::new(45015, "response out of time limit or subscription is canceled"));
     }
     let replies = st.replies.entry(user.clone()).or_default();
     if *replies >= REPLIES_PER_USER_MESSAGE {
-        return wx_error(45047, "out of response count limit");
+        return Err(WxError::new(45047, "out of response count limit"));
     }
     *replies += 1;
     st.last_exchange.insert(user.clone(), now);
@@ -352,28 +337,33 @@ async fn custom_send(State(s): State<Shared>, Query(q): Q, body: axum::body::Byt
     wx_ok(json!({}))
 }
 
-async fn typing(State(s): State<Shared>, Query(q): Q, body: axum::body::Bytes) -> Response {
-    let appid = tri!(authorize(&s, &q));
-    let b = tri!(json_body(&body));
+async fn typing(
+    State(s): State<Shared>,
+    Authorized(appid): Authorized,
+    WxJson(b): WxJson<Map<String, Value>>,
+) -> WxResult {
     let touser = str_of(&b, "touser").to_string();
     if !valid_openid(&touser) {
-        return wx_error(40003, "invalid openid");
+        return Err(WxError::new(40003, "invalid openid"));
     }
     let command = str_of(&b, "command");
     let typing = match command {
         "Typing" => true,
         "CancelTyping" => false,
-        _ => return wx_error(45072, "invalid command"),
+        _ => return Err(WxError::new(45072, "invalid command")),
     };
     let now = s.now();
     let mut st = lock(&s.push.state);
     let user = (appid.clone(), touser.clone());
     let recent = st.last_exchange.get(&user).is_some_and(|t| now - *t <= chrono::Duration::seconds(TYPING_WINDOW_SECS));
     if !recent {
-        return wx_error(45080, "need sending message to user, or recving message from user in the last 30 seconds");
+        return Err(WxError::new(
+            45080,
+            "need sending message to user, or recving message from user in the last 30 seconds",
+        ));
     }
     if typing && st.typing.get(&user).copied().unwrap_or(false) {
-        return wx_error(45081, "already in typing state");
+        return Err(WxError::new(45081, "already in typing state"));
     }
     st.typing.insert(user, typing);
     st.sent.push(SentMessage { kind: "typing".into(), appid, touser, body: Value::Object(b), at: now.timestamp() });
@@ -424,20 +414,25 @@ fn image_kind(bytes: &[u8]) -> Option<&'static str> {
     }
 }
 
-async fn media_upload(State(s): State<Shared>, Query(q): Q, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    let appid = tri!(authorize(&s, &q));
+async fn media_upload(
+    State(s): State<Shared>,
+    Authorized(appid): Authorized,
+    Query(q): Q,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> WxResult {
     if q.get("type").map(String::as_str) != Some("image") {
-        return wx_error(40004, "invalid media type");
+        return Err(WxError::new(40004, "invalid media type"));
     }
     let ct = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let Some((_filename, data)) = multipart_part(ct, &body, "media") else {
-        return wx_error(41005, "media data missing");
+        return Err(WxError::new(41005, "media data missing"));
     };
     if data.len() > MAX_IMAGE_BYTES {
-        return wx_error(40006, "invalid meida size");
+        return Err(WxError::new(40006, "invalid meida size"));
     }
     if image_kind(data).is_none() {
-        return wx_error(40005, "invalid file type");
+        return Err(WxError::new(40005, "invalid file type"));
     }
     let now = s.now();
     let media_id = format!("EMU_MEDIA_{}", hex::encode(rand::random::<[u8; 16]>()));
@@ -446,101 +441,6 @@ async fn media_upload(State(s): State<Shared>, Query(q): Q, headers: HeaderMap, 
         .insert(media_id.clone(), Media { appid, expires_at: now + chrono::Duration::days(MEDIA_TTL_DAYS) });
     s.bump("media.uploaded");
     wx_ok(json!({ "type": "image", "media_id": media_id, "created_at": now.timestamp() }))
-}
-
-fn risky_word(s: &Shared, texts: &[&str]) -> Option<String> {
-    let st = lock(&s.push.state);
-    st.risky_words.iter().find(|w| !w.is_empty() && texts.iter().any(|t| t.contains(w.as_str()))).cloned()
-}
-
-fn trace_id() -> String {
-    let r: [u8; 12] = rand::random();
-    format!("{}-{}-{}", hex::encode(&r[..4]), hex::encode(&r[4..8]), hex::encode(&r[8..]))
-}
-
-fn scene_ok(b: &Map<String, Value>) -> bool {
-    b.get("scene").and_then(Value::as_i64).is_some_and(|s| (1..=4).contains(&s))
-}
-
-async fn msg_sec_check(State(s): State<Shared>, Query(q): Q, body: axum::body::Bytes) -> Response {
-    tri!(authorize(&s, &q));
-    let b = tri!(json_body(&body));
-    let content = str_of(&b, "content");
-    let version = b.get("version").and_then(Value::as_i64).unwrap_or(1);
-    let texts = [content, str_of(&b, "title"), str_of(&b, "nickname"), str_of(&b, "signature")];
-    if version != 2 {
-        // Version 1: risky text is an error, 87014.
-        if content.is_empty() {
-            return wx_error(47001, "data format error");
-        }
-        return match risky_word(&s, &texts) {
-            Some(_) => wx_error(87014, "risky content"),
-            None => wx_ok(json!({})),
-        };
-    }
-    if !valid_openid(str_of(&b, "openid")) {
-        return wx_error(40003, "invalid openid");
-    }
-    if !scene_ok(&b) {
-        return wx_error(40097, "invalid args: scene must be 1..4");
-    }
-    if content.is_empty() || content.chars().count() > crate::mp::security::MAX_CONTENT_CHARS {
-        return wx_error(40097, "invalid args: content");
-    }
-    s.bump("security.msg_sec_check");
-    let (result, detail) = match risky_word(&s, &texts) {
-        Some(word) => (
-            json!({"suggest": "risky", "label": 20006}),
-            json!([
-                {"strategy": "content_model", "errcode": 0, "suggest": "risky", "label": 20006, "prob": 90},
-                {"strategy": "keyword", "errcode": 0, "suggest": "risky", "label": 20006, "level": 20, "keyword": word}
-            ]),
-        ),
-        None => (
-            json!({"suggest": "pass", "label": 100}),
-            json!([{"strategy": "content_model", "errcode": 0, "suggest": "pass", "label": 100, "prob": 90}]),
-        ),
-    };
-    wx_ok(json!({ "result": result, "detail": detail, "trace_id": trace_id() }))
-}
-
-async fn media_check_async(State(s): State<Shared>, Query(q): Q, body: axum::body::Bytes) -> Response {
-    let appid = tri!(authorize(&s, &q));
-    let b = tri!(json_body(&body));
-    let url = str_of(&b, "media_url").to_string();
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return wx_error(40097, "invalid args: media_url");
-    }
-    let media_type = b.get("media_type").and_then(Value::as_i64);
-    if !matches!(media_type, Some(1 | 2)) || b.get("version").and_then(Value::as_i64) != Some(2) || !scene_ok(&b) {
-        return wx_error(40097, "invalid args");
-    }
-    let openid = str_of(&b, "openid").to_string();
-    if !valid_openid(&openid) {
-        return wx_error(40003, "invalid openid");
-    }
-    let trace = trace_id();
-    let risky = risky_word(&s, &[&url]).is_some();
-    let (suggest, label) = if risky { ("risky", 20002) } else { ("pass", 100) };
-    let event = json!({
-        "FromUserName": openid, "MsgType": "event", "Event": "wxa_media_check",
-        "appid": appid, "trace_id": trace, "version": 2,
-        "result": {"suggest": suggest, "label": label},
-        "detail": [{"strategy": "content_model", "errcode": 0, "suggest": suggest, "label": label, "prob": 90}],
-    });
-    s.bump("security.media_check_async");
-    // WeChat answers at once and pushes the verdict later.
-    if lock(&s.push.state).configs.contains_key(&appid) {
-        let s2 = s.clone();
-        let fields = event.as_object().cloned().unwrap_or_default();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            if let Err(e) = deliver(&s2, &appid, fields, 1).await {
-                tracing::warn!(error = %e, "emulator could not push wxa_media_check");
-            }
-        });
-    }
-    wx_ok(json!({ "trace_id": trace }))
 }
 
 fn verifier_for(cfg: &PushConfig) -> Result<Verifier, String> {
@@ -677,7 +577,7 @@ struct SendBody {
 async fn push_send(State(s): State<Shared>, axum::Json(b): axum::Json<SendBody>) -> Response {
     let mut fields = b.message;
     if let Some(user) = &b.user {
-        fields.insert("FromUserName".into(), super::mp_auth::openid_for(&b.appid, user).into());
+        fields.insert("FromUserName".into(), super::auth::openid_for(&b.appid, user).into());
     }
     match deliver(&s, &b.appid, fields, b.repeat.unwrap_or(1)).await {
         Ok(d) => axum::Json(d).into_response(),
@@ -759,7 +659,7 @@ struct ConsentBody {
 async fn consent(State(s): State<Shared>, axum::Json(b): axum::Json<ConsentBody>) -> Response {
     let openid = match (&b.openid, &b.user) {
         (Some(o), _) => o.clone(),
-        (None, Some(u)) => super::mp_auth::openid_for(&b.appid, u),
+        (None, Some(u)) => super::auth::openid_for(&b.appid, u),
         (None, None) => return bad_control("consent needs openid or user"),
     };
     {
@@ -786,16 +686,6 @@ async fn consent(State(s): State<Shared>, axum::Json(b): axum::Json<ConsentBody>
 
 async fn sent_messages(State(s): State<Shared>) -> Response {
     axum::Json(lock(&s.push.state).sent.clone()).into_response()
-}
-
-#[derive(Deserialize)]
-struct WordsBody {
-    words: Vec<String>,
-}
-
-async fn risky_words(State(s): State<Shared>, axum::Json(b): axum::Json<WordsBody>) -> Response {
-    lock(&s.push.state).risky_words = b.words;
-    axum::Json(json!({ "ok": true })).into_response()
 }
 
 /// Rust-side control of the push capability (the same effects as the control API).

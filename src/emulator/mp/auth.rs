@@ -11,7 +11,6 @@ use std::collections::HashMap;
 
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::response::Response;
 use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -19,9 +18,10 @@ use chrono::{DateTime, Duration, Utc};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use super::{EmulatorState, Shared, lock, wx_error, wx_ok};
+use super::{Authorized, WxError, WxResult, wx_ok};
 use crate::config::AppConfig;
 use crate::crypto::sig;
+use crate::emulator::{Shared, lock};
 use crate::error::{Error, Result};
 
 const CODE_LIFETIME_SECS: i64 = 300;
@@ -184,17 +184,6 @@ impl MpState {
     }
 }
 
-/// Checks the `access_token` query parameter of a business API call: `Ok(appid)` or WeChat's error answer.
-pub(crate) fn authorize(
-    state: &EmulatorState,
-    query: &HashMap<String, String>,
-) -> std::result::Result<String, Response> {
-    let now = state.now();
-    lock(&state.mp)
-        .check_token(query.get("access_token").map(String::as_str), now)
-        .map_err(|(code, msg)| wx_error(code, msg))
-}
-
 pub(super) fn routes() -> Router<Shared> {
     Router::new()
         .route("/cgi-bin/token", get(classic_token))
@@ -208,17 +197,15 @@ pub(super) fn routes() -> Router<Shared> {
 
 type Q = Query<HashMap<String, String>>;
 
-async fn classic_token(State(s): State<Shared>, Query(q): Q) -> Response {
+async fn classic_token(State(s): State<Shared>, Query(q): Q) -> WxResult {
     if q.get("grant_type").map(String::as_str) != Some("client_credential") {
-        return wx_error(40002, "invalid grant_type");
+        return Err(WxError::new(40002, "invalid grant_type"));
     }
     let now = s.now();
     let ttl = s.token_ttl_secs.load(std::sync::atomic::Ordering::Relaxed);
     let mut mp = lock(&s.mp);
     let appid = q.get("appid").cloned().unwrap_or_default();
-    if let Err((c, m)) = mp.check_app(Some(&appid), q.get("secret").map(String::as_str)) {
-        return wx_error(c, m);
-    }
+    mp.check_app(Some(&appid), q.get("secret").map(String::as_str))?;
     // The previous classic token lives on for a short grace period only.
     if let Some(prev) = mp.latest_classic.get(&appid).cloned()
         && let Some(t) = mp.tokens.get_mut(&prev)
@@ -241,19 +228,15 @@ struct StableBody {
     force_refresh: bool,
 }
 
-async fn stable_token(State(s): State<Shared>, body: axum::body::Bytes) -> Response {
-    let Ok(b) = serde_json::from_slice::<StableBody>(&body) else {
-        return wx_error(47001, "data format error");
-    };
+async fn stable_token(State(s): State<Shared>, body: axum::body::Bytes) -> WxResult {
+    let b: StableBody = serde_json::from_slice(&body).map_err(|_| WxError::new(47001, "data format error"))?;
     if b.grant_type.as_deref() != Some("client_credential") {
-        return wx_error(40002, "invalid grant_type");
+        return Err(WxError::new(40002, "invalid grant_type"));
     }
     let now = s.now();
     let ttl = s.token_ttl_secs.load(std::sync::atomic::Ordering::Relaxed);
     let mut mp = lock(&s.mp);
-    if let Err((c, m)) = mp.check_app(b.appid.as_deref(), b.secret.as_deref()) {
-        return wx_error(c, m);
-    }
+    mp.check_app(b.appid.as_deref(), b.secret.as_deref())?;
     let appid = b.appid.unwrap_or_default();
     let current = mp.stable.get(&appid).cloned();
     let rotate_at = Duration::seconds(STABLE_ROTATE_BEFORE_SECS.min(ttl / 2));
@@ -262,7 +245,7 @@ async fn stable_token(State(s): State<Shared>, body: axum::body::Bytes) -> Respo
         if let Some(last) = mp.last_force.get(&appid)
             && now - *last < Duration::seconds(FORCE_REFRESH_INTERVAL_SECS)
         {
-            return wx_error(45011, "api minute-quota reach limit, force_refresh at most once per 30 seconds");
+            return Err(WxError::new(45011, "api minute-quota reach limit, force_refresh at most once per 30 seconds"));
         }
         mp.last_force.insert(appid.clone(), now);
         if let Some(prev) = &current {
@@ -280,25 +263,23 @@ async fn stable_token(State(s): State<Shared>, body: axum::body::Bytes) -> Respo
     wx_ok(serde_json::json!({ "access_token": token, "expires_in": ttl }))
 }
 
-async fn jscode2session(State(s): State<Shared>, Query(q): Q) -> Response {
+async fn jscode2session(State(s): State<Shared>, Query(q): Q) -> WxResult {
     let now = s.now();
     let mut mp = lock(&s.mp);
     let appid = q.get("appid").cloned().unwrap_or_default();
-    if let Err((c, m)) = mp.check_app(Some(&appid), q.get("secret").map(String::as_str)) {
-        return wx_error(c, m);
-    }
+    mp.check_app(Some(&appid), q.get("secret").map(String::as_str))?;
     if q.get("grant_type").map(String::as_str) != Some("authorization_code") {
-        return wx_error(40002, "invalid grant_type");
+        return Err(WxError::new(40002, "invalid grant_type"));
     }
     let code = q.get("js_code").cloned().unwrap_or_default();
     let Some(entry) = mp.codes.get_mut(&code) else {
-        return wx_error(40029, "invalid code");
+        return Err(WxError::new(40029, "invalid code"));
     };
     if entry.appid != appid || entry.expires_at <= now {
-        return wx_error(40029, "invalid code");
+        return Err(WxError::new(40029, "invalid code"));
     }
     if entry.used {
-        return wx_error(40163, "code been used");
+        return Err(WxError::new(40163, "code been used"));
     }
     entry.used = true;
     let user = entry.user.clone();
@@ -311,43 +292,29 @@ async fn jscode2session(State(s): State<Shared>, Query(q): Q) -> Response {
     wx_ok(serde_json::json!({ "openid": openid, "session_key": session_key, "unionid": unionid_for(&user) }))
 }
 
-fn check_signature(mp: &MpState, appid: &str, q: &HashMap<String, String>) -> std::result::Result<String, Response> {
+fn check_signature(mp: &MpState, appid: &str, q: &HashMap<String, String>) -> WxResult<String> {
     if q.get("sig_method").map(String::as_str) != Some("hmac_sha256") {
-        return Err(wx_error(40097, "invalid sig_method"));
+        return Err(WxError::new(40097, "invalid sig_method"));
     }
     let openid = q.get("openid").cloned().unwrap_or_default();
     let Some(key) = mp.session_keys.get(&(appid.to_string(), openid.clone())) else {
-        return Err(wx_error(40003, "invalid openid"));
+        return Err(WxError::new(40003, "invalid openid"));
     };
     let expected = sig::hmac_sha256_hex(key.as_bytes(), b"");
     if !sig::ct_eq_hex(&expected, q.get("signature").map(String::as_str).unwrap_or("")) {
-        return Err(wx_error(87009, "invalid signature"));
+        return Err(WxError::new(87009, "invalid signature"));
     }
     Ok(openid)
 }
 
-async fn check_session(State(s): State<Shared>, Query(q): Q) -> Response {
-    let appid = match authorize(&s, &q) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let mp = lock(&s.mp);
-    match check_signature(&mp, &appid, &q) {
-        Ok(_) => wx_ok(serde_json::json!({})),
-        Err(r) => r,
-    }
+async fn check_session(State(s): State<Shared>, Authorized(appid): Authorized, Query(q): Q) -> WxResult {
+    check_signature(&lock(&s.mp), &appid, &q)?;
+    wx_ok(serde_json::json!({}))
 }
 
-async fn reset_session_key(State(s): State<Shared>, Query(q): Q) -> Response {
-    let appid = match authorize(&s, &q) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn reset_session_key(State(s): State<Shared>, Authorized(appid): Authorized, Query(q): Q) -> WxResult {
     let mut mp = lock(&s.mp);
-    let openid = match check_signature(&mp, &appid, &q) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
+    let openid = check_signature(&mp, &appid, &q)?;
     let key: [u8; 16] = rand::random();
     let session_key = STANDARD.encode(key);
     mp.session_keys.insert((appid, openid.clone()), session_key.clone());
@@ -359,23 +326,17 @@ struct PhoneBody {
     code: Option<String>,
 }
 
-async fn phone_number(State(s): State<Shared>, Query(q): Q, body: axum::body::Bytes) -> Response {
-    let appid = match authorize(&s, &q) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let Ok(b) = serde_json::from_slice::<PhoneBody>(&body) else {
-        return wx_error(47001, "data format error");
-    };
+async fn phone_number(State(s): State<Shared>, Authorized(appid): Authorized, body: axum::body::Bytes) -> WxResult {
+    let b: PhoneBody = serde_json::from_slice(&body).map_err(|_| WxError::new(47001, "data format error"))?;
     let now = s.now();
     let mut mp = lock(&s.mp);
     let code = b.code.unwrap_or_default();
     // Phone codes are single use, like WeChat's.
     let Some(entry) = mp.phone_codes.remove(&code) else {
-        return wx_error(40029, "invalid code");
+        return Err(WxError::new(40029, "invalid code"));
     };
     if entry.appid != appid || entry.expires_at <= now {
-        return wx_error(40029, "invalid code");
+        return Err(WxError::new(40029, "invalid code"));
     }
     let (country, pure) = match entry.phone.strip_prefix('+') {
         Some(rest) if rest.len() > 11 => (rest[..rest.len() - 11].to_string(), rest[rest.len() - 11..].to_string()),
@@ -393,25 +354,22 @@ async fn phone_number(State(s): State<Shared>, Query(q): Q, body: axum::body::By
     }))
 }
 
-async fn paid_unionid(State(s): State<Shared>, Query(q): Q) -> Response {
-    if let Err(r) = authorize(&s, &q) {
-        return r;
-    }
+async fn paid_unionid(State(s): State<Shared>, _: Authorized, Query(q): Q) -> WxResult {
     let order = match (q.get("transaction_id"), q.get("mch_id"), q.get("out_trade_no")) {
         (Some(t), _, _) => (Some(t.as_str()), None),
         (None, Some(m), Some(o)) => (None, Some((m.as_str(), o.as_str()))),
-        _ => return wx_error(40097, "invalid args: transaction_id or mch_id+out_trade_no required"),
+        _ => return Err(WxError::new(40097, "invalid args: transaction_id or mch_id+out_trade_no required")),
     };
     let Some(openid) = q.get("openid").filter(|o| !o.is_empty()) else {
-        return wx_error(40003, "invalid openid");
+        return Err(WxError::new(40003, "invalid openid"));
     };
     // The order must be paid (within WeChat's window) by this very openid.
     let payer = lock(&s.pay).paid_openid(order.0, order.1);
     if payer.as_ref() != Some(openid) {
-        return wx_error(89300, "订单无效 (no paid order of this openid)");
+        return Err(WxError::new(89300, "订单无效 (no paid order of this openid)"));
     }
     match lock(&s.mp).users.get(openid) {
         Some(user) => wx_ok(serde_json::json!({ "unionid": unionid_for(user) })),
-        None => wx_error(40003, "invalid openid"),
+        None => Err(WxError::new(40003, "invalid openid")),
     }
 }
