@@ -31,7 +31,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> wxshop::Result<()> {
-//! use wxshop::emulator::{Emulator, shipping::PaidTransaction};
+//! use wxshop::emulator::{Emulator, mp::shipping::PaidTransaction};
 //! let emu = Emulator::start_default().await?;
 //! let tx = emu.register_transaction(PaidTransaction::new("1900000109", "T-1", "o-buyer", 1999))?;
 //! emu.state().advance(std::time::Duration::from_secs(49 * 3600));
