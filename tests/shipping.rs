@@ -321,7 +321,9 @@ async fn unshipped_payments_are_reminded_after_48_hours() {
         (settle["Event"].as_str(), settle["shipped_time"].as_i64()),
         (Some("trade_manage_order_settlement"), Some(0))
     );
-    assert!(wxshop::emulator::mp::shipping::remind_shipping_payload(emu.state(), "4200000000000000000000009999").is_none());
+    assert!(
+        wxshop::emulator::mp::shipping::remind_shipping_payload(emu.state(), "4200000000000000000000009999").is_none()
+    );
     // The pre-sale order is reminded on its filed date; the test order never.
     emu.state().advance(days(19));
     let produced = emu.tick_shipping();
