@@ -238,6 +238,92 @@ async fn close_makes_the_order_unpayable() {
     assert!(matches!(e, Error::PayApi { status: 404, ref code, .. } if code == "ORDER_NOT_EXIST"));
 }
 
+/// A signed `POST` of any JSON, as a merchant's hand-written client would send it.
+async fn post_raw(pay: &PayClient, path: &str, body: serde_json::Value) -> Error {
+    let req = wxshop::http::Request::new(reqwest::Method::POST, wxshop::http::Host::Pay, path)
+        .body(wxshop::http::Body::json(&body).unwrap());
+    pay.send(&req).await.unwrap_err()
+}
+
+fn param_error(e: &Error) -> (String, String) {
+    match e {
+        Error::PayApi { status: 400, code, message, detail } if code == "PARAM_ERROR" => (
+            message.clone(),
+            detail.as_ref().map(|d| d["field"].as_str().unwrap_or("").to_string()).unwrap_or_default(),
+        ),
+        other => panic!("not a PARAM_ERROR: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_field_of_the_wrong_type_answers_as_a_missing_one() {
+    let emu = Emulator::start_default().await.unwrap();
+    let pay = emu.pay_client().unwrap();
+    let order = |patch: serde_json::Value| {
+        let mut v = serde_json::json!({
+            "appid": DEFAULT_APPID, "mchid": DEFAULT_MCHID, "description": "Tea", "out_trade_no": "ORDER_TYPE_1",
+            "notify_url": "http://127.0.0.1:1/n", "amount": { "total": 100 }, "payer": { "openid": "o1" }
+        });
+        for (k, x) in patch.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        v
+    };
+    const JSAPI: &str = "/v3/pay/transactions/jsapi";
+    let e = post_raw(&pay, JSAPI, order(serde_json::json!({ "payer": "o1" }))).await;
+    assert_eq!(
+        param_error(&e),
+        (
+            "输入源“/body/payer/openid”映射到值字段“payer.openid”必填性规则校验失败，此字段为必填项".into(),
+            "payer.openid".into()
+        )
+    );
+    let e = post_raw(&pay, JSAPI, order(serde_json::json!({ "description": 7 }))).await;
+    assert_eq!(
+        param_error(&e),
+        (
+            "输入源“/body/description”映射到值字段“description”必填性规则校验失败，此字段为必填项".into(),
+            "description".into()
+        )
+    );
+    let e = post_raw(&pay, JSAPI, order(serde_json::json!({ "appid": "" }))).await;
+    assert_eq!(param_error(&e).1, "appid");
+    let e = post_raw(&pay, JSAPI, order(serde_json::json!({ "amount": { "total": "100" } }))).await;
+    assert_eq!(param_error(&e), ("amount.total 必须为正整数（分）".into(), "amount.total".into()));
+    let e = post_raw(&pay, JSAPI, order(serde_json::json!({ "amount": [100] }))).await;
+    assert_eq!(param_error(&e).1, "amount.total");
+    // A body that is not an object at all.
+    let e = post_raw(&pay, JSAPI, serde_json::json!([1, 2])).await;
+    assert!(
+        matches!(e, Error::PayApi { status: 400, ref message, .. } if message == "请求体不是合法的JSON对象"),
+        "{e:?}"
+    );
+    // A combined payment's sub-order that is not an object reads as one without fields.
+    let e = post_raw(
+        &pay,
+        "/v3/combine-transactions/jsapi",
+        serde_json::json!({
+            "combine_appid": DEFAULT_APPID, "combine_mchid": DEFAULT_MCHID, "combine_out_trade_no": "COMBINE_TYPE_1",
+            "combine_payer_info": { "openid": "o1" }, "notify_url": "http://127.0.0.1:1/n",
+            "sub_orders": [ "x", { "mchid": DEFAULT_MCHID, "out_trade_no": "SUB_TYPE_2", "attach": "a",
+                                   "description": "d", "amount": { "total_amount": 1 } } ]
+        }),
+    )
+    .await;
+    assert_eq!(param_error(&e), ("子单须包含 mchid、out_trade_no、amount.total_amount".into(), "sub_orders".into()));
+    // The same request with every field right is accepted, and a repeat with the same parameters is too.
+    let ok = order(serde_json::json!({}));
+    let req = wxshop::http::Request::new(reqwest::Method::POST, wxshop::http::Host::Pay, JSAPI)
+        .body(wxshop::http::Body::json(&ok).unwrap());
+    let first: serde_json::Value = pay.send_json(&req).await.unwrap();
+    let again: serde_json::Value = pay.send_json(&req).await.unwrap();
+    assert_eq!(first["prepay_id"], again["prepay_id"]);
+    let mut changed = ok.clone();
+    changed["description"] = "Green tea".into();
+    let e = post_raw(&pay, JSAPI, changed).await;
+    assert!(matches!(e, Error::PayApi { status: 400, ref code, .. } if code == "INVALID_REQUEST"), "{e:?}");
+}
+
 #[tokio::test]
 async fn a_wrong_merchant_signature_is_401_sign_error() {
     let emu = Emulator::start_default().await.unwrap();

@@ -4,13 +4,56 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{get, post};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::extract::{Authed, PayError, found, insert_opt, int_field, parse_json, reply, str_field, valid_no};
-use super::transactions::order_skeleton;
-use super::{CombineOrder, Kind, PayState};
+use super::extract::{Any, Authed, Body, Int, List, Obj, PayError, Text, found, insert_opt, reply, required, valid_no};
+use super::transactions::{OrderFields, order_skeleton};
+use super::{CombineOrder, Kind, Order, PayState};
 use crate::emulator::{Shared, lock};
 use crate::pay::transactions::wechat_time;
+
+/// `POST /v3/combine-transactions/jsapi`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CombineJsapiRequest {
+    combine_appid: Text,
+    combine_mchid: Text,
+    combine_out_trade_no: Text,
+    combine_payer_info: Obj<CombinePayer>,
+    notify_url: Text,
+    sub_orders: List<SubOrder>,
+    scene_info: Any,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CombinePayer {
+    openid: Text,
+}
+
+/// One of `sub_orders`: a sub-merchant's order, its amount as `total_amount`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SubOrder {
+    mchid: Text,
+    amount: Obj<SubOrderAmount>,
+    #[serde(flatten)]
+    order: OrderFields,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SubOrderAmount {
+    total_amount: Int,
+}
+
+/// `POST /v3/combine-transactions/out-trade-no/{no}/close`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CombineCloseRequest {
+    combine_appid: Text,
+}
 
 pub(super) fn combine_json(p: &PayState, c: &CombineOrder) -> Value {
     let subs: Vec<Value> = c
@@ -59,55 +102,45 @@ pub(super) fn routes() -> Router<Shared> {
 }
 
 async fn combine_jsapi(State(s): State<Shared>, m: Authed) -> Result<Response, PayError> {
-    let Authed { mchid, what, body, .. } = m;
-    let v = parse_json(&body)?;
-    let appid = need_str!(v, "combine_appid");
-    let cmchid = need_str!(v, "combine_mchid");
-    let cno = need_str!(v, "combine_out_trade_no");
-    let openid = need_str!(v, "combine_payer_info"."openid");
-    let notify_url = need_str!(v, "notify_url");
+    let Body { req, raw } = m.json::<CombineJsapiRequest>()?;
+    let Authed { mchid, what, .. } = m;
+    let appid = required(req.combine_appid.as_deref(), "combine_appid")?.to_string();
+    let cmchid = required(req.combine_mchid.as_deref(), "combine_mchid")?;
+    let cno = required(req.combine_out_trade_no.as_deref(), "combine_out_trade_no")?.to_string();
+    let openid =
+        required(req.combine_payer_info.as_ref().and_then(|p| p.openid.as_deref()), "combine_payer_info.openid")?
+            .to_string();
+    let notify_url = required(req.notify_url.as_deref(), "notify_url")?.to_string();
     if cmchid != mchid {
         return Err(PayError::param("combine_mchid", "combine_mchid 与请求头中的商户号不一致"));
     }
-    let subs = v.get("sub_orders").and_then(Value::as_array).cloned().unwrap_or_default();
-    if !(2..=50).contains(&subs.len()) {
+    if !(2..=50).contains(&req.sub_orders.len()) {
         return Err(PayError::param("sub_orders", "子单数量须为2-50"));
     }
     let mut orders = Vec::new();
-    for sub in &subs {
-        let (Some(m), Some(no), Some(total)) = (
-            str_field(sub, &["mchid"]),
-            str_field(sub, &["out_trade_no"]),
-            int_field(sub, &["amount", "total_amount"]),
-        ) else {
+    for (i, sub) in req.sub_orders.iter().enumerate() {
+        let total = sub.amount.as_ref().and_then(|a| *a.total_amount);
+        let (Some(m), Some(no), Some(total)) = (sub.mchid.as_deref(), sub.order.out_trade_no.as_deref(), total) else {
             return Err(PayError::param("sub_orders", "子单须包含 mchid、out_trade_no、amount.total_amount"));
         };
-        if !valid_no(no, 6, 32)
-            || total <= 0
-            || str_field(sub, &["attach"]).is_none()
-            || str_field(sub, &["description"]).is_none()
-        {
+        if !valid_no(no, 6, 32) || total <= 0 || sub.order.attach.is_none() || sub.order.description.is_none() {
             return Err(PayError::param("sub_orders", "子单字段不合法"));
         }
-        let mut o = order_skeleton(
-            sub,
-            m.to_string(),
-            mchid.clone(),
-            Kind::Combine { combine_out_trade_no: cno.clone() },
-            appid.clone(),
-            json!({ "openid": openid.clone() }),
-            openid.clone(),
-        );
-        o.total = total;
-        o.notify_url = notify_url.clone();
-        o.request = json!({ "combine": cno, "sub": sub });
+        let kind = Kind::Combine { combine_out_trade_no: cno.clone() };
+        let payer = json!({ "openid": openid.clone() });
+        let o = Order {
+            total,
+            notify_url: notify_url.clone(),
+            request: json!({ "combine": cno, "sub": raw["sub_orders"][i] }),
+            ..order_skeleton(&sub.order, m.to_string(), mchid.clone(), kind, appid.clone(), payer, openid.clone())
+        };
         orders.push(((m.to_string(), no.to_string()), o));
     }
     let now = s.now();
     let mut p = lock(&s.pay);
     let ckey = (mchid.clone(), cno.clone());
     if let Some(c) = p.combines.get(&ckey) {
-        let same = c.request == v;
+        let same = c.request == raw;
         let paid = c.subs.iter().any(|k| p.orders.get(k).is_some_and(|o| o.state != "NOTPAY"));
         let prepay = c.prepay_id.clone();
         drop(p);
@@ -140,8 +173,8 @@ async fn combine_jsapi(State(s): State<Shared>, m: Authed) -> Result<Response, P
             openid,
             prepay_id: prepay.clone(),
             subs: subs_keys,
-            request: v.clone(),
-            scene_info: v.get("scene_info").cloned(),
+            scene_info: req.scene_info.0,
+            request: raw,
         },
     );
     drop(p);
@@ -158,9 +191,9 @@ async fn combine_query(State(s): State<Shared>, Path(no): Path<String>, m: Authe
 }
 
 async fn combine_close(State(s): State<Shared>, Path(no): Path<String>, m: Authed) -> Result<Response, PayError> {
-    let Authed { mchid, what, body, .. } = m;
-    let v = parse_json(&body)?;
-    let appid = need_str!(v, "combine_appid");
+    let Body { req, .. } = m.json::<CombineCloseRequest>()?;
+    let Authed { mchid, what, .. } = m;
+    let appid = required(req.combine_appid.as_deref(), "combine_appid")?;
     let mut p = lock(&s.pay);
     let Some(c) = p.combines.get(&(mchid, no)).cloned() else {
         return Err(PayError::new(404, "ORDER_NOT_EXIST", "合单不存在"));

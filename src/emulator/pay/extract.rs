@@ -8,6 +8,8 @@ use axum::extract::{FromRequest, MatchedPath, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use crate::crypto::pay::{self as paycrypto, normalize_serial};
@@ -191,33 +193,97 @@ fn authenticate(
     Ok(f.mchid)
 }
 
-/// The body as a JSON object.
-pub(super) fn parse_json(body: &[u8]) -> std::result::Result<Value, PayError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(v) if v.is_object() => Ok(v),
-        _ => Err(PayError::new(400, "PARAM_ERROR", "请求体不是合法的JSON对象")),
+impl Authed {
+    /// The body as the typed request `T`, with the JSON object it was read from.
+    pub(super) fn json<T: DeserializeOwned>(&self) -> std::result::Result<Body<T>, PayError> {
+        let not_object = || PayError::new(400, "PARAM_ERROR", "请求体不是合法的JSON对象");
+        let raw: Value = serde_json::from_slice(&self.body).map_err(|_| not_object())?;
+        if !raw.is_object() {
+            return Err(not_object());
+        }
+        // Every field is read leniently (`Text`, `Int`, …), so an object always reads.
+        let req = T::deserialize(&raw).map_err(|_| not_object())?;
+        Ok(Body { req, raw })
     }
+}
+
+/// A typed request body and the JSON object it was read from: WeChat Pay's idempotency compares a
+/// repeated request with the first one parameter for parameter, so the object is kept as sent.
+pub(super) struct Body<T> {
+    /// The typed fields.
+    pub(super) req: T,
+    /// The object as sent.
+    pub(super) raw: Value,
+}
+
+// The field types of the typed request bodies. WeChat Pay answers a field of the wrong JSON type
+// (or an empty string) as it answers a missing one, with the `PARAM_ERROR` that names it, so each
+// reads such a field as absent instead of failing the whole body; the handler's own check then
+// names the field. Each dereferences to the `Option` (or `Vec`) it holds.
+
+macro_rules! lenient_field {
+    ($(#[$doc:meta])* $name:ident$(<$t:ident>)?($inner:ty), |$v:ident| $read:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Default)]
+        pub(super) struct $name$(<$t>)?(pub(super) $inner);
+
+        impl<'de, $($t: DeserializeOwned + Default)?> Deserialize<'de> for $name$(<$t>)? {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let $v = Value::deserialize(d)?;
+                Ok($name($read))
+            }
+        }
+
+        impl$(<$t>)? std::ops::Deref for $name$(<$t>)? {
+            type Target = $inner;
+            fn deref(&self) -> &$inner {
+                &self.0
+            }
+        }
+    };
+}
+
+lenient_field!(
+    /// A non-empty string.
+    Text(Option<String>), |v| v.as_str().filter(|s| !s.is_empty()).map(str::to_string)
+);
+lenient_field!(
+    /// An integer that fits an `i64`.
+    Int(Option<i64>), |v| v.as_i64()
+);
+lenient_field!(
+    /// A boolean.
+    Flag(Option<bool>), |v| v.as_bool()
+);
+lenient_field!(
+    /// Any value, `null` included (kept as sent, as `scene_info` is).
+    Any(Option<Value>), |v| Some(v)
+);
+lenient_field!(
+    /// A nested object, its own fields read leniently; anything else is absent.
+    Obj<T>(Option<T>), |v| if v.is_object() { T::deserialize(v).ok() } else { None }
+);
+lenient_field!(
+    /// An array of objects: an item that is not one reads as an object without fields (each of its
+    /// required fields then missing), and anything but an array as no items.
+    List<T>(Vec<T>), |v| match v {
+        Value::Array(items) => items.into_iter().map(|v| T::deserialize(v).unwrap_or_default()).collect(),
+        _ => Vec::new(),
+    }
+);
+
+/// A required field, or WeChat's `400 PARAM_ERROR` naming it (`field` as a dotted path).
+pub(super) fn required<'a>(v: Option<&'a str>, field: &str) -> std::result::Result<&'a str, PayError> {
+    v.ok_or_else(|| {
+        let message =
+            format!("输入源“/body/{}”映射到值字段“{field}”必填性规则校验失败，此字段为必填项", field.replace('.', "/"));
+        PayError::param(field, message)
+    })
 }
 
 /// What is found, or `404 code message`: the lookup every query handler starts with.
 pub(super) fn found<T>(v: Option<T>, code: &str, message: &str) -> std::result::Result<T, PayError> {
     v.ok_or_else(|| PayError::new(404, code, message))
-}
-
-pub(super) fn str_field<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    let mut cur = v;
-    for p in path {
-        cur = cur.get(p)?;
-    }
-    cur.as_str().filter(|s| !s.is_empty())
-}
-
-pub(super) fn int_field(v: &Value, path: &[&str]) -> Option<i64> {
-    let mut cur = v;
-    for p in path {
-        cur = cur.get(p)?;
-    }
-    cur.as_i64()
 }
 
 pub(super) fn valid_no(v: &str, min: usize, max: usize) -> bool {

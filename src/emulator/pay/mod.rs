@@ -80,20 +80,6 @@ use crate::http::{Body, Host, Http, HttpConfig, Request, RetryPolicy};
 use crate::pay::transactions::wechat_time;
 use crate::pay::{PayClient, PayConfig};
 
-/// The string at a path of the JSON body `$v`, or WeChat's `400 PARAM_ERROR` that it is required.
-macro_rules! need_str {
-    ($v:expr, $($p:literal).+) => {
-        match crate::emulator::pay::extract::str_field(&$v, &[$($p),+]) {
-            Some(x) => x.to_string(),
-            None => {
-                let field = [$($p),+].join(".");
-                let message = format!("输入源“/body/{}”映射到值字段“{}”必填性规则校验失败，此字段为必填项", field.replace('.', "/"), field);
-                return Err(crate::emulator::pay::extract::PayError::param(&field, message));
-            }
-        }
-    };
-}
-
 mod bills;
 mod combine;
 mod control;

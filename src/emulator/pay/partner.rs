@@ -4,12 +4,43 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::{get, post};
+use serde::Deserialize;
 use serde_json::json;
 
-use super::Kind;
-use super::extract::{Authed, PayError, Q, parse_json, str_field};
-use super::transactions::{check_order_fields, close_order, find_order_reply, order_skeleton, upsert_order};
+use super::extract::{Authed, Body, Obj, PayError, Q, Text, required};
+use super::transactions::{
+    OrderFields, check_order_fields, close_order, find_order_reply, order_skeleton, upsert_order,
+};
+use super::{Kind, Order};
 use crate::emulator::{Shared, lock};
+
+/// `POST /v3/pay/partner/transactions/jsapi`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PartnerJsapiRequest {
+    sp_appid: Text,
+    sp_mchid: Text,
+    sub_appid: Text,
+    sub_mchid: Text,
+    payer: Obj<PartnerPayer>,
+    #[serde(flatten)]
+    order: OrderFields,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PartnerPayer {
+    sp_openid: Text,
+    sub_openid: Text,
+}
+
+/// `POST /v3/pay/partner/transactions/out-trade-no/{out_trade_no}/close`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PartnerCloseRequest {
+    sp_mchid: Text,
+    sub_mchid: Text,
+}
 
 pub(super) fn routes() -> Router<Shared> {
     Router::new()
@@ -20,31 +51,32 @@ pub(super) fn routes() -> Router<Shared> {
 }
 
 async fn partner_jsapi(State(s): State<Shared>, m: Authed) -> Result<Response, PayError> {
-    let Authed { mchid, what, body, .. } = m;
-    let v = parse_json(&body)?;
-    let sp_appid = need_str!(v, "sp_appid");
-    let sp_mchid = need_str!(v, "sp_mchid");
-    let sub_mchid = need_str!(v, "sub_mchid");
-    need_str!(v, "description");
-    need_str!(v, "out_trade_no");
-    need_str!(v, "notify_url");
+    let Body { req, raw } = m.json::<PartnerJsapiRequest>()?;
+    let Authed { mchid, what, .. } = m;
+    let sp_appid = required(req.sp_appid.as_deref(), "sp_appid")?.to_string();
+    let sp_mchid = required(req.sp_mchid.as_deref(), "sp_mchid")?.to_string();
+    let sub_mchid = required(req.sub_mchid.as_deref(), "sub_mchid")?.to_string();
+    required(req.order.description.as_deref(), "description")?;
+    let out_trade_no = required(req.order.out_trade_no.as_deref(), "out_trade_no")?.to_string();
+    required(req.order.notify_url.as_deref(), "notify_url")?;
     if sp_mchid != mchid {
         return Err(PayError::param("sp_mchid", "sp_mchid 与请求头中的商户号不一致"));
     }
-    check_order_fields(&v)?;
-    let sub_appid = str_field(&v, &["sub_appid"]).map(str::to_string);
-    let (payer, openid, appid) = match (str_field(&v, &["payer", "sp_openid"]), str_field(&v, &["payer", "sub_openid"]))
-    {
-        (Some(o), None) => (json!({ "sp_openid": o }), o.to_string(), sp_appid.clone()),
-        (None, Some(o)) if sub_appid.is_some() => {
-            (json!({ "sub_openid": o }), o.to_string(), sub_appid.clone().unwrap_or_default())
-        }
-        (None, Some(_)) => return Err(PayError::param("sub_appid", "传入sub_openid时sub_appid必填")),
-        _ => return Err(PayError::param("payer", "payer.sp_openid 与 payer.sub_openid 须且仅须填写一个")),
-    };
-    let key = (sub_mchid.clone(), str_field(&v, &["out_trade_no"]).unwrap_or("").to_string());
+    check_order_fields(&req.order)?;
+    let sub_appid = req.sub_appid.clone();
+    let payer = req.payer.as_ref();
+    let (payer, openid, appid) =
+        match (payer.and_then(|p| p.sp_openid.as_deref()), payer.and_then(|p| p.sub_openid.as_deref())) {
+            (Some(o), None) => (json!({ "sp_openid": o }), o.to_string(), sp_appid.clone()),
+            (None, Some(o)) if sub_appid.is_some() => {
+                (json!({ "sub_openid": o }), o.to_string(), sub_appid.clone().unwrap_or_default())
+            }
+            (None, Some(_)) => return Err(PayError::param("sub_appid", "传入sub_openid时sub_appid必填")),
+            _ => return Err(PayError::param("payer", "payer.sp_openid 与 payer.sub_openid 须且仅须填写一个")),
+        };
+    let key = (sub_mchid.clone(), out_trade_no);
     let kind = Kind::Partner { sp_appid, sp_mchid, sub_appid };
-    let order = order_skeleton(&v, sub_mchid, mchid, kind, appid, payer, openid);
+    let order = Order { request: raw, ..order_skeleton(&req.order, sub_mchid, mchid, kind, appid, payer, openid) };
     upsert_order(&s, &what, key, order)
 }
 
@@ -77,10 +109,10 @@ async fn partner_query_by_out_trade_no(
 }
 
 async fn partner_close(State(s): State<Shared>, Path(no): Path<String>, m: Authed) -> Result<Response, PayError> {
-    let Authed { mchid, what, body, .. } = m;
-    let v = parse_json(&body)?;
-    let sub = need_str!(v, "sub_mchid");
-    if str_field(&v, &["sp_mchid"]) != Some(mchid.as_str()) {
+    let Body { req, .. } = m.json::<PartnerCloseRequest>()?;
+    let Authed { mchid, what, .. } = m;
+    let sub = required(req.sub_mchid.as_deref(), "sub_mchid")?.to_string();
+    if req.sp_mchid.as_deref() != Some(mchid.as_str()) {
         return Err(PayError::param("sp_mchid", "sp_mchid 必填且须与请求头一致"));
     }
     close_order(&s, &what, (sub, no), Some(&mchid))

@@ -5,14 +5,74 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, post};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{Authed, PayError, Q, found, int_field, parse_json, reply, str_field};
+use super::extract::{Authed, Body, Flag, Int, List, PayError, Q, Text, found, reply, required};
 use super::{PayState, ReturnRec, SHARING_DAYS, Sharing};
 use crate::emulator::{Shared, lock};
 use crate::pay::transactions::wechat_time;
 
-// ----- profit sharing -----
+/// `POST /v3/profitsharing/receivers/add` and `/delete`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ReceiverRequest {
+    sub_mchid: Text,
+    appid: Text,
+    #[serde(rename = "type")]
+    kind: Text,
+    account: Text,
+    /// RSA-OAEP ciphertext under the platform key `Wechatpay-Serial` names.
+    name: Text,
+    relation_type: Text,
+    custom_relation: Text,
+}
+
+/// `POST /v3/profitsharing/orders`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SharingRequest {
+    sub_mchid: Text,
+    transaction_id: Text,
+    out_order_no: Text,
+    receivers: List<SharingReceiver>,
+    unfreeze_unsplit: Flag,
+}
+
+/// One of a sharing order's `receivers`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SharingReceiver {
+    #[serde(rename = "type")]
+    kind: Text,
+    account: Text,
+    name: Text,
+    amount: Int,
+    description: Text,
+}
+
+/// `POST /v3/profitsharing/orders/unfreeze`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct UnfreezeRequest {
+    sub_mchid: Text,
+    transaction_id: Text,
+    out_order_no: Text,
+    description: Text,
+}
+
+/// `POST /v3/profitsharing/return-orders`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ReturnRequest {
+    sub_mchid: Text,
+    order_id: Text,
+    out_order_no: Text,
+    out_return_no: Text,
+    return_mchid: Text,
+    amount: Int,
+    description: Text,
+}
 
 /// Decrypts an OAEP field with the platform key named by `Wechatpay-Serial`.
 fn decrypt_sensitive(s: &Shared, headers: &HeaderMap, ct: &str) -> std::result::Result<String, PayError> {
@@ -40,40 +100,40 @@ pub(super) fn routes() -> Router<Shared> {
 }
 
 async fn receivers_add(State(s): State<Shared>, m: Authed) -> Result<Response, PayError> {
-    let Authed { mchid, what, headers, body } = m;
-    let v = parse_json(&body)?;
-    need_str!(v, "appid");
-    let kind = need_str!(v, "type");
-    let account = need_str!(v, "account");
-    let relation = need_str!(v, "relation_type");
+    let Body { req, .. } = m.json::<ReceiverRequest>()?;
+    let Authed { mchid, what, headers, .. } = m;
+    required(req.appid.as_deref(), "appid")?;
+    let kind = required(req.kind.as_deref(), "type")?.to_string();
+    let account = required(req.account.as_deref(), "account")?.to_string();
+    let relation = required(req.relation_type.as_deref(), "relation_type")?;
     if !matches!(kind.as_str(), "MERCHANT_ID" | "PERSONAL_OPENID" | "PERSONAL_SUB_OPENID") {
         return Err(PayError::param("type", "type 取值错误"));
     }
-    let name = match str_field(&v, &["name"]) {
+    let name = match &req.name.0 {
         Some(ct) => Some(decrypt_sensitive(&s, &headers, ct)?),
         None if kind == "MERCHANT_ID" => return Err(PayError::param("name", "分账接收方类型为MERCHANT_ID时name必填")),
         None => None,
     };
-    let owner = str_field(&v, &["sub_mchid"]).map(str::to_string).unwrap_or(mchid);
+    let owner = req.sub_mchid.clone().unwrap_or(mchid);
     let mut stored = json!({ "type": kind, "account": account, "relation_type": relation });
-    if let Some(c) = str_field(&v, &["custom_relation"]) {
-        stored["custom_relation"] = c.into();
+    if let Some(c) = &req.custom_relation.0 {
+        stored["custom_relation"] = c.clone().into();
     }
     let mut answer = stored.clone();
     if let Some(n) = &name {
         stored["name_plain"] = n.clone().into();
-        answer["name"] = str_field(&v, &["name"]).unwrap_or_default().into();
+        answer["name"] = req.name.clone().unwrap_or_default().into();
     }
     lock(&s.pay).receivers.insert((owner, kind, account), stored);
     Ok(reply(&s, &what, 200, Some(answer)))
 }
 
 async fn receivers_delete(State(s): State<Shared>, m: Authed) -> Result<Response, PayError> {
-    let Authed { mchid, what, body, .. } = m;
-    let v = parse_json(&body)?;
-    let kind = need_str!(v, "type");
-    let account = need_str!(v, "account");
-    let owner = str_field(&v, &["sub_mchid"]).map(str::to_string).unwrap_or(mchid);
+    let Body { req, .. } = m.json::<ReceiverRequest>()?;
+    let Authed { mchid, what, .. } = m;
+    let kind = required(req.kind.as_deref(), "type")?.to_string();
+    let account = required(req.account.as_deref(), "account")?.to_string();
+    let owner = req.sub_mchid.0.unwrap_or(mchid);
     lock(&s.pay).receivers.remove(&(owner, kind.clone(), account.clone()));
     Ok(reply(&s, &what, 200, Some(json!({ "type": kind, "account": account }))))
 }
@@ -113,42 +173,38 @@ fn sharing_cap(p: &PayState, transaction_id: &str, total: i64) -> i64 {
 }
 
 async fn sharing_create(State(s): State<Shared>, m: Authed) -> Result<Response, PayError> {
-    let Authed { mchid, what, headers, body } = m;
-    let v = parse_json(&body)?;
-    let txn = need_str!(v, "transaction_id");
-    let out_order_no = need_str!(v, "out_order_no");
-    let Some(unfreeze) = v.get("unfreeze_unsplit").and_then(Value::as_bool) else {
+    let Body { req, raw } = m.json::<SharingRequest>()?;
+    let Authed { mchid, what, headers, .. } = m;
+    let txn = required(req.transaction_id.as_deref(), "transaction_id")?.to_string();
+    let out_order_no = required(req.out_order_no.as_deref(), "out_order_no")?.to_string();
+    let Some(unfreeze) = *req.unfreeze_unsplit else {
         return Err(PayError::param("unfreeze_unsplit", "unfreeze_unsplit 必填"));
     };
-    let sub = str_field(&v, &["sub_mchid"]).map(str::to_string);
+    let sub = req.sub_mchid.clone();
     let owner = sub.clone().unwrap_or_else(|| mchid.clone());
-    let list = v.get("receivers").and_then(Value::as_array).cloned().unwrap_or_default();
-    if list.is_empty() || list.len() > 50 {
+    if req.receivers.is_empty() || req.receivers.len() > 50 {
         return Err(PayError::param("receivers", "分账接收方列表须为1-50个"));
     }
     let mut receivers = Vec::new();
-    for r in &list {
-        let (Some(kind), Some(account), Some(amount), Some(desc)) = (
-            str_field(r, &["type"]),
-            str_field(r, &["account"]),
-            int_field(r, &["amount"]),
-            str_field(r, &["description"]),
-        ) else {
+    for r in req.receivers.iter() {
+        let (Some(kind), Some(account), Some(amount), Some(desc)) =
+            (&r.kind.0, &r.account.0, *r.amount, &r.description.0)
+        else {
             return Err(PayError::param("receivers", "接收方须包含 type、account、amount、description"));
         };
         if amount <= 0 {
             return Err(PayError::param("receivers.amount", "分账金额须为正整数"));
         }
-        if let Some(ct) = str_field(r, &["name"]) {
+        if let Some(ct) = &r.name.0 {
             decrypt_sensitive(&s, &headers, ct)?;
         }
-        receivers.push((kind.to_string(), account.to_string(), amount, desc.to_string()));
+        receivers.push((kind.clone(), account.clone(), amount, desc.clone()));
     }
     let now = s.now();
     let mut p = lock(&s.pay);
     let skey = (owner.clone(), out_order_no.clone());
     if let Some(sh) = p.sharing.get(&skey) {
-        let (same, json) = (sh.request == v, sharing_json(sh));
+        let (same, json) = (sh.request == raw, sharing_json(sh));
         drop(p);
         return if same {
             Ok(reply(&s, &what, 200, Some(json)))
@@ -195,7 +251,7 @@ async fn sharing_create(State(s): State<Shared>, m: Authed) -> Result<Response, 
         sub_mchid: sub,
         receivers,
         created: now,
-        request: v.clone(),
+        request: raw,
     };
     let json = sharing_json(&sh);
     p.sharing.insert(skey, sh);
@@ -224,12 +280,12 @@ async fn sharing_query(
 }
 
 async fn sharing_unfreeze(State(s): State<Shared>, m: Authed) -> Result<Response, PayError> {
-    let Authed { mchid, what, body, .. } = m;
-    let v = parse_json(&body)?;
-    let txn = need_str!(v, "transaction_id");
-    let out_order_no = need_str!(v, "out_order_no");
-    need_str!(v, "description");
-    let sub = str_field(&v, &["sub_mchid"]).map(str::to_string);
+    let Body { req, raw } = m.json::<UnfreezeRequest>()?;
+    let Authed { mchid, what, .. } = m;
+    let txn = required(req.transaction_id.as_deref(), "transaction_id")?.to_string();
+    let out_order_no = required(req.out_order_no.as_deref(), "out_order_no")?.to_string();
+    required(req.description.as_deref(), "description")?;
+    let sub = req.sub_mchid.clone();
     let owner = sub.clone().unwrap_or(mchid);
     let now = s.now();
     let mut p = lock(&s.pay);
@@ -255,7 +311,7 @@ async fn sharing_unfreeze(State(s): State<Shared>, m: Authed) -> Result<Response
         sub_mchid: sub,
         receivers: Vec::new(),
         created: now,
-        request: v.clone(),
+        request: raw,
     };
     let json = sharing_json(&sh);
     p.sharing.insert(skey, sh);
@@ -287,15 +343,15 @@ async fn sharing_amounts(State(s): State<Shared>, Path(txn): Path<String>, m: Au
 }
 
 async fn return_create(State(s): State<Shared>, m: Authed) -> Result<Response, PayError> {
-    let Authed { mchid, what, body, .. } = m;
-    let v = parse_json(&body)?;
-    let out_return_no = need_str!(v, "out_return_no");
-    let return_mchid = need_str!(v, "return_mchid");
-    let description = need_str!(v, "description");
-    let Some(amount) = int_field(&v, &["amount"]).filter(|a| *a > 0) else {
+    let Body { req, .. } = m.json::<ReturnRequest>()?;
+    let Authed { mchid, what, .. } = m;
+    let out_return_no = required(req.out_return_no.as_deref(), "out_return_no")?.to_string();
+    let return_mchid = required(req.return_mchid.as_deref(), "return_mchid")?.to_string();
+    let description = required(req.description.as_deref(), "description")?.to_string();
+    let Some(amount) = req.amount.0.filter(|a| *a > 0) else {
         return Err(PayError::param("amount", "amount 须为正整数"));
     };
-    let owner = str_field(&v, &["sub_mchid"]).map(str::to_string).unwrap_or(mchid);
+    let owner = req.sub_mchid.clone().unwrap_or(mchid);
     let now = s.now();
     let mut p = lock(&s.pay);
     let rkey = (owner.clone(), out_return_no.clone());
@@ -304,7 +360,7 @@ async fn return_create(State(s): State<Shared>, m: Authed) -> Result<Response, P
         drop(p);
         return Ok(reply(&s, &what, 200, Some(json)));
     }
-    let sh = match (str_field(&v, &["out_order_no"]), str_field(&v, &["order_id"])) {
+    let sh = match (req.out_order_no.as_deref(), req.order_id.as_deref()) {
         (Some(o), _) => p.sharing.get(&(owner.clone(), o.to_string())).cloned(),
         (None, Some(id)) => p.sharing.values().find(|sh| sh.order_id == id).cloned(),
         _ => None,

@@ -4,9 +4,10 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::{get, post};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{Authed, PayError, Q, found, int_field, parse_json, reply, str_field, valid_no};
+use super::extract::{Authed, Body, Int, Obj, PayError, Q, Text, found, reply, required, valid_no};
 use super::notify::queue_notification;
 use super::{Kind, REFUND_DAYS, RefundRec};
 use crate::emulator::{Shared, lock};
@@ -59,7 +60,24 @@ pub(super) fn refund_notice_json(r: &RefundRec) -> Value {
     v
 }
 
-// ----- refunds -----
+/// `POST /v3/refund/domestic/refunds`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RefundRequest {
+    sub_mchid: Text,
+    transaction_id: Text,
+    out_trade_no: Text,
+    out_refund_no: Text,
+    notify_url: Text,
+    amount: Obj<RefundAmount>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RefundAmount {
+    refund: Int,
+    total: Int,
+}
 
 pub(super) fn routes() -> Router<Shared> {
     Router::new()
@@ -68,26 +86,26 @@ pub(super) fn routes() -> Router<Shared> {
 }
 
 async fn create_refund(State(s): State<Shared>, m: Authed) -> Result<Response, PayError> {
-    let Authed { mchid, what, body, .. } = m;
-    let v = parse_json(&body)?;
-    let out_refund_no = need_str!(v, "out_refund_no");
+    let Body { req, raw } = m.json::<RefundRequest>()?;
+    let Authed { mchid, what, .. } = m;
+    let out_refund_no = required(req.out_refund_no.as_deref(), "out_refund_no")?.to_string();
     if !valid_no(&out_refund_no, 1, 64) {
         return Err(PayError::param("out_refund_no", "out_refund_no 格式错误"));
     }
-    let (Some(refund), Some(total)) = (int_field(&v, &["amount", "refund"]), int_field(&v, &["amount", "total"]))
-    else {
+    let amount = req.amount.as_ref();
+    let (Some(refund), Some(total)) = (amount.and_then(|a| *a.refund), amount.and_then(|a| *a.total)) else {
         return Err(PayError::param("amount", "amount.refund 与 amount.total 必填"));
     };
     if refund <= 0 || total <= 0 {
         return Err(PayError::param("amount", "退款金额须为正整数"));
     }
-    let sub = str_field(&v, &["sub_mchid"]).map(str::to_string);
+    let sub = req.sub_mchid.clone();
     let owner = sub.clone().unwrap_or_else(|| mchid.clone());
     let rkey = (owner.clone(), out_refund_no.clone());
     let now = s.now();
     let mut p = lock(&s.pay);
     if let Some(r) = p.refunds.get(&rkey) {
-        let (same, json) = (r.request == v, refund_json(r));
+        let (same, json) = (r.request == raw, refund_json(r));
         drop(p);
         return if same {
             Ok(reply(&s, &what, 200, Some(json)))
@@ -95,7 +113,7 @@ async fn create_refund(State(s): State<Shared>, m: Authed) -> Result<Response, P
             Err(PayError::new(400, "INVALID_REQUEST", "商户退款单号重复且参数不一致"))
         };
     }
-    let okey = match (str_field(&v, &["transaction_id"]), str_field(&v, &["out_trade_no"])) {
+    let okey = match (req.transaction_id.as_deref(), req.out_trade_no.as_deref()) {
         (Some(t), None) => p.by_txn.get(t).cloned(),
         (None, Some(o)) => Some((owner.clone(), o.to_string())),
         _ => {
@@ -154,7 +172,7 @@ async fn create_refund(State(s): State<Shared>, m: Authed) -> Result<Response, P
         status: "PROCESSING".into(),
         created: now,
         success_time: None,
-        request: v.clone(),
+        request: raw,
     };
     let answer = refund_json(&rec);
     // WeChat accepts (PROCESSING) then settles; the emulator settles at once and notifies.
@@ -163,7 +181,7 @@ async fn create_refund(State(s): State<Shared>, m: Authed) -> Result<Response, P
     let notice = refund_notice_json(&rec);
     p.refunds.insert(rkey, rec);
     drop(p);
-    let url = str_field(&v, &["notify_url"]).map(str::to_string).unwrap_or(notify_fallback);
+    let url = req.notify_url.0.unwrap_or(notify_fallback);
     queue_notification(&s, &notify_mchid, &url, "REFUND.SUCCESS", &out_trade_no, &notice);
     s.bump("pay.refund");
     Ok(reply(&s, &what, 200, Some(answer)))

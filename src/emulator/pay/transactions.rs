@@ -5,12 +5,75 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::extract::{Authed, PayError, Q, found, insert_opt, int_field, parse_json, reply, str_field, valid_no};
+use super::extract::{
+    Any, Authed, Body, Flag, Int, Obj, PayError, Q, Text, found, insert_opt, reply, required, valid_no,
+};
 use super::{Kind, Order};
 use crate::emulator::{Shared, lock};
 use crate::pay::transactions::wechat_time;
+
+/// The order fields direct and partner prepay share (and a combined payment's sub-orders, but for
+/// their amount).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct OrderFields {
+    pub(super) description: Text,
+    pub(super) out_trade_no: Text,
+    pub(super) attach: Text,
+    pub(super) notify_url: Text,
+    pub(super) time_expire: Text,
+    pub(super) amount: Obj<OrderAmount>,
+    pub(super) settle_info: Obj<SettleInfo>,
+    pub(super) scene_info: Any,
+}
+
+/// `amount` of a prepay.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct OrderAmount {
+    total: Int,
+    currency: Text,
+}
+
+/// `settle_info` of a prepay.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct SettleInfo {
+    profit_sharing: Flag,
+}
+
+impl OrderFields {
+    fn total(&self) -> Option<i64> {
+        self.amount.as_ref().and_then(|a| *a.total)
+    }
+}
+
+/// `POST /v3/pay/transactions/jsapi`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct JsapiRequest {
+    appid: Text,
+    mchid: Text,
+    payer: Obj<JsapiPayer>,
+    #[serde(flatten)]
+    order: OrderFields,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct JsapiPayer {
+    openid: Text,
+}
+
+/// `POST …/out-trade-no/{out_trade_no}/close`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CloseRequest {
+    mchid: Text,
+}
 
 fn state_desc(state: &str) -> &'static str {
     match state {
@@ -67,29 +130,28 @@ pub(super) fn transaction_json(o: &Order) -> Value {
 }
 
 /// Checks the order fields common to direct and partner prepay; `Err` is the answer.
-pub(super) fn check_order_fields(v: &Value) -> std::result::Result<(), PayError> {
-    let no = str_field(v, &["out_trade_no"]).unwrap_or("");
-    if !valid_no(no, 6, 32) {
+pub(super) fn check_order_fields(o: &OrderFields) -> std::result::Result<(), PayError> {
+    if !valid_no(o.out_trade_no.as_deref().unwrap_or(""), 6, 32) {
         return Err(PayError::param("out_trade_no", "out_trade_no 须为6-32位数字、大小写字母_-|*@"));
     }
-    if int_field(v, &["amount", "total"]).is_none_or(|t| t <= 0) {
+    if o.total().is_none_or(|t| t <= 0) {
         return Err(PayError::param("amount.total", "amount.total 必须为正整数（分）"));
     }
-    if let Some(c) = str_field(v, &["amount", "currency"])
+    if let Some(c) = o.amount.as_ref().and_then(|a| a.currency.as_deref())
         && c != "CNY"
     {
         return Err(PayError::param("amount.currency", "currency 仅支持 CNY"));
     }
-    let url = str_field(v, &["notify_url"]).unwrap_or("");
+    let url = o.notify_url.as_deref().unwrap_or("");
     if url::Url::parse(url).map(|u| u.query().is_some() || !u.scheme().starts_with("http")).unwrap_or(true) {
         return Err(PayError::param("notify_url", "notify_url 需为不带参数的http(s)地址"));
     }
-    if let Some(t) = str_field(v, &["time_expire"])
+    if let Some(t) = &o.time_expire.0
         && DateTime::parse_from_rfc3339(t).is_err()
     {
         return Err(PayError::param("time_expire", "time_expire 格式须为rfc3339"));
     }
-    if str_field(v, &["attach"]).is_some_and(|a| a.len() > 128) {
+    if o.attach.as_ref().is_some_and(|a| a.len() > 128) {
         return Err(PayError::param("attach", "attach 长度不能超过128"));
     }
     Ok(())
@@ -131,8 +193,10 @@ pub(super) fn upsert_order(
     Ok(reply(s, what, 200, Some(json!({ "prepay_id": prepay }))))
 }
 
+/// A new order of `fields`, its `request` (the object as sent, for the idempotency check) still
+/// to be filled in.
 pub(super) fn order_skeleton(
-    v: &Value,
+    fields: &OrderFields,
     owner: String,
     notify_mchid: String,
     kind: Kind,
@@ -145,11 +209,11 @@ pub(super) fn order_skeleton(
         notify_mchid,
         kind,
         appid,
-        out_trade_no: str_field(v, &["out_trade_no"]).unwrap_or("").to_string(),
-        description: str_field(v, &["description"]).unwrap_or("").to_string(),
-        attach: str_field(v, &["attach"]).map(str::to_string),
-        notify_url: str_field(v, &["notify_url"]).unwrap_or("").to_string(),
-        total: int_field(v, &["amount", "total"]).unwrap_or(0),
+        out_trade_no: fields.out_trade_no.clone().unwrap_or_default(),
+        description: fields.description.clone().unwrap_or_default(),
+        attach: fields.attach.clone(),
+        notify_url: fields.notify_url.clone().unwrap_or_default(),
+        total: fields.total().unwrap_or(0),
         payer,
         openid,
         prepay_id: String::new(),
@@ -157,11 +221,11 @@ pub(super) fn order_skeleton(
         state: "NOTPAY".into(),
         created: Utc::now(),
         success_time: None,
-        time_expire: str_field(v, &["time_expire"]).and_then(|t| DateTime::parse_from_rfc3339(t).ok()),
-        profit_sharing: v.pointer("/settle_info/profit_sharing").and_then(Value::as_bool).unwrap_or(false),
+        time_expire: fields.time_expire.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()),
+        profit_sharing: fields.settle_info.as_ref().and_then(|s| *s.profit_sharing).unwrap_or(false),
         refunded: 0,
-        request: v.clone(),
-        scene_info: v.get("scene_info").cloned(),
+        request: Value::Null,
+        scene_info: fields.scene_info.clone(),
     }
 }
 
@@ -174,25 +238,26 @@ pub(super) fn routes() -> Router<Shared> {
 }
 
 pub(super) async fn jsapi(State(s): State<Shared>, m: Authed) -> Result<Response, PayError> {
-    let Authed { mchid, what, body, .. } = m;
-    let v = parse_json(&body)?;
-    let appid = need_str!(v, "appid");
-    let body_mchid = need_str!(v, "mchid");
-    need_str!(v, "description");
-    need_str!(v, "out_trade_no");
-    need_str!(v, "notify_url");
-    let openid = need_str!(v, "payer"."openid");
+    let Body { req, raw } = m.json::<JsapiRequest>()?;
+    let Authed { mchid, what, .. } = m;
+    let appid = required(req.appid.as_deref(), "appid")?.to_string();
+    let body_mchid = required(req.mchid.as_deref(), "mchid")?;
+    required(req.order.description.as_deref(), "description")?;
+    let out_trade_no = required(req.order.out_trade_no.as_deref(), "out_trade_no")?.to_string();
+    required(req.order.notify_url.as_deref(), "notify_url")?;
+    let openid = required(req.payer.as_ref().and_then(|p| p.openid.as_deref()), "payer.openid")?.to_string();
     if body_mchid != mchid {
         return Err(PayError::param("mchid", "mchid 与请求头中的商户号不一致"));
     }
-    check_order_fields(&v)?;
+    check_order_fields(&req.order)?;
     let bound = lock(&s.pay).merchants.get(&mchid).map(|m| m.appids.is_empty() || m.appids.contains(&appid));
     if bound != Some(true) {
         return Err(PayError::param("appid", "appid和mch_id不匹配"));
     }
-    let key = (mchid.clone(), str_field(&v, &["out_trade_no"]).unwrap_or("").to_string());
+    let key = (mchid.clone(), out_trade_no);
+    let payer = json!({ "openid": openid.clone() });
     let order =
-        order_skeleton(&v, mchid.clone(), mchid, Kind::Direct, appid, json!({ "openid": openid.clone() }), openid);
+        Order { request: raw, ..order_skeleton(&req.order, mchid.clone(), mchid, Kind::Direct, appid, payer, openid) };
     upsert_order(&s, &what, key, order)
 }
 
@@ -267,9 +332,9 @@ pub(super) fn close_order(
 }
 
 pub(super) async fn close(State(s): State<Shared>, Path(no): Path<String>, m: Authed) -> Result<Response, PayError> {
-    let Authed { mchid, what, body, .. } = m;
-    let v = parse_json(&body)?;
-    if str_field(&v, &["mchid"]) != Some(mchid.as_str()) {
+    let Body { req, .. } = m.json::<CloseRequest>()?;
+    let Authed { mchid, what, .. } = m;
+    if req.mchid.as_deref() != Some(mchid.as_str()) {
         return Err(PayError::param("mchid", "mchid 必填且须与请求头一致"));
     }
     close_order(&s, &what, (mchid, no), None)

@@ -10,13 +10,35 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{Authed, PayError, found, int_field, parse_json, reply, str_field};
+use super::extract::{Authed, Body, Int, List, PayError, Text, found, reply, required};
 use super::notify::queue_notification;
 use super::{PayState, TransferRec};
 use crate::emulator::{Shared, lock};
 use crate::pay::transactions::wechat_time;
 
-// ----- merchant transfers (商家转账) -----
+/// `POST /v3/fund-app/mch-transfer/transfer-bills`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TransferRequest {
+    appid: Text,
+    out_bill_no: Text,
+    transfer_scene_id: Text,
+    openid: Text,
+    /// RSA-OAEP ciphertext under the platform key `Wechatpay-Serial` names.
+    user_name: Text,
+    transfer_amount: Int,
+    transfer_remark: Text,
+    notify_url: Text,
+    transfer_scene_report_infos: List<ReportInfo>,
+}
+
+/// One of `transfer_scene_report_infos`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ReportInfo {
+    info_type: Text,
+    info_content: Text,
+}
 
 /// The reports a transfer scene requires (scene 1000 现金营销: 活动名称 and 奖励说明).
 fn required_reports(scene: &str) -> &'static [&'static str] {
@@ -95,17 +117,17 @@ pub(super) fn routes() -> Router<Shared> {
 }
 
 async fn transfer_create(State(s): State<Shared>, m: Authed) -> Result<Response, PayError> {
-    let Authed { mchid, what, headers, body } = m;
-    let v = parse_json(&body)?;
-    let appid = need_str!(v, "appid");
-    let out_bill_no = need_str!(v, "out_bill_no");
-    let scene = need_str!(v, "transfer_scene_id");
-    let openid = need_str!(v, "openid");
-    let remark = need_str!(v, "transfer_remark");
+    let Body { req, raw } = m.json::<TransferRequest>()?;
+    let Authed { mchid, what, headers, .. } = m;
+    let appid = required(req.appid.as_deref(), "appid")?.to_string();
+    let out_bill_no = required(req.out_bill_no.as_deref(), "out_bill_no")?.to_string();
+    let scene = required(req.transfer_scene_id.as_deref(), "transfer_scene_id")?;
+    let openid = required(req.openid.as_deref(), "openid")?.to_string();
+    let remark = required(req.transfer_remark.as_deref(), "transfer_remark")?.to_string();
     if out_bill_no.len() > 32 || !out_bill_no.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(PayError::param("out_bill_no", "out_bill_no 须为1-32位数字、大小写字母"));
     }
-    let Some(amount) = int_field(&v, &["transfer_amount"]) else {
+    let Some(amount) = *req.transfer_amount else {
         return Err(PayError::param("transfer_amount", "transfer_amount 必填，单位为分"));
     };
     if amount < 10 {
@@ -114,21 +136,21 @@ async fn transfer_create(State(s): State<Shared>, m: Authed) -> Result<Response,
     if remark.chars().count() > 32 {
         return Err(PayError::param("transfer_remark", "transfer_remark 不能超过32个字符"));
     }
-    let reports = v.get("transfer_scene_report_infos").and_then(Value::as_array).cloned().unwrap_or_default();
-    let valid_reports = !reports.is_empty()
-        && reports.iter().all(|r| str_field(r, &["info_type"]).is_some() && str_field(r, &["info_content"]).is_some());
+    let reports = &req.transfer_scene_report_infos;
+    let valid_reports =
+        !reports.is_empty() && reports.iter().all(|r| r.info_type.is_some() && r.info_content.is_some());
     if !valid_reports {
         return Err(PayError::param(
             "transfer_scene_report_infos",
             "transfer_scene_report_infos 必填，且每项须含 info_type 与 info_content",
         ));
     }
-    for need in required_reports(&scene) {
-        if !reports.iter().any(|r| str_field(r, &["info_type"]) == Some(need)) {
+    for need in required_reports(scene) {
+        if !reports.iter().any(|r| r.info_type.as_deref() == Some(*need)) {
             return Err(PayError::param("transfer_scene_report_infos", format!("转账场景 {scene} 须报备“{need}”")));
         }
     }
-    if let Some(u) = str_field(&v, &["notify_url"])
+    if let Some(u) = &req.notify_url.0
         && url::Url::parse(u).map(|u| u.query().is_some() || !u.scheme().starts_with("http")).unwrap_or(true)
     {
         return Err(PayError::param("notify_url", "notify_url 需为不带参数的http(s)地址"));
@@ -140,7 +162,7 @@ async fn transfer_create(State(s): State<Shared>, m: Authed) -> Result<Response,
     if !lock(&s.mp).openid_in_app(&appid, &openid) {
         return Err(PayError::param("openid", "openid与appid不匹配"));
     }
-    let user_name = match str_field(&v, &["user_name"]) {
+    let user_name = match &req.user_name.0 {
         Some(ct) => {
             let Some(serial) = headers.get("wechatpay-serial").and_then(|h| h.to_str().ok()) else {
                 return Err(PayError::param("Wechatpay-Serial", "请求包含敏感信息时，HTTP头Wechatpay-Serial必填"));
@@ -166,7 +188,7 @@ async fn transfer_create(State(s): State<Shared>, m: Authed) -> Result<Response,
     if amount >= 200_000 && user_name.is_none() {
         return Err(PayError::param("user_name", "转账金额>=2000元时，收款用户姓名必填"));
     }
-    let mut request = v.clone();
+    let mut request = raw;
     if let Some(n) = &user_name {
         request["user_name"] = n.clone().into();
     }
@@ -196,7 +218,7 @@ async fn transfer_create(State(s): State<Shared>, m: Authed) -> Result<Response,
         user_name,
         amount,
         remark,
-        notify_url: str_field(&v, &["notify_url"]).map(str::to_string),
+        notify_url: req.notify_url.clone(),
         state: "WAIT_USER_CONFIRM".into(),
         fail_reason: None,
         package_info: format!("ABBQO+oYAAABAAAAAAAk{}", uuid::Uuid::new_v4().simple()),
@@ -305,6 +327,7 @@ async fn ctl_transfers(State(s): State<Shared>) -> Response {
 }
 
 #[derive(Deserialize, Default)]
+#[serde(default)]
 struct TransferActionBody {
     fail_reason: Option<String>,
 }
