@@ -860,6 +860,20 @@ async fn claims_are_shared_by_instances_and_expire(e: Env) {
     // Completing a key no one holds does not claim it.
     here.complete("msg:never").await.unwrap();
     assert_eq!(here.claim("msg:never", ttl).await.unwrap(), Claim::Fresh);
+    // A claim whose holder died mid-work (never completed nor released) is held for the lease only,
+    // while a completed one is remembered for its whole ttl.
+    assert_eq!(here.claim("msg:crashed", ttl).await.unwrap(), Claim::Fresh);
+    assert_eq!(there.claim("msg:done", ttl).await.unwrap(), Claim::Fresh);
+    there.complete("msg:done").await.unwrap();
+    e.clock.advance(wxshop::market::CLAIM_LEASE - Duration::from_secs(1));
+    assert_eq!(there.claim("msg:crashed", ttl).await.unwrap(), Claim::InProgress);
+    e.clock.advance(Duration::from_secs(2));
+    assert_eq!(there.claim("msg:crashed", ttl).await.unwrap(), Claim::Fresh);
+    assert_eq!(here.claim("msg:done", ttl).await.unwrap(), Claim::Done);
+    e.clock.advance(ttl - wxshop::market::CLAIM_LEASE - Duration::from_secs(2));
+    assert_eq!(here.claim("msg:done", ttl).await.unwrap(), Claim::Done);
+    e.clock.advance(Duration::from_secs(2));
+    assert_eq!(here.claim("msg:done", ttl).await.unwrap(), Claim::Fresh);
     // An expired claim is fresh again, done or not, and pruning deletes expired rows only.
     assert_eq!(here.claim("msg:2", Duration::from_secs(60)).await.unwrap(), Claim::Fresh);
     here.complete("msg:2").await.unwrap();
@@ -868,7 +882,8 @@ async fn claims_are_shared_by_instances_and_expire(e: Env) {
     assert_eq!(here.claim("msg:2", Duration::from_secs(60)).await.unwrap(), Claim::InProgress);
     e.clock.advance(Duration::from_secs(30 * 86_400));
     let report = m.ops().prune(&Retention::default()).await.unwrap();
-    assert_eq!(report.claims, 4);
+    // push msg:1, msg:never, msg:2, msg:crashed, msg:done and open-push msg:1.
+    assert_eq!(report.claims, 6);
     assert_eq!(here.claim("msg:1", ttl).await.unwrap(), Claim::Fresh);
 }
 

@@ -98,7 +98,7 @@ pub use order::{
 };
 pub use payment::{NoticeOutcome, PayMode, Payment, PaymentNotice, PaymentStatus, Refund, RefundStatus, SubOrderPaid};
 pub use service::handles;
-pub use service::{BillReport, CompensationView, StoreClaims, TransferNoticeOutcome};
+pub use service::{BillReport, CLAIM_LEASE, CompensationView, StoreClaims, TransferNoticeOutcome};
 pub use service::{
     CaseRequest, Checkout, DEFAULT_RETENTION_DAYS, DepositPrepay, DepositRefundView, DepositView, GOVERNANCE_CONSUMER,
     MIN_RETENTION_HOURS, Market, MarketBuilder, MarketConfig, MerchantBalances, NewMerchant, PenaltyLog, PruneReport,

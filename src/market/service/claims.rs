@@ -9,7 +9,9 @@ use crate::market::error::MarketError;
 use crate::market::service::handles::Ops;
 
 /// A [`DedupeStore`] in the market's database: a claim is a row keyed by scope and key, so a replay
-/// of a push is refused after a restart and on every instance. Build one with
+/// of a push is refused after a restart and on every instance. A claim in progress is held for at
+/// most [`CLAIM_LEASE`], so work whose process died before completing or releasing it is taken up by
+/// a later delivery; a completed claim is remembered for its whole ttl. Build one with
 /// [`Ops::claims`](crate::market::handles::Ops::claims); expired rows are deleted by [`Ops::prune`](crate::market::handles::Ops::prune).
 ///
 /// ```
@@ -38,6 +40,11 @@ impl Ops<'_> {
     }
 }
 
+/// How long a [`StoreClaims`] claim in progress is held (or its ttl, when shorter): longer than any
+/// callback handler may run (WeChat waits 5 s for an answer), short enough that a delivery after a
+/// crash mid-handler is processed instead of refused for the whole ttl (48 h for pay notifications).
+pub const CLAIM_LEASE: Duration = Duration::from_secs(60);
+
 fn store_error(e: MarketError) -> crate::Error {
     crate::Error::Store(e.to_string())
 }
@@ -49,7 +56,8 @@ impl DedupeStore for StoreClaims {
         m.retry(|| async {
             let now = m.now();
             let mut tx = m.begin().await?;
-            let won = tx.claim(&self.scope, key, now + chrono_dur(ttl), now).await?;
+            let (held, retained) = (now + chrono_dur(ttl.min(CLAIM_LEASE)), now + chrono_dur(ttl));
+            let won = tx.claim(&self.scope, key, held, retained, now).await?;
             tx.commit().await?;
             Ok(won)
         })

@@ -32,7 +32,7 @@ mod timers;
 
 pub use bills::BillReport;
 pub use catalog::StockReconciliation;
-pub use claims::StoreClaims;
+pub use claims::{CLAIM_LEASE, StoreClaims};
 pub use governance::{
     CONSUMER as GOVERNANCE_CONSUMER, CaseRequest, DepositPrepay, DepositRefundView, DepositView, MerchantBalances,
     PenaltyLog, ReviewRequest,

@@ -10,10 +10,18 @@ use crate::market::error::Result;
 /// Storage of claims.
 #[async_trait]
 pub trait ClaimRepo: Send {
-    /// Claims `key` in `scope` until `expires_at`: [`Claim::Fresh`] when it was free (never claimed, or
-    /// its claim expired by `now`), else [`Claim::InProgress`] or [`Claim::Done`] for the earlier claim.
-    async fn claim(&mut self, scope: &str, key: &str, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> Result<Claim>;
-    /// Marks a held claim done (kept until it expires).
+    /// Claims `key` in `scope`, held until `held_until` while in progress and, once completed, kept until
+    /// `retain_until`: [`Claim::Fresh`] when it was free (never claimed, or its claim expired by `now`),
+    /// else [`Claim::InProgress`] or [`Claim::Done`] for the earlier claim.
+    async fn claim(
+        &mut self,
+        scope: &str,
+        key: &str,
+        held_until: DateTime<Utc>,
+        retain_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Claim>;
+    /// Marks a held claim done, kept until the `retain_until` it was claimed with.
     async fn complete_claim(&mut self, scope: &str, key: &str) -> Result<()>;
     /// Gives a claim back.
     async fn release_claim(&mut self, scope: &str, key: &str) -> Result<()>;
@@ -37,19 +45,23 @@ macro_rules! claim_repo {
                     &mut self,
                     scope: &str,
                     key: &str,
-                    expires_at: DateTime<Utc>,
+                    held_until: DateTime<Utc>,
+                    retain_until: DateTime<Utc>,
                     now: DateTime<Utc>,
                 ) -> Result<Claim> {
                     let r = sqlx::query(
-                        "INSERT INTO claims (scope, claim_key, expires_at, done) VALUES ($1, $2, $3, $5) \
+                        "INSERT INTO claims (scope, claim_key, expires_at, done, retain_until) \
+                         VALUES ($1, $2, $3, $5, $6) \
                          ON CONFLICT (scope, claim_key) DO UPDATE SET expires_at = excluded.expires_at, \
-                         done = excluded.done WHERE claims.expires_at <= $4",
+                         done = excluded.done, retain_until = excluded.retain_until \
+                         WHERE claims.expires_at <= $4",
                     )
                     .bind(scope)
                     .bind(key)
-                    .bind(ms(expires_at))
+                    .bind(ms(held_until))
                     .bind(ms(now))
                     .bind(false)
+                    .bind(ms(retain_until))
                     .execute(&mut *self.0)
                     .await?;
                     if r.rows_affected() == 1 {
@@ -66,12 +78,15 @@ macro_rules! claim_repo {
                 }
 
                 async fn complete_claim(&mut self, scope: &str, key: &str) -> Result<()> {
-                    sqlx::query("UPDATE claims SET done = $3 WHERE scope = $1 AND claim_key = $2")
-                        .bind(scope)
-                        .bind(key)
-                        .bind(true)
-                        .execute(&mut *self.0)
-                        .await?;
+                    sqlx::query(
+                        "UPDATE claims SET done = $3, expires_at = CASE WHEN retain_until > expires_at \
+                         THEN retain_until ELSE expires_at END WHERE scope = $1 AND claim_key = $2",
+                    )
+                    .bind(scope)
+                    .bind(key)
+                    .bind(true)
+                    .execute(&mut *self.0)
+                    .await?;
                     Ok(())
                 }
 
