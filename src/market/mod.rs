@@ -71,6 +71,7 @@ pub mod merchant;
 pub mod money;
 pub mod order;
 pub mod payment;
+pub mod recommend;
 mod service;
 pub mod store;
 

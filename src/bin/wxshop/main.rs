@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod pay;
 mod push;
+mod recommend;
 mod wxa;
 
 #[derive(Parser)]
@@ -46,6 +47,9 @@ enum Command {
     /// Message push: URL verification, WXBizMsgCrypt decrypt and encrypt.
     #[command(subcommand)]
     Push(push::PushCommand),
+    /// Recommendation: offline evaluation of every model (`recommend eval`).
+    #[command(subcommand)]
+    Recommend(recommend::RecommendCommand),
 }
 
 /// An error that becomes exit status 1 with one line on stderr.
@@ -84,6 +88,8 @@ fn main() -> ExitCode {
         Command::Pay(cmd) => pay::run(cmd),
         Command::Trigger { event, to, out_trade_no } => pay::trigger(event, &to, out_trade_no),
         Command::Push(cmd) => push::run(cmd),
+        // Its own exit statuses: 2 for a malformed file, as its contract says.
+        Command::Recommend(cmd) => return recommend::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -57,6 +57,8 @@ handles! {
     Payments;
     /// API keys of merchant staff and platform operators.
     Access;
+    /// Recommendation (千人千面): events, refits, the home feed, related products, ranking.
+    Recommend;
     /// Background work and records: timers, the outbox, pruning, the audit trail, durable claims.
     Ops;
     /// Platform governance: its settings, the ledger, and the handles of its parts.
@@ -98,6 +100,7 @@ accessors!(Market {
     payments -> Payments,
     access -> Access,
     ops -> Ops,
+    recommend -> Recommend,
     governance -> Governance,
 });
 

@@ -28,6 +28,7 @@ mod governance;
 pub mod handles;
 mod merchants;
 mod orders;
+mod recommend;
 mod timers;
 
 pub use bills::BillReport;
@@ -40,6 +41,7 @@ pub use governance::{
 pub use governance::{CompensationView, TransferNoticeOutcome};
 pub use merchants::NewMerchant;
 pub use orders::RefundSettled;
+pub use recommend::{EVENT_BATCH, FeedItem, FeedPage, NewEvent, Why};
 pub use timers::{DEFAULT_RETENTION_DAYS, MIN_RETENTION_HOURS, PruneReport, ReconcileReport, Retention};
 
 /// Tunables of a [`Market`].
@@ -94,6 +96,7 @@ struct Inner {
     pay: Arc<dyn PaymentGateway>,
     ship: Arc<dyn ShippingGateway>,
     config: MarketConfig,
+    rec: recommend::RecState,
 }
 
 impl std::fmt::Debug for Market {
@@ -141,7 +144,16 @@ impl MarketBuilder {
     pub fn build(self) -> Result<Market> {
         let pay = self.pay.ok_or_else(|| MarketError::invalid("MarketBuilder needs a payment gateway"))?;
         let ship = self.ship.ok_or_else(|| MarketError::invalid("MarketBuilder needs a shipping gateway"))?;
-        Ok(Market { inner: Arc::new(Inner { store: self.store, clock: self.clock, pay, ship, config: self.config }) })
+        Ok(Market {
+            inner: Arc::new(Inner {
+                store: self.store,
+                clock: self.clock,
+                pay,
+                ship,
+                config: self.config,
+                rec: recommend::RecState::default(),
+            }),
+        })
     }
 }
 

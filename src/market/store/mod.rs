@@ -24,6 +24,7 @@
 //! | `settlements.rs` | [`SettlementRepo`] | commission rules, settlements, profit sharing |
 //! | `transfers.rs` | [`TransferRepo`] | buyer compensation and the merchant transfers that pay it |
 //! | `promoters.rs` | [`PromoterRepo`] | promoter ids, share-link clicks, attributions |
+//! | `recommend.rs` | [`RecEventRepo`] | behaviour events, the catalogue facts of recommendation |
 //!
 //! Method calls on a `dyn StoreTx` (what [`MarketStore`] hands out) need no import; calling a repository
 //! method by path or on a concrete transaction type takes `use wxshop::market::store::prelude::*;`.
@@ -79,6 +80,7 @@ pub mod penalties;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod promoters;
+pub mod recommend;
 pub mod reviews;
 pub mod settlements;
 pub mod shipments;
@@ -114,6 +116,7 @@ pub mod prelude {
     pub use super::payments::PaymentRepo;
     pub use super::penalties::PenaltyRepo;
     pub use super::promoters::PromoterRepo;
+    pub use super::recommend::RecEventRepo;
     pub use super::reviews::ReviewRepo;
     pub use super::settlements::SettlementRepo;
     pub use super::shipments::ShipmentRepo;
@@ -188,6 +191,7 @@ pub trait StoreTx:
     + OutboxRepo
     + AnomalyRepo
     + ClaimRepo
+    + recommend::RecEventRepo
     + CredentialRepo
     + GovTx
     + Send

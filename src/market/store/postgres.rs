@@ -140,4 +140,5 @@ transfers::transfer_repo!(PgTx, Postgres);
 promoters::promoter_repo!(PgTx, Postgres);
 anomalies::anomaly_repo!(PgTx, Postgres);
 claims::claim_repo!(PgTx, Postgres);
+recommend::rec_event_repo!(PgTx, Postgres);
 credentials::credential_repo!(PgTx, Postgres);

@@ -129,4 +129,5 @@ transfers::transfer_repo!(SqliteTx, Sqlite);
 promoters::promoter_repo!(SqliteTx, Sqlite);
 anomalies::anomaly_repo!(SqliteTx, Sqlite);
 claims::claim_repo!(SqliteTx, Sqlite);
+recommend::rec_event_repo!(SqliteTx, Sqlite);
 credentials::credential_repo!(SqliteTx, Sqlite);
