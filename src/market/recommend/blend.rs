@@ -1,5 +1,5 @@
 //! The blend the market serves: the models' lists fused by weighted reciprocal rank, then the
-//! business rules ([`rules::apply`](super::rules::apply)).
+//! business rules ([`rules::apply`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
