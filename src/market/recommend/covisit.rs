@@ -114,15 +114,9 @@ impl Recommender for CoVisit {
     }
 
     fn fit(&mut self, d: &Dataset) {
-        let keep = (self.window_secs, self.span, self.neighbours, self.kinds, self.half_life_secs);
-        *self = CoVisit {
-            window_secs: keep.0,
-            span: keep.1,
-            neighbours: keep.2,
-            kinds: keep.3,
-            half_life_secs: keep.4,
-            ..CoVisit::default()
-        };
+        // Keep the settings, forget what was learnt.
+        self.nb.clear();
+        self.norm.clear();
         self.now = d.now;
         self.ensure(d.n_items());
         for u in 0..d.n_users() as u32 {

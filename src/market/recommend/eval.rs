@@ -50,15 +50,15 @@ fn rows<R: Read>(
     let cols = columns(&mut r, want)?;
     let mut rec = csv::StringRecord::new();
     loop {
-        let line = r.position().line() + if r.position().byte() == 0 { 1 } else { 0 };
         match r.read_record(&mut rec) {
             Ok(false) => return Ok(()),
             Ok(true) => {}
             Err(e) => {
-                return Err(CsvError { line: e.position().map(|p| p.line()).unwrap_or(line), message: e.to_string() });
+                let line = e.position().map_or(r.position().line(), |p| p.line());
+                return Err(CsvError { line, message: e.to_string() });
             }
         }
-        let line = rec.position().map(|p| p.line()).unwrap_or(line);
+        let line = rec.position().map_or(r.position().line(), |p| p.line());
         if rec.len() == 1 && rec.get(0) == Some("") {
             continue; // a blank line
         }

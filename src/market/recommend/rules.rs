@@ -71,15 +71,22 @@ impl MarketFacts {
                 small[m] = true;
             }
         }
-        let explore_pool = ranked
+        let mut facts = MarketFacts { eligible: Vec::new(), small, weight: Vec::new(), explore_pool: Vec::new() };
+        facts.refresh_explore_pool(d, ranked);
+        facts
+    }
+
+    /// Rebuilds the exploration pool after `small` changed: the small merchants' items in `ranked` order.
+    pub fn refresh_explore_pool(&mut self, d: &Dataset, ranked: &[u32]) {
+        let small = &self.small;
+        self.explore_pool = ranked
             .iter()
             .copied()
             .filter(|&i| {
                 let m = d.item_merchant[i as usize];
-                m != UNKNOWN && small[m as usize]
+                m != UNKNOWN && small.get(m as usize).copied().unwrap_or(false)
             })
             .collect();
-        MarketFacts { eligible: Vec::new(), small, weight: Vec::new(), explore_pool }
     }
 
     /// Whether item `i` may be shown.

@@ -33,7 +33,6 @@ pub(crate) struct Snapshot {
     data: Dataset,
     blend: Blend,
     together: CoVisit,
-    /// Each merchant's id → its index.
     fitted_at: DateTime<Utc>,
 }
 
@@ -300,16 +299,7 @@ impl Recommend<'_> {
                     facts.small[data.item_merchant[i] as usize] = true;
                 }
             }
-            facts.explore_pool = blend
-                .popular
-                .ranked
-                .iter()
-                .copied()
-                .filter(|&i| {
-                    let m = data.item_merchant[i as usize];
-                    m != UNKNOWN && facts.small[m as usize]
-                })
-                .collect();
+            facts.refresh_explore_pool(&data, &blend.popular.ranked);
             blend.facts = Arc::new(facts);
             let mut together = CoVisit::bought_together();
             together.fit(&data);
